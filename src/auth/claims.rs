@@ -1,0 +1,127 @@
+//! Turns verified JWT claims into an [`Identity`]: `sub` is the user id; the username falls
+//! back from `username` to `preferred_username`, `name`, then `sub`; the role from `role` to
+//! the first of `roles`, then `USER`.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::AuthError;
+
+/// Role given to a token that names none.
+pub const DEFAULT_ROLE: &str = "USER";
+
+/// Who a caller is, as established by a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Stable user id (`sub`).
+    pub user_id: Arc<str>,
+    /// Display name.
+    pub username: Arc<str>,
+    /// The role used for role routing and admin checks.
+    pub role: Arc<str>,
+}
+
+/// The claims switchboard reads; everything else in the token is ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Preferred display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// OpenID Connect display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    /// Full name, the last fallback before `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Several roles; the first is used when `role` is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// Expiry (seconds since the epoch), checked by the verifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+    /// Issued at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Issuer, checked where configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience, checked where configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// Longest user id, username or role accepted from a token: they end up in every frame.
+const MAX_CLAIM_CHARS: usize = 256;
+
+impl TryFrom<Claims> for Identity {
+    type Error = AuthError;
+
+    fn try_from(c: Claims) -> Result<Self, AuthError> {
+        let sub = c
+            .sub
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| AuthError::BadClaim("missing claim \"sub\"".into()))?;
+        let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.trim().is_empty());
+        let username = non_empty(&c.username)
+            .or_else(|| non_empty(&c.preferred_username))
+            .or_else(|| non_empty(&c.name))
+            .unwrap_or_else(|| sub.clone());
+        let role = non_empty(&c.role)
+            .or_else(|| {
+                c.roles
+                    .and_then(|r| r.into_iter().find(|r| !r.trim().is_empty()))
+            })
+            .unwrap_or_else(|| DEFAULT_ROLE.to_string());
+        for (claim, value) in [("sub", &sub), ("username", &username), ("role", &role)] {
+            if value.chars().count() > MAX_CLAIM_CHARS {
+                return Err(AuthError::BadClaim(format!(
+                    "claim {claim:?} is longer than {MAX_CLAIM_CHARS} characters"
+                )));
+            }
+        }
+        Ok(Identity {
+            user_id: sub.into(),
+            username: username.into(),
+            role: role.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_and_role_fall_back_in_the_documented_order() {
+        let id = Identity::try_from(Claims {
+            sub: Some("u1".into()),
+            name: Some("Full".into()),
+            preferred_username: Some("pref".into()),
+            roles: Some(vec!["EDITOR".into(), "X".into()]),
+            ..Claims::default()
+        })
+        .expect("valid");
+        assert_eq!(&*id.username, "pref");
+        assert_eq!(&*id.role, "EDITOR");
+
+        let bare = Identity::try_from(Claims {
+            sub: Some("u2".into()),
+            ..Claims::default()
+        })
+        .expect("valid");
+        assert_eq!(&*bare.username, "u2");
+        assert_eq!(&*bare.role, DEFAULT_ROLE);
+    }
+
+    #[test]
+    fn a_token_without_sub_is_refused() {
+        assert!(Identity::try_from(Claims::default()).is_err());
+    }
+}

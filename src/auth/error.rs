@@ -1,0 +1,57 @@
+//! Why a caller was refused. `Display` is the message the client sees (the `/ws` 401 body,
+//! and later the Socket.IO `connect_error` message), so it is short and names the problem
+//! without echoing secrets.
+
+/// A refused token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No token in the auth object, the `Authorization` header or the `token` query.
+    #[error("missing token")]
+    Missing,
+    /// An `Authorization` header that is not `Bearer <token>`.
+    #[error("malformed Authorization header: expected \"Bearer <token>\"")]
+    MalformedHeader,
+    /// Not a JWT at all, or one whose header or claims cannot be read.
+    #[error("invalid token")]
+    Malformed,
+    /// The signature does not match the configured key.
+    #[error("invalid token: bad signature")]
+    BadSignature,
+    /// Signed with another algorithm than the configured one (including `none`).
+    #[error("invalid token: algorithm not allowed")]
+    WrongAlgorithm,
+    /// `exp` is in the past.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iss` differs from `JWT_ISSUER`.
+    #[error("invalid token: wrong issuer")]
+    WrongIssuer,
+    /// `aud` differs from `JWT_AUDIENCE`.
+    #[error("invalid token: wrong audience")]
+    WrongAudience,
+    /// A required claim is absent or has the wrong type.
+    #[error("invalid token: {0}")]
+    BadClaim(String),
+}
+
+impl From<jsonwebtoken::errors::Error> for AuthError {
+    fn from(e: jsonwebtoken::errors::Error) -> Self {
+        use jsonwebtoken::errors::ErrorKind as K;
+        match e.kind() {
+            K::InvalidSignature => Self::BadSignature,
+            K::InvalidAlgorithm | K::InvalidAlgorithmName | K::MissingAlgorithm => {
+                Self::WrongAlgorithm
+            }
+            K::ExpiredSignature => Self::Expired,
+            K::ImmatureSignature => Self::NotYetValid,
+            K::InvalidIssuer => Self::WrongIssuer,
+            K::InvalidAudience => Self::WrongAudience,
+            K::MissingRequiredClaim(c) => Self::BadClaim(format!("missing claim {c:?}")),
+            K::InvalidClaimFormat(c) => Self::BadClaim(format!("claim {c:?} has the wrong type")),
+            _ => Self::Malformed,
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Token verification. The accepted algorithm comes from configuration only: the token's own
+//! header can never switch it (so `alg: none` and HS/RS confusion are refused), `exp` is
+//! required, `nbf` is checked, and the leeway is the configured one.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{DecodingKey, Validation};
+
+use super::claims::{Claims, Identity};
+use super::keys::{KeyError, decoding_key};
+use super::{AuthError, find_token};
+use crate::config::JwtSettings;
+
+/// Verifies tokens; cheap to clone.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<(DecodingKey, Validation)>,
+}
+
+impl Verifier {
+    /// Builds the verifier from the JWT settings (loading or generating the key).
+    pub fn from_settings(jwt: &JwtSettings) -> Result<Self, KeyError> {
+        let key = decoding_key(jwt)?;
+        let mut validation = Validation::new(jwt.algorithm);
+        validation.leeway = jwt.leeway_secs;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &jwt.issuer {
+            Some(iss) => validation.set_issuer(&[iss]),
+            None => validation.iss = None,
+        }
+        match &jwt.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            // Without a configured audience, a token's `aud` is not ours to judge.
+            None => validation.validate_aud = false,
+        }
+        Ok(Self {
+            inner: Arc::new((key, validation)),
+        })
+    }
+
+    /// Verifies a token and returns who it names.
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let (key, validation) = &*self.inner;
+        let data = jsonwebtoken::decode::<Claims>(token, key, validation)?;
+        Identity::try_from(data.claims)
+    }
+
+    /// Finds the token in a request (see [`find_token`]) and verifies it.
+    pub fn authenticate(
+        &self,
+        auth_object: Option<&str>,
+        headers: &axum::http::HeaderMap,
+        query_token: Option<&str>,
+    ) -> Result<Identity, AuthError> {
+        self.verify(&find_token(auth_object, headers, query_token)?)
+    }
+}

@@ -1,0 +1,102 @@
+//! The command line: `switchboard [serve]` runs the server, `switchboard token` mints a token
+//! with the configured key, `switchboard check-config` validates the configuration.
+
+use std::error::Error;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::claims::Claims;
+use crate::auth::keys::Minter;
+use crate::config::{JwtKeySource, Settings};
+use crate::{Gateway, shutdown, telemetry};
+
+/// Any failure of a subcommand, printed by `main`.
+pub type CliError = Box<dyn Error + Send + Sync>;
+
+/// switchboard: a self-hosted real-time gateway (WebSocket, JWT, rooms, SQLite).
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Default, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    #[default]
+    Serve,
+    /// Mint a JWT with the configured key, to try the server.
+    Token(TokenArgs),
+    /// Check the configuration and the key, then exit.
+    CheckConfig,
+}
+
+/// `switchboard token` options.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// User id (`sub`).
+    #[arg(long)]
+    pub sub: String,
+    /// Display name (`username`); defaults to the user id.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Role (`role`).
+    #[arg(long, default_value = "USER")]
+    pub role: String,
+    /// Lifetime, e.g. `30m`, `1h`, `7days`.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+}
+
+/// `switchboard serve`.
+pub async fn serve() -> Result<(), CliError> {
+    let settings = Settings::from_env()?;
+    telemetry::init(settings.log_format);
+    let gateway = Gateway::build(settings).await?;
+    let stop = CancellationToken::new();
+    shutdown::cancel_on_signal(stop.clone());
+    gateway.run_until_stopped(stop).await?;
+    Ok(())
+}
+
+/// `switchboard token`: prints a token on stdout.
+pub fn token(args: TokenArgs) -> Result<(), CliError> {
+    let settings = Settings::from_env()?;
+    prepare_generated_secret_dir(&settings)?;
+    let minter = Minter::from_settings(&settings.jwt)?;
+    let claims = Claims {
+        sub: Some(args.sub),
+        username: args.username,
+        role: Some(args.role),
+        iss: settings.jwt.issuer.clone(),
+        aud: settings.jwt.audience.clone(),
+        ..Claims::default()
+    };
+    println!("{}", minter.mint(claims, args.ttl)?);
+    Ok(())
+}
+
+/// `switchboard check-config`.
+pub fn check_config() -> Result<(), CliError> {
+    let settings = Settings::from_env()?;
+    prepare_generated_secret_dir(&settings)?;
+    crate::auth::Verifier::from_settings(&settings.jwt)?;
+    println!("configuration is valid:\n{settings:#?}");
+    Ok(())
+}
+
+/// With the default database location, the data directory (and the generated secret in it)
+/// may not exist yet when `token` runs before the first `serve`.
+fn prepare_generated_secret_dir(settings: &Settings) -> Result<(), CliError> {
+    if settings.database.is_default
+        && matches!(settings.jwt.key, JwtKeySource::GeneratedSecretFile(_))
+    {
+        std::fs::create_dir_all(settings.database.data_dir())?;
+    }
+    Ok(())
+}

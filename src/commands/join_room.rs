@@ -1,0 +1,29 @@
+//! `join-room`: become a member of a room.
+//!
+//! Payload: `{ room }` (see the room name rule in `protocol::payloads`). Replies
+//! `joined-room { room, message }` to the caller; the room's other members get
+//! `user-joined-room { user, room, timestamp }` when the user was not a member yet (joining
+//! twice is harmless and tells nobody). Membership belongs to the user: all of its
+//! connections are in the room. Ack: `{ ok, room, joined }`, `joined: false` when already in.
+
+use super::{AckFields, Caller, CommandError, fields};
+use crate::hub::Event;
+use crate::protocol::payloads::RoomName;
+use crate::protocol::wire::RoomConfirmation;
+
+pub(super) fn apply(caller: &Caller, room: RoomName) -> Result<AckFields, CommandError> {
+    let joined = caller
+        .hub
+        .join_room(caller.session, &room, caller.limits.max_rooms_per_user)?;
+    caller.reply(Event::new(
+        "joined-room",
+        &RoomConfirmation {
+            room: room.as_str(),
+            message: format!("Joined room {room}"),
+        },
+    ));
+    Ok(fields([
+        ("room", room.as_str().into()),
+        ("joined", joined.into()),
+    ]))
+}

@@ -1,0 +1,54 @@
+//! An event ready to go out: a name and its payload, serialized to JSON once. Each transport
+//! encodes its own frame from it at most once (cached here), and every recipient shares those
+//! bytes: a broadcast to a thousand connections serializes and encodes once.
+
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::ws::Utf8Bytes;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::protocol::envelope::encode_server_frame;
+
+/// A server event shared by every recipient.
+#[derive(Debug)]
+pub struct Event {
+    name: Cow<'static, str>,
+    data: Box<RawValue>,
+    ws_frame: OnceLock<Utf8Bytes>,
+}
+
+impl Event {
+    /// Serializes `data` once and wraps it for sharing.
+    pub fn new(name: impl Into<Cow<'static, str>>, data: &impl Serialize) -> Arc<Self> {
+        // Our payload types are plain structs of strings and numbers: serializing them cannot
+        // fail, and `null` is a harmless stand-in should that ever change.
+        let data = serde_json::value::to_raw_value(data).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "could not serialize a payload");
+            RawValue::from_string("null".into()).expect("null is valid JSON")
+        });
+        Arc::new(Self {
+            name: name.into(),
+            data,
+            ws_frame: OnceLock::new(),
+        })
+    }
+
+    /// The event name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The payload as JSON text.
+    pub fn data_json(&self) -> &str {
+        self.data.get()
+    }
+
+    /// The `/ws` text frame `{"event": ..., "data": ...}`, encoded on first use.
+    pub fn ws_frame(&self) -> Utf8Bytes {
+        self.ws_frame
+            .get_or_init(|| encode_server_frame(&self.name, self.data.get()).into())
+            .clone()
+    }
+}

@@ -1,0 +1,165 @@
+//! [`Outbound`]: the hub's only view of a connection. It can take an event (into a bounded
+//! queue, never waiting) and be closed with a reason. Each transport drains the other end,
+//! an [`OutboundQueue`], in its own writer task. When a queue is full the connection is a slow
+//! consumer and is closed: one client that does not read never stalls anyone else.
+
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use super::event::Event;
+
+/// Why a connection ended; stored in `sessions.disconnect_reason` and sent in close frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed the connection.
+    ClientClosed,
+    /// Nothing received (not even a pong) within the idle timeout.
+    IdleTimeout,
+    /// The outbound queue was full.
+    SlowConsumer,
+    /// Too many events refused by the rate limit in a row.
+    RateLimited,
+    /// A frame larger than the configured maximum.
+    FrameTooLarge,
+    /// The server is shutting down.
+    ServerShutdown,
+    /// The connection failed underneath (reset, protocol error).
+    TransportError,
+    /// An operator disconnected the user.
+    Kicked,
+}
+
+impl CloseReason {
+    /// The value stored in `sessions.disconnect_reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientClosed => "client_closed",
+            Self::IdleTimeout => "idle_timeout",
+            Self::SlowConsumer => "slow_consumer",
+            Self::RateLimited => "rate_limited",
+            Self::FrameTooLarge => "frame_too_large",
+            Self::ServerShutdown => "server_shutdown",
+            Self::TransportError => "transport_error",
+            Self::Kicked => "kicked",
+        }
+    }
+
+    /// The WebSocket close code.
+    pub fn ws_close_code(self) -> u16 {
+        match self {
+            Self::ClientClosed | Self::IdleTimeout => 1000,
+            Self::ServerShutdown => 1001,
+            Self::TransportError => 1002,
+            Self::SlowConsumer | Self::RateLimited | Self::Kicked => 1008,
+            Self::FrameTooLarge => 1009,
+        }
+    }
+
+    /// A sentence for the close frame and the logs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::ClientClosed => "closed by the client",
+            Self::IdleTimeout => "idle timeout: nothing received from the client",
+            Self::SlowConsumer => "slow consumer: the client does not read fast enough",
+            Self::RateLimited => "rate limit exceeded too often",
+            Self::FrameTooLarge => "frame too large",
+            Self::ServerShutdown => "server shutting down",
+            Self::TransportError => "transport error",
+            Self::Kicked => "disconnected by an operator",
+        }
+    }
+}
+
+/// Closes a connection once, remembering the first reason given.
+#[derive(Debug, Clone, Default)]
+pub struct Closer {
+    inner: Arc<CloserInner>,
+}
+
+#[derive(Debug, Default)]
+struct CloserInner {
+    token: CancellationToken,
+    reason: OnceLock<CloseReason>,
+}
+
+impl Closer {
+    /// Asks the connection to close; later reasons are ignored.
+    pub fn close(&self, reason: CloseReason) {
+        let _ = self.inner.reason.set(reason);
+        self.inner.token.cancel();
+    }
+
+    /// The reason, once closed.
+    pub fn reason(&self) -> Option<CloseReason> {
+        self.inner.reason.get().copied()
+    }
+
+    /// Resolves when the connection was asked to close.
+    pub fn closed(&self) -> WaitForCancellationFuture<'_> {
+        self.inner.token.cancelled()
+    }
+
+    /// Whether the connection was asked to close.
+    pub fn is_closed(&self) -> bool {
+        self.inner.token.is_cancelled()
+    }
+}
+
+/// The sending side, held by the hub.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    tx: mpsc::Sender<Arc<Event>>,
+    closer: Closer,
+}
+
+/// The receiving side, drained by the transport's writer task.
+#[derive(Debug)]
+pub struct OutboundQueue {
+    /// Events to write, in order.
+    pub rx: mpsc::Receiver<Arc<Event>>,
+    /// Signals that the connection must close, and why.
+    pub closer: Closer,
+}
+
+impl Outbound {
+    /// A new connection's queue of `capacity` events.
+    pub fn channel(capacity: usize) -> (Self, OutboundQueue) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let closer = Closer::default();
+        (
+            Self {
+                tx,
+                closer: closer.clone(),
+            },
+            OutboundQueue { rx, closer },
+        )
+    }
+
+    /// Queues an event without waiting. A full queue closes the connection as a slow
+    /// consumer. Returns whether the event was queued.
+    pub fn send(&self, event: Arc<Event>) -> bool {
+        match self.tx.try_send(event) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.closer.is_closed() {
+                    tracing::warn!("outbound queue full: disconnecting a slow consumer");
+                }
+                self.closer.close(CloseReason::SlowConsumer);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Asks the connection to close.
+    pub fn close(&self, reason: CloseReason) {
+        self.closer.close(reason);
+    }
+
+    /// The closer, for the transport's reader.
+    pub fn closer(&self) -> &Closer {
+        &self.closer
+    }
+}

@@ -1,0 +1,162 @@
+//! The objects the server sends, with the contract's field names (camelCase), and the
+//! timestamp format: ISO-8601 UTC with milliseconds, e.g. `2026-11-26T07:01:02.345Z`.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// Formats a time as the contract's timestamp.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The current time as the contract's timestamp.
+pub fn now() -> String {
+    timestamp(SystemTime::now())
+}
+
+/// The user object: who someone is and how they are connected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserObject {
+    /// User id (`sub`).
+    pub user_id: String,
+    /// Display name.
+    pub username: String,
+    /// Role.
+    pub role: String,
+    /// Time of the user's oldest live connection.
+    pub connected_at: String,
+    /// Number of live connections.
+    pub sessions: usize,
+}
+
+/// `connected`: first frame on every connection.
+#[derive(Debug, Serialize)]
+pub struct Connected<'a> {
+    /// A greeting.
+    pub message: String,
+    /// The caller.
+    pub user: &'a UserObject,
+    /// When.
+    pub timestamp: String,
+    /// Rooms the user is back in.
+    pub rooms: Vec<String>,
+}
+
+/// `user-connected` / `user-disconnected`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Presence<'a> {
+    /// Who.
+    pub user: &'a UserObject,
+    /// When.
+    pub timestamp: String,
+    /// Distinct users online after the change.
+    pub active_users_count: usize,
+}
+
+/// `active-users`.
+#[derive(Debug, Serialize)]
+pub struct ActiveUsers {
+    /// One entry per online user.
+    pub users: Vec<UserObject>,
+    /// How many.
+    pub count: usize,
+}
+
+/// One entry of `connectionTimes` in the statistics.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionTime {
+    /// User id.
+    pub user_id: String,
+    /// Display name.
+    pub username: String,
+    /// Oldest live connection.
+    pub connected_at: String,
+    /// Seconds since `connectedAt`.
+    pub connected_seconds: u64,
+    /// Seconds connected over the whole stored history, live sessions included.
+    pub total_connected_seconds: u64,
+    /// Sessions over the whole stored history, live ones included.
+    pub sessions_count: u64,
+    /// When the user was first seen.
+    pub first_seen: String,
+}
+
+/// `users-stats` (and `GET /websocket/users-stats`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsersStats {
+    /// Distinct users connected now.
+    pub total_users: usize,
+    /// Online users per role.
+    pub users_by_role: BTreeMap<String, usize>,
+    /// One entry per connected user.
+    pub connection_times: Vec<ConnectionTime>,
+}
+
+/// `broadcast-message` and `private-message`.
+#[derive(Debug, Serialize)]
+pub struct ChatMessage<'a> {
+    /// The sender.
+    pub from: &'a UserObject,
+    /// The text.
+    pub message: &'a str,
+    /// When it was sent.
+    pub timestamp: &'a str,
+}
+
+/// `room-message`.
+#[derive(Debug, Serialize)]
+pub struct RoomChatMessage<'a> {
+    /// The sender.
+    pub from: &'a UserObject,
+    /// The text.
+    pub message: &'a str,
+    /// The room.
+    pub room: &'a str,
+    /// When it was sent.
+    pub timestamp: &'a str,
+}
+
+/// `joined-room` / `left-room`: the caller's confirmation.
+#[derive(Debug, Serialize)]
+pub struct RoomConfirmation<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// A readable sentence.
+    pub message: String,
+}
+
+/// `user-joined-room` / `user-left-room`: told to the room's other members.
+#[derive(Debug, Serialize)]
+pub struct RoomPresence<'a> {
+    /// Who.
+    pub user: &'a UserObject,
+    /// The room.
+    pub room: &'a str,
+    /// When.
+    pub timestamp: String,
+}
+
+/// `error`.
+#[derive(Debug, Serialize)]
+pub struct ErrorPayload<'a> {
+    /// What was refused and why.
+    pub message: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps_are_iso_8601_utc_with_milliseconds() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_676_462_345);
+        assert_eq!(timestamp(t), "2026-11-26T07:01:02.345Z");
+    }
+}

@@ -1,0 +1,235 @@
+//! Everything durable, and the only SQL in the crate. [`Store::open`] checks the file's
+//! directory, applies the migrations (WAL mode), closes the sessions a crash left open and
+//! starts the writer task. Writes go through [`writer`], which commits them in groups; reads
+//! ([`sessions`]) use the pool directly and first [`Store::flush`] when they must see every
+//! write already sent.
+
+pub mod sessions;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::DatabaseSettings;
+use crate::protocol::wire::timestamp;
+pub use writer::WriteOp;
+
+/// A store that could not be opened or used. The message says what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory of the database file does not exist.
+    #[error("the directory of the database file {0} does not exist; create it or fix DATABASE_URL")]
+    MissingDirectory(PathBuf),
+    /// Creating the default data directory failed.
+    #[error("could not create the data directory {path}: {source}")]
+    CreateDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A database step failed.
+    #[error("{context} ({path}): {source}")]
+    Sql {
+        /// What was being done.
+        context: &'static str,
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("could not apply migrations to {path}: {source}")]
+    Migrate {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+/// How often the current run's `last_alive_at` is refreshed.
+const ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// The durable store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: SqlitePool,
+    path: PathBuf,
+    writes: mpsc::UnboundedSender<WriteOp>,
+    next_session_id: AtomicU64,
+    run_id: i64,
+    // Taken once by `close`; a std Mutex because it is never held across an await.
+    writer_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file, migrates it, closes sessions left open
+    /// by a crash with reason `server_restart`, and starts the writer.
+    pub async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let path = settings.path.clone();
+        let dir = settings.data_dir();
+        if settings.is_default {
+            std::fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDirectory {
+                path: dir.clone(),
+                source,
+            })?;
+        } else if !dir.is_dir() {
+            return Err(StoreError::MissingDirectory(path));
+        }
+        let sql = |context| {
+            let path = path.clone();
+            move |source| StoreError::Sql {
+                context,
+                path,
+                source,
+            }
+        };
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(sql("could not open the database"))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                path: path.clone(),
+                source,
+            })?;
+        let now = timestamp(SystemTime::now());
+        let closed = sessions::close_orphaned(&pool, &now).await.map_err(sql(
+            "could not close the sessions left open by the last run",
+        ))?;
+        if closed > 0 {
+            tracing::warn!(
+                closed,
+                "closed sessions left open by a crash (reason server_restart)"
+            );
+        }
+        let run_id = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO server_runs (started_at, last_alive_at) VALUES (?1, ?1) RETURNING run_id",
+        )
+        .bind(&now)
+        .fetch_one(&pool)
+        .await
+        .map_err(sql("could not record this server run"))?;
+        let max_session: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(session_id), 0) FROM sessions")
+                .fetch_one(&pool)
+                .await
+                .map_err(sql("could not read the last session id"))?;
+        let (writes, rx) = mpsc::unbounded_channel();
+        let writer_task = tokio::spawn(writer::run(pool.clone(), rx, run_id));
+        let store = Self {
+            inner: Arc::new(Inner {
+                pool,
+                path,
+                writes,
+                next_session_id: AtomicU64::new(max_session.max(0) as u64 + 1),
+                run_id,
+                writer_task: Mutex::new(Some(writer_task)),
+            }),
+        };
+        store.spawn_alive_ticker();
+        Ok(store)
+    }
+
+    fn spawn_alive_ticker(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ALIVE_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let at = timestamp(SystemTime::now());
+                if inner.writes.send(WriteOp::Alive { at }).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The id of this server run in `server_runs`.
+    pub fn run_id(&self) -> i64 {
+        self.inner.run_id
+    }
+
+    /// The pool, for reads.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.inner.pool
+    }
+
+    /// Hands a write to the writer task. Never blocks: live routing must not wait for the
+    /// disk. A write sent after [`Store::close`] is dropped with a log line.
+    pub fn write(&self, op: WriteOp) {
+        if self.inner.writes.send(op).is_err() {
+            tracing::warn!("store is closed; a write was dropped");
+        }
+    }
+
+    /// A new session id, unique across restarts (ids continue after the stored maximum).
+    pub fn allocate_session_id(&self) -> u64 {
+        self.inner.next_session_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Waits until every write sent before this call is committed.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.inner.writes.send(WriteOp::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn is_reachable(&self) -> bool {
+        sqlx::query("SELECT 1")
+            .execute(&self.inner.pool)
+            .await
+            .is_ok()
+    }
+
+    /// Records the end of this run, waits for the writer to commit everything sent so far
+    /// and closes the pool. Called once, at shutdown, after every session was closed.
+    pub async fn close(&self) {
+        self.write(WriteOp::Stop {
+            at: timestamp(SystemTime::now()),
+        });
+        let task = self
+            .inner
+            .writer_task
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(task) = task
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "store writer task failed");
+        }
+        self.inner.pool.close().await;
+    }
+}

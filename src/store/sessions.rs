@@ -1,0 +1,73 @@
+//! Session history queries: closing what a crash left open, and the per-user history that the
+//! statistics report (sessions count, total connected time, first seen).
+
+use std::collections::HashMap;
+
+use sqlx::SqlitePool;
+
+/// What the stored history says about one user. Live sessions count too: their rows are open
+/// and measured up to `now`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserHistory {
+    /// Sessions ever opened.
+    pub sessions_count: u64,
+    /// Seconds connected, summed over every session.
+    pub total_connected_seconds: u64,
+    /// When the user was first seen.
+    pub first_seen: String,
+}
+
+/// Closes every session row left open, with reason `server_restart`, at the last moment the
+/// previous run was known to be alive (never before the session began). Returns how many.
+pub async fn close_orphaned(pool: &SqlitePool, now: &str) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE sessions
+         SET disconnect_reason = 'server_restart',
+             disconnected_at = MAX(connected_at, COALESCE(
+                 (SELECT last_alive_at FROM server_runs ORDER BY run_id DESC LIMIT 1), ?1))
+         WHERE disconnected_at IS NULL",
+    )
+    .bind(now)
+    .execute(pool)
+    .await?;
+    sqlx::query("UPDATE server_runs SET stopped_at = last_alive_at WHERE stopped_at IS NULL")
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// The stored history of each of `user_ids`, live sessions measured up to `now`.
+pub async fn history(
+    pool: &SqlitePool,
+    user_ids: &[String],
+    now: &str,
+) -> Result<HashMap<String, UserHistory>, sqlx::Error> {
+    let ids = serde_json::to_string(user_ids).unwrap_or_else(|_| "[]".into());
+    let rows: Vec<(String, i64, f64, String)> = sqlx::query_as(
+        "SELECT s.user_id,
+                COUNT(*),
+                SUM(MAX(0, julianday(COALESCE(s.disconnected_at, ?2)) - julianday(s.connected_at)))
+                    * 86400.0,
+                u.first_seen_at
+         FROM sessions s JOIN users u ON u.user_id = s.user_id
+         WHERE s.user_id IN (SELECT value FROM json_each(?1))
+         GROUP BY s.user_id",
+    )
+    .bind(ids)
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(user_id, count, seconds, first_seen)| {
+            (
+                user_id,
+                UserHistory {
+                    sessions_count: count.max(0) as u64,
+                    total_connected_seconds: seconds.max(0.0).round() as u64,
+                    first_seen,
+                },
+            )
+        })
+        .collect())
+}
