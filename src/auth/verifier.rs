@@ -25,16 +25,25 @@ impl Verifier {
         validation.leeway = jwt.leeway_secs;
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured issuer or audience is also required to be present: a token without
+        // `iss` must not slip past an issuer check.
+        let mut required = vec!["exp", "sub"];
         match &jwt.issuer {
-            Some(iss) => validation.set_issuer(&[iss]),
+            Some(iss) => {
+                validation.set_issuer(&[iss]);
+                required.push("iss");
+            }
             None => validation.iss = None,
         }
         match &jwt.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             // Without a configured audience, a token's `aud` is not ours to judge.
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
         Ok(Self {
             inner: Arc::new((key, validation)),
         })

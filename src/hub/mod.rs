@@ -194,6 +194,13 @@ impl Hub {
         let Some(session) = state.sessions.remove(&id) else {
             return;
         };
+        // Handed to the store under the lock, before anyone hears of the departure: a read
+        // that follows a `user-disconnected` (after a flush) sees the closed row.
+        self.inner.store.write(WriteOp::CloseSession {
+            session_id: id.0,
+            at: at.clone(),
+            reason: reason.as_str(),
+        });
         let user_id = session.user_id;
         let last = match state.users.get_mut(&user_id) {
             Some(user) => {
@@ -224,12 +231,6 @@ impl Hub {
             );
             state.send_to_all_but_user(&presence, &user_id);
         }
-        drop(state);
-        self.inner.store.write(WriteOp::CloseSession {
-            session_id: id.0,
-            at,
-            reason: reason.as_str(),
-        });
     }
 
     /// The user object of a session's user.

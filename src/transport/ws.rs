@@ -144,7 +144,7 @@ async fn read_loop(
     );
     loop {
         let next = tokio::select! {
-            () = closer.closed() => return,
+            () = closer.closed() => return await_close_reply(&mut stream).await,
             next = tokio::time::timeout(limits.idle_timeout, stream.next()) => next,
         };
         let message = match next {
@@ -191,6 +191,15 @@ async fn read_loop(
             Err(e) => reply(outbound, ack, &Err(e.into())),
         }
     }
+}
+
+/// After the server decided to close: keep reading (and discarding) briefly so the client's
+/// close reply completes the handshake, instead of resetting a socket it may still read.
+async fn await_close_reply(stream: &mut SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
 }
 
 /// Queues the `error` event for a refusal and the ack if one was asked for.

@@ -1,0 +1,339 @@
+//! The harness: spawn the real gateway (in-process or as the release binary), mint tokens,
+//! and drive real WebSocket clients whose every wait has a timeout.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::{SinkExt, StreamExt};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use sqlx::SqlitePool;
+use sqlx::sqlite::SqliteConnectOptions;
+use switchboard::{Gateway, Settings};
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// The HS256 secret every test server uses.
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+/// How long any single wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// How long "nothing arrives" is watched for.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        switchboard::telemetry::init(switchboard::config::LogFormat::Pretty);
+    }
+});
+
+/// A running gateway on a fresh database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db_path: PathBuf,
+    stop: CancellationToken,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<TempDir>,
+}
+
+/// Starts a gateway with default test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a gateway after `tweak` adjusted the settings.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_path = dir.path().join("switchboard.db");
+    let mut app = spawn_app_on(&db_path, tweak).await;
+    app._dir = Some(dir);
+    app
+}
+
+/// Starts a gateway on an existing database file (for restarts).
+pub async fn spawn_app_on(db_path: &Path, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    LazyLock::force(&TRACING);
+    let mut settings = Settings::for_database(db_path, SECRET);
+    tweak(&mut settings);
+    let gateway = Gateway::build(settings).await.expect("gateway starts");
+    let addr = gateway.local_addr();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            gateway.run_until_stopped(stop).await.expect("server runs");
+        }
+    });
+    TestApp {
+        addr,
+        db_path: db_path.to_path_buf(),
+        stop,
+        server: Some(server),
+        _dir: None,
+    }
+}
+
+impl TestApp {
+    /// A valid HS256 token for `sub` with `role` (username = `sub` capitalised).
+    pub fn token(&self, sub: &str, role: &str) -> String {
+        let mut name = sub.to_string();
+        if let Some(first) = name.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        sign(
+            Algorithm::HS256,
+            &json!({"sub": sub, "username": name, "role": role, "exp": in_an_hour()}),
+        )
+    }
+
+    /// The `/ws` URL.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Connects with a token in the `Authorization` header; panics on refusal.
+    pub async fn ws(&self, token: &str) -> WsClient {
+        let mut request = self.ws_url().into_client_request().expect("request");
+        request.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
+        self.connect(request).await.expect("connection accepted")
+    }
+
+    /// Connects as `sub` with `role` and reads the `connected` frame.
+    pub async fn user(&self, sub: &str, role: &str) -> (WsClient, Value) {
+        let mut client = self.ws(&self.token(sub, role)).await;
+        let connected = client.expect("connected").await;
+        (client, connected)
+    }
+
+    /// Connects with any request; a refusal returns the HTTP status and body.
+    pub async fn connect(
+        &self,
+        request: tungstenite::handshake::client::Request,
+    ) -> Result<WsClient, (StatusCode, String)> {
+        match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("handshake within the timeout")
+        {
+            Ok((stream, _)) => Ok(WsClient { stream }),
+            Err(tungstenite::Error::Http(response)) => {
+                let status = response.status();
+                let body = response
+                    .into_body()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                Err((status, body))
+            }
+            Err(e) => panic!("unexpected handshake error: {e}"),
+        }
+    }
+
+    /// Opens the database file directly, as an operator with sqlite3 would.
+    pub async fn db(&self) -> SqlitePool {
+        open_db(&self.db_path).await
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(15), server)
+                .await
+                .expect("server stops in time")
+                .expect("server task");
+        }
+    }
+
+    /// Keeps the temp dir alive beyond this app (for a restart on the same file).
+    pub fn take_dir(&mut self) -> Option<TempDir> {
+        self._dir.take()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Opens a database file read-write for assertions.
+pub async fn open_db(path: &Path) -> SqlitePool {
+    SqlitePool::connect_with(SqliteConnectOptions::new().filename(path))
+        .await
+        .expect("database opens")
+}
+
+/// `exp` one hour from now.
+pub fn in_an_hour() -> u64 {
+    now_secs() + 3600
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// Signs claims with the test secret (HS*) or the fixture RSA key (RS*).
+pub fn sign(alg: Algorithm, claims: &Value) -> String {
+    let key = match alg {
+        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => {
+            EncodingKey::from_rsa_pem(include_bytes!("../fixtures/rsa_private.pem"))
+                .expect("fixture key")
+        }
+        _ => EncodingKey::from_secret(SECRET.as_bytes()),
+    };
+    jsonwebtoken::encode(&Header::new(alg), claims, &key).expect("token signs")
+}
+
+/// A token with `alg: none` and no signature.
+pub fn unsigned_token(claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{header}.{body}.")
+}
+
+/// A token signed with HMAC under an arbitrary key (for the RS256/HS256 confusion attack).
+pub fn sign_hmac_with(key: &[u8], claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(key),
+    )
+    .expect("token signs")
+}
+
+/// A real WebSocket client with timeouts on every wait.
+pub struct WsClient {
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsClient {
+    /// Sends `{"event", "data"}`.
+    pub async fn emit(&mut self, event: &str, data: Value) {
+        self.send_json(json!({"event": event, "data": data})).await;
+    }
+
+    /// Sends `{"event", "data", "ack"}`.
+    pub async fn emit_ack(&mut self, event: &str, data: Value, ack: u64) {
+        self.send_json(json!({"event": event, "data": data, "ack": ack}))
+            .await;
+    }
+
+    /// Sends a JSON value as a text frame.
+    pub async fn send_json(&mut self, value: Value) {
+        self.send(Message::text(value.to_string())).await;
+    }
+
+    /// Sends any frame.
+    pub async fn send(&mut self, message: Message) {
+        tokio::time::timeout(WAIT, self.stream.send(message))
+            .await
+            .expect("send within the timeout")
+            .expect("send succeeds");
+    }
+
+    /// The next server event `(name, data)`, skipping pings.
+    pub async fn next_event(&mut self) -> (String, Value) {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("an event within the timeout")
+                .expect("stream open")
+                .expect("frame readable");
+            match message {
+                Message::Text(text) => {
+                    let v: Value = serde_json::from_str(&text).expect("server sends JSON");
+                    let name = v["event"].as_str().expect("event name").to_string();
+                    return (name, v["data"].clone());
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next event, which must be `name`; returns its data.
+    pub async fn expect(&mut self, name: &str) -> Value {
+        let (event, data) = self.next_event().await;
+        assert_eq!(event, name, "expected {name}, got {event} {data}");
+        data
+    }
+
+    /// Skips events until `name` arrives; returns its data.
+    pub async fn wait_for(&mut self, name: &str) -> Value {
+        loop {
+            let (event, data) = self.next_event().await;
+            if event == name {
+                return data;
+            }
+        }
+    }
+
+    /// The ack for `id`, which must be the next event.
+    pub async fn expect_ack(&mut self, id: u64) -> Value {
+        let data = self.expect("ack").await;
+        assert_eq!(data["ack"], id, "ack id: {data}");
+        data
+    }
+
+    /// Asserts that no event arrives for a short while.
+    pub async fn expect_silence(&mut self) {
+        match tokio::time::timeout(QUIET, self.next_event_or_close()).await {
+            Err(_) => {}
+            Ok(got) => panic!("expected silence, got {got:?}"),
+        }
+    }
+
+    async fn next_event_or_close(&mut self) -> Option<Message> {
+        loop {
+            match self.stream.next().await {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(m)) => return Some(m),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns its close frame. Events before it are skipped.
+    pub async fn expect_close(&mut self) -> Option<CloseFrame> {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("close within the timeout");
+            match next {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// Closes from the client side and waits for the server's answer.
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+        let _ = tokio::time::timeout(WAIT, async {
+            while let Some(Ok(_)) = self.stream.next().await {}
+        })
+        .await;
+    }
+}
+
+/// The server's stderr line that says where it listens.
+pub fn parse_listen_line(line: &str) -> Option<SocketAddr> {
+    let rest = line.split("listening on http://").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real server on port 0, a real SQLite file in a temp dir, real
+//! WebSocket clients (tokio-tungstenite). One binary, one module per area.
+
+mod helpers;
+
+mod auth;
+mod bad_input;
+mod events;
+mod limits;
+mod persistence;

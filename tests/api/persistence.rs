@@ -1,0 +1,217 @@
+//! Session history in SQLite: rows per connection, statistics that grow over reconnects, a
+//! graceful stop that closes every row, and a crash whose open rows the next start closes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn every_connection_gets_a_session_row_with_its_details_and_end() {
+    let app = spawn_app().await;
+    let (alice, _) = app.user("alice", "ADMIN").await;
+    alice.close().await;
+    let (mut bob, _) = app.user("bob", "USER").await;
+    // A stats request flushes the store, so alice's closing write is committed by now.
+    bob.emit("get-users-stats", Value::Null).await;
+    bob.expect("users-stats").await;
+
+    let row: (
+        String,
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+    ) = sqlx::query_as(
+        "SELECT transport, remote_addr, user_agent, connected_at, disconnected_at,
+                    disconnect_reason
+             FROM sessions WHERE user_id = 'alice'",
+    )
+    .fetch_one(&app.db().await)
+    .await
+    .expect("alice's session row");
+    assert_eq!(row.0, "ws");
+    assert!(row.1.starts_with("127.0.0.1:"), "{}", row.1);
+    assert!(row.3.ends_with('Z'), "{}", row.3);
+    assert!(
+        row.4.as_deref().is_some_and(|d| d >= row.3.as_str()),
+        "{row:?}"
+    );
+    assert_eq!(row.5.as_deref(), Some("client_closed"));
+
+    let user: (String, String) =
+        sqlx::query_as("SELECT username, role FROM users WHERE user_id = 'alice'")
+            .fetch_one(&app.db().await)
+            .await
+            .expect("alice's user row");
+    assert_eq!(user, ("Alice".into(), "ADMIN".into()));
+}
+
+#[tokio::test]
+async fn statistics_count_past_sessions_after_reconnects() {
+    let app = spawn_app().await;
+    let (mut watcher, _) = app.user("watcher", "USER").await;
+    let mut first_seen = None;
+    let mut last_total = 0;
+    for round in 1..=3u64 {
+        let (alice, _) = app.user("alice", "USER").await;
+        watcher.expect("user-connected").await;
+        watcher.emit("get-users-stats", Value::Null).await;
+        let stats = watcher.expect("users-stats").await;
+        let entry = stats["connectionTimes"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|t| t["userId"] == "alice")
+            .cloned()
+            .expect("alice is listed");
+        assert_eq!(entry["sessionsCount"], round, "{entry}");
+        let seen = entry["firstSeen"].as_str().expect("firstSeen").to_string();
+        assert_eq!(
+            first_seen.get_or_insert(seen.clone()),
+            &seen,
+            "firstSeen stays put"
+        );
+        let total = entry["totalConnectedSeconds"].as_u64().expect("seconds");
+        assert!(total >= last_total, "total connected time never shrinks");
+        last_total = total;
+        alice.close().await;
+        watcher.expect("user-disconnected").await;
+    }
+}
+
+#[tokio::test]
+async fn a_graceful_stop_sends_close_frames_and_closes_every_row() {
+    let mut app = spawn_app().await;
+    let dir = app.take_dir();
+    let db_path = app.db_path.clone();
+    let (mut alice, _) = app.user("alice", "USER").await;
+    let (mut bob, _) = app.user("bob", "USER").await;
+    alice.expect("user-connected").await;
+
+    app.stop().await;
+    for client in [&mut alice, &mut bob] {
+        let close = client.expect_close().await.expect("a close frame");
+        assert_eq!(u16::from(close.code), 1001);
+    }
+    let reasons: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT user_id, disconnect_reason FROM sessions ORDER BY user_id")
+            .fetch_all(&open_db(&db_path).await)
+            .await
+            .expect("rows");
+    assert_eq!(
+        reasons,
+        vec![
+            ("alice".into(), Some("server_shutdown".into())),
+            ("bob".into(), Some("server_shutdown".into())),
+        ]
+    );
+    let stopped: Option<String> =
+        sqlx::query_scalar("SELECT stopped_at FROM server_runs ORDER BY run_id DESC LIMIT 1")
+            .fetch_one(&open_db(&db_path).await)
+            .await
+            .expect("run row");
+    assert!(stopped.is_some(), "the run records its stop");
+    drop(dir);
+}
+
+#[tokio::test]
+async fn a_restart_after_a_crash_closes_the_rows_left_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_path = dir.path().join("crash.db");
+
+    // The real binary, killed with SIGKILL: nothing gets to clean up.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env_clear()
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("DATABASE_URL", format!("sqlite://{}", db_path.display()))
+        .env("JWT_SECRET", SECRET)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (found, lines) = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = parse_listen_line(&line) {
+                return (Some(addr), seen);
+            }
+            seen.push(line);
+        }
+        (None, seen)
+    })
+    .await
+    .expect("reader");
+    let addr = found.unwrap_or_else(|| panic!("no listen line in: {lines:#?}"));
+
+    let app_url = format!("ws://{addr}/ws?token=");
+    let token = sign(
+        jsonwebtoken::Algorithm::HS256,
+        &serde_json::json!({"sub": "alice", "exp": in_an_hour()}),
+    );
+    let request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("{app_url}{token}"),
+    )
+    .expect("request");
+    let (stream, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connects");
+    let mut alice = WsClientHandle(stream);
+    // Stats flush the store: the session row is committed before the crash.
+    alice.roundtrip_stats().await;
+
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+
+    let restarted = spawn_app_on(&db_path, |_| {}).await;
+    let row: (Option<String>, Option<String>, String) = sqlx::query_as(
+        "SELECT disconnect_reason, disconnected_at, connected_at FROM sessions WHERE user_id = 'alice'",
+    )
+    .fetch_one(&restarted.db().await)
+    .await
+    .expect("alice's row");
+    assert_eq!(row.0.as_deref(), Some("server_restart"));
+    let ended = row.1.expect("closed at some time");
+    assert!(ended >= row.2, "{ended} is not before {}", row.2);
+    let open: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE disconnected_at IS NULL")
+            .fetch_one(&restarted.db().await)
+            .await
+            .expect("count");
+    assert_eq!(open, 0);
+    restarted.stop().await;
+}
+
+/// A bare client for the child-process test (the server is not a `TestApp`).
+struct WsClientHandle(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+impl WsClientHandle {
+    async fn roundtrip_stats(&mut self) {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        self.0
+            .send(Message::text(r#"{"event":"get-users-stats"}"#))
+            .await
+            .expect("send");
+        loop {
+            let message = tokio::time::timeout(WAIT, self.0.next())
+                .await
+                .expect("reply within the timeout")
+                .expect("open")
+                .expect("readable");
+            if let Message::Text(text) = message
+                && text.contains("\"users-stats\"")
+            {
+                return;
+            }
+        }
+    }
+}
