@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -47,8 +47,8 @@ pub struct DatabaseSettings {
     /// `DATABASE_URL`: `sqlite://path/to/file.db`, `sqlite:file.db` or a plain path.
     /// Default `sqlite://data/switchboard.db`.
     pub path: PathBuf,
-    /// True when `DATABASE_URL` was not set: only then is the parent directory created,
-    /// so that a typo in an explicit path is an error instead of a new empty database.
+    /// True for the default location `data/switchboard.db`: only then is the directory
+    /// created, so that a typo in an explicit path is an error, not a new empty database.
     pub is_default: bool,
 }
 
@@ -241,15 +241,14 @@ impl Settings {
     /// Reads every setting through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
-        let database = match env.get("DATABASE_URL") {
-            Some(url) => DatabaseSettings {
-                path: parse_database_url(&url)?,
-                is_default: false,
-            },
-            None => DatabaseSettings {
-                path: PathBuf::from(DEFAULT_DATABASE_PATH),
-                is_default: true,
-            },
+        let path = match env.get("DATABASE_URL") {
+            Some(url) => parse_database_url(&url)?,
+            None => PathBuf::from(DEFAULT_DATABASE_PATH),
+        };
+        let database = DatabaseSettings {
+            // Spelling out the default (as `.env.example` does) still counts as the default.
+            is_default: path == Path::new(DEFAULT_DATABASE_PATH),
+            path,
         };
         let algorithm = env.parse_with("JWT_ALGORITHM", Algorithm::HS256, |s| {
             Algorithm::from_str(&s.to_ascii_uppercase()).map_err(|_| {
@@ -503,6 +502,20 @@ mod tests {
             let err = load(&[(name, value)]).expect_err(name);
             assert_eq!(err.name, expected, "{name}={value}");
         }
+    }
+
+    #[test]
+    fn env_example_lists_exactly_the_defaults() {
+        let example = include_str!("../.env.example");
+        let pairs: Vec<(&str, &str)> = example
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .collect();
+        assert!(pairs.len() > 15, "the example sets the defaults explicitly");
+        let from_example = load(&pairs).expect("the example is valid");
+        let defaults = load(&[]).expect("defaults are valid");
+        assert_eq!(format!("{from_example:?}"), format!("{defaults:?}"));
     }
 
     #[test]

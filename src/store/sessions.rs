@@ -30,9 +30,6 @@ pub async fn close_orphaned(pool: &SqlitePool, now: &str) -> Result<u64, sqlx::E
     .bind(now)
     .execute(pool)
     .await?;
-    sqlx::query("UPDATE server_runs SET stopped_at = last_alive_at WHERE stopped_at IS NULL")
-        .execute(pool)
-        .await?;
     Ok(done.rows_affected())
 }
 
