@@ -200,3 +200,33 @@ async fn username_and_role_fall_back_through_the_documented_claims() {
     assert_eq!(connected["user"]["username"], "Nine");
     assert_eq!(connected["user"]["role"], "EDITOR");
 }
+
+#[tokio::test]
+async fn a_cors_list_refuses_upgrades_from_other_origins() {
+    let app = spawn_app_with(|s| {
+        s.cors_origins = switchboard::config::CorsOrigins::List(vec!["https://app.example".into()]);
+    })
+    .await;
+    let token = app.token("alice", "USER");
+    let request_from = |origin: &str| {
+        let mut request = format!("{}?token={token}", app.ws_url())
+            .into_client_request()
+            .expect("request");
+        request
+            .headers_mut()
+            .insert("origin", HeaderValue::from_str(origin).expect("header"));
+        request
+    };
+    let (status, body) = app
+        .connect(request_from("https://evil.example"))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("origin not allowed"), "{body}");
+    let mut client = app
+        .connect(request_from("https://app.example"))
+        .await
+        .expect("an allowed origin connects");
+    client.expect("connected").await;
+}

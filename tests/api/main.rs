@@ -8,3 +8,4 @@ mod bad_input;
 mod events;
 mod limits;
 mod persistence;
+mod startup;
