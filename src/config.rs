@@ -50,6 +50,54 @@ pub struct DatabaseSettings {
     /// True for the default location `data/switchboard.db`: only then is the directory
     /// created, so that a typo in an explicit path is an error, not a new empty database.
     pub is_default: bool,
+    /// `SQLITE_SYNCHRONOUS` (default `normal`): `normal` makes a commit durable against a
+    /// crash of the process (WAL); `full` also against power loss, at an fsync per commit.
+    pub synchronous: Synchronous,
+    /// How long messages are kept.
+    pub retention: RetentionSettings,
+}
+
+impl DatabaseSettings {
+    /// A database at `path` with every other setting at its default.
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        Self {
+            is_default: path == Path::new(DEFAULT_DATABASE_PATH),
+            path,
+            synchronous: Synchronous::Normal,
+            retention: RetentionSettings::default(),
+        }
+    }
+}
+
+/// SQLite's `synchronous` pragma, as offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    /// Durable against a process crash; the default.
+    Normal,
+    /// Durable against power loss too.
+    Full,
+}
+
+/// Message retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// `MESSAGE_RETENTION_DAYS` (default 30; 0 keeps messages forever).
+    pub max_age: Option<Duration>,
+    /// `MESSAGE_RETENTION_COUNT` (default 1000000; 0 for no limit): newest messages kept.
+    pub max_count: Option<u64>,
+    /// `RETENTION_INTERVAL_SECS` (default 60): time between pruning passes.
+    pub interval: Duration,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            max_age: Some(Duration::from_secs(30 * 86_400)),
+            max_count: Some(1_000_000),
+            interval: Duration::from_secs(60),
+        }
+    }
 }
 
 impl DatabaseSettings {
@@ -154,6 +202,9 @@ pub struct Limits {
     pub max_message_chars: usize,
     /// `MAX_ROOMS_PER_USER` (default 100): rooms one user may be a member of at once.
     pub max_rooms_per_user: usize,
+    /// `MAX_QUEUED_PER_USER` (default 1000): undelivered messages kept for one offline user;
+    /// a private message past it is refused with `error` and not stored.
+    pub max_queued_per_user: u64,
     /// `OUTBOUND_QUEUE_CAPACITY` (default 1024): frames queued for one connection before it
     /// is treated as a slow consumer and disconnected.
     pub outbound_queue_capacity: usize,
@@ -189,6 +240,7 @@ impl Default for Limits {
             max_frame_bytes: 64 * 1024,
             max_message_chars: 4000,
             max_rooms_per_user: 100,
+            max_queued_per_user: 1000,
             outbound_queue_capacity: 1024,
             rate_limit_per_sec: 50,
             rate_limit_burst: 100,
@@ -214,10 +266,7 @@ impl Settings {
     pub fn for_database(path: impl Into<PathBuf>, jwt_secret: impl Into<String>) -> Self {
         Self {
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            database: DatabaseSettings {
-                path: path.into(),
-                is_default: false,
-            },
+            database: DatabaseSettings::at(path),
             jwt: JwtSettings {
                 algorithm: Algorithm::HS256,
                 key: JwtKeySource::Secret(jwt_secret.into()),
@@ -245,10 +294,24 @@ impl Settings {
             Some(url) => parse_database_url(&url)?,
             None => PathBuf::from(DEFAULT_DATABASE_PATH),
         };
-        let database = DatabaseSettings {
-            // Spelling out the default (as `.env.example` does) still counts as the default.
-            is_default: path == Path::new(DEFAULT_DATABASE_PATH),
-            path,
+        // Spelling out the default path (as `.env.example` does) still counts as the default.
+        let mut database = DatabaseSettings::at(path);
+        database.synchronous = env.parse_with("SQLITE_SYNCHRONOUS", Synchronous::Normal, |s| {
+            match s.to_ascii_lowercase().as_str() {
+                "normal" => Ok(Synchronous::Normal),
+                "full" => Ok(Synchronous::Full),
+                _ => Err("expected normal or full".into()),
+            }
+        })?;
+        let days: u64 = env.number("MESSAGE_RETENTION_DAYS", 30, 0)?;
+        let count: u64 = env.number("MESSAGE_RETENTION_COUNT", 1_000_000, 0)?;
+        database.retention = RetentionSettings {
+            max_age: (days > 0).then(|| Duration::from_secs(days.saturating_mul(86_400))),
+            max_count: (count > 0).then_some(count),
+            interval: env.seconds(
+                "RETENTION_INTERVAL_SECS",
+                RetentionSettings::default().interval,
+            )?,
         };
         let algorithm = env.parse_with("JWT_ALGORITHM", Algorithm::HS256, |s| {
             Algorithm::from_str(&s.to_ascii_uppercase()).map_err(|_| {
@@ -294,6 +357,7 @@ impl Settings {
                 max_frame_bytes: env.number("MAX_FRAME_BYTES", d.max_frame_bytes, 256)?,
                 max_message_chars: env.number("MAX_MESSAGE_CHARS", d.max_message_chars, 1)?,
                 max_rooms_per_user: env.number("MAX_ROOMS_PER_USER", d.max_rooms_per_user, 1)?,
+                max_queued_per_user: env.number("MAX_QUEUED_PER_USER", d.max_queued_per_user, 1)?,
                 outbound_queue_capacity: env.number(
                     "OUTBOUND_QUEUE_CAPACITY",
                     d.outbound_queue_capacity,

@@ -64,6 +64,7 @@ impl AppState {
                 max_message_chars: self.settings.limits.max_message_chars,
             },
             max_rooms_per_user: self.settings.limits.max_rooms_per_user,
+            max_queued_per_user: self.settings.limits.max_queued_per_user,
         }
     }
 }
@@ -90,7 +91,7 @@ impl Gateway {
                 source,
             })?;
         let state = AppState {
-            hub: Hub::new(store.clone()),
+            hub: Hub::load(store.clone()).await?,
             verifier,
             settings: Arc::new(settings),
             stopping: CancellationToken::new(),

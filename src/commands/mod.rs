@@ -8,15 +8,17 @@ mod join_room;
 mod leave_room;
 mod room_message;
 mod send_message;
+mod sync;
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 pub use get_users_stats::users_stats;
+pub use sync::replay_on_connect;
 
 use crate::auth::Identity;
-use crate::hub::{Event, Hub, HubError, SessionId};
+use crate::hub::{Event, Hub, HubError, Outbound, Published, SessionId};
 use crate::protocol::ProtocolError;
 use crate::protocol::events::{ClientEvent, ParseLimits};
 use crate::protocol::wire::ErrorPayload;
@@ -43,6 +45,12 @@ pub enum CommandError {
     /// Binary frames carry no events.
     #[error("binary frames are not supported; send JSON text frames")]
     BinaryFrame,
+    /// The message could not be committed to the database.
+    #[error("the message could not be stored; it was not acknowledged, send it again")]
+    NotStored,
+    /// A database read failed.
+    #[error("the message log could not be read; try again")]
+    StoreUnavailable,
 }
 
 /// Per-connection settings the commands need.
@@ -52,6 +60,8 @@ pub struct CommandLimits {
     pub parse: ParseLimits,
     /// Most rooms per user.
     pub max_rooms_per_user: usize,
+    /// Most undelivered messages per offline user.
+    pub max_queued_per_user: u64,
 }
 
 /// Who is calling: one live session.
@@ -63,15 +73,35 @@ pub struct Caller {
     pub session: SessionId,
     /// The caller's identity.
     pub identity: Identity,
+    /// The caller's connection.
+    pub outbound: Outbound,
     /// Limits.
     pub limits: CommandLimits,
 }
 
 impl Caller {
-    /// Sends an event to the caller's own connection.
+    /// Sends an event to the caller's own connection (through the hub, so that it stays in
+    /// order with live events held during catch-up).
     fn reply(&self, event: Arc<Event>) {
         self.hub.send_to_session(self.session, event);
     }
+}
+
+/// Waits until a published message is durable and turns it into ack fields
+/// `{ id, delivered, queued, timestamp? , duplicate? }`.
+async fn acknowledge(mut published: Published) -> Result<AckFields, CommandError> {
+    if !published.durable().await {
+        return Err(CommandError::NotStored);
+    }
+    let mut ack = fields([
+        ("id", published.id.into()),
+        ("delivered", published.delivered.into()),
+        ("queued", published.queued.into()),
+    ]);
+    if published.duplicate {
+        ack.insert("duplicate".into(), true.into());
+    }
+    Ok(ack)
 }
 
 /// Parses and runs one client event.
@@ -83,10 +113,19 @@ pub async fn execute(
     match ClientEvent::parse(event, data, caller.limits.parse)? {
         ClientEvent::GetActiveUsers => get_active_users::apply(caller),
         ClientEvent::GetUsersStats => get_users_stats::apply(caller).await,
-        ClientEvent::SendMessage { message, to } => send_message::apply(caller, message, to),
+        ClientEvent::SendMessage {
+            message,
+            to,
+            client_msg_id,
+        } => send_message::apply(caller, message, to, client_msg_id).await,
         ClientEvent::JoinRoom(room) => join_room::apply(caller, room),
         ClientEvent::LeaveRoom(room) => leave_room::apply(caller, room),
-        ClientEvent::RoomMessage { room, message } => room_message::apply(caller, room, message),
+        ClientEvent::RoomMessage {
+            room,
+            message,
+            client_msg_id,
+        } => room_message::apply(caller, room, message, client_msg_id).await,
+        ClientEvent::Sync { since } => sync::apply(caller, since).await,
         ClientEvent::Unknown(name) => Err(CommandError::UnknownEvent(name)),
     }
 }

@@ -1,41 +1,75 @@
-//! `send-message`: a public or private message.
+//! `send-message`: a public or private message, stored in the message log.
 //!
-//! Payload: `{ message, to? }`. Without `to`: `broadcast-message { from, message, timestamp }`
-//! to every other connection. With `to`: `private-message { from, message, timestamp }` to each
-//! of that user's connections; a user who is not connected gets `error` (the offline queue
-//! comes with the message log). Ack: `{ ok, delivered, queued }`, `delivered` counting the
-//! connections that took the frame.
+//! Payload: `{ message, to?, clientMsgId? }`. Without `to`:
+//! `broadcast-message { id, from, message, timestamp }` to every other connection. With `to`:
+//! `private-message { id, from, message, timestamp }` to each of that user's connections; a
+//! known user who is offline gets it queued (delivered on their next connection), a user
+//! never seen is an `error`, and so is an offline user whose queue is full.
+//!
+//! Ack, sent once the message is committed: `{ ok, id, delivered, queued }`. A resend with
+//! the same `clientMsgId` gets the original's ack (with `duplicate: true`) and is neither
+//! stored nor delivered again.
 
-use super::{AckFields, Caller, CommandError, fields};
-use crate::hub::Event;
-use crate::protocol::payloads::{MessageText, TargetUserId};
+use super::{AckFields, Caller, CommandError, acknowledge};
+use crate::hub::{Publish, Published, Target};
+use crate::protocol::payloads::{ClientMsgId, MessageText, TargetUserId};
 use crate::protocol::wire::{self, ChatMessage};
+use crate::store::messages;
 
-pub(super) fn apply(
+pub(super) async fn apply(
     caller: &Caller,
     message: MessageText,
     to: Option<TargetUserId>,
+    client_msg_id: Option<ClientMsgId>,
 ) -> Result<AckFields, CommandError> {
+    if let Some(original) = find_original(caller, client_msg_id.as_ref()).await? {
+        return acknowledge(original).await;
+    }
+    let store = caller.hub.store();
+    store.ensure_id_headroom().await;
     let from = caller.hub.user_of(caller.session)?;
     let timestamp = wire::now();
-    let payload = ChatMessage {
-        from: &from,
-        message: message.as_str(),
+    let (event, target) = match to {
+        None => ("broadcast-message", Target::All),
+        Some(to) => ("private-message", Target::User(to.as_str().to_owned())),
+    };
+    let published = caller.hub.publish(Publish {
+        event,
+        target,
+        sender_session: Some(caller.session),
+        sender_id: caller.identity.user_id.clone(),
+        body: message.as_str(),
         timestamp: &timestamp,
-    };
-    let delivered = match to {
-        None => {
-            let event = Event::new("broadcast-message", &payload);
-            caller.hub.broadcast(&event, Some(caller.session))
-        }
-        Some(to) => {
-            let event = Event::new("private-message", &payload);
-            caller.hub.send_private(to.as_str(), &event)?
-        }
-    };
-    Ok(fields([
-        ("delivered", delivered.into()),
-        ("queued", false.into()),
-        ("timestamp", timestamp.into()),
-    ]))
+        kind: None,
+        client_msg_id: client_msg_id.as_ref().map(ClientMsgId::as_str),
+        unknown_user_is_error: true,
+        queue_limit: caller.limits.max_queued_per_user,
+        payload: &|id| ChatMessage {
+            id,
+            from: &from,
+            message: message.as_str(),
+            timestamp: &timestamp,
+        },
+    })?;
+    acknowledge(published).await
+}
+
+/// The stored original of a resent message (from an earlier run, or evicted from the hub's
+/// memory of recent keys).
+pub(super) async fn find_original(
+    caller: &Caller,
+    key: Option<&ClientMsgId>,
+) -> Result<Option<Published>, CommandError> {
+    let Some(key) = key else { return Ok(None) };
+    let found = messages::find_by_client_msg_id(
+        caller.hub.store().pool(),
+        &caller.identity.user_id,
+        key.as_str(),
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "idempotency lookup failed");
+        CommandError::StoreUnavailable
+    })?;
+    Ok(found.map(|o| Published::stored_duplicate(o.id, o.delivered as usize, o.queued)))
 }

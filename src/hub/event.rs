@@ -17,6 +17,9 @@ pub struct Event {
     name: Cow<'static, str>,
     data: Box<RawValue>,
     ws_frame: OnceLock<Utf8Bytes>,
+    /// For a stored message addressed to one user: its id, so that the writer that hands the
+    /// frame to that user's socket records the delivery.
+    delivery: Option<u64>,
 }
 
 impl Event {
@@ -32,7 +35,41 @@ impl Event {
             name: name.into(),
             data,
             ws_frame: OnceLock::new(),
+            delivery: None,
         })
+    }
+
+    /// Like [`Event::new`], for stored message `id` whose delivery to its one recipient is
+    /// recorded when a connection takes it.
+    pub fn tracked(
+        name: impl Into<Cow<'static, str>>,
+        data: &impl Serialize,
+        id: u64,
+    ) -> Arc<Self> {
+        let mut event = Self::new(name, data);
+        if let Some(e) = Arc::get_mut(&mut event) {
+            e.delivery = Some(id);
+        }
+        event
+    }
+
+    /// A stored message replayed as it was first sent (payload JSON from the log).
+    pub fn stored(
+        name: String,
+        payload: String,
+        delivery: Option<u64>,
+    ) -> Result<Arc<Self>, serde_json::Error> {
+        Ok(Arc::new(Self {
+            name: name.into(),
+            data: RawValue::from_string(payload)?,
+            ws_frame: OnceLock::new(),
+            delivery,
+        }))
+    }
+
+    /// The message id whose delivery this frame completes, if tracked.
+    pub fn delivery(&self) -> Option<u64> {
+        self.delivery
     }
 
     /// The event name.

@@ -8,6 +8,7 @@
 
 mod event;
 mod outbound;
+mod publish;
 mod state;
 
 use std::collections::BTreeMap;
@@ -17,12 +18,13 @@ use std::time::SystemTime;
 
 pub use event::Event;
 pub use outbound::{CloseReason, Closer, Outbound, OutboundQueue};
+pub use publish::{Publish, Published, Target};
 use state::{SessionEntry, State, UserEntry};
 
 use crate::auth::Identity;
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::{self, Connected, Presence, RoomPresence, UserObject};
-use crate::store::{Store, WriteOp};
+use crate::store::{Store, StoreError, WriteOp, messages};
 
 /// Identifies one live connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,9 +72,29 @@ pub enum HubError {
     /// `join-room` past `MAX_ROOMS_PER_USER`.
     #[error("you are already in {0} rooms, the most allowed; leave one first")]
     TooManyRooms(usize),
-    /// A private message to a user who is not connected.
-    #[error("user {0:?} is not connected")]
-    UserOffline(String),
+    /// A private message to a user the gateway has never seen.
+    #[error("unknown user {0:?}: nobody with that id has ever connected")]
+    UnknownUser(String),
+    /// A private message to an offline user whose queue is full.
+    #[error(
+        "the offline queue of user {user_id:?} is full ({limit} undelivered messages); try again later"
+    )]
+    QueueFull {
+        /// The recipient.
+        user_id: String,
+        /// `MAX_QUEUED_PER_USER`.
+        limit: u64,
+    },
+}
+
+/// A registered connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Registered {
+    /// The new session.
+    pub session: SessionId,
+    /// The last message id allocated when it registered: stored messages up to this id are
+    /// replayed to it; later ones reach it live (held until the replay ends).
+    pub replay_until: u64,
 }
 
 /// Live state and routing; cheap to clone.
@@ -96,14 +118,40 @@ pub struct OnlineUser {
 }
 
 impl Hub {
-    /// A hub that records sessions in `store`.
-    pub fn new(store: Store) -> Self {
-        Self {
+    /// A hub over `store`, with the stored room memberships and known users loaded.
+    pub async fn load(store: Store) -> Result<Self, StoreError> {
+        let sql = |context| {
+            let path = store.path().to_path_buf();
+            move |source| StoreError::Sql {
+                context,
+                path,
+                source,
+            }
+        };
+        let mut state = State::default();
+        for (room, user_id) in messages::memberships(store.pool())
+            .await
+            .map_err(sql("could not load room memberships"))?
+        {
+            match RoomName::parse(&room) {
+                Ok(room) => state.add_member(&room, &Arc::from(user_id)),
+                Err(e) => {
+                    tracing::warn!(room, error = %e, "ignoring a stored room with a bad name")
+                }
+            }
+        }
+        state.known_users = messages::known_users(store.pool())
+            .await
+            .map_err(sql("could not load known users"))?
+            .into_iter()
+            .map(Arc::from)
+            .collect();
+        Ok(Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State::default()),
+                state: Mutex::new(state),
                 store,
             }),
-        }
+        })
     }
 
     /// The store, for commands that read history.
@@ -120,9 +168,17 @@ impl Hub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a new connection: sends it `connected`, tells everyone else
-    /// `user-connected` if this is the user's first connection, and records the session.
-    pub fn connect(&self, identity: Identity, meta: SessionMeta, outbound: Outbound) -> SessionId {
+    /// Registers a new connection: sends it `connected` (with the rooms the user is in),
+    /// tells everyone else `user-connected` if this is the user's first connection, and
+    /// records the session. Live events for it are held until [`Hub::end_replay`], so that
+    /// the stored messages it is owed arrive first; at most `hold_limit` are held.
+    pub fn connect(
+        &self,
+        identity: Identity,
+        meta: SessionMeta,
+        outbound: Outbound,
+        hold_limit: usize,
+    ) -> Registered {
         let now = SystemTime::now();
         let at = wire::timestamp(now);
         let store = &self.inner.store;
@@ -133,17 +189,22 @@ impl Hub {
         let user = state
             .users
             .entry(user_id.clone())
-            .or_insert_with(|| UserEntry::new(identity.clone()));
+            .or_insert_with(|| UserEntry {
+                identity: identity.clone(),
+                sessions: Vec::new(),
+            });
         user.identity = identity.clone();
         user.sessions.push(id);
         let first_connection = user.sessions.len() == 1;
-        let rooms: Vec<String> = user.rooms.iter().map(|r| r.as_str().to_owned()).collect();
+        state.known_users.insert(user_id.clone());
         state.sessions.insert(
             id,
             SessionEntry {
                 user_id: user_id.clone(),
                 outbound: outbound.clone(),
                 connected_at: now,
+                held: std::cell::RefCell::new(Some(Vec::new())),
+                hold_limit,
             },
         );
         let user_object = state
@@ -155,7 +216,7 @@ impl Hub {
                 message: format!("Welcome, {}", identity.username),
                 user: &user_object,
                 timestamp: at.clone(),
-                rooms,
+                rooms: state.rooms_of(&user_id),
             },
         ));
         if first_connection {
@@ -183,11 +244,28 @@ impl Hub {
             user_agent: meta.user_agent,
             at,
         });
-        id
+        Registered {
+            session: id,
+            replay_until: store.last_message_id(),
+        }
     }
 
-    /// Forgets a connection and records why it ended. On the user's last connection, its
-    /// live room memberships end and everyone else is told `user-disconnected`.
+    /// Ends a connection's catch-up: the live events held meanwhile go out, in order.
+    pub fn end_replay(&self, id: SessionId) {
+        let state = self.state();
+        if let Some(session) = state.sessions.get(&id)
+            && let Some(held) = session.held.borrow_mut().take()
+        {
+            for event in held {
+                if !session.outbound.send(event) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Forgets a connection and records why it ended. On the user's last connection, everyone
+    /// else is told `user-disconnected`. Room memberships stay: they belong to the user.
     pub fn disconnect(&self, id: SessionId, reason: CloseReason) {
         let at = wire::now();
         let mut state = self.state();
@@ -216,11 +294,7 @@ impl Hub {
                 .user_object(&user_id)
                 .unwrap_or_else(|| unreachable_id(&user_id));
             user_object.connected_at = wire::timestamp(session.connected_at);
-            if let Some(user) = state.users.remove(&user_id) {
-                for room in &user.rooms {
-                    state.remove_member(room, &user_id);
-                }
-            }
+            state.users.remove(&user_id);
             let presence = Event::new(
                 "user-disconnected",
                 &Presence {
@@ -278,10 +352,7 @@ impl Hub {
     /// Sends an event to one session. Returns whether it was queued.
     pub fn send_to_session(&self, id: SessionId, event: Arc<Event>) -> bool {
         let state = self.state();
-        state
-            .sessions
-            .get(&id)
-            .is_some_and(|s| s.outbound.send(event))
+        state.sessions.get(&id).is_some_and(|s| s.send(event))
     }
 
     /// Sends an event to every connection but `except`. Returns how many took it.
@@ -291,7 +362,7 @@ impl Hub {
             .sessions
             .iter()
             .filter(|(id, _)| Some(**id) != except)
-            .filter(|(_, s)| s.outbound.send(event.clone()))
+            .filter(|(_, s)| s.send(event.clone()))
             .count()
     }
 
@@ -299,15 +370,6 @@ impl Hub {
     pub fn send_to_user(&self, user_id: &str, event: &Arc<Event>) -> usize {
         let state = self.state();
         state.send_to_user(user_id, event, None)
-    }
-
-    /// A private message: to every connection of `to`, or [`HubError::UserOffline`].
-    pub fn send_private(&self, to: &str, event: &Arc<Event>) -> Result<usize, HubError> {
-        let state = self.state();
-        if !state.users.contains_key(to) {
-            return Err(HubError::UserOffline(to.to_owned()));
-        }
-        Ok(state.send_to_user(to, event, None))
     }
 
     /// Sends an event to every connection whose user has `role`. Returns how many took it.
@@ -319,12 +381,13 @@ impl Hub {
             .filter(|u| &*u.identity.role == role)
             .flat_map(|u| u.sessions.iter())
             .filter_map(|id| state.sessions.get(id))
-            .filter(|s| s.outbound.send(event.clone()))
+            .filter(|s| s.send(event.clone()))
             .count()
     }
 
-    /// Makes the session's user a member of `room`. Tells the room's other members
-    /// `user-joined-room` when the user was not a member yet. Returns whether it was new.
+    /// Makes the session's user a member of `room` (stored). Tells the room's other
+    /// connections `user-joined-room` when the user was not a member yet. Returns whether
+    /// the membership is new.
     pub fn join_room(
         &self,
         id: SessionId,
@@ -333,41 +396,42 @@ impl Hub {
     ) -> Result<bool, HubError> {
         let mut state = self.state();
         let user_id = state.user_id_of(id)?;
-        let user = state.users.get_mut(&user_id).ok_or(HubError::SessionGone)?;
-        if user.rooms.contains(room) {
+        if state.is_member(room, &user_id) {
             return Ok(false);
         }
-        if user.rooms.len() >= max_rooms {
+        let count = state.memberships.get(&user_id).map_or(0, |r| r.len());
+        if count >= max_rooms {
             return Err(HubError::TooManyRooms(max_rooms));
         }
-        user.rooms.insert(room.clone());
-        state
-            .rooms
-            .entry(room.clone())
-            .or_default()
-            .insert(user_id.clone());
+        state.add_member(room, &user_id);
+        let at = wire::now();
+        self.inner.store.write(WriteOp::JoinRoom {
+            room: room.to_string(),
+            user_id: user_id.to_string(),
+            at: at.clone(),
+        });
         let user_object = state.user_object(&user_id).ok_or(HubError::SessionGone)?;
         let event = Event::new(
             "user-joined-room",
             &RoomPresence {
                 user: &user_object,
                 room: room.as_str(),
-                timestamp: wire::now(),
+                timestamp: at,
             },
         );
         state.send_to_room(room, &event, Some(id));
         Ok(true)
     }
 
-    /// Ends the membership of the session's user in `room` and tells the other members
-    /// `user-left-room`.
+    /// Ends the membership of the session's user in `room` (stored) and tells the room's
+    /// other connections `user-left-room`.
     pub fn leave_room(&self, id: SessionId, room: &RoomName) -> Result<(), HubError> {
         let mut state = self.state();
         let user_id = state.user_id_of(id)?;
-        let user_object = state.user_object(&user_id).ok_or(HubError::SessionGone)?;
         if !state.is_member(room, &user_id) {
             return Err(HubError::NotMember(room.to_string()));
         }
+        let user_object = state.user_object(&user_id).ok_or(HubError::SessionGone)?;
         let event = Event::new(
             "user-left-room",
             &RoomPresence {
@@ -378,27 +442,12 @@ impl Hub {
         );
         // Told before removal so the user's own other connections hear it too.
         state.send_to_room(room, &event, Some(id));
-        if let Some(user) = state.users.get_mut(&user_id) {
-            user.rooms.remove(room);
-        }
         state.remove_member(room, &user_id);
+        self.inner.store.write(WriteOp::LeaveRoom {
+            room: room.to_string(),
+            user_id: user_id.to_string(),
+        });
         Ok(())
-    }
-
-    /// Sends a room message to every connection in `room` but the sender's. The sender must
-    /// be a member.
-    pub fn send_to_room_from(
-        &self,
-        id: SessionId,
-        room: &RoomName,
-        event: &Arc<Event>,
-    ) -> Result<usize, HubError> {
-        let state = self.state();
-        let user_id = state.user_id_of(id)?;
-        if !state.is_member(room, &user_id) {
-            return Err(HubError::NotMember(room.to_string()));
-        }
-        Ok(state.send_to_room(room, event, Some(id)))
     }
 
     /// Asks every connection to close (shutdown, or an operator's kick).

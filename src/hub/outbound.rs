@@ -153,6 +153,15 @@ impl Outbound {
         }
     }
 
+    /// Queues an event, waiting for room in the queue (replay, which must not overflow it).
+    /// Returns false if the connection closed meanwhile.
+    pub async fn send_wait(&self, event: Arc<Event>) -> bool {
+        tokio::select! {
+            () = self.closer.closed() => false,
+            sent = self.tx.send(event) => sent.is_ok(),
+        }
+    }
+
     /// Asks the connection to close.
     pub fn close(&self, reason: CloseReason) {
         self.closer.close(reason);

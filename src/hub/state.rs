@@ -1,11 +1,13 @@
 //! The maps behind the hub's lock and the small queries over them. Nothing here locks,
 //! awaits or touches the store.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{Event, HubError, Outbound, SessionId};
+use super::publish::Published;
+use super::{CloseReason, Event, HubError, Outbound, SessionId};
 use crate::auth::Identity;
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::{self, UserObject};
@@ -15,6 +17,26 @@ pub(super) struct SessionEntry {
     pub user_id: Arc<str>,
     pub outbound: Outbound,
     pub connected_at: SystemTime,
+    /// While the connection catches up on stored messages, live events wait here so that
+    /// they arrive after what they follow. `None` once caught up.
+    pub held: RefCell<Option<Vec<Arc<Event>>>>,
+    /// Most events held before the connection counts as a slow consumer.
+    pub hold_limit: usize,
+}
+
+impl SessionEntry {
+    /// Queues an event for this connection (or holds it during catch-up).
+    pub fn send(&self, event: Arc<Event>) -> bool {
+        if let Some(held) = self.held.borrow_mut().as_mut() {
+            if held.len() >= self.hold_limit {
+                self.outbound.close(CloseReason::SlowConsumer);
+                return false;
+            }
+            held.push(event);
+            return true;
+        }
+        self.outbound.send(event)
+    }
 }
 
 /// One online user.
@@ -22,25 +44,47 @@ pub(super) struct UserEntry {
     pub identity: Identity,
     /// Live sessions, oldest first.
     pub sessions: Vec<SessionId>,
-    pub rooms: BTreeSet<RoomName>,
 }
 
-impl UserEntry {
-    pub fn new(identity: Identity) -> Self {
-        Self {
-            identity,
-            sessions: Vec::new(),
-            rooms: BTreeSet::new(),
+/// Idempotency keys seen in this run, oldest evicted first; older keys are found in the
+/// database (their messages are long committed).
+#[derive(Default)]
+pub(super) struct RecentKeys {
+    map: HashMap<(Arc<str>, String), Published>,
+    order: VecDeque<(Arc<str>, String)>,
+}
+
+/// Keys remembered in memory.
+const RECENT_KEYS: usize = 100_000;
+
+impl RecentKeys {
+    pub fn get(&self, sender: &Arc<str>, key: &str) -> Option<&Published> {
+        self.map.get(&(sender.clone(), key.to_owned()))
+    }
+
+    pub fn insert(&mut self, sender: Arc<str>, key: String, published: Published) {
+        if self.order.len() >= RECENT_KEYS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.map.remove(&old);
         }
+        self.order.push_back((sender.clone(), key.clone()));
+        self.map.insert((sender, key), published);
     }
 }
 
 #[derive(Default)]
 pub(super) struct State {
     pub sessions: HashMap<SessionId, SessionEntry>,
+    /// Online users.
     pub users: HashMap<Arc<str>, UserEntry>,
-    /// Room → online member users.
+    /// Room → member users, online or not (membership is stored and outlives connections).
     pub rooms: HashMap<RoomName, BTreeSet<Arc<str>>>,
+    /// User → rooms, online or not.
+    pub memberships: HashMap<Arc<str>, BTreeSet<RoomName>>,
+    /// Every user ever seen (private messages to others are refused).
+    pub known_users: HashSet<Arc<str>>,
+    pub recent_keys: RecentKeys,
 }
 
 impl State {
@@ -68,10 +112,28 @@ impl State {
         })
     }
 
+    pub fn rooms_of(&self, user_id: &str) -> Vec<String> {
+        self.memberships
+            .get(user_id)
+            .map(|rooms| rooms.iter().map(|r| r.as_str().to_owned()).collect())
+            .unwrap_or_default()
+    }
+
     pub fn is_member(&self, room: &RoomName, user_id: &str) -> bool {
         self.rooms
             .get(room)
             .is_some_and(|members| members.contains(user_id))
+    }
+
+    pub fn add_member(&mut self, room: &RoomName, user_id: &Arc<str>) {
+        self.rooms
+            .entry(room.clone())
+            .or_default()
+            .insert(user_id.clone());
+        self.memberships
+            .entry(user_id.clone())
+            .or_default()
+            .insert(room.clone());
     }
 
     pub fn remove_member(&mut self, room: &RoomName, user_id: &str) {
@@ -81,6 +143,38 @@ impl State {
                 self.rooms.remove(room);
             }
         }
+        if let Some(rooms) = self.memberships.get_mut(user_id) {
+            rooms.remove(room);
+            if rooms.is_empty() {
+                self.memberships.remove(user_id);
+            }
+        }
+    }
+
+    /// Sessions of a user, but `except`.
+    pub fn sessions_of<'a>(
+        &'a self,
+        user_id: &str,
+        except: Option<SessionId>,
+    ) -> impl Iterator<Item = SessionId> + 'a {
+        self.users
+            .get(user_id)
+            .into_iter()
+            .flat_map(|u| u.sessions.iter().copied())
+            .filter(move |id| Some(*id) != except)
+    }
+
+    /// Sends to the given sessions; returns how many took the event.
+    pub fn send_to(
+        &self,
+        sessions: impl IntoIterator<Item = SessionId>,
+        event: &Arc<Event>,
+    ) -> usize {
+        sessions
+            .into_iter()
+            .filter_map(|id| self.sessions.get(&id))
+            .filter(|s| s.send(event.clone()))
+            .count()
     }
 
     pub fn send_to_user(
@@ -89,23 +183,25 @@ impl State {
         event: &Arc<Event>,
         except: Option<SessionId>,
     ) -> usize {
-        let Some(user) = self.users.get(user_id) else {
-            return 0;
-        };
-        user.sessions
-            .iter()
-            .filter(|id| Some(**id) != except)
-            .filter_map(|id| self.sessions.get(id))
-            .filter(|s| s.outbound.send(event.clone()))
-            .count()
+        self.send_to(self.sessions_of(user_id, except), event)
     }
 
     pub fn send_to_all_but_user(&self, event: &Arc<Event>, user_id: &str) -> usize {
         self.sessions
             .values()
             .filter(|s| &*s.user_id != user_id)
-            .filter(|s| s.outbound.send(event.clone()))
+            .filter(|s| s.send(event.clone()))
             .count()
+    }
+
+    /// Online sessions of a room's members, but `except`.
+    pub fn room_sessions(&self, room: &RoomName, except: Option<SessionId>) -> Vec<SessionId> {
+        self.rooms
+            .get(room)
+            .into_iter()
+            .flatten()
+            .flat_map(|user_id| self.sessions_of(user_id, except))
+            .collect()
     }
 
     pub fn send_to_room(
@@ -114,12 +210,6 @@ impl State {
         event: &Arc<Event>,
         except: Option<SessionId>,
     ) -> usize {
-        let Some(members) = self.rooms.get(room) else {
-            return 0;
-        };
-        members
-            .iter()
-            .map(|user_id| self.send_to_user(user_id, event, except))
-            .sum()
+        self.send_to(self.room_sessions(room, except), event)
     }
 }

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::ProtocolError;
-use super::payloads::{Fields, MessageText, RoomName, TargetUserId};
+use super::payloads::{ClientMsgId, Fields, MessageText, RoomName, TargetUserId};
 
 /// Limits the parser needs.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +27,8 @@ pub enum ClientEvent {
         message: MessageText,
         /// A user id for a private message; `None` for a public one.
         to: Option<TargetUserId>,
+        /// Idempotency key.
+        client_msg_id: Option<ClientMsgId>,
     },
     /// `join-room { room }`
     JoinRoom(RoomName),
@@ -38,6 +40,13 @@ pub enum ClientEvent {
         room: RoomName,
         /// The text.
         message: MessageText,
+        /// Idempotency key.
+        client_msg_id: Option<ClientMsgId>,
+    },
+    /// `sync { since }`
+    Sync {
+        /// Replay messages with a larger id.
+        since: u64,
     },
     /// Any other name.
     Unknown(String),
@@ -52,6 +61,7 @@ impl ClientEvent {
         "join-room",
         "leave-room",
         "room-message",
+        "sync",
     ];
 
     /// Parses an event by name.
@@ -62,17 +72,27 @@ impl ClientEvent {
     ) -> Result<Self, ProtocolError> {
         let message =
             |f: &Fields<'_>| MessageText::parse(f.string("message")?, limits.max_message_chars);
+        let key = |f: &Fields<'_>| {
+            f.optional_string("clientMsgId")?
+                .map(ClientMsgId::parse)
+                .transpose()
+        };
         Ok(match name {
             "get-active-users" => Self::GetActiveUsers,
             "get-users-stats" => Self::GetUsersStats,
             "send-message" => {
-                let f = Fields::of(name, data, "{\"message\": string, \"to\"?: string}")?;
+                let f = Fields::of(
+                    name,
+                    data,
+                    "{\"message\": string, \"to\"?: string, \"clientMsgId\"?: string}",
+                )?;
                 Self::SendMessage {
                     message: message(&f)?,
                     to: f
                         .optional_string("to")?
                         .map(TargetUserId::parse)
                         .transpose()?,
+                    client_msg_id: key(&f)?,
                 }
             }
             "join-room" | "leave-room" => {
@@ -85,10 +105,21 @@ impl ClientEvent {
                 }
             }
             "room-message" => {
-                let f = Fields::of(name, data, "{\"room\": string, \"message\": string}")?;
+                let f = Fields::of(
+                    name,
+                    data,
+                    "{\"room\": string, \"message\": string, \"clientMsgId\"?: string}",
+                )?;
                 Self::RoomMessage {
                     room: RoomName::parse(f.string("room")?)?,
                     message: message(&f)?,
+                    client_msg_id: key(&f)?,
+                }
+            }
+            "sync" => {
+                let f = Fields::of(name, data, "{\"since\": <last message id seen, 0 for all>}")?;
+                Self::Sync {
+                    since: f.id("since")?,
                 }
             }
             other => Self::Unknown(other.to_owned()),
@@ -108,7 +139,7 @@ mod tests {
     #[test]
     fn every_known_event_parses() {
         for name in ClientEvent::NAMES {
-            let data = json!({"message": "hi", "room": "r"});
+            let data = json!({"message": "hi", "room": "r", "since": 0});
             let event = ClientEvent::parse(name, Some(&data), LIMITS).expect(name);
             assert!(!matches!(event, ClientEvent::Unknown(_)), "{name}");
         }

@@ -45,6 +45,22 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| ProtocolError::new(format!("{}: missing field \"{name}\"", self.event)))
     }
 
+    /// A required non-negative integer field.
+    pub fn id(&self, name: &str) -> Result<u64, ProtocolError> {
+        match self.obj.get(name) {
+            None | Some(Value::Null) => Err(ProtocolError::new(format!(
+                "{}: missing field \"{name}\"",
+                self.event
+            ))),
+            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64().unwrap_or_default()),
+            Some(other) => Err(ProtocolError::new(format!(
+                "{}: field \"{name}\" must be a non-negative integer (a message id), not {}",
+                self.event,
+                describe(other)
+            ))),
+        }
+    }
+
     /// An optional string field (`null` counts as absent).
     pub fn optional_string(&self, name: &str) -> Result<Option<&'a str>, ProtocolError> {
         match self.obj.get(name) {
@@ -56,6 +72,14 @@ impl<'a> Fields<'a> {
                 json_type(other)
             ))),
         }
+    }
+}
+
+/// A value's type, and the number itself when it is one (so `-1` and `1.5` read clearly).
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Number(n) => format!("{n}"),
+        other => json_type(other).to_owned(),
     }
 }
 
@@ -124,6 +148,31 @@ impl RoomName {
 impl fmt::Display for RoomName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Longest idempotency key, in characters.
+pub const MAX_CLIENT_MSG_ID_CHARS: usize = 128;
+
+/// A client-chosen idempotency key (`clientMsgId`): 1 to 128 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientMsgId(String);
+
+impl ClientMsgId {
+    /// Checks a key.
+    pub fn parse(s: &str) -> Result<Self, ProtocolError> {
+        let chars = s.chars().count();
+        if chars == 0 || chars > MAX_CLIENT_MSG_ID_CHARS {
+            return Err(ProtocolError::new(format!(
+                "\"clientMsgId\" must be 1 to {MAX_CLIENT_MSG_ID_CHARS} characters"
+            )));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 

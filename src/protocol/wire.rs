@@ -101,6 +101,8 @@ pub struct UsersStats {
 /// `broadcast-message` and `private-message`.
 #[derive(Debug, Serialize)]
 pub struct ChatMessage<'a> {
+    /// The message id (the recovery cursor).
+    pub id: u64,
     /// The sender.
     pub from: &'a UserObject,
     /// The text.
@@ -112,6 +114,8 @@ pub struct ChatMessage<'a> {
 /// `room-message`.
 #[derive(Debug, Serialize)]
 pub struct RoomChatMessage<'a> {
+    /// The message id (the recovery cursor).
+    pub id: u64,
     /// The sender.
     pub from: &'a UserObject,
     /// The text.
@@ -140,6 +144,22 @@ pub struct RoomPresence<'a> {
     pub room: &'a str,
     /// When.
     pub timestamp: String,
+}
+
+/// `sync-complete`: the end of a replay.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncComplete {
+    /// The highest id replayed (or the `since` asked for, when nothing was): the next
+    /// `since`.
+    pub last_message_id: u64,
+    /// Messages replayed by this call.
+    pub count: usize,
+    /// True when the limit cut the replay short: call `sync` again from `lastMessageId`.
+    pub more: bool,
+    /// False when retention already deleted messages after `since`: the history the client
+    /// holds has a hole, and it should reload rather than trust it.
+    pub complete: bool,
 }
 
 /// `error`.

@@ -1,12 +1,17 @@
 //! Everything durable, and the only SQL in the crate. [`Store::open`] checks the file's
-//! directory, applies the migrations (WAL mode), closes the sessions a crash left open and
-//! starts the writer task. Writes go through [`writer`], which commits them in groups; reads
-//! ([`sessions`]) use the pool directly and first [`Store::flush`] when they must see every
-//! write already sent.
+//! directory, applies the migrations (WAL mode), closes the sessions a crash left open,
+//! reserves message ids and starts the writer and retention tasks. Writes go through
+//! [`writer`], which commits them in groups; reads ([`sessions`], [`messages`]) use the pool
+//! directly, after [`Store::flush`] or [`Store::wait_committed`] when they must see writes
+//! already sent.
 
+pub mod ids;
+pub mod messages;
+pub mod retention;
 pub mod sessions;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,11 +19,12 @@ use std::time::{Duration, SystemTime};
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::DatabaseSettings;
+use crate::config::{DatabaseSettings, Synchronous};
 use crate::protocol::wire::timestamp;
+use ids::IdAllocator;
 pub use writer::WriteOp;
 
 /// A store that could not be opened or used. The message says what was being done.
@@ -70,13 +76,48 @@ struct Inner {
     writes: mpsc::UnboundedSender<WriteOp>,
     next_session_id: AtomicU64,
     run_id: i64,
+    shared: Arc<Shared>,
     // Taken once by `close`; a std Mutex because it is never held across an await.
     writer_task: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// State the writer and the rest of the store share.
+struct Shared {
+    ids: IdAllocator,
+    /// Every message id up to this one is settled (committed, or failed and reported).
+    committed: watch::Sender<u64>,
+    /// Undelivered messages per user (the offline queue's length). A std Mutex: held only
+    /// for a map lookup, never across an await.
+    pending: Mutex<HashMap<String, u64>>,
+    /// The highest message id retention deleted.
+    pruned_through: AtomicU64,
+}
+
+impl Shared {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn note_delivered(&self, user_id: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut pending = self.pending();
+        if let Some(count) = pending.get_mut(user_id) {
+            *count = count.saturating_sub(n);
+            if *count == 0 {
+                pending.remove(user_id);
+            }
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database file, migrates it, closes sessions left open
-    /// by a crash with reason `server_restart`, and starts the writer.
+    /// by a crash with reason `server_restart`, reserves message ids, and starts the writer
+    /// and the retention task.
     pub async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         let path = settings.path.clone();
         let dir = settings.data_dir();
@@ -100,7 +141,10 @@ impl Store {
             .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(match settings.synchronous {
+                Synchronous::Normal => SqliteSynchronous::Normal,
+                Synchronous::Full => SqliteSynchronous::Full,
+            })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
@@ -137,8 +181,13 @@ impl Store {
                 .fetch_one(&pool)
                 .await
                 .map_err(sql("could not read the last session id"))?;
+        let shared = Arc::new(
+            Self::load_message_state(&pool)
+                .await
+                .map_err(sql("could not read the message log state"))?,
+        );
         let (writes, rx) = mpsc::unbounded_channel();
-        let writer_task = tokio::spawn(writer::run(pool.clone(), rx, run_id));
+        let writer_task = tokio::spawn(writer::run(pool.clone(), rx, run_id, shared.clone()));
         let store = Self {
             inner: Arc::new(Inner {
                 pool,
@@ -146,11 +195,37 @@ impl Store {
                 writes,
                 next_session_id: AtomicU64::new(max_session.max(0) as u64 + 1),
                 run_id,
+                shared,
                 writer_task: Mutex::new(Some(writer_task)),
             }),
         };
         store.spawn_alive_ticker();
+        retention::spawn(store.clone(), settings.retention.clone());
         Ok(store)
+    }
+
+    /// Reads where ids stand, reserves the first block durably, and loads the queue lengths.
+    async fn load_message_state(pool: &SqlitePool) -> Result<Shared, sqlx::Error> {
+        let reserved = messages::counter(pool, messages::RESERVED_THROUGH).await?;
+        let pruned = messages::counter(pool, messages::PRUNED_THROUGH).await?;
+        let max_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(message_id), 0) FROM messages")
+            .fetch_one(pool)
+            .await?;
+        // Every id up to the old reservation may have been seen live before a crash.
+        let last_used = reserved.max(max_id.max(0) as u64).max(pruned);
+        let through = last_used + ids::BLOCK;
+        messages::raise_counter(pool, messages::RESERVED_THROUGH, through).await?;
+        let pending = messages::pending_counts(pool)
+            .await?
+            .into_iter()
+            .map(|(user, n)| (user, n.max(0) as u64))
+            .collect();
+        Ok(Shared {
+            ids: IdAllocator::new(last_used, through),
+            committed: watch::Sender::new(last_used),
+            pending: Mutex::new(pending),
+            pruned_through: AtomicU64::new(pruned),
+        })
     }
 
     fn spawn_alive_ticker(&self) {
@@ -195,6 +270,70 @@ impl Store {
     /// A new session id, unique across restarts (ids continue after the stored maximum).
     pub fn allocate_session_id(&self) -> u64 {
         self.inner.next_session_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Waits, if ever needed, until enough message ids are reserved that allocating under
+    /// the hub lock cannot run past the reservation. Call before publishing.
+    pub async fn ensure_id_headroom(&self) {
+        let ids = &self.inner.shared.ids;
+        if let Some(request) = ids.needs_headroom() {
+            if let Some(through) = request {
+                self.write(WriteOp::ReserveIds { through });
+            }
+            ids.wait_for_headroom().await;
+        }
+    }
+
+    /// The next message id. Synchronous, for use under the hub lock.
+    pub fn allocate_message_id(&self) -> u64 {
+        let (id, request) = self.inner.shared.ids.allocate();
+        if let Some(through) = request {
+            self.write(WriteOp::ReserveIds { through });
+        }
+        id
+    }
+
+    /// The last message id handed out.
+    pub fn last_message_id(&self) -> u64 {
+        self.inner.shared.ids.last_allocated()
+    }
+
+    /// Waits until every message up to `id` is settled (committed, or failed and reported).
+    pub async fn wait_committed(&self, id: u64) {
+        let mut rx = self.inner.shared.committed.subscribe();
+        let _ = rx.wait_for(|c| *c >= id).await;
+    }
+
+    /// Undelivered messages queued for `user_id`.
+    pub fn pending_for(&self, user_id: &str) -> u64 {
+        self.inner
+            .shared
+            .pending()
+            .get(user_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Counts one more undelivered message for `user_id` (its write is being sent).
+    pub fn note_queued(&self, user_id: &str) {
+        *self
+            .inner
+            .shared
+            .pending()
+            .entry(user_id.to_owned())
+            .or_insert(0) += 1;
+    }
+
+    /// The highest message id deleted by retention (0 if none).
+    pub fn pruned_through(&self) -> u64 {
+        self.inner.shared.pruned_through.load(Ordering::Acquire)
+    }
+
+    fn note_pruned(&self, id: u64) {
+        self.inner
+            .shared
+            .pruned_through
+            .fetch_max(id, Ordering::AcqRel);
     }
 
     /// Waits until every write sent before this call is committed.

@@ -1,13 +1,21 @@
 //! The one writer task. Every write is a [`WriteOp`] on a channel; the task takes whatever has
 //! queued up (up to [`MAX_BATCH`]) and commits it in one transaction (group commit), because
 //! sqlx-sqlite runs each statement on a worker thread and a transaction per write would make
-//! the disk sync, not the work, the limit.
+//! the commit, not the work, the limit. Should a batch fail, its writes are retried one
+//! transaction each, so one bad write cannot take the others down with it.
+//!
+//! After each commit the writer publishes what became durable: message acks wait on it.
 
-use sqlx::SqlitePool;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::Shared;
+use super::messages::{MessageRecord, RESERVED_THROUGH, raise_counter};
 
 /// Most writes committed in one transaction.
-const MAX_BATCH: usize = 1024;
+pub const MAX_BATCH: usize = 4096;
 
 /// One durable write.
 #[derive(Debug)]
@@ -47,6 +55,43 @@ pub enum WriteOp {
         /// Why (see the `sessions.disconnect_reason` column).
         reason: &'static str,
     },
+    /// A message to log; `committed` hears whether it became durable.
+    Message {
+        /// The row.
+        record: Box<MessageRecord>,
+        /// Told `Some(true)` once committed, `Some(false)` if it could not be stored.
+        committed: Option<watch::Sender<Option<bool>>>,
+    },
+    /// Connections of `user_id` took these messages.
+    MarkDelivered {
+        /// The recipient.
+        user_id: String,
+        /// Message ids.
+        ids: Vec<u64>,
+        /// When.
+        at: String,
+    },
+    /// A user joined a room.
+    JoinRoom {
+        /// Room.
+        room: String,
+        /// User id.
+        user_id: String,
+        /// When.
+        at: String,
+    },
+    /// A user left a room.
+    LeaveRoom {
+        /// Room.
+        room: String,
+        /// User id.
+        user_id: String,
+    },
+    /// Reserve message ids up to `through`.
+    ReserveIds {
+        /// New reservation bound.
+        through: u64,
+    },
     /// The server is alive at this time.
     Alive {
         /// When.
@@ -61,106 +106,259 @@ pub enum WriteOp {
     Flush(oneshot::Sender<()>),
 }
 
-pub(super) async fn run(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<WriteOp>, run_id: i64) {
+/// What a committed write changes outside the database.
+enum Effect {
+    None,
+    Committed(Option<watch::Sender<Option<bool>>>, u64),
+    Delivered(String, u64),
+    Reserved(u64),
+}
+
+pub(super) async fn run(
+    pool: SqlitePool,
+    mut rx: mpsc::UnboundedReceiver<WriteOp>,
+    run_id: i64,
+    shared: Arc<Shared>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
             break;
         }
         let stop = batch.iter().any(|op| matches!(op, WriteOp::Stop { .. }));
-        if let Err(e) = commit(&pool, &batch, run_id).await {
-            tracing::error!(error = %e, writes = batch.len(), "could not commit a batch of writes");
-        }
-        for op in batch.drain(..) {
-            if let WriteOp::Flush(done) = op {
-                let _ = done.send(());
+        let mut effects = Vec::with_capacity(batch.len());
+        match commit_all(&pool, &mut batch, run_id, &mut effects).await {
+            Ok(()) => finish(&shared, effects, true),
+            Err(e) => {
+                tracing::error!(error = %e, writes = batch.len(),
+                    "a batch of writes failed; retrying them one by one");
+                let ops = std::mem::take(&mut batch);
+                for op in ops {
+                    let mut single = vec![op];
+                    let mut effects = Vec::new();
+                    let ok = match commit_all(&pool, &mut single, run_id, &mut effects).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::error!(error = %e, write = ?single.first(),
+                                "a write could not be committed");
+                            false
+                        }
+                    };
+                    finish(&shared, effects, ok);
+                    answer_flushes(&mut single);
+                }
             }
         }
+        answer_flushes(&mut batch);
         if stop {
             break;
         }
     }
 }
 
-async fn commit(pool: &SqlitePool, batch: &[WriteOp], run_id: i64) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for op in batch {
-        match op {
-            WriteOp::SeenUser {
-                user_id,
-                username,
-                role,
-                at,
-            } => {
-                sqlx::query(
-                    "INSERT INTO users (user_id, username, role, first_seen_at, last_seen_at)
-                     VALUES (?1, ?2, ?3, ?4, ?4)
-                     ON CONFLICT (user_id) DO UPDATE
-                     SET username = excluded.username, role = excluded.role,
-                         last_seen_at = excluded.last_seen_at",
-                )
-                .bind(user_id)
-                .bind(username)
-                .bind(role)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            WriteOp::OpenSession {
-                session_id,
-                user_id,
-                transport,
-                remote_addr,
-                user_agent,
-                at,
-            } => {
-                sqlx::query(
-                    "INSERT INTO sessions
-                     (session_id, user_id, transport, remote_addr, user_agent, connected_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .bind(*session_id as i64)
-                .bind(user_id)
-                .bind(*transport)
-                .bind(remote_addr)
-                .bind(user_agent)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            WriteOp::CloseSession {
-                session_id,
-                at,
-                reason,
-            } => {
-                sqlx::query(
-                    "UPDATE sessions SET disconnected_at = ?2, disconnect_reason = ?3
-                     WHERE session_id = ?1 AND disconnected_at IS NULL",
-                )
-                .bind(*session_id as i64)
-                .bind(at)
-                .bind(*reason)
-                .execute(&mut *tx)
-                .await?;
-            }
-            WriteOp::Alive { at } => {
-                sqlx::query("UPDATE server_runs SET last_alive_at = ?2 WHERE run_id = ?1")
-                    .bind(run_id)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            WriteOp::Stop { at } => {
-                sqlx::query(
-                    "UPDATE server_runs SET last_alive_at = ?2, stopped_at = ?2 WHERE run_id = ?1",
-                )
-                .bind(run_id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            WriteOp::Flush(_) => {}
+fn answer_flushes(batch: &mut Vec<WriteOp>) {
+    for op in batch.drain(..) {
+        if let WriteOp::Flush(done) = op {
+            let _ = done.send(());
         }
     }
-    tx.commit().await
+}
+
+/// Publishes what a transaction made durable (or failed to).
+fn finish(shared: &Shared, effects: Vec<Effect>, ok: bool) {
+    let mut highest = None;
+    for effect in effects {
+        match effect {
+            Effect::None => {}
+            Effect::Committed(watcher, id) => {
+                if let Some(w) = watcher {
+                    w.send_replace(Some(ok));
+                }
+                highest = Some(id);
+            }
+            Effect::Delivered(user_id, n) if ok => shared.note_delivered(&user_id, n),
+            Effect::Reserved(through) if ok => shared.ids.reserved(through),
+            Effect::Reserved(_) => shared.ids.reserved(0),
+            Effect::Delivered(..) => {}
+        }
+    }
+    // Failed or not, these ids are settled: nobody should wait for them any longer.
+    if let Some(id) = highest {
+        shared.committed.send_modify(|c| *c = (*c).max(id));
+    }
+}
+
+async fn commit_all(
+    pool: &SqlitePool,
+    batch: &mut [WriteOp],
+    run_id: i64,
+    effects: &mut Vec<Effect>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for op in batch.iter_mut() {
+        let effect = apply(&mut tx, op, run_id).await;
+        match effect {
+            Ok(effect) => effects.push(effect),
+            Err(e) => {
+                // Watchers of this batch hear about it from the one-by-one retry.
+                effects.clear();
+                return Err(e);
+            }
+        }
+    }
+    tx.commit().await.inspect_err(|_| effects.clear())
+}
+
+async fn apply(
+    tx: &mut Transaction<'_, Sqlite>,
+    op: &mut WriteOp,
+    run_id: i64,
+) -> Result<Effect, sqlx::Error> {
+    match op {
+        WriteOp::SeenUser {
+            user_id,
+            username,
+            role,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO users (user_id, username, role, first_seen_at, last_seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT (user_id) DO UPDATE
+                 SET username = excluded.username, role = excluded.role,
+                     last_seen_at = excluded.last_seen_at",
+            )
+            .bind(&*user_id)
+            .bind(&*username)
+            .bind(&*role)
+            .bind(&*at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        WriteOp::OpenSession {
+            session_id,
+            user_id,
+            transport,
+            remote_addr,
+            user_agent,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO sessions
+                 (session_id, user_id, transport, remote_addr, user_agent, connected_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(*session_id as i64)
+            .bind(&*user_id)
+            .bind(*transport)
+            .bind(&*remote_addr)
+            .bind(&*user_agent)
+            .bind(&*at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        WriteOp::CloseSession {
+            session_id,
+            at,
+            reason,
+        } => {
+            sqlx::query(
+                "UPDATE sessions SET disconnected_at = ?2, disconnect_reason = ?3
+                 WHERE session_id = ?1 AND disconnected_at IS NULL",
+            )
+            .bind(*session_id as i64)
+            .bind(&*at)
+            .bind(*reason)
+            .execute(&mut **tx)
+            .await?;
+        }
+        WriteOp::Message { record, committed } => {
+            let r = &**record;
+            sqlx::query(
+                "INSERT INTO messages (message_id, event, target_kind, target, sender_id, body,
+                     type, payload, client_msg_id, live_recipients, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .bind(r.id as i64)
+            .bind(r.event)
+            .bind(r.target_kind.as_str())
+            .bind(&r.target)
+            .bind(&r.sender_id)
+            .bind(&r.body)
+            .bind(&r.kind)
+            .bind(&r.payload)
+            .bind(&r.client_msg_id)
+            .bind(r.live_recipients as i64)
+            .bind(&r.created_at)
+            .execute(&mut **tx)
+            .await?;
+            if let Some(user_id) = &r.recipient {
+                sqlx::query(
+                    "INSERT INTO deliveries (user_id, message_id, queued_at) VALUES (?1, ?2, ?3)",
+                )
+                .bind(user_id)
+                .bind(r.id as i64)
+                .bind(&r.created_at)
+                .execute(&mut **tx)
+                .await?;
+            }
+            return Ok(Effect::Committed(committed.take(), r.id));
+        }
+        WriteOp::MarkDelivered { user_id, ids, at } => {
+            let mut marked = 0;
+            for id in ids.iter() {
+                marked += sqlx::query(
+                    "UPDATE deliveries SET delivered_at = ?3
+                     WHERE user_id = ?1 AND message_id = ?2 AND delivered_at IS NULL",
+                )
+                .bind(&*user_id)
+                .bind(*id as i64)
+                .bind(&*at)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+            }
+            return Ok(Effect::Delivered(user_id.clone(), marked));
+        }
+        WriteOp::JoinRoom { room, user_id, at } => {
+            sqlx::query(
+                "INSERT INTO room_members (room, user_id, joined_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&*room)
+            .bind(&*user_id)
+            .bind(&*at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        WriteOp::LeaveRoom { room, user_id } => {
+            sqlx::query("DELETE FROM room_members WHERE room = ?1 AND user_id = ?2")
+                .bind(&*room)
+                .bind(&*user_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        WriteOp::ReserveIds { through } => {
+            raise_counter(&mut **tx, RESERVED_THROUGH, *through).await?;
+            return Ok(Effect::Reserved(*through));
+        }
+        WriteOp::Alive { at } => {
+            sqlx::query("UPDATE server_runs SET last_alive_at = ?2 WHERE run_id = ?1")
+                .bind(run_id)
+                .bind(&*at)
+                .execute(&mut **tx)
+                .await?;
+        }
+        WriteOp::Stop { at } => {
+            sqlx::query(
+                "UPDATE server_runs SET last_alive_at = ?2, stopped_at = ?2 WHERE run_id = ?1",
+            )
+            .bind(run_id)
+            .bind(&*at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        WriteOp::Flush(_) => {}
+    }
+    Ok(Effect::None)
 }

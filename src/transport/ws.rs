@@ -30,7 +30,9 @@ use crate::auth::Identity;
 use crate::commands::{self, Caller, CommandError};
 use crate::hub::{CloseReason, Event, Outbound, OutboundQueue, SessionMeta, Transport};
 use crate::protocol::ClientFrame;
+use crate::protocol::wire;
 use crate::startup::AppState;
+use crate::store::{Store, WriteOp};
 
 /// Most queued frames coalesced into one socket write.
 const MAX_COALESCED_FRAMES: usize = 256;
@@ -42,6 +44,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 pub struct WsQuery {
     /// The token, when not sent in the `Authorization` header.
     pub token: Option<String>,
+    /// The last message id the client saw: everything it may see after it is replayed.
+    #[serde(rename = "lastMessageId")]
+    pub last_message_id: Option<String>,
 }
 
 /// A refusal before the upgrade: a status and `{"error": message}`.
@@ -67,6 +72,16 @@ pub async fn upgrade(
     let Query(query) = match query {
         Ok(q) => q,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let last_message_id = match query.last_message_id.as_deref().map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "lastMessageId must be a non-negative integer (a message id)",
+            );
+        }
     };
     let identity = match app
         .verifier
@@ -96,25 +111,55 @@ pub async fn upgrade(
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
         .on_upgrade(move |socket| {
-            tracker.track_future(serve_connection(socket, app, identity, meta))
+            tracker.track_future(serve_connection(
+                socket,
+                app,
+                identity,
+                meta,
+                last_message_id,
+            ))
         })
 }
 
 /// Runs one connection from registration to the recorded end.
-async fn serve_connection(socket: WebSocket, app: AppState, identity: Identity, meta: SessionMeta) {
+async fn serve_connection(
+    socket: WebSocket,
+    app: AppState,
+    identity: Identity,
+    meta: SessionMeta,
+    last_message_id: Option<u64>,
+) {
     let limits = &app.settings.limits;
-    let (outbound, queue) = Outbound::channel(limits.outbound_queue_capacity);
-    let session = app.hub.connect(identity.clone(), meta, outbound.clone());
+    let capacity = limits.outbound_queue_capacity;
+    let (outbound, queue) = Outbound::channel(capacity);
+    let registered = app
+        .hub
+        .connect(identity.clone(), meta, outbound.clone(), capacity);
+    let session = registered.session;
     let caller = Caller {
         hub: app.hub.clone(),
         session,
         identity,
+        outbound: outbound.clone(),
         limits: app.command_limits(),
     };
+    let receipts = Receipts {
+        store: app.hub.store().clone(),
+        user_id: caller.identity.user_id.to_string(),
+    };
     let (sink, stream) = socket.split();
+    let catch_up = async {
+        tokio::select! {
+            () = outbound.closer().closed() => {}
+            () = commands::replay_on_connect(&caller, last_message_id, registered.replay_until) => {}
+        }
+    };
     tokio::join!(
-        read_loop(stream, &caller, &outbound, &app),
-        write_loop(sink, queue, limits.ping_interval),
+        async {
+            catch_up.await;
+            read_loop(stream, &caller, &outbound, &app).await;
+        },
+        write_loop(sink, queue, limits.ping_interval, &receipts),
     );
     let reason = outbound
         .closer()
@@ -240,12 +285,32 @@ fn classify_read_error(e: axum::Error) -> CloseReason {
     }
 }
 
+/// Records deliveries of stored messages once this connection's socket took them.
+struct Receipts {
+    store: Store,
+    user_id: String,
+}
+
+impl Receipts {
+    fn record(&self, ids: &mut Vec<u64>) {
+        if !ids.is_empty() {
+            self.store.write(WriteOp::MarkDelivered {
+                user_id: self.user_id.clone(),
+                ids: std::mem::take(ids),
+                at: wire::now(),
+            });
+        }
+    }
+}
+
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     queue: OutboundQueue,
     ping_interval: Duration,
+    receipts: &Receipts,
 ) {
     let OutboundQueue { mut rx, closer } = queue;
+    let mut delivered = Vec::new();
     let start = tokio::time::Instant::now() + ping_interval;
     let mut ping = tokio::time::interval_at(start, ping_interval);
     loop {
@@ -261,8 +326,9 @@ async fn write_loop(
         let write = async {
             match first {
                 Some(event) => {
+                    delivered.extend(event.delivery());
                     sink.feed(Message::Text(event.ws_frame())).await?;
-                    feed_queued(&mut sink, &mut rx).await?;
+                    feed_queued(&mut sink, &mut rx, &mut delivered).await?;
                 }
                 None => sink.feed(Message::Ping(Default::default())).await?,
             }
@@ -277,6 +343,8 @@ async fn write_loop(
             closer.close(CloseReason::TransportError);
             return;
         }
+        // The socket took these frames: their messages count as delivered.
+        receipts.record(&mut delivered);
     }
     let reason = closer.reason().unwrap_or(CloseReason::ClientClosed);
     // The client already closed, or the socket is broken: there is no one to tell.
@@ -290,7 +358,9 @@ async fn write_loop(
         // What was queued before the close (an error explaining it, a last message) goes
         // out first, except for a slow consumer, whose queue is the problem.
         if reason != CloseReason::SlowConsumer {
-            feed_queued(&mut sink, &mut rx).await?;
+            feed_queued(&mut sink, &mut rx, &mut delivered).await?;
+            sink.flush().await?;
+            receipts.record(&mut delivered);
         }
         let frame = CloseFrame {
             code: reason.ws_close_code(),
@@ -301,14 +371,19 @@ async fn write_loop(
     let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
 }
 
-/// Feeds whatever is already queued (up to a bound) without flushing.
+/// Feeds whatever is already queued (up to a bound) without flushing, noting the stored
+/// messages whose delivery the flush will complete.
 async fn feed_queued(
     sink: &mut SplitSink<WebSocket, Message>,
     rx: &mut tokio::sync::mpsc::Receiver<Arc<Event>>,
+    delivered: &mut Vec<u64>,
 ) -> Result<(), axum::Error> {
     for _ in 0..MAX_COALESCED_FRAMES {
         match rx.try_recv() {
-            Ok(event) => sink.feed(Message::Text(event.ws_frame())).await?,
+            Ok(event) => {
+                delivered.extend(event.delivery());
+                sink.feed(Message::Text(event.ws_frame())).await?;
+            }
             Err(_) => break,
         }
     }

@@ -159,14 +159,17 @@ async fn a_private_message_reaches_each_connection_of_the_target_only() {
 }
 
 #[tokio::test]
-async fn a_private_message_to_an_offline_user_is_an_error() {
+async fn a_private_message_to_a_user_never_seen_is_an_error() {
     let app = spawn_app().await;
     let (mut alice, _) = app.user("alice", "USER").await;
     alice
         .emit_ack("send-message", json!({"message": "hi", "to": "nobody"}), 3)
         .await;
     let error = alice.expect("error").await;
-    assert_eq!(error["message"], "user \"nobody\" is not connected");
+    assert_eq!(
+        error["message"],
+        "unknown user \"nobody\": nobody with that id has ever connected"
+    );
     let ack = alice.expect_ack(3).await;
     assert_eq!(ack["ok"], false);
     assert_eq!(ack["error"], error["message"]);

@@ -90,10 +90,7 @@ async fn without_a_secret_the_token_command_and_the_server_share_a_generated_one
 #[tokio::test]
 async fn a_database_in_a_missing_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let settings = DatabaseSettings {
-        path: dir.path().join("no/such/dir/db.sqlite"),
-        is_default: false,
-    };
+    let settings = DatabaseSettings::at(dir.path().join("no/such/dir/db.sqlite"));
     let error = Store::open(&settings).await.err().expect("refused");
     assert!(error.to_string().contains("does not exist"), "{error}");
 

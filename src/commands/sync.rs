@@ -1,0 +1,143 @@
+//! `sync { since }` and the catch-up every new connection gets.
+//!
+//! `sync` replays, oldest first and as the original events, every stored message the caller
+//! may see with an id above `since` (public messages, private ones to or from it, messages of
+//! the rooms it is a member of now, notifications to it or its role), at most
+//! [`SYNC_LIMIT`] per call, then `sync-complete { lastMessageId, count, more, complete }`.
+//! The ack carries the same four fields.
+//!
+//! On connection ([`replay_on_connect`]) the user's offline queue is delivered right after
+//! `connected`, and with `?lastMessageId=` (or Socket.IO `auth.lastMessageId`) everything
+//! missed since then too, merged in id order and ended by `sync-complete`. Live events that
+//! arrive meanwhile are held by the hub and follow the replay, so order is kept.
+
+use super::{AckFields, Caller, CommandError};
+use crate::hub::Event;
+use crate::protocol::wire::SyncComplete;
+use crate::store::messages::{self, Reader, StoredMessage};
+
+/// Most messages replayed per `sync` call (and per page of a connection's catch-up).
+pub const SYNC_LIMIT: u32 = 1000;
+
+pub(super) async fn apply(caller: &Caller, since: u64) -> Result<AckFields, CommandError> {
+    let store = caller.hub.store();
+    let until = store.last_message_id();
+    store.wait_committed(until).await;
+    let page = messages::replay_page(
+        store.pool(),
+        reader(caller),
+        Some(since),
+        false,
+        since,
+        until,
+        SYNC_LIMIT,
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "sync could not read the message log");
+        CommandError::StoreUnavailable
+    })?;
+    let Some(count) = send_all(caller, &page).await else {
+        return Err(CommandError::Hub(crate::hub::HubError::SessionGone));
+    };
+    let complete = SyncComplete {
+        last_message_id: page.last().map_or(since, |m| m.id.max(since)),
+        count,
+        more: page.len() == SYNC_LIMIT as usize,
+        complete: store.pruned_through() <= since,
+    };
+    caller.reply(Event::new("sync-complete", &complete));
+    Ok(match serde_json::to_value(&complete) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => AckFields::new(),
+    })
+}
+
+/// A new connection's catch-up: its offline queue, plus what it missed since
+/// `last_message_id` when given; then the hub releases the live events it held.
+pub async fn replay_on_connect(caller: &Caller, last_message_id: Option<u64>, until: u64) {
+    let store = caller.hub.store();
+    // A flush, not just the messages up to `until`: delivery receipts of the user's previous
+    // connection must be committed too, or what it already took would be sent again.
+    store.flush().await;
+    let cap = SYNC_LIMIT as usize + caller.limits.max_queued_per_user as usize;
+    let (mut cursor, mut count, mut more, mut failed) = (0, 0, false, false);
+    loop {
+        let page = match messages::replay_page(
+            store.pool(),
+            reader(caller),
+            last_message_id,
+            true,
+            cursor,
+            until,
+            SYNC_LIMIT,
+        )
+        .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!(error = %e, "catch-up could not read the message log");
+                failed = true;
+                break;
+            }
+        };
+        let Some(sent) = send_all(caller, &page).await else {
+            return;
+        };
+        count += sent;
+        if let Some(last) = page.last() {
+            cursor = last.id;
+        }
+        if page.len() < SYNC_LIMIT as usize {
+            break;
+        }
+        if count >= cap {
+            more = true;
+            break;
+        }
+    }
+    if failed {
+        let notice = super::error_event(
+            "missed messages could not be replayed; they stay queued: reconnect or call sync",
+        );
+        caller.outbound.send_wait(notice).await;
+    }
+    if let Some(since) = last_message_id {
+        let complete = SyncComplete {
+            last_message_id: cursor.max(since),
+            count,
+            more,
+            complete: store.pruned_through() <= since,
+        };
+        // Straight to the connection: it ends the replay, before the held live events.
+        caller
+            .outbound
+            .send_wait(Event::new("sync-complete", &complete))
+            .await;
+    }
+    caller.hub.end_replay(caller.session);
+}
+
+fn reader(caller: &Caller) -> Reader<'_> {
+    Reader {
+        user_id: &caller.identity.user_id,
+        role: &caller.identity.role,
+    }
+}
+
+/// Queues stored messages for the caller, waiting for room rather than overflowing its
+/// queue. `None` if the connection closed meanwhile.
+async fn send_all(caller: &Caller, page: &[StoredMessage]) -> Option<usize> {
+    for m in page {
+        let delivery = m.to_reader.then_some(m.id);
+        match Event::stored(m.event.clone(), m.payload.clone(), delivery) {
+            Ok(event) => {
+                if !caller.outbound.send_wait(event).await {
+                    return None;
+                }
+            }
+            Err(e) => tracing::error!(id = m.id, error = %e, "a stored payload is not valid JSON"),
+        }
+    }
+    Some(page.len())
+}

@@ -1,0 +1,117 @@
+//! Message ids. An id goes out on the wire (live delivery) before its message is committed,
+//! so an id must never be handed out twice, even across a crash. Ids are therefore taken from
+//! blocks reserved durably in `counters` ahead of use: after a crash the next run starts past
+//! the whole reserved block, leaving a gap but never reusing an id a client may have seen.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::sync::watch;
+
+/// Ids reserved per block.
+pub const BLOCK: u64 = 1_000_000;
+/// A new block is requested when fewer ids than this remain reserved.
+const REQUEST_BELOW: u64 = BLOCK / 2;
+/// Publishers wait (before taking the hub lock) when fewer ids than this remain reserved, so
+/// that allocation under the lock never runs past the reservation: that would take this many
+/// publishers between their check and the lock.
+const WAIT_BELOW: u64 = BLOCK / 4;
+
+/// Hands out message ids from durably reserved blocks.
+#[derive(Debug)]
+pub struct IdAllocator {
+    next: AtomicU64,
+    reserved: watch::Sender<u64>,
+    requesting: AtomicBool,
+}
+
+impl IdAllocator {
+    /// Starts after `last_used` with ids up to `reserved_through` already reserved on disk.
+    pub fn new(last_used: u64, reserved_through: u64) -> Self {
+        Self {
+            next: AtomicU64::new(last_used + 1),
+            reserved: watch::Sender::new(reserved_through),
+            requesting: AtomicBool::new(false),
+        }
+    }
+
+    /// The id the next message will get.
+    pub fn peek_next(&self) -> u64 {
+        self.next.load(Ordering::Acquire)
+    }
+
+    /// The last id handed out (0 if none).
+    pub fn last_allocated(&self) -> u64 {
+        self.peek_next() - 1
+    }
+
+    /// Takes the next id. Returns it and, when the reservation runs low, the new bound to
+    /// reserve (the caller sends it to the writer).
+    pub fn allocate(&self) -> (u64, Option<u64>) {
+        let id = self.next.fetch_add(1, Ordering::AcqRel);
+        let reserved = *self.reserved.borrow();
+        if id > reserved {
+            tracing::error!(id, reserved, "message id allocated past its reservation");
+        }
+        (id, self.request_if_low(id))
+    }
+
+    fn request_if_low(&self, id: u64) -> Option<u64> {
+        let reserved = *self.reserved.borrow();
+        if reserved.saturating_sub(id) < REQUEST_BELOW
+            && !self.requesting.swap(true, Ordering::AcqRel)
+        {
+            Some(id + BLOCK)
+        } else {
+            None
+        }
+    }
+
+    /// Whether a publisher must wait for a reservation, and the bound to request if so.
+    pub fn needs_headroom(&self) -> Option<Option<u64>> {
+        let next = self.peek_next();
+        let reserved = *self.reserved.borrow();
+        if reserved.saturating_sub(next) >= WAIT_BELOW {
+            return None;
+        }
+        Some(self.request_if_low(next))
+    }
+
+    /// Waits until the reservation covers `WAIT_BELOW` ids past the next one.
+    pub async fn wait_for_headroom(&self) {
+        let mut rx = self.reserved.subscribe();
+        let want = self.peek_next() + WAIT_BELOW;
+        let _ = rx.wait_for(|r| *r >= want).await;
+    }
+
+    /// Called by the writer once a reservation up to `through` is committed.
+    pub fn reserved(&self, through: u64) {
+        self.reserved.send_modify(|r| *r = (*r).max(through));
+        self.requesting.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_grow_and_a_new_block_is_requested_once_when_half_is_used() {
+        let ids = IdAllocator::new(10, 10 + BLOCK);
+        assert_eq!(ids.allocate(), (11, None));
+        let ids = IdAllocator::new(10, 10 + REQUEST_BELOW);
+        let (id, request) = ids.allocate();
+        assert_eq!(id, 11);
+        assert_eq!(request, Some(11 + BLOCK));
+        assert_eq!(ids.allocate().1, None, "one request at a time");
+        ids.reserved(11 + BLOCK);
+        assert_eq!(ids.allocate().1, None, "plenty reserved again");
+    }
+
+    #[test]
+    fn publishers_wait_only_when_the_reservation_runs_out() {
+        let ids = IdAllocator::new(0, BLOCK);
+        assert_eq!(ids.needs_headroom(), None);
+        let low = IdAllocator::new(0, WAIT_BELOW - 1);
+        assert!(low.needs_headroom().is_some());
+    }
+}

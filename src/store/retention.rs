@@ -1,0 +1,131 @@
+//! Retention: deletes old messages by age and by count, in small transactions on a timer, so
+//! the writer is never held up for long. A message still waiting in someone's offline queue
+//! is never deleted, whatever its age: the queue is bounded per user, so this cannot grow
+//! without limit, and a queued message is never lost silently. The highest id deleted is
+//! recorded so that `sync` can tell a client its history is incomplete.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::Store;
+use super::messages::{PRUNED_THROUGH, raise_counter};
+use crate::config::RetentionSettings;
+use crate::protocol::wire::timestamp;
+
+/// Rows deleted per transaction.
+const CHUNK: i64 = 2000;
+
+/// What one pruning pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Messages deleted.
+    pub deleted: u64,
+    /// The highest id deleted in this pass.
+    pub highest_id: u64,
+}
+
+/// Runs [`prune`] every `settings.interval` until the store is closed.
+pub(super) fn spawn(store: Store, settings: RetentionSettings) {
+    if settings.max_age.is_none() && settings.max_count.is_none() {
+        return;
+    }
+    let weak = Arc::downgrade(&store.inner);
+    drop(store);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(settings.interval);
+        loop {
+            tick.tick().await;
+            let Some(inner) = weak.upgrade() else { break };
+            let store = Store { inner };
+            if store.inner.pool.is_closed() {
+                break;
+            }
+            match prune(&store, &settings).await {
+                Ok(r) if r.deleted > 0 => {
+                    tracing::info!(
+                        deleted = r.deleted,
+                        through = r.highest_id,
+                        "retention pruned messages"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+            }
+        }
+    });
+}
+
+/// One pass: deletes, oldest first, what is older than `max_age` or beyond the newest
+/// `max_count` messages, keeping every message still queued for delivery.
+pub async fn prune(
+    store: &Store,
+    settings: &RetentionSettings,
+) -> Result<PruneReport, sqlx::Error> {
+    let mut report = PruneReport::default();
+    if let Some(max_age) = settings.max_age {
+        let cutoff = timestamp(SystemTime::now() - max_age);
+        loop {
+            let ids = delete_chunk(store, "m.created_at < ?1", &cutoff).await?;
+            if !record(&mut report, &ids) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    if let Some(max_count) = settings.max_count {
+        let offset = max_count.min(i64::MAX as u64).to_string();
+        loop {
+            let ids = delete_chunk(
+                store,
+                "m.message_id <= (SELECT message_id FROM messages ORDER BY message_id DESC
+                                   LIMIT 1 OFFSET CAST(?1 AS INTEGER))",
+                &offset,
+            )
+            .await?;
+            if !record(&mut report, &ids) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(report)
+}
+
+/// Adds a chunk to the report; whether another chunk may follow.
+fn record(report: &mut PruneReport, ids: &[i64]) -> bool {
+    report.deleted += ids.len() as u64;
+    if let Some(max) = ids.iter().max() {
+        report.highest_id = report.highest_id.max(*max as u64);
+    }
+    ids.len() as i64 == CHUNK
+}
+
+async fn delete_chunk(
+    store: &Store,
+    condition: &str,
+    param: &str,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let sql = format!(
+        "DELETE FROM messages WHERE message_id IN (
+             SELECT m.message_id FROM messages m
+             WHERE {condition}
+               AND NOT EXISTS (SELECT 1 FROM deliveries d
+                               WHERE d.message_id = m.message_id AND d.delivered_at IS NULL)
+             ORDER BY m.message_id LIMIT ?2)
+         RETURNING message_id"
+    );
+    let mut tx = store.pool().begin().await?;
+    let ids: Vec<i64> = sqlx::query_scalar(&sql)
+        .bind(param)
+        .bind(CHUNK)
+        .fetch_all(&mut *tx)
+        .await?;
+    if let Some(max) = ids.iter().max() {
+        raise_counter(&mut *tx, PRUNED_THROUGH, *max as u64).await?;
+    }
+    tx.commit().await?;
+    if let Some(max) = ids.iter().max() {
+        store.note_pruned(*max as u64);
+    }
+    Ok(ids)
+}
