@@ -102,7 +102,14 @@ impl TestApp {
 
     /// Connects with a token in the `Authorization` header; panics on refusal.
     pub async fn ws(&self, token: &str) -> WsClient {
-        let mut request = self.ws_url().into_client_request().expect("request");
+        self.ws_query(token, "").await
+    }
+
+    /// Like [`TestApp::ws`], with a query string (`?lastMessageId=...`).
+    pub async fn ws_query(&self, token: &str, query: &str) -> WsClient {
+        let mut request = format!("{}{query}", self.ws_url())
+            .into_client_request()
+            .expect("request");
         request.headers_mut().insert(
             "authorization",
             HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
@@ -113,6 +120,14 @@ impl TestApp {
     /// Connects as `sub` with `role` and reads the `connected` frame.
     pub async fn user(&self, sub: &str, role: &str) -> (WsClient, Value) {
         let mut client = self.ws(&self.token(sub, role)).await;
+        let connected = client.expect("connected").await;
+        (client, connected)
+    }
+
+    /// Connects as `sub` (role USER) passing the last message id it saw.
+    pub async fn user_since(&self, sub: &str, last_message_id: u64) -> (WsClient, Value) {
+        let query = format!("?lastMessageId={last_message_id}");
+        let mut client = self.ws_query(&self.token(sub, "USER"), &query).await;
         let connected = client.expect("connected").await;
         (client, connected)
     }
@@ -231,6 +246,23 @@ impl WsClient {
     pub async fn emit_ack(&mut self, event: &str, data: Value, ack: u64) {
         self.send_json(json!({"event": event, "data": data, "ack": ack}))
             .await;
+    }
+
+    /// Sends `send-message` (with ack) and returns the ack once it arrives, skipping other
+    /// events on the way.
+    pub async fn say(&mut self, data: Value, ack: u64) -> Value {
+        self.emit_ack("send-message", data, ack).await;
+        self.wait_for_ack(ack).await
+    }
+
+    /// Skips events until the ack for `id` arrives.
+    pub async fn wait_for_ack(&mut self, id: u64) -> Value {
+        loop {
+            let data = self.wait_for("ack").await;
+            if data["ack"] == id {
+                return data;
+            }
+        }
     }
 
     /// Sends a JSON value as a text frame.

@@ -7,5 +7,6 @@ mod auth;
 mod bad_input;
 mod events;
 mod limits;
+mod messages;
 mod persistence;
 mod startup;
