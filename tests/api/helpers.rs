@@ -364,6 +364,83 @@ impl WsClient {
     }
 }
 
+/// The real binary as a child process (for crash tests: it can be killed with SIGKILL).
+/// `SWITCHBOARD_BIN` picks the binary (the test script points it at the release build);
+/// otherwise the one cargo built for these tests.
+pub struct BinaryServer {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl BinaryServer {
+    /// Starts the binary on `db_path` with extra environment, and waits for its listen line.
+    pub async fn start(db_path: &Path, env: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let binary = std::env::var("SWITCHBOARD_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").to_string());
+        let mut command = std::process::Command::new(binary);
+        command
+            .env_clear()
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .env("DATABASE_URL", format!("sqlite://{}", db_path.display()))
+            .env("JWT_SECRET", SECRET)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("the binary starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (found, lines) = tokio::task::spawn_blocking(move || {
+            let mut seen = Vec::new();
+            let mut lines = BufReader::new(stderr).lines();
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = parse_listen_line(&line) {
+                    // Keep draining so the child never blocks on a full pipe.
+                    std::thread::spawn(move || for _ in lines {});
+                    return (Some(addr), seen);
+                }
+                seen.push(line);
+            }
+            (None, seen)
+        })
+        .await
+        .expect("reader");
+        let addr = found.unwrap_or_else(|| panic!("no listen line in: {lines:#?}"));
+        Self { child, addr }
+    }
+
+    /// Connects as `sub` with role USER, passing `query` (e.g. `&lastMessageId=5`).
+    pub async fn user(&self, sub: &str, query: &str) -> WsClient {
+        let token = sign(
+            Algorithm::HS256,
+            &json!({"sub": sub, "username": sub, "exp": in_an_hour()}),
+        );
+        let url = format!("ws://{}/ws?token={token}{query}", self.addr);
+        let request = url.into_client_request().expect("request");
+        let (stream, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("handshake in time")
+            .expect("connects");
+        WsClient { stream }
+    }
+
+    /// SIGKILL: nothing gets to clean up.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The server's stderr line that says where it listens.
 pub fn parse_listen_line(line: &str) -> Option<SocketAddr> {
     let rest = line.split("listening on http://").nth(1)?;

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod bad_input;
+mod crash;
 mod events;
 mod limits;
 mod messages;

@@ -495,3 +495,77 @@ async fn ids_keep_growing_across_restarts() {
     assert!(after > before, "{after} > {before}");
     drop(dir);
 }
+
+#[tokio::test]
+async fn retention_prunes_old_messages_keeps_queued_ones_and_sync_reports_the_hole() {
+    use std::time::Duration;
+    use switchboard::config::{DatabaseSettings, RetentionSettings};
+    use switchboard::store::{Store, retention};
+
+    let mut app = spawn_app().await;
+    let dir = app.take_dir();
+    register(&app, &["bob"]).await;
+    let (mut alice, _) = app.user("alice", "USER").await;
+    let queued = alice
+        .say(json!({"message": "for bob", "to": "bob"}), 1)
+        .await;
+    let mut public = Vec::new();
+    for n in 0..5 {
+        public.push(alice.say(json!({"message": format!("p{n}")}), 10 + n).await);
+    }
+    let db_path = app.db_path.clone();
+    app.stop().await;
+
+    // One pass keeping the newest two messages.
+    let store = Store::open(&DatabaseSettings::at(&db_path))
+        .await
+        .expect("store");
+    let report = retention::prune(
+        &store,
+        &RetentionSettings {
+            max_age: None,
+            max_count: Some(2),
+            interval: Duration::from_secs(60),
+        },
+    )
+    .await
+    .expect("prune");
+    store.close().await;
+    assert_eq!(
+        report.deleted, 3,
+        "p0..p2 go; the queued one stays: {report:?}"
+    );
+    assert_eq!(report.highest_id, public[2]["id"].as_u64().expect("id"));
+
+    let app = spawn_app_on(&db_path, |_| {}).await;
+    let (mut bob, _) = app.user("bob", "USER").await;
+    assert_eq!(bob.expect("private-message").await["id"], queued["id"]);
+    bob.emit("sync", json!({"since": 0})).await;
+    let mut ids = Vec::new();
+    let done = loop {
+        let (event, data) = bob.next_event().await;
+        if event == "sync-complete" {
+            break data;
+        }
+        ids.push(data["id"].clone());
+    };
+    assert_eq!(
+        ids,
+        vec![
+            queued["id"].clone(),
+            public[3]["id"].clone(),
+            public[4]["id"].clone()
+        ]
+    );
+    assert_eq!(
+        done["complete"], false,
+        "retention pruned part of what bob asked for"
+    );
+
+    // A client that already has everything up to the pruned point has no hole.
+    bob.emit("sync", json!({"since": public[2]["id"]})).await;
+    let done = bob.wait_for("sync-complete").await;
+    assert_eq!(done["complete"], true);
+    assert_eq!(done["count"], 2);
+    drop(dir);
+}

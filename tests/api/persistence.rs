@@ -1,9 +1,6 @@
 //! Session history in SQLite: rows per connection, statistics that grow over reconnects, a
 //! graceful stop that closes every row, and a crash whose open rows the next start closes.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -123,51 +120,13 @@ async fn a_restart_after_a_crash_closes_the_rows_left_open() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db_path = dir.path().join("crash.db");
 
-    // The real binary, killed with SIGKILL: nothing gets to clean up.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .env_clear()
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .env("DATABASE_URL", format!("sqlite://{}", db_path.display()))
-        .env("JWT_SECRET", SECRET)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (found, lines) = tokio::task::spawn_blocking(move || {
-        let mut seen = Vec::new();
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(addr) = parse_listen_line(&line) {
-                return (Some(addr), seen);
-            }
-            seen.push(line);
-        }
-        (None, seen)
-    })
-    .await
-    .expect("reader");
-    let addr = found.unwrap_or_else(|| panic!("no listen line in: {lines:#?}"));
-
-    let app_url = format!("ws://{addr}/ws?token=");
-    let token = sign(
-        jsonwebtoken::Algorithm::HS256,
-        &serde_json::json!({"sub": "alice", "exp": in_an_hour()}),
-    );
-    let request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-        format!("{app_url}{token}"),
-    )
-    .expect("request");
-    let (stream, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("connects");
-    let mut alice = WsClientHandle(stream);
+    let server = BinaryServer::start(&db_path, &[]).await;
+    let mut alice = server.user("alice", "").await;
+    alice.expect("connected").await;
     // Stats flush the store: the session row is committed before the crash.
-    alice.roundtrip_stats().await;
-
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    alice.emit("get-users-stats", Value::Null).await;
+    alice.wait_for("users-stats").await;
+    server.kill();
 
     let restarted = spawn_app_on(&db_path, |_| {}).await;
     let row: (Option<String>, Option<String>, String) = sqlx::query_as(
@@ -186,32 +145,4 @@ async fn a_restart_after_a_crash_closes_the_rows_left_open() {
             .expect("count");
     assert_eq!(open, 0);
     restarted.stop().await;
-}
-
-/// A bare client for the child-process test (the server is not a `TestApp`).
-struct WsClientHandle(
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-);
-
-impl WsClientHandle {
-    async fn roundtrip_stats(&mut self) {
-        use futures_util::{SinkExt, StreamExt};
-        use tokio_tungstenite::tungstenite::Message;
-        self.0
-            .send(Message::text(r#"{"event":"get-users-stats"}"#))
-            .await
-            .expect("send");
-        loop {
-            let message = tokio::time::timeout(WAIT, self.0.next())
-                .await
-                .expect("reply within the timeout")
-                .expect("open")
-                .expect("readable");
-            if let Message::Text(text) = message
-                && text.contains("\"users-stats\"")
-            {
-                return;
-            }
-        }
-    }
 }
