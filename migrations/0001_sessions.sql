@@ -25,6 +25,7 @@ CREATE TABLE sessions (
 ) STRICT;
 
 CREATE INDEX sessions_by_user ON sessions (user_id, connected_at);
+CREATE INDEX sessions_by_time ON sessions (connected_at);
 CREATE INDEX sessions_open ON sessions (disconnected_at) WHERE disconnected_at IS NULL;
 
 -- One row per server start. `last_alive_at` is refreshed while the server runs, so that after

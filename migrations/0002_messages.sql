@@ -13,7 +13,7 @@ CREATE TABLE messages (
     type           TEXT,               -- notification type (info, warning, ...); NULL for messages
     payload        TEXT NOT NULL,      -- the JSON payload exactly as delivered (replayed as is)
     client_msg_id  TEXT,               -- the sender's idempotency key, if it gave one
-    live_recipients INTEGER NOT NULL,  -- connections that took it live when it was sent
+    live_recipients INTEGER NOT NULL,  -- connections it was sent to live (0: none online)
     created_at     TEXT NOT NULL
 ) STRICT;
 

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderValue, Method};
 use axum::routing::get;
+use socketioxide::SocketIo;
+use socketioxide::layer::SocketIoLayer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -74,6 +76,7 @@ pub struct Gateway {
     listener: TcpListener,
     state: AppState,
     store: Store,
+    socketio: (SocketIoLayer, SocketIo),
 }
 
 impl Gateway {
@@ -97,10 +100,12 @@ impl Gateway {
             stopping: CancellationToken::new(),
             connections: TaskTracker::new(),
         };
+        let socketio = transport::socketio::layer(&state);
         Ok(Self {
             listener,
             state,
             store,
+            socketio,
         })
     }
 
@@ -121,9 +126,9 @@ impl Gateway {
         self.state.hub.clone()
     }
 
-    /// The router, for embedders that serve it themselves.
+    /// The router (`/ws`, `/socket.io/`, `/healthz`), for embedders that serve it themselves.
     pub fn router(&self) -> Router {
-        router(self.state.clone())
+        router(self.state.clone(), self.socketio.0.clone())
     }
 
     /// Serves until `stop` is cancelled, then: refuses new connections, closes every session
@@ -134,15 +139,17 @@ impl Gateway {
             listener,
             state,
             store,
+            socketio: (layer, io),
         } = self;
         tracing::info!("listening on http://{}", listener.local_addr()?);
-        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(state.clone(), layer).into_make_service_with_connect_info::<SocketAddr>();
         let on_stop = {
             let state = state.clone();
             async move {
                 stop.cancelled().await;
                 state.stopping.cancel();
                 state.hub.close_all(CloseReason::ServerShutdown);
+                io.close().await;
             }
         };
         axum::serve(listener, app)
@@ -167,8 +174,8 @@ impl Gateway {
     }
 }
 
-/// The HTTP routes: `/ws` and `/healthz`, with CORS per `CORS_ORIGINS`.
-pub fn router(state: AppState) -> Router {
+/// The HTTP routes: `/ws`, `/socket.io/` and `/healthz`, with CORS per `CORS_ORIGINS`.
+pub fn router(state: AppState, socketio: SocketIoLayer) -> Router {
     let cors = match &state.settings.cors_origins {
         CorsOrigins::Any => CorsLayer::new().allow_origin(Any),
         CorsOrigins::List(list) => CorsLayer::new().allow_origin(AllowOrigin::list(
@@ -181,5 +188,6 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(transport::ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
+        .layer(socketio)
         .layer(cors)
 }

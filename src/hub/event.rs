@@ -82,6 +82,11 @@ impl Event {
         self.data.get()
     }
 
+    /// The payload as raw JSON, for transports that embed it in their own framing.
+    pub fn data_raw(&self) -> &RawValue {
+        &self.data
+    }
+
     /// The `/ws` text frame `{"event": ..., "data": ...}`, encoded on first use.
     pub fn ws_frame(&self) -> Utf8Bytes {
         self.ws_frame

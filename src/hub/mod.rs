@@ -209,7 +209,7 @@ impl Hub {
         );
         let user_object = state
             .user_object(&user_id)
-            .unwrap_or_else(|| unreachable_user(&identity));
+            .unwrap_or_else(|| user_object_from(&identity));
         outbound.send(Event::new(
             "connected",
             &Connected {
@@ -269,9 +269,12 @@ impl Hub {
     pub fn disconnect(&self, id: SessionId, reason: CloseReason) {
         let at = wire::now();
         let mut state = self.state();
-        let Some(session) = state.sessions.remove(&id) else {
+        let Some(user_id) = state.sessions.get(&id).map(|s| s.user_id.clone()) else {
             return;
         };
+        // Taken while the session still counts, so that it names the user properly.
+        let user_object = state.user_object(&user_id);
+        state.sessions.remove(&id);
         // Handed to the store under the lock, before anyone hears of the departure: a read
         // that follows a `user-disconnected` (after a flush) sees the closed row.
         self.inner.store.write(WriteOp::CloseSession {
@@ -279,7 +282,6 @@ impl Hub {
             at: at.clone(),
             reason: reason.as_str(),
         });
-        let user_id = session.user_id;
         let last = match state.users.get_mut(&user_id) {
             Some(user) => {
                 user.sessions.retain(|s| *s != id);
@@ -287,13 +289,10 @@ impl Hub {
             }
             None => false,
         };
-        if last {
-            // The user object is built before removal so it still names the user; it reports
-            // the connection that just ended.
-            let mut user_object = state
-                .user_object(&user_id)
-                .unwrap_or_else(|| unreachable_id(&user_id));
-            user_object.connected_at = wire::timestamp(session.connected_at);
+        if last && let Some(mut user_object) = user_object {
+            // The user as they were: `connectedAt` of the connection that just ended, and
+            // no live sessions left.
+            user_object.sessions = 0;
             state.users.remove(&user_id);
             let presence = Event::new(
                 "user-disconnected",
@@ -463,17 +462,14 @@ impl Hub {
     }
 }
 
-fn unreachable_user(identity: &Identity) -> UserObject {
-    unreachable_id(&identity.user_id)
-}
-
-// The user was inserted under the same lock just before; this only keeps the code total.
-fn unreachable_id(user_id: &str) -> UserObject {
+/// The user object straight from the token; only used should the maps ever disagree (the
+/// user was inserted under the same lock just before).
+fn user_object_from(identity: &Identity) -> UserObject {
     UserObject {
-        user_id: user_id.to_owned(),
-        username: user_id.to_owned(),
-        role: String::new(),
+        user_id: identity.user_id.to_string(),
+        username: identity.username.to_string(),
+        role: identity.role.to_string(),
         connected_at: wire::now(),
-        sessions: 0,
+        sessions: 1,
     }
 }

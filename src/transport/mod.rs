@@ -4,9 +4,11 @@
 //! drains the queue.
 //!
 //! - [`ws`]: plain WebSocket at `/ws`, JSON envelope.
+//! - [`socketio`]: Socket.IO v4 at `/socket.io/` through socketioxide.
 //! - [`rate_limit`]: the per-connection token bucket shared by every transport.
 
 pub mod rate_limit;
+pub mod socketio;
 pub mod ws;
 
 use std::convert::Infallible;
@@ -14,6 +16,35 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+
+use crate::protocol::wire;
+use crate::store::{Store, WriteOp};
+
+/// Records deliveries of stored messages once a connection's transport took them.
+pub(crate) struct Receipts {
+    store: Store,
+    user_id: String,
+}
+
+impl Receipts {
+    pub(crate) fn new(store: Store, user_id: &str) -> Self {
+        Self {
+            store,
+            user_id: user_id.to_owned(),
+        }
+    }
+
+    /// Sends the delivery marks collected in `ids` (and empties it).
+    pub(crate) fn record(&self, ids: &mut Vec<u64>) {
+        if !ids.is_empty() {
+            self.store.write(WriteOp::MarkDelivered {
+                user_id: self.user_id.clone(),
+                ids: std::mem::take(ids),
+                at: wire::now(),
+            });
+        }
+    }
+}
 
 /// The peer address when the server was started with connect info (it is, by
 /// [`Gateway`](crate::Gateway)); `None` when an embedder mounted the router without it.

@@ -24,15 +24,13 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::RemoteAddr;
 use super::rate_limit::{RateLimiter, Verdict};
+use super::{Receipts, RemoteAddr};
 use crate::auth::Identity;
 use crate::commands::{self, Caller, CommandError};
 use crate::hub::{CloseReason, Event, Outbound, OutboundQueue, SessionMeta, Transport};
 use crate::protocol::ClientFrame;
-use crate::protocol::wire;
 use crate::startup::AppState;
-use crate::store::{Store, WriteOp};
 
 /// Most queued frames coalesced into one socket write.
 const MAX_COALESCED_FRAMES: usize = 256;
@@ -143,10 +141,7 @@ async fn serve_connection(
         outbound: outbound.clone(),
         limits: app.command_limits(),
     };
-    let receipts = Receipts {
-        store: app.hub.store().clone(),
-        user_id: caller.identity.user_id.to_string(),
-    };
+    let receipts = Receipts::new(app.hub.store().clone(), &caller.identity.user_id);
     let (sink, stream) = socket.split();
     let catch_up = async {
         tokio::select! {
@@ -281,24 +276,6 @@ fn classify_read_error(e: axum::Error) -> CloseReason {
         Err(e) => {
             tracing::debug!(error = %e, "websocket read failed");
             CloseReason::TransportError
-        }
-    }
-}
-
-/// Records deliveries of stored messages once this connection's socket took them.
-struct Receipts {
-    store: Store,
-    user_id: String,
-}
-
-impl Receipts {
-    fn record(&self, ids: &mut Vec<u64>) {
-        if !ids.is_empty() {
-            self.store.write(WriteOp::MarkDelivered {
-                user_id: self.user_id.clone(),
-                ids: std::mem::take(ids),
-                at: wire::now(),
-            });
         }
     }
 }

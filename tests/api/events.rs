@@ -55,7 +55,7 @@ async fn presence_is_announced_on_a_users_first_and_last_connection_only() {
 
     bob2.close().await;
     let left = alice.expect("user-disconnected").await;
-    assert_eq!(left["user"]["userId"], "bob");
+    assert_user_object(&left["user"], "bob", "Bob", "USER", 0);
     assert_eq!(left["activeUsersCount"], 1);
     assert_timestamp(&left["timestamp"]);
 }

@@ -1,0 +1,269 @@
+// The official socket.io-client against the real switchboard binary: the seed's frontend
+// example unchanged, every way to pass a token and every refusal, every event and payload
+// field, a room shared with plain-WebSocket clients, recovery and the offline queue.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { io } from 'socket.io-client';
+import { startServer, token, sioClient, sioUser, wsUser, WAIT_MS } from './harness.js';
+
+let server;
+before(async () => {
+  server = await startServer({ RATE_LIMIT_PER_SEC: '1000', RATE_LIMIT_BURST: '1000' });
+});
+after(async () => {
+  await server?.stop();
+});
+
+const isTimestamp = (s) => typeof s === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(s);
+
+function assertUser(user, userId, sessions) {
+  assert.equal(user.userId, userId);
+  assert.equal(user.username, userId);
+  assert.equal(user.role, 'USER');
+  assert.equal(user.sessions, sessions);
+  assert.ok(isTimestamp(user.connectedAt), user.connectedAt);
+}
+
+test("the seed's frontend example works unchanged (default transports)", async () => {
+  const listener = await sioUser(server.url, 'seed-listener');
+  listener.emit('join-room', { room: 'general' });
+  await listener.events.next('joined-room');
+
+  // ---- the seed's code, verbatim but for the URL and the token ----
+  const seen = {};
+  const socket = io(server.url, {
+    auth: {
+      token: token('seed-user'),
+    },
+  });
+  socket.on('connected', (data) => { seen.connected = data; });
+  socket.emit('get-active-users');
+  socket.on('active-users', (data) => { seen.activeUsers = data.users; });
+  socket.emit('send-message', {
+    message: 'Hello everyone!',
+  });
+  socket.on('broadcast-message', (data) => { seen.broadcast = `${data.from.username}: ${data.message}`; });
+  socket.emit('join-room', { room: 'general' });
+  socket.emit('room-message', {
+    room: 'general',
+    message: 'Hello room!',
+  });
+  // ------------------------------------------------------------------
+
+  const broadcast = await listener.events.next('broadcast-message');
+  assert.equal(broadcast.message, 'Hello everyone!');
+  assert.equal(broadcast.from.userId, 'seed-user');
+  const roomMessage = await listener.events.next('room-message');
+  assert.equal(roomMessage.message, 'Hello room!');
+  assert.equal(roomMessage.room, 'general');
+  assert.ok(Number.isInteger(roomMessage.id));
+  assert.equal(seen.connected.user.userId, 'seed-user');
+  assert.ok(seen.activeUsers.some((u) => u.userId === 'seed-listener'));
+  socket.disconnect();
+  listener.disconnect();
+});
+
+test('the token is accepted from the auth object, the Authorization header and the query', async () => {
+  const ways = {
+    auth: { auth: { token: token('way-auth') } },
+    header: { extraHeaders: { Authorization: `Bearer ${token('way-header')}` } },
+    query: { query: { token: token('way-query') } },
+  };
+  for (const [way, options] of Object.entries(ways)) {
+    const socket = await sioClient(server.url, options);
+    const connected = await socket.events.next('connected');
+    assert.equal(connected.user.userId, `way-${way}`, way);
+    socket.disconnect();
+  }
+});
+
+test('refusals reach the client as connect_error with the reason', async () => {
+  const cases = [
+    [{}, 'missing token'],
+    [{ auth: { token: 'not-a-jwt' } }, 'invalid token'],
+    [{ auth: { token: token('x', { secret: 'another-secret-another-secret!!' }) } }, 'invalid token: bad signature'],
+    [{ auth: { token: token('x', { ttl: -3600 }) } }, 'token expired'],
+    [{ auth: { token: token('x'), lastMessageId: 'soon' } }, 'lastMessageId must be a non-negative integer'],
+  ];
+  for (const [options, reason] of cases) {
+    const socket = await sioClient(server.url, options);
+    const error = await socket.events.next('connect_error');
+    assert.ok(error.message.includes(reason), `${reason}: got ${error.message}`);
+    socket.close();
+  }
+});
+
+test('every event and payload field, with acks through the callback', async () => {
+  const alice = await sioUser(server.url, 'ev-alice');
+  const bob = await sioUser(server.url, 'ev-bob');
+  assertUser(bob.welcome.user, 'ev-bob', 1);
+  assert.ok(isTimestamp(bob.welcome.timestamp));
+  assert.deepEqual(bob.welcome.rooms, []);
+  const joined = await alice.events.next('user-connected');
+  assertUser(joined.user, 'ev-bob', 1);
+  assert.ok(joined.activeUsersCount >= 2);
+
+  const users = await alice.ack('get-active-users');
+  assert.equal(users.ok, true);
+  const list = await alice.events.next('active-users');
+  assert.equal(list.count, list.users.length);
+  assert.ok(list.users.some((u) => u.userId === 'ev-bob'));
+
+  const stats = await alice.ack('get-users-stats');
+  assert.equal(stats.ok, true);
+  const statsEvent = await alice.events.next('users-stats');
+  assert.ok(statsEvent.totalUsers >= 2);
+  const entry = statsEvent.connectionTimes.find((t) => t.userId === 'ev-alice');
+  for (const field of ['connectedSeconds', 'totalConnectedSeconds', 'sessionsCount']) {
+    assert.ok(Number.isInteger(entry[field]), field);
+  }
+  assert.ok(isTimestamp(entry.firstSeen) && isTimestamp(entry.connectedAt));
+
+  const sent = await alice.ack('send-message', { message: 'psst', to: 'ev-bob' });
+  assert.equal(sent.ok, true);
+  assert.equal(sent.delivered, 1);
+  assert.equal(sent.queued, false);
+  const privateMessage = await bob.events.next('private-message');
+  assert.equal(privateMessage.id, sent.id);
+  assert.equal(privateMessage.message, 'psst');
+  assertUser(privateMessage.from, 'ev-alice', 1);
+  assert.ok(isTimestamp(privateMessage.timestamp));
+
+  await alice.ack('join-room', { room: 'ev-room' });
+  assert.deepEqual(await alice.events.next('joined-room'), { room: 'ev-room', message: 'Joined room ev-room' });
+  await bob.ack('join-room', { room: 'ev-room' });
+  const note = await alice.events.next('user-joined-room');
+  assert.equal(note.room, 'ev-room');
+  assertUser(note.user, 'ev-bob', 1);
+  const roomAck = await alice.ack('room-message', { room: 'ev-room', message: 'hi room' });
+  assert.equal(roomAck.delivered, 1);
+  const roomMessage = await bob.events.next('room-message');
+  assert.equal(roomMessage.id, roomAck.id);
+  assert.equal(roomMessage.room, 'ev-room');
+  await bob.ack('leave-room', { room: 'ev-room' });
+  assert.equal((await bob.events.next('left-room')).room, 'ev-room');
+  assert.equal((await alice.events.next('user-left-room')).user.userId, 'ev-bob');
+
+  bob.disconnect();
+  const left = await alice.events.next('user-disconnected');
+  assert.equal(left.user.userId, 'ev-bob');
+  assert.equal(left.user.username, 'ev-bob');
+  alice.disconnect();
+});
+
+test('bad payloads get an error event and an ok:false ack; the connection stays', async () => {
+  const alice = await sioUser(server.url, 'bad-alice');
+  const cases = [
+    ['send-message', 'hi', 'expects an object payload'],
+    ['send-message', {}, 'missing field "message"'],
+    ['send-message', { message: 5 }, '"message" must be a string'],
+    ['send-message', { message: '' }, 'message must not be empty'],
+    ['join-room', { room: 'bad room' }, 'invalid room name'],
+    ['room-message', { room: 'nowhere', message: 'x' }, 'not a member of room "nowhere"'],
+    ['send-message', { message: 'x', to: 'nobody-ever' }, 'unknown user "nobody-ever"'],
+    ['sync', { since: -1 }, 'non-negative integer'],
+    ['launch-rockets', {}, 'unknown event "launch-rockets"'],
+  ];
+  for (const [event, data, reason] of cases) {
+    const ack = await alice.ack(event, data);
+    assert.equal(ack.ok, false, event);
+    assert.ok(ack.error.includes(reason), `${event}: ${ack.error}`);
+    const error = await alice.events.next('error');
+    assert.equal(error.message, ack.error);
+  }
+  assert.equal((await alice.ack('get-active-users')).ok, true);
+  alice.disconnect();
+});
+
+test('Socket.IO and /ws clients share rooms, presence and messages', async () => {
+  const sio = await sioUser(server.url, 'mix-sio');
+  const ws = await wsUser(server.url, 'mix-ws');
+  assert.equal((await sio.events.next('user-connected')).user.userId, 'mix-ws');
+
+  await sio.ack('join-room', { room: 'mixed' });
+  ws.emitEvent('join-room', { room: 'mixed' });
+  await ws.events.next('joined-room');
+  assert.equal((await sio.events.next('user-joined-room')).user.userId, 'mix-ws');
+
+  ws.emitEvent('room-message', { room: 'mixed', message: 'from ws' }, 1);
+  const fromWs = await sio.events.next('room-message');
+  assert.equal(fromWs.message, 'from ws');
+  assert.equal(fromWs.from.userId, 'mix-ws');
+  const wsAck = await ws.events.next('ack');
+  assert.equal(wsAck.id, fromWs.id);
+
+  const sioAck = await sio.ack('room-message', { room: 'mixed', message: 'from socket.io' });
+  const fromSio = await ws.events.next('room-message');
+  assert.equal(fromSio.message, 'from socket.io');
+  assert.equal(fromSio.id, sioAck.id);
+  // Same payload shape on both transports: compare the keys.
+  assert.deepEqual(Object.keys(fromSio).sort(), Object.keys(fromWs).sort());
+
+  const users = await sio.ack('get-active-users');
+  assert.ok(users.users.some((u) => u.userId === 'mix-ws'));
+  ws.close();
+  assert.equal((await sio.events.next('user-disconnected')).user.userId, 'mix-ws');
+  sio.disconnect();
+});
+
+test('reconnecting with auth.lastMessageId replays what was missed', async () => {
+  const bob = await sioUser(server.url, 'rec-bob');
+  const alice = await sioUser(server.url, 'rec-alice');
+  const first = await alice.ack('send-message', { message: 'seen' });
+  assert.equal((await bob.events.next('broadcast-message')).id, first.id);
+  bob.disconnect();
+  await alice.events.next('user-disconnected');
+
+  const missed = await alice.ack('send-message', { message: 'missed' });
+  const back = await sioClient(server.url, { auth: { token: token('rec-bob'), lastMessageId: first.id } });
+  await back.events.next('connected');
+  const replayed = await back.events.next('broadcast-message');
+  assert.equal(replayed.id, missed.id);
+  assert.equal(replayed.message, 'missed');
+  const done = await back.events.next('sync-complete');
+  assert.equal(done.lastMessageId, missed.id);
+  assert.equal(done.complete, true);
+
+  // And `sync` on demand, through the ack too.
+  const sync = await back.ack('sync', { since: first.id });
+  assert.equal(sync.count, 1);
+  assert.equal(sync.lastMessageId, missed.id);
+  back.disconnect();
+  alice.disconnect();
+});
+
+test('a private message to an offline user is queued and delivered on reconnect', async () => {
+  const bob = await sioUser(server.url, 'q-bob');
+  bob.disconnect();
+  const alice = await sioUser(server.url, 'q-alice');
+  const sent = await alice.ack('send-message', { message: 'while you were away', to: 'q-bob' });
+  assert.equal(sent.queued, true);
+  assert.equal(sent.delivered, 0);
+
+  const back = await sioUser(server.url, 'q-bob');
+  const queued = await back.events.next('private-message');
+  assert.equal(queued.id, sent.id);
+  assert.equal(queued.message, 'while you were away');
+  back.disconnect();
+  alice.disconnect();
+});
+
+test('long-polling alone works', async () => {
+  const a = await sioUser(server.url, 'poll-a', { client: { transports: ['polling'] } });
+  const b = await sioUser(server.url, 'poll-b', { client: { transports: ['polling'] } });
+  await a.ack('send-message', { message: 'over polling', to: 'poll-b' });
+  assert.equal((await b.events.next('private-message')).message, 'over polling');
+  a.disconnect();
+  b.disconnect();
+});
+
+test('a resend with the same clientMsgId gets the original ack', async () => {
+  const alice = await sioUser(server.url, 'idem-alice');
+  const first = await alice.ack('send-message', { message: 'once', clientMsgId: 'c-1' });
+  const again = await alice.ack('send-message', { message: 'once', clientMsgId: 'c-1' });
+  assert.equal(again.id, first.id);
+  assert.equal(again.duplicate, true);
+  alice.disconnect();
+});
+
+void WAIT_MS;
