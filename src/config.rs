@@ -202,6 +202,8 @@ pub struct Limits {
     pub max_message_chars: usize,
     /// `MAX_ROOMS_PER_USER` (default 100): rooms one user may be a member of at once.
     pub max_rooms_per_user: usize,
+    /// `MAX_BODY_BYTES` (default 65536): largest REST request body; larger gets 413.
+    pub max_body_bytes: usize,
     /// `MAX_QUEUED_PER_USER` (default 1000): undelivered messages kept for one offline user;
     /// a private message past it is refused with `error` and not stored.
     pub max_queued_per_user: u64,
@@ -241,6 +243,7 @@ impl Default for Limits {
             max_message_chars: 4000,
             max_rooms_per_user: 100,
             max_queued_per_user: 1000,
+            max_body_bytes: 64 * 1024,
             outbound_queue_capacity: 1024,
             rate_limit_per_sec: 50,
             rate_limit_burst: 100,
@@ -357,6 +360,7 @@ impl Settings {
                 max_frame_bytes: env.number("MAX_FRAME_BYTES", d.max_frame_bytes, 256)?,
                 max_message_chars: env.number("MAX_MESSAGE_CHARS", d.max_message_chars, 1)?,
                 max_rooms_per_user: env.number("MAX_ROOMS_PER_USER", d.max_rooms_per_user, 1)?,
+                max_body_bytes: env.number("MAX_BODY_BYTES", d.max_body_bytes, 256)?,
                 max_queued_per_user: env.number("MAX_QUEUED_PER_USER", d.max_queued_per_user, 1)?,
                 outbound_queue_capacity: env.number(
                     "OUTBOUND_QUEUE_CAPACITY",

@@ -1,8 +1,8 @@
 //! # switchboard
 //!
-//! A self-hosted real-time gateway: clients connect over WebSocket (and, later, Socket.IO) with
+//! A self-hosted real-time gateway: clients connect over Socket.IO or plain WebSocket with
 //! a JWT, the gateway tracks who is online, routes messages to everyone, one user, a role or a
-//! room, and remembers session history in an embedded SQLite file.
+//! room, and remembers sessions, room membership and every message in an embedded SQLite file.
 //!
 //! ## Layout
 //!
@@ -16,17 +16,23 @@
 //! - [`hub`]: the one owner of live state (sessions, users, rooms) and the only place that
 //!   routes; transports reach connections only through [`hub::Outbound`].
 //! - [`commands`]: one file per client event; each turns a parsed event into hub calls.
-//! - [`transport`]: the plain WebSocket endpoint `/ws` (reader and writer task per connection).
-//! - [`store`]: everything durable (sqlx + SQLite): users seen and session history, written by
-//!   one writer task that commits in groups.
-//! - [`startup`]: [`startup::Gateway`] binds, builds the router and runs until told to stop.
+//! - [`transport`]: the plain WebSocket endpoint `/ws` and the Socket.IO endpoint
+//!   `/socket.io/`; both only translate between frames and hub calls.
+//! - [`store`]: everything durable (sqlx + SQLite): users and sessions, the message log, the
+//!   offline queue and room membership, written by one writer task that commits in groups.
+//! - [`api`]: the REST management API under `/websocket/`, health and the OpenAPI document.
+//! - [`handle`]: [`GatewayHandle`], the embedded Rust API (send to a user, a role, everyone).
+//! - [`startup`]: [`EmbeddedGateway`] (routes to mount in your own axum app) and [`Gateway`]
+//!   (the same, bound to a listener and run until told to stop).
 //! - [`shutdown`]: the one place that knows how the process stops.
 //! - [`cli`]: `switchboard serve | token | check-config`.
 
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod handle;
 pub mod hub;
 pub mod protocol;
 pub mod shutdown;
@@ -36,5 +42,6 @@ pub mod telemetry;
 pub mod transport;
 
 pub use config::Settings;
+pub use handle::GatewayHandle;
 pub use hub::Hub;
-pub use startup::Gateway;
+pub use startup::{EmbeddedGateway, Gateway};

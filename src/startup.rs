@@ -18,6 +18,7 @@ use crate::auth::Verifier;
 use crate::auth::keys::KeyError;
 use crate::commands::CommandLimits;
 use crate::config::{CorsOrigins, Settings};
+use crate::handle::GatewayHandle;
 use crate::hub::{CloseReason, Hub};
 use crate::protocol::events::ParseLimits;
 use crate::store::{Store, StoreError};
@@ -71,28 +72,22 @@ impl AppState {
     }
 }
 
-/// A bound, ready-to-run gateway.
-pub struct Gateway {
-    listener: TcpListener,
+/// The gateway without a listener: for applications that mount its router into their own
+/// axum app and serve it themselves. [`Gateway`] is this plus a bound listener.
+pub struct EmbeddedGateway {
     state: AppState,
     store: Store,
-    socketio: (SocketIoLayer, SocketIo),
+    socketio_layer: SocketIoLayer,
+    socketio: SocketIo,
 }
 
-impl Gateway {
-    /// Opens the store, loads the key and binds. Nothing is served until
-    /// [`Gateway::run_until_stopped`].
+impl EmbeddedGateway {
+    /// Opens the store (migrating it), loads the JWT key and builds the routes.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let store = Store::open(&settings.database).await?;
         // After the store: for the default location it created the data directory that
         // holds a generated secret.
         let verifier = Verifier::from_settings(&settings.jwt)?;
-        let listener = TcpListener::bind(settings.bind_addr)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: settings.bind_addr,
-                source,
-            })?;
         let state = AppState {
             hub: Hub::load(store.clone()).await?,
             verifier,
@@ -100,61 +95,51 @@ impl Gateway {
             stopping: CancellationToken::new(),
             connections: TaskTracker::new(),
         };
-        let socketio = transport::socketio::layer(&state);
+        let (socketio_layer, socketio) = transport::socketio::layer(&state);
         Ok(Self {
-            listener,
             state,
             store,
+            socketio_layer,
             socketio,
         })
     }
 
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or(self.state.settings.bind_addr)
+    /// Every route of the gateway (`/ws`, `/socket.io/`, `/websocket/...`, `/healthz`,
+    /// `/readyz`). Merge it into your app, and serve with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` so peer addresses are recorded.
+    pub fn router(&self) -> Router {
+        router(self.state.clone(), self.socketio_layer.clone())
     }
 
-    /// The bound port (useful with port 0).
-    pub fn port(&self) -> u16 {
-        self.local_addr().port()
+    /// The handle for your own code: send to users, roles, everyone; query who is online.
+    pub fn handle(&self) -> GatewayHandle {
+        GatewayHandle::new(self.state.clone())
     }
 
-    /// The hub, for embedders and tests.
+    /// The hub.
     pub fn hub(&self) -> Hub {
         self.state.hub.clone()
     }
 
-    /// The router (`/ws`, `/socket.io/`, `/healthz`), for embedders that serve it themselves.
-    pub fn router(&self) -> Router {
-        router(self.state.clone(), self.socketio.0.clone())
+    /// First half of a graceful stop: refuse new connections and ask every open one to
+    /// close with reason `server_shutdown`. Call it when your server starts shutting down
+    /// (axum's graceful shutdown does not wait for upgraded connections).
+    pub fn begin_shutdown(&self) -> impl Future<Output = ()> + Send + 'static {
+        let state = self.state.clone();
+        let io = self.socketio.clone();
+        async move {
+            state.stopping.cancel();
+            state.hub.close_all(CloseReason::ServerShutdown);
+            io.close().await;
+        }
     }
 
-    /// Serves until `stop` is cancelled, then: refuses new connections, closes every session
-    /// with reason `server_shutdown` (close frames are sent), waits for them up to
-    /// `SHUTDOWN_TIMEOUT_SECS`, and lets the store commit its last writes.
-    pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
-        let Self {
-            listener,
-            state,
-            store,
-            socketio: (layer, io),
-        } = self;
-        tracing::info!("listening on http://{}", listener.local_addr()?);
-        let app = router(state.clone(), layer).into_make_service_with_connect_info::<SocketAddr>();
-        let on_stop = {
-            let state = state.clone();
-            async move {
-                stop.cancelled().await;
-                state.stopping.cancel();
-                state.hub.close_all(CloseReason::ServerShutdown);
-                io.close().await;
-            }
-        };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(on_stop)
-            .await?;
+    /// Second half: wait (up to `SHUTDOWN_TIMEOUT_SECS`) for the connections to close, then
+    /// let the store commit its last writes.
+    pub async fn finish_shutdown(self) {
+        let state = self.state;
+        state.stopping.cancel();
+        state.hub.close_all(CloseReason::ServerShutdown);
         state.connections.close();
         let timeout = state.settings.limits.shutdown_timeout;
         if tokio::time::timeout(timeout, state.connections.wait())
@@ -166,9 +151,81 @@ impl Gateway {
                 "connections did not close in time"
             );
         }
-        if tokio::time::timeout(timeout, store.close()).await.is_err() {
+        if tokio::time::timeout(timeout, self.store.close())
+            .await
+            .is_err()
+        {
             tracing::error!("the store did not finish its writes in time");
         }
+    }
+}
+
+/// A bound, ready-to-run gateway.
+pub struct Gateway {
+    listener: TcpListener,
+    embedded: EmbeddedGateway,
+}
+
+impl Gateway {
+    /// Opens the store, loads the key and binds. Nothing is served until
+    /// [`Gateway::run_until_stopped`].
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let bind_addr = settings.bind_addr;
+        let embedded = EmbeddedGateway::build(settings).await?;
+        let listener = TcpListener::bind(bind_addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: bind_addr,
+                source,
+            })?;
+        Ok(Self { listener, embedded })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.embedded.state.settings.bind_addr)
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The hub, for embedders and tests.
+    pub fn hub(&self) -> Hub {
+        self.embedded.hub()
+    }
+
+    /// The handle for application code.
+    pub fn handle(&self) -> GatewayHandle {
+        self.embedded.handle()
+    }
+
+    /// The router, for embedders that serve it themselves.
+    pub fn router(&self) -> Router {
+        self.embedded.router()
+    }
+
+    /// Serves until `stop` is cancelled, then: refuses new connections, closes every session
+    /// with reason `server_shutdown` (close frames are sent), waits for them up to
+    /// `SHUTDOWN_TIMEOUT_SECS`, and lets the store commit its last writes.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
+        let Self { listener, embedded } = self;
+        tracing::info!("listening on http://{}", listener.local_addr()?);
+        let app = embedded
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let begin = embedded.begin_shutdown();
+        let on_stop = async move {
+            stop.cancelled().await;
+            begin.await;
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(on_stop)
+            .await?;
+        embedded.finish_shutdown().await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -184,9 +241,10 @@ pub fn router(state: AppState, socketio: SocketIoLayer) -> Router {
     }
     .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
     .allow_headers(Any);
+    let max_body = state.settings.limits.max_body_bytes;
     Router::new()
         .route("/ws", get(transport::ws::upgrade))
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::api::router(max_body))
         .with_state(state)
         .layer(socketio)
         .layer(cors)

@@ -6,6 +6,7 @@ mod get_active_users;
 mod get_users_stats;
 mod join_room;
 mod leave_room;
+pub mod notify;
 mod room_message;
 mod send_message;
 mod sync;
@@ -21,7 +22,9 @@ use crate::auth::Identity;
 use crate::hub::{Event, Hub, HubError, Outbound, Published, SessionId};
 use crate::protocol::ProtocolError;
 use crate::protocol::events::{ClientEvent, ParseLimits};
+use crate::protocol::payloads::ClientMsgId;
 use crate::protocol::wire::ErrorPayload;
+use crate::store::messages;
 
 /// The fields of a successful ack, beyond `ok: true`.
 pub type AckFields = Map<String, Value>;
@@ -85,6 +88,23 @@ impl Caller {
     fn reply(&self, event: Arc<Event>) {
         self.hub.send_to_session(self.session, event);
     }
+}
+
+/// The stored original of a resent message (from an earlier run, or evicted from the hub's
+/// memory of recent keys), if `sender_id` already used `key`.
+pub async fn find_original(
+    hub: &Hub,
+    sender_id: &str,
+    key: Option<&ClientMsgId>,
+) -> Result<Option<Published>, CommandError> {
+    let Some(key) = key else { return Ok(None) };
+    let found = messages::find_by_client_msg_id(hub.store().pool(), sender_id, key.as_str())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "idempotency lookup failed");
+            CommandError::StoreUnavailable
+        })?;
+    Ok(found.map(|o| Published::stored_duplicate(o.id, o.delivered as usize, o.queued)))
 }
 
 /// Waits until a published message is durable and turns it into ack fields

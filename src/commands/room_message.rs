@@ -6,8 +6,7 @@
 //! `error`. Ack, once committed: `{ ok, id, delivered, queued: false }`; a resend with the
 //! same `clientMsgId` gets the original's ack.
 
-use super::send_message::find_original;
-use super::{AckFields, Caller, CommandError, acknowledge};
+use super::{AckFields, Caller, CommandError, acknowledge, find_original};
 use crate::hub::{Publish, Target};
 use crate::protocol::payloads::{ClientMsgId, MessageText, RoomName};
 use crate::protocol::wire::{self, RoomChatMessage};
@@ -18,14 +17,20 @@ pub(super) async fn apply(
     message: MessageText,
     client_msg_id: Option<ClientMsgId>,
 ) -> Result<AckFields, CommandError> {
-    if let Some(original) = find_original(caller, client_msg_id.as_ref()).await? {
+    if let Some(original) = find_original(
+        &caller.hub,
+        &caller.identity.user_id,
+        client_msg_id.as_ref(),
+    )
+    .await?
+    {
         return acknowledge(original).await;
     }
     caller.hub.store().ensure_id_headroom().await;
     let from = caller.hub.user_of(caller.session)?;
     let timestamp = wire::now();
     let published = caller.hub.publish(Publish {
-        event: "room-message",
+        event: "room-message".into(),
         target: Target::Room(room.clone()),
         sender_session: Some(caller.session),
         sender_id: caller.identity.user_id.clone(),

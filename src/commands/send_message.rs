@@ -10,11 +10,10 @@
 //! the same `clientMsgId` gets the original's ack (with `duplicate: true`) and is neither
 //! stored nor delivered again.
 
-use super::{AckFields, Caller, CommandError, acknowledge};
-use crate::hub::{Publish, Published, Target};
+use super::{AckFields, Caller, CommandError, acknowledge, find_original};
+use crate::hub::{Publish, Target};
 use crate::protocol::payloads::{ClientMsgId, MessageText, TargetUserId};
 use crate::protocol::wire::{self, ChatMessage};
-use crate::store::messages;
 
 pub(super) async fn apply(
     caller: &Caller,
@@ -22,7 +21,13 @@ pub(super) async fn apply(
     to: Option<TargetUserId>,
     client_msg_id: Option<ClientMsgId>,
 ) -> Result<AckFields, CommandError> {
-    if let Some(original) = find_original(caller, client_msg_id.as_ref()).await? {
+    if let Some(original) = find_original(
+        &caller.hub,
+        &caller.identity.user_id,
+        client_msg_id.as_ref(),
+    )
+    .await?
+    {
         return acknowledge(original).await;
     }
     let store = caller.hub.store();
@@ -34,7 +39,7 @@ pub(super) async fn apply(
         Some(to) => ("private-message", Target::User(to.as_str().to_owned())),
     };
     let published = caller.hub.publish(Publish {
-        event,
+        event: event.into(),
         target,
         sender_session: Some(caller.session),
         sender_id: caller.identity.user_id.clone(),
@@ -52,24 +57,4 @@ pub(super) async fn apply(
         },
     })?;
     acknowledge(published).await
-}
-
-/// The stored original of a resent message (from an earlier run, or evicted from the hub's
-/// memory of recent keys).
-pub(super) async fn find_original(
-    caller: &Caller,
-    key: Option<&ClientMsgId>,
-) -> Result<Option<Published>, CommandError> {
-    let Some(key) = key else { return Ok(None) };
-    let found = messages::find_by_client_msg_id(
-        caller.hub.store().pool(),
-        &caller.identity.user_id,
-        key.as_str(),
-    )
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "idempotency lookup failed");
-        CommandError::StoreUnavailable
-    })?;
-    Ok(found.map(|o| Published::stored_duplicate(o.id, o.delivered as usize, o.queued)))
 }

@@ -456,6 +456,30 @@ impl Hub {
         }
     }
 
+    /// Asks every connection of `user_id` to close. Returns how many.
+    pub fn close_user(&self, user_id: &str, reason: CloseReason) -> usize {
+        let state = self.state();
+        let sessions: Vec<SessionId> = state.sessions_of(user_id, None).collect();
+        for id in &sessions {
+            if let Some(s) = state.sessions.get(id) {
+                s.outbound.close(reason);
+            }
+        }
+        sessions.len()
+    }
+
+    /// The user object of an identity: live figures when the user is connected, otherwise
+    /// `sessions: 0` and `connectedAt` now (a REST caller need not be connected).
+    pub fn user_object_of(&self, identity: &Identity) -> UserObject {
+        self.state()
+            .user_object(&identity.user_id)
+            .unwrap_or_else(|| {
+                let mut user = user_object_from(identity);
+                user.sessions = 0;
+                user
+            })
+    }
+
     /// Live connections.
     pub fn session_count(&self) -> usize {
         self.state().sessions.len()

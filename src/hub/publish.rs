@@ -8,6 +8,7 @@
 //! before the message it marks. Live delivery does not wait for the disk; the caller's ack
 //! does ([`Published::durable`]).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -33,8 +34,9 @@ pub enum Target {
 
 /// A message to publish.
 pub struct Publish<'a, P> {
-    /// Event name (`broadcast-message`, `private-message`, `room-message`, ...).
-    pub event: &'static str,
+    /// Event name (`broadcast-message`, `private-message`, `room-message`, `notification`,
+    /// or any name an application sends through the embedded API).
+    pub event: Cow<'static, str>,
     /// Where it goes.
     pub target: Target,
     /// The sending connection: left out of live delivery, and must be a room member for a
@@ -158,8 +160,8 @@ impl Hub {
         let id = store.allocate_message_id();
         let payload = (p.payload)(id);
         let event = match recipient {
-            Some(_) => Event::tracked(p.event, &payload, id),
-            None => Event::new(p.event, &payload),
+            Some(_) => Event::tracked(p.event.clone(), &payload, id),
+            None => Event::new(p.event.clone(), &payload),
         };
         let (committed_tx, committed) = watch::channel(None);
         if let Some(user_id) = &recipient {
@@ -168,7 +170,7 @@ impl Hub {
         store.write(WriteOp::Message {
             record: Box::new(MessageRecord {
                 id,
-                event: p.event,
+                event: p.event.into_owned(),
                 target_kind: kind,
                 target,
                 sender_id: p.sender_id.to_string(),

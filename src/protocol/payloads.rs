@@ -151,6 +151,42 @@ impl fmt::Display for RoomName {
     }
 }
 
+/// Longest notification type, in characters.
+pub const MAX_NOTIFICATION_TYPE_CHARS: usize = 32;
+
+/// A notification type (`info`, `warning`, ...): 1 to 32 letters, digits, `-` or `_`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationType(String);
+
+impl NotificationType {
+    /// Checks a type.
+    pub fn parse(s: &str) -> Result<Self, ProtocolError> {
+        let chars = s.chars().count();
+        if chars == 0
+            || chars > MAX_NOTIFICATION_TYPE_CHARS
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ProtocolError::new(format!(
+                "invalid type {s:?}: use 1 to {MAX_NOTIFICATION_TYPE_CHARS} letters, digits, '-' or '_'"
+            )));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The type.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for NotificationType {
+    fn default() -> Self {
+        Self("info".into())
+    }
+}
+
 /// Longest idempotency key, in characters.
 pub const MAX_CLIENT_MSG_ID_CHARS: usize = 128;
 

@@ -146,6 +146,37 @@ pub struct RoomPresence<'a> {
     pub timestamp: String,
 }
 
+/// `notification`, `broadcast-notification` and `role-notification`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification<'a> {
+    /// The message id.
+    pub id: u64,
+    /// Who sent it: the REST caller, or the `system` user for the embedded API.
+    pub from: &'a UserObject,
+    /// The text.
+    pub message: &'a str,
+    /// `info`, `warning`, ... (free-form, default `info`).
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    /// The role it was sent to (`role-notification` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_role: Option<&'a str>,
+    /// When.
+    pub timestamp: &'a str,
+}
+
+/// The sender of messages from the embedded API.
+pub fn system_user() -> UserObject {
+    UserObject {
+        user_id: "system".into(),
+        username: "system".into(),
+        role: "SYSTEM".into(),
+        connected_at: now(),
+        sessions: 0,
+    }
+}
+
 /// `sync-complete`: the end of a replay.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -34,7 +34,7 @@ pub struct MessageRecord {
     /// The wire id.
     pub id: u64,
     /// The event name it was delivered as.
-    pub event: &'static str,
+    pub event: String,
     /// Target kind.
     pub target_kind: TargetKind,
     /// User id, room or role (`None` for all).
@@ -215,3 +215,90 @@ where
 pub const RESERVED_THROUGH: &str = "message_id_reserved_through";
 /// Counter name: the highest id retention deleted.
 pub const PRUNED_THROUGH: &str = "pruned_through_message_id";
+
+/// Filters for listing stored messages.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only messages to this room.
+    pub room: Option<String>,
+    /// Only messages from or to this user.
+    pub user: Option<String>,
+    /// Only ids above this.
+    pub since: u64,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// Stored messages matching `filter`, oldest first. With a `viewer`, only what that user may
+/// see (the `sync` rule); without one (an admin), everything.
+pub async fn list(
+    pool: &SqlitePool,
+    filter: &ListFilter,
+    viewer: Option<Reader<'_>>,
+) -> Result<Vec<StoredMessage>, sqlx::Error> {
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT m.message_id, m.event, m.payload
+         FROM messages m
+         WHERE m.message_id > ?1
+           AND (?2 IS NULL OR (m.target_kind = 'room' AND m.target = ?2))
+           AND (?3 IS NULL OR m.sender_id = ?3 OR (m.target_kind = 'user' AND m.target = ?3))
+           AND (?4 IS NULL OR
+                m.target_kind = 'all'
+                OR (m.target_kind = 'user' AND (m.target = ?4
+                    OR (m.sender_id = ?4 AND m.event = 'private-message')))
+                OR (m.target_kind = 'room'
+                    AND m.target IN (SELECT room FROM room_members WHERE user_id = ?4))
+                OR (m.target_kind = 'role' AND m.target = ?5))
+         ORDER BY m.message_id
+         LIMIT ?6",
+    )
+    .bind(filter.since.min(i64::MAX as u64) as i64)
+    .bind(&filter.room)
+    .bind(&filter.user)
+    .bind(viewer.map(|v| v.user_id))
+    .bind(viewer.map(|v| v.role))
+    .bind(i64::from(filter.limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, event, payload)| StoredMessage {
+            id: id as u64,
+            event,
+            payload,
+            to_reader: false,
+        })
+        .collect())
+}
+
+/// A user's undelivered messages, oldest first, with when each was queued.
+pub async fn undelivered(
+    pool: &SqlitePool,
+    user_id: &str,
+    limit: u32,
+) -> Result<Vec<(StoredMessage, String)>, sqlx::Error> {
+    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT m.message_id, m.event, m.payload, d.queued_at
+         FROM deliveries d JOIN messages m ON m.message_id = d.message_id
+         WHERE d.user_id = ?1 AND d.delivered_at IS NULL
+         ORDER BY m.message_id LIMIT ?2",
+    )
+    .bind(user_id)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, event, payload, queued_at)| {
+            (
+                StoredMessage {
+                    id: id as u64,
+                    event,
+                    payload,
+                    to_reader: true,
+                },
+                queued_at,
+            )
+        })
+        .collect())
+}

@@ -68,3 +68,40 @@ pub async fn history(
         })
         .collect())
 }
+
+/// One stored session, as the REST API lists it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRow {
+    /// Session id.
+    pub session_id: i64,
+    /// `ws` or `socketio`.
+    pub transport: String,
+    /// Peer address.
+    pub remote_addr: Option<String>,
+    /// `User-Agent`.
+    pub user_agent: Option<String>,
+    /// When it opened.
+    pub connected_at: String,
+    /// When it ended (`null` while connected).
+    pub disconnected_at: Option<String>,
+    /// Why it ended.
+    pub disconnect_reason: Option<String>,
+}
+
+/// A user's sessions, newest first.
+pub async fn sessions_of(
+    pool: &SqlitePool,
+    user_id: &str,
+    limit: u32,
+) -> Result<Vec<SessionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT session_id, transport, remote_addr, user_agent, connected_at, disconnected_at,
+                disconnect_reason
+         FROM sessions WHERE user_id = ?1 ORDER BY session_id DESC LIMIT ?2",
+    )
+    .bind(user_id)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+}

@@ -280,7 +280,7 @@ async fn apply(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )
             .bind(r.id as i64)
-            .bind(r.event)
+            .bind(&r.event)
             .bind(r.target_kind.as_str())
             .bind(&r.target)
             .bind(&r.sender_id)

@@ -154,6 +154,25 @@ impl TestApp {
         }
     }
 
+    /// An absolute URL on the server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A REST request with a bearer token for `sub` / `role`.
+    pub fn rest(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        sub: &str,
+        role: &str,
+    ) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .request(method, self.url(path))
+            .bearer_auth(self.token(sub, role))
+            .timeout(WAIT)
+    }
+
     /// Opens the database file directly, as an operator with sqlite3 would.
     pub async fn db(&self) -> SqlitePool {
         open_db(&self.db_path).await
@@ -375,10 +394,15 @@ pub struct BinaryServer {
 impl BinaryServer {
     /// Starts the binary on `db_path` with extra environment, and waits for its listen line.
     pub async fn start(db_path: &Path, env: &[(&str, &str)]) -> Self {
-        use std::io::{BufRead, BufReader};
         let binary = std::env::var("SWITCHBOARD_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").to_string());
-        let mut command = std::process::Command::new(binary);
+        Self::start_program(Path::new(&binary), db_path, env).await
+    }
+
+    /// Starts any program that serves the gateway (the binary, or an example embedding it).
+    pub async fn start_program(program: &Path, db_path: &Path, env: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut command = std::process::Command::new(program);
         command
             .env_clear()
             .env("BIND_ADDR", "127.0.0.1:0")
@@ -414,9 +438,18 @@ impl BinaryServer {
 
     /// Connects as `sub` with role USER, passing `query` (e.g. `&lastMessageId=5`).
     pub async fn user(&self, sub: &str, query: &str) -> WsClient {
+        self.connect_as(sub, "USER", query).await
+    }
+
+    /// Connects as `sub` with `role`.
+    pub async fn user_with_role(&self, sub: &str, role: &str) -> WsClient {
+        self.connect_as(sub, role, "").await
+    }
+
+    async fn connect_as(&self, sub: &str, role: &str, query: &str) -> WsClient {
         let token = sign(
             Algorithm::HS256,
-            &json!({"sub": sub, "username": sub, "exp": in_an_hour()}),
+            &json!({"sub": sub, "username": sub, "role": role, "exp": in_an_hour()}),
         );
         let url = format!("ws://{}/ws?token={token}{query}", self.addr);
         let request = url.into_client_request().expect("request");

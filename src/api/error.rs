@@ -1,0 +1,70 @@
+//! [`ApiError`]: every REST failure as a status and `{"error": "..."}` naming the problem.
+//! Internal causes are logged where they happen; only the safe message goes out.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::commands::CommandError;
+use crate::hub::HubError;
+
+/// A REST failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The status.
+    pub status: StatusCode,
+    /// What went wrong, for the caller.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Any status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 503 for a store that could not be read or written.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database is unavailable; try again",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        let status = match &e {
+            CommandError::Protocol(_)
+            | CommandError::UnknownEvent(_)
+            | CommandError::BinaryFrame => StatusCode::BAD_REQUEST,
+            CommandError::Hub(HubError::QueueFull { .. }) | CommandError::RateLimited(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            CommandError::Hub(HubError::UnknownUser(_)) => StatusCode::NOT_FOUND,
+            CommandError::Hub(HubError::NotMember(_) | HubError::TooManyRooms(_)) => {
+                StatusCode::CONFLICT
+            }
+            CommandError::Hub(HubError::SessionGone) => StatusCode::GONE,
+            CommandError::NotStored | CommandError::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        Self::new(status, e.to_string())
+    }
+}

@@ -1,0 +1,67 @@
+//! Notifications from back ends: the REST API's three POST endpoints and the embedded API
+//! call this, never a transport. A notification is a stored message like any other: it gets
+//! an id, is queued for an offline user (a back end knows its users, so a user never seen is
+//! queued too), and counts as sent only once committed.
+//!
+//! - to a user: `notification { id, from, message, type, timestamp }`
+//! - to everyone: `broadcast-notification { id, from, message, type, timestamp }`
+//! - to a role: `role-notification { id, from, message, type, targetRole, timestamp }`
+
+use super::{CommandError, find_original};
+use crate::hub::{Hub, Publish, Published, Target};
+use crate::protocol::payloads::{ClientMsgId, MessageText, NotificationType};
+use crate::protocol::wire::{self, Notification, UserObject};
+
+/// A notification to send.
+pub struct Notify<'a> {
+    /// Where: `Target::User`, `Target::All` or `Target::Role`.
+    pub target: Target,
+    /// The sender's user object.
+    pub from: &'a UserObject,
+    /// The text.
+    pub message: &'a MessageText,
+    /// The type.
+    pub kind: &'a NotificationType,
+    /// The `Idempotency-Key`.
+    pub idempotency_key: Option<&'a ClientMsgId>,
+    /// `MAX_QUEUED_PER_USER`.
+    pub queue_limit: u64,
+}
+
+/// Publishes a notification and waits until it is durable.
+pub async fn notify(hub: &Hub, n: Notify<'_>) -> Result<Published, CommandError> {
+    if let Some(original) = find_original(hub, &n.from.user_id, n.idempotency_key).await? {
+        return Ok(original);
+    }
+    hub.store().ensure_id_headroom().await;
+    let timestamp = wire::now();
+    let (event, target_role) = match &n.target {
+        Target::User(_) => ("notification", None),
+        Target::Role(role) => ("role-notification", Some(role.clone())),
+        Target::All | Target::Room(_) => ("broadcast-notification", None),
+    };
+    let mut published = hub.publish(Publish {
+        event: event.into(),
+        target: n.target,
+        sender_session: None,
+        sender_id: n.from.user_id.as_str().into(),
+        body: n.message.as_str(),
+        timestamp: &timestamp,
+        kind: Some(n.kind.as_str()),
+        client_msg_id: n.idempotency_key.map(ClientMsgId::as_str),
+        unknown_user_is_error: false,
+        queue_limit: n.queue_limit,
+        payload: &|id| Notification {
+            id,
+            from: n.from,
+            message: n.message.as_str(),
+            kind: n.kind.as_str(),
+            target_role: target_role.as_deref(),
+            timestamp: &timestamp,
+        },
+    })?;
+    if !published.durable().await {
+        return Err(CommandError::NotStored);
+    }
+    Ok(published)
+}

@@ -1,0 +1,164 @@
+//! [`GatewayHandle`]: the embedded Rust API, the seed's `NotificationService` needs in Rust.
+//! A cheap, cloneable handle that application code keeps next to the router it mounted.
+//! It is one more caller of the hub: what it sends is stored, gets an id, and is queued for
+//! offline users, exactly like a message from a client or the REST API.
+//!
+//! ```no_run
+//! # async fn demo(settings: switchboard::Settings) -> Result<(), Box<dyn std::error::Error>> {
+//! let gateway = switchboard::EmbeddedGateway::build(settings).await?;
+//! let app = axum::Router::new().merge(gateway.router());
+//! let handle = gateway.handle();
+//! let delivered = handle
+//!     .send_to_user("alice", "notification", &serde_json::json!({ "message": "hi", "type": "info" }))
+//!     .await;
+//! # let _ = (app, delivered); Ok(()) }
+//! ```
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::commands::users_stats;
+use crate::hub::{CloseReason, Publish, Published, Target};
+use crate::protocol::wire::{self, UserObject, UsersStats, system_user};
+use crate::startup::AppState;
+
+/// Why the embedded API could not send.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The payload could not be turned into JSON.
+    #[error("payload is not serializable to JSON: {0}")]
+    Payload(#[from] serde_json::Error),
+    /// The hub refused (a full offline queue).
+    #[error(transparent)]
+    Refused(#[from] crate::hub::HubError),
+    /// The message could not be committed.
+    #[error("the message could not be stored")]
+    NotStored,
+}
+
+/// Sends to users, roles and everyone, and reads who is online; cheap to clone.
+#[derive(Clone)]
+pub struct GatewayHandle {
+    state: AppState,
+}
+
+impl GatewayHandle {
+    pub(crate) fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    /// Sends `event` with `payload` to every connection of `user_id`. Returns whether it
+    /// reached a live connection; when the user is offline (or unknown) it is queued for
+    /// their next connection and this returns `false`, like the seed's `sendToUser`.
+    pub async fn send_to_user(&self, user_id: &str, event: &str, payload: &impl Serialize) -> bool {
+        match self
+            .publish(Target::User(user_id.to_owned()), event, payload)
+            .await
+        {
+            Ok(p) => p.delivered > 0,
+            Err(e) => {
+                tracing::warn!(user_id, event, error = %e, "send_to_user failed");
+                false
+            }
+        }
+    }
+
+    /// Sends `event` to every connection. Returns how many connections took it.
+    pub async fn broadcast_to_all(&self, event: &str, payload: &impl Serialize) -> usize {
+        self.publish(Target::All, event, payload)
+            .await
+            .map(|p| p.delivered)
+            .unwrap_or_else(|e| {
+                tracing::warn!(event, error = %e, "broadcast_to_all failed");
+                0
+            })
+    }
+
+    /// Sends `event` to every connection whose user has `role`. Returns how many took it.
+    pub async fn broadcast_to_role(
+        &self,
+        role: &str,
+        event: &str,
+        payload: &impl Serialize,
+    ) -> usize {
+        self.publish(Target::Role(role.to_owned()), event, payload)
+            .await
+            .map(|p| p.delivered)
+            .unwrap_or_else(|e| {
+                tracing::warn!(role, event, error = %e, "broadcast_to_role failed");
+                0
+            })
+    }
+
+    /// The general form: stores and routes `event` to `target`, waits until it is durable,
+    /// and returns its id and delivery counts. An object payload gets `id`, `from` (the
+    /// `system` user) and `timestamp` added unless it has them already, so that clients can
+    /// de-duplicate and recover it like any other message.
+    pub async fn publish(
+        &self,
+        target: Target,
+        event: &str,
+        payload: &impl Serialize,
+    ) -> Result<Published, SendError> {
+        let value = serde_json::to_value(payload)?;
+        let hub = &self.state.hub;
+        hub.store().ensure_id_headroom().await;
+        let timestamp = wire::now();
+        let from = serde_json::to_value(system_user())?;
+        let body = value.get("message").and_then(Value::as_str).unwrap_or("");
+        let kind = value.get("type").and_then(Value::as_str);
+        let mut published = hub.publish(Publish {
+            event: Cow::Owned(event.to_owned()),
+            target,
+            sender_session: None,
+            sender_id: "system".into(),
+            body,
+            timestamp: &timestamp,
+            kind,
+            client_msg_id: None,
+            unknown_user_is_error: false,
+            queue_limit: self.state.settings.limits.max_queued_per_user,
+            payload: &|id| {
+                let mut value = value.clone();
+                if let Value::Object(map) = &mut value {
+                    map.entry("id").or_insert(Value::from(id));
+                    map.entry("from").or_insert_with(|| from.clone());
+                    map.entry("timestamp")
+                        .or_insert_with(|| Value::from(timestamp.as_str()));
+                }
+                value
+            },
+        })?;
+        if !published.durable().await {
+            return Err(SendError::NotStored);
+        }
+        Ok(published)
+    }
+
+    /// Distinct users online.
+    pub fn active_users_count(&self) -> usize {
+        self.state.hub.active_users_count()
+    }
+
+    /// The online users, oldest connection first.
+    pub fn active_users(&self) -> Vec<UserObject> {
+        self.state
+            .hub
+            .online_users()
+            .into_iter()
+            .map(|u| u.user)
+            .collect()
+    }
+
+    /// The statistics of contract section 5.
+    pub async fn stats(&self) -> UsersStats {
+        users_stats(&self.state.hub).await
+    }
+
+    /// Disconnects every connection of `user_id` (reason `kicked`). Returns how many.
+    pub fn disconnect_user(&self, user_id: &str) -> usize {
+        self.state.hub.close_user(user_id, CloseReason::Kicked)
+    }
+}
