@@ -1,0 +1,182 @@
+//! `switchboard-bench`: the load generator. It speaks both `/ws` and Socket.IO (Engine.IO 4
+//! framing by hand), mints its own tokens, and runs one scenario, ending with one JSON line of
+//! figures (server CPU and RSS read from `/proc/<pid>` when `--server-pid` is given, and the
+//! load generator's own CPU time, so a reader can see which side was the bottleneck).
+//!
+//! ```sh
+//! cargo run --release --bin switchboard-bench -- fanout --url http://127.0.0.1:3000 \
+//!     --secret "$JWT_SECRET" --server-pid "$(pidof switchboard)" --receivers 1000
+//! ```
+//! `bench/run.py` starts the servers (switchboard and the Node peer) and runs the matrix.
+
+mod client;
+mod measure;
+mod scenarios;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use client::Proto;
+
+/// Load generator for switchboard (and any server speaking its events).
+#[derive(Debug, Parser)]
+#[command(name = "switchboard-bench")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Hold N idle authenticated connections: RSS per connection, connect latency.
+    Connections(ConnectionsArgs),
+    /// C receivers in one room, S senders: deliveries/s, latency, loss, CPU per delivery.
+    Fanout(FlowArgs),
+    /// Public `send-message` to every other connection.
+    Broadcast(FlowArgs),
+    /// Private messages between pairs.
+    Private(FlowArgs),
+    /// Authenticated handshakes per second (connect, `connected`, close).
+    ConnectRate(ConnectRateArgs),
+    /// N distinct users connecting one after the other: the cost of presence fan-out.
+    Presence(PresenceArgs),
+}
+
+/// Options every scenario shares.
+#[derive(Debug, Args, Clone)]
+struct Common {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    url: String,
+    /// Wire protocol.
+    #[arg(long, value_enum, default_value = "ws")]
+    proto: Proto,
+    /// HS256 secret to mint tokens with (the server's JWT_SECRET).
+    #[arg(long, env = "JWT_SECRET")]
+    secret: String,
+    /// Server process id, for CPU and RSS readings.
+    #[arg(long)]
+    server_pid: Option<String>,
+    /// A label copied into the JSON line (e.g. "switchboard" or "node-peer").
+    #[arg(long, default_value = "switchboard")]
+    target: String,
+    /// Concurrent connection attempts.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+struct ConnectionsArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections to hold.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Distinct users they belong to (presence frames grow with users x connections).
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    /// Seconds to hold them while probing responsiveness.
+    #[arg(long, default_value_t = 5)]
+    hold: u64,
+}
+
+#[derive(Debug, Args)]
+struct FlowArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Receiving connections (fanout, broadcast) or pairs (private).
+    #[arg(long, default_value_t = 200)]
+    receivers: usize,
+    /// Sending connections.
+    #[arg(long, default_value_t = 1)]
+    senders: usize,
+    /// Messages per second per sender; 0 = closed loop (next message once the previous ack
+    /// arrived), the maximal rate the server sustains for one sender.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Seconds to send.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Extra bytes of text per message (beyond the probe).
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+}
+
+#[derive(Debug, Args)]
+struct ConnectRateArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Handshakes to perform.
+    #[arg(long, default_value_t = 5000)]
+    total: usize,
+}
+
+#[derive(Debug, Args)]
+struct PresenceArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Distinct users to connect.
+    #[arg(long, default_value_t = 2000)]
+    users: usize,
+}
+
+impl Common {
+    fn server(&self) -> SocketAddr {
+        let host = self
+            .url
+            .trim_start_matches("http://")
+            .trim_start_matches("ws://")
+            .trim_end_matches('/');
+        host.parse()
+            .unwrap_or_else(|e| panic!("--url must be http://ip:port ({host}: {e})"))
+    }
+
+    fn token(&self, sub: &str, role: &str) -> String {
+        let claims = serde_json::json!({
+            "sub": sub, "username": sub, "role": role,
+            "exp": measure::now_nanos() / 1_000_000_000 + 24 * 3600,
+        });
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(self.secret.as_bytes()),
+        )
+        .unwrap_or_else(|e| panic!("cannot sign a token: {e}"))
+    }
+}
+
+/// Source address for the `i`-th connection: 127.0.0.1 .. 127.0.0.250, so each source has
+/// its own ephemeral port range and 100,000 connections never exhaust one.
+fn source_for(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % 250) as u8))
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let line = match cli.scenario {
+        Scenario::Connections(a) => {
+            scenarios::connections(
+                &a.common,
+                a.connections,
+                a.users,
+                Duration::from_secs(a.hold),
+            )
+            .await
+        }
+        Scenario::Fanout(a) => scenarios::flow(&a.common, scenarios::Flow::Fanout, &a).await,
+        Scenario::Broadcast(a) => scenarios::flow(&a.common, scenarios::Flow::Broadcast, &a).await,
+        Scenario::Private(a) => scenarios::flow(&a.common, scenarios::Flow::Private, &a).await,
+        Scenario::ConnectRate(a) => scenarios::connect_rate(&a.common, a.total).await,
+        Scenario::Presence(a) => scenarios::presence(&a.common, a.users).await,
+    };
+    match line {
+        Ok(json) => println!("{json}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
