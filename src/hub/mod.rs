@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 pub use event::Event;
-pub use outbound::{CloseReason, Closer, Outbound, OutboundQueue};
+pub use outbound::{CloseReason, Closer, DirectSink, Outbound, OutboundQueue, SinkError};
 pub use publish::{Publish, Published, Target};
 use state::{SessionEntry, State, UserEntry};
 

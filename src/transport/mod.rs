@@ -34,6 +34,11 @@ impl Receipts {
         }
     }
 
+    /// Records one delivery.
+    pub(crate) fn record_one(&self, id: u64) {
+        self.record(&mut vec![id]);
+    }
+
     /// Sends the delivery marks collected in `ids` (and empties it).
     pub(crate) fn record(&self, ids: &mut Vec<u64>) {
         if !ids.is_empty() {

@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""Runs the benchmark matrix: switchboard over /ws, switchboard over Socket.IO, and the Node
+Socket.IO reference peer (bench/peers/node-socketio), each scenario against a fresh server,
+with the load generator (target/release/switchboard-bench) on the same machine.
+
+    cargo build --release --bins
+    (cd bench/peers/node-socketio && npm ci)
+    python3 bench/run.py            # the full matrix (~10 minutes)
+    python3 bench/run.py --quick    # a smaller one (~3 minutes)
+
+Writes bench/results/results.jsonl (one JSON line per run), bench/results/summary.md (the
+tables in the README) and bench/results/fanout.svg (deliveries/s, server CPU per delivery and
+p99 latency against receivers). Only loopback addresses are used; every run is bounded.
+"""
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "target" / "release" / "switchboard-bench"
+SERVER = ROOT / "target" / "release" / "switchboard"
+PEER = ROOT / "bench" / "peers" / "node-socketio"
+RESULTS = ROOT / "bench" / "results"
+SECRET = "bench-secret-0123456789abcdef0123"
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 20000)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+class Server:
+    """A fresh server process: switchboard (own temp data dir) or the Node peer."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.dir = tempfile.mkdtemp(prefix="sb-bench-")
+        env = {"PATH": os.environ.get("PATH", ""), "JWT_SECRET": SECRET}
+        if kind == "switchboard":
+            env.update({
+                "BIND_ADDR": "127.0.0.1:0",
+                "DATABASE_URL": f"sqlite://{self.dir}/bench.db",
+                "RUST_LOG": "warn,switchboard::startup=info",
+                # The load generator is one client sending as fast as acks allow.
+                "RATE_LIMIT_PER_SEC": "1000000",
+                "RATE_LIMIT_BURST": "1000000",
+                "OUTBOUND_QUEUE_CAPACITY": "8192",
+                "MAX_QUEUED_PER_USER": "100000",
+            })
+            cmd = [str(SERVER)]
+        else:
+            env.update({"PORT": "0"})
+            cmd = ["node", str(PEER / "server.js")]
+        self.proc = subprocess.Popen(cmd, env=env, cwd=self.dir, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        self.url = None
+        deadline = time.time() + 30
+        log = []
+        while time.time() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            log.append(line)
+            m = re.search(r"listening on (http://[0-9.:]+)", line)
+            if m:
+                self.url = m.group(1)
+                break
+        if not self.url:
+            raise RuntimeError(f"{kind} did not start: {''.join(log)}")
+        # Keep draining its stderr so it never blocks on a full pipe.
+        self.drain = subprocess.Popen(["cat"], stdin=self.proc.stderr, stdout=subprocess.DEVNULL)
+
+    @property
+    def pid(self):
+        return str(self.proc.pid)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.drain.wait(timeout=5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+TARGETS = {
+    "switchboard /ws": ("switchboard", "ws"),
+    "switchboard Socket.IO": ("switchboard", "sio"),
+    "node socket.io 4.8": ("node", "sio"),
+}
+
+
+def run(target, scenario, args, timeout=600):
+    kind, proto = TARGETS[target]
+    server = Server(kind)
+    try:
+        cmd = [str(BENCH), scenario, "--url", server.url, "--proto", proto, "--secret", SECRET,
+               "--server-pid", server.pid, "--target", target] + [str(a) for a in args]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if out.returncode != 0:
+            print(f"  ! {target} {scenario} {args}: {out.stderr.strip()[-300:]}", file=sys.stderr)
+            return None
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        result["args"] = " ".join(str(a) for a in args)
+        return result
+    finally:
+        server.stop()
+
+
+def svg_plot(points, path):
+    """Three small line charts side by side: x = receivers; one line per target."""
+    metrics = [("deliveries_per_sec", "deliveries / s"),
+               ("server_cpu_us_per_delivery", "server CPU µs / delivery"),
+               ("latency_p99_us", "p99 latency µs")]
+    colors = {"switchboard /ws": "#1f77b4", "switchboard Socket.IO": "#2ca02c",
+              "node socket.io 4.8": "#d62728"}
+    w, h, pad = 300, 220, 45
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w*3+20}" height="{h+60}" '
+           'font-family="sans-serif" font-size="11">']
+    for i, (key, label) in enumerate(metrics):
+        ox = 10 + i * w
+        xs = sorted({p["receivers"] for p in points})
+        ys = [p[key] for p in points if p.get(key) is not None]
+        if not xs or not ys:
+            continue
+        ymax = max(ys) * 1.1 or 1
+        def px(x):
+            return ox + pad + (xs.index(x) / max(len(xs) - 1, 1)) * (w - pad - 15)
+        def py(y):
+            return 20 + (1 - y / ymax) * (h - 40)
+        out.append(f'<text x="{ox + w/2}" y="14" text-anchor="middle" font-weight="bold">{label}</text>')
+        out.append(f'<line x1="{ox+pad}" y1="{h-20}" x2="{ox+w-15}" y2="{h-20}" stroke="#999"/>')
+        out.append(f'<line x1="{ox+pad}" y1="20" x2="{ox+pad}" y2="{h-20}" stroke="#999"/>')
+        for frac in (0, 0.5, 1):
+            y = ymax * frac
+            out.append(f'<text x="{ox+pad-4}" y="{py(y)+4}" text-anchor="end">{y:,.0f}</text>' if ymax > 20 else
+                       f'<text x="{ox+pad-4}" y="{py(y)+4}" text-anchor="end">{y:.1f}</text>')
+        for x in xs:
+            out.append(f'<text x="{px(x)}" y="{h-6}" text-anchor="middle">{x}</text>')
+        for target, color in colors.items():
+            series = sorted((p["receivers"], p[key]) for p in points
+                            if p["target"] == target and p.get(key) is not None)
+            if not series:
+                continue
+            d = " ".join(f"{'M' if j == 0 else 'L'}{px(x):.1f},{py(y):.1f}" for j, (x, y) in enumerate(series))
+            out.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
+            for x, y in series:
+                out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"/>')
+    for j, (target, color) in enumerate(colors.items()):
+        out.append(f'<rect x="{20 + j*230}" y="{h+20}" width="12" height="12" fill="{color}"/>')
+        out.append(f'<text x="{36 + j*230}" y="{h+30}">{target}</text>')
+    out.append(f'<text x="{w*1.5}" y="{h+52}" text-anchor="middle">receivers in one room, one sender, closed loop</text>')
+    out.append("</svg>")
+    path.write_text("\n".join(out))
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    opts = ap.parse_args()
+    raise_fd_limit()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = []
+    duration = 5 if opts.quick else 10
+    receivers = [200, 1000] if opts.quick else [100, 200, 500, 1000]
+    idle = 5000 if opts.quick else 19000
+    presence_users = 1000 if opts.quick else 5000
+
+    def record(r):
+        if r:
+            results.append(r)
+            print("  " + json.dumps(r), flush=True)
+            with open(RESULTS / "results.jsonl", "a") as f:
+                f.write(json.dumps(r) + "\n")
+
+    (RESULTS / "results.jsonl").write_text("")
+    print("fan-out, closed loop", flush=True)
+    for n in receivers:
+        for target in TARGETS:
+            record(run(target, "fanout", ["--receivers", n, "--duration", duration]))
+    # Latency at the same offered rate: half of what the Node peer sustained closed-loop.
+    node200 = [r for r in results if r["scenario"] == "fanout" and r["target"].startswith("node")
+               and r["receivers"] == 200]
+    rate = max(10, int(node200[0]["messages_per_sec"] / 2)) if node200 else 100
+    print(f"fan-out at a fixed rate of {rate} msg/s (half the Node peer's), 200 receivers", flush=True)
+    for target in TARGETS:
+        r = run(target, "fanout", ["--receivers", 200, "--rate", rate, "--duration", duration])
+        if r:
+            r["scenario"] = "fanout-fixed-rate"
+        record(r)
+    print("broadcast and private", flush=True)
+    for target in TARGETS:
+        record(run(target, "broadcast", ["--receivers", 200, "--duration", duration]))
+        record(run(target, "private", ["--receivers", 100, "--duration", duration]))
+    print("connect rate", flush=True)
+    for target in TARGETS:
+        record(run(target, "connect-rate", ["--total", 5000 if not opts.quick else 2000]))
+    print(f"idle connections ({idle})", flush=True)
+    for target in TARGETS:
+        record(run(target, "connections", ["--connections", idle, "--users", 100, "--hold", 5]))
+    print(f"presence ({presence_users} users joining one by one)", flush=True)
+    for target in ["switchboard /ws", "node socket.io 4.8"]:
+        record(run(target, "presence", ["--users", presence_users], timeout=900))
+
+    write_summary(results)
+
+
+def write_summary(results):
+    lines = []
+    by = lambda scen: [r for r in results if r["scenario"] == scen]
+    lines.append("| scenario | target | deliveries/s | server CPU µs/delivery | p50 µs | p99 µs | lost | load gen CPU µs/delivery |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for scen in ["fanout", "fanout-fixed-rate", "broadcast", "private"]:
+        for r in by(scen):
+            label = f"{scen} {r['receivers']} recv" + (f" @ {r['rate_per_sender']}/s" if scen == "fanout-fixed-rate" else "")
+            lines.append(f"| {label} | {r['target']} | {fmt(r['deliveries_per_sec'], 0)} | "
+                         f"{fmt(r.get('server_cpu_us_per_delivery'), 2)} | {fmt(r['latency_p50_us'])} | "
+                         f"{fmt(r['latency_p99_us'])} | {r['lost']} | {fmt(r.get('loadgen_cpu_us_per_delivery'), 2)} |")
+    lines.append("")
+    lines.append("| scenario | target | figures |")
+    lines.append("|---|---|---|")
+    for r in by("connect-rate"):
+        lines.append(f"| connect rate | {r['target']} | {fmt(r['handshakes_per_sec'], 0)} handshakes/s, "
+                     f"p50 {fmt(r['connect_p50_us'])} µs, p99 {fmt(r['connect_p99_us'])} µs, "
+                     f"server CPU {fmt(r.get('server_cpu_us_per_handshake'))} µs/handshake |")
+    for r in by("connections"):
+        lines.append(f"| {r['connections']:,} idle connections | {r['target']} | "
+                     f"{fmt(r.get('rss_per_connection_bytes'))} B RSS/connection, "
+                     f"RSS {fmt(r.get('rss_after_kib'))} KiB, connect p99 {fmt(r['connect_p99_us'])} µs, "
+                     f"/healthz while holding p50 {fmt(r['probe_http_p50_us'])} µs max {fmt(r['probe_http_max_us'])} µs |")
+    for r in by("presence"):
+        lines.append(f"| presence, {r['users']:,} users | {r['target']} | {fmt(r['presence_frames_expected'])} "
+                     f"user-connected frames in {fmt(r['seconds'])} s, server CPU {fmt(r.get('server_cpu_s'))} s "
+                     f"({fmt(r.get('server_cpu_us_per_presence_frame'), 2)} µs/frame) |")
+    (RESULTS / "summary.md").write_text("\n".join(lines) + "\n")
+    fan = [r for r in results if r["scenario"] == "fanout"]
+    svg_plot(fan, RESULTS / "fanout.svg")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--summarize":
+        rows = [json.loads(l) for l in (RESULTS / "results.jsonl").read_text().splitlines() if l.strip()]
+        write_summary(rows)
+    else:
+        main()

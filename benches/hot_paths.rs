@@ -1,0 +1,2 @@
+//! Placeholder: the hot-path micro-benchmarks land in a following commit.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Placeholder: the write-path benchmark lands in a following commit.
+fn main() {}
