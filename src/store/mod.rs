@@ -147,8 +147,11 @@ impl Store {
             })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        // A local file does not need a ping before each use; it would cost the writer one
+        // more worker round trip per batch.
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(sql("could not open the database"))?;
