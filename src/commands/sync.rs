@@ -57,6 +57,13 @@ pub(super) async fn apply(caller: &Caller, since: u64) -> Result<AckFields, Comm
 /// `last_message_id` when given; then the hub releases the live events it held.
 pub async fn replay_on_connect(caller: &Caller, last_message_id: Option<u64>, until: u64) {
     let store = caller.hub.store();
+    // Nothing queued and no recovery asked for: the common case costs no database round trip.
+    // (The count includes messages just sent to this user, whose rows may not be committed
+    // yet: those take the full path below.)
+    if last_message_id.is_none() && store.pending_for(&caller.identity.user_id) == 0 {
+        caller.hub.end_replay(caller.session);
+        return;
+    }
     // A flush, not just the messages up to `until`: delivery receipts of the user's previous
     // connection must be committed too, or what it already took would be sent again.
     store.flush().await;

@@ -201,30 +201,31 @@ async fn commit_all(
 ) -> Result<(), sqlx::Error> {
     let result = async {
         let mut tx = pool.begin().await?;
-        let mut i = 0;
-        while i < batch.len() {
-            if !matches!(batch[i], WriteOp::Message { .. }) {
-                effects.push(apply(&mut tx, &mut batch[i], run_id).await?);
-                i += 1;
-                continue;
-            }
-            // A run of messages: one multi-row INSERT per chunk, in order.
-            let start = i;
-            while i < batch.len() && matches!(batch[i], WriteOp::Message { .. }) {
-                i += 1;
-            }
-            let records: Vec<&MessageRecord> = batch[start..i]
-                .iter()
-                .filter_map(|op| match op {
-                    WriteOp::Message { record, .. } => Some(&**record),
-                    _ => None,
-                })
-                .collect();
-            insert_messages(&mut tx, &records).await?;
-            for op in &mut batch[start..i] {
-                if let WriteOp::Message { record, committed } = op {
+        // Each statement costs a round trip to sqlx's worker thread, so writes of a kind are
+        // gathered into one statement (or a few chunks) per batch. Gathering reorders them,
+        // in phases that keep every dependency: users before their sessions, messages before
+        // the receipts that mark them, and everything else in the order it was sent.
+        upsert_users(&mut tx, batch).await?;
+        open_sessions(&mut tx, batch).await?;
+        let records: Vec<&MessageRecord> = batch
+            .iter()
+            .filter_map(|op| match op {
+                WriteOp::Message { record, .. } => Some(&**record),
+                _ => None,
+            })
+            .collect();
+        insert_messages(&mut tx, &records).await?;
+        drop(records);
+        mark_delivered(&mut tx, batch, effects).await?;
+        for op in batch.iter_mut() {
+            match op {
+                WriteOp::Message { record, committed } => {
                     effects.push(Effect::Committed(committed.take(), record.id));
                 }
+                WriteOp::SeenUser { .. }
+                | WriteOp::OpenSession { .. }
+                | WriteOp::MarkDelivered { .. } => {}
+                _ => effects.push(apply(&mut tx, op, run_id).await?),
             }
         }
         tx.commit().await
@@ -246,6 +247,125 @@ fn chunk_sizes(n: usize) -> impl Iterator<Item = usize> {
         .map(|bit| 1usize << bit)
         .filter(move |size| rest & size != 0);
     full.chain(tail)
+}
+
+/// Inserts or refreshes the users of a batch, a multi-row upsert per chunk.
+async fn upsert_users(tx: &mut Transaction<'_, Sqlite>, batch: &[WriteOp]) -> Result<(), sqlx::Error> {
+    let rows: Vec<[&str; 4]> = batch
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::SeenUser {
+                user_id,
+                username,
+                role,
+                at,
+            } => Some([user_id.as_str(), username.as_str(), role.as_str(), at.as_str()]),
+            _ => None,
+        })
+        .collect();
+    let mut rest = &rows[..];
+    for size in chunk_sizes(rows.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let mut upsert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO users (user_id, username, role, first_seen_at, last_seen_at) ",
+        );
+        upsert.push_values(chunk, |mut row, [user_id, username, role, at]| {
+            row.push_bind(*user_id)
+                .push_bind(*username)
+                .push_bind(*role)
+                .push_bind(*at)
+                .push_bind(*at);
+        });
+        upsert.push(
+            " ON CONFLICT (user_id) DO UPDATE SET username = excluded.username,
+              role = excluded.role, last_seen_at = excluded.last_seen_at",
+        );
+        upsert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Inserts the sessions opened in a batch, a multi-row INSERT per chunk.
+async fn open_sessions(tx: &mut Transaction<'_, Sqlite>, batch: &[WriteOp]) -> Result<(), sqlx::Error> {
+    let rows: Vec<&WriteOp> = batch
+        .iter()
+        .filter(|op| matches!(op, WriteOp::OpenSession { .. }))
+        .collect();
+    let mut rest = &rows[..];
+    for size in chunk_sizes(rows.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO sessions
+             (session_id, user_id, transport, remote_addr, user_agent, connected_at) ",
+        );
+        insert.push_values(chunk, |mut row, op| {
+            if let WriteOp::OpenSession {
+                session_id,
+                user_id,
+                transport,
+                remote_addr,
+                user_agent,
+                at,
+            } = op
+            {
+                row.push_bind(*session_id as i64)
+                    .push_bind(user_id.as_str())
+                    .push_bind(*transport)
+                    .push_bind(remote_addr.as_deref())
+                    .push_bind(user_agent.as_deref())
+                    .push_bind(at.as_str());
+            }
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Marks the deliveries of a run of receipts in one statement, and reports per user how many
+/// rows changed (the offline queue lengths follow them).
+async fn mark_delivered(
+    tx: &mut Transaction<'_, Sqlite>,
+    run: &[WriteOp],
+    effects: &mut Vec<Effect>,
+) -> Result<(), sqlx::Error> {
+    let mut pairs = Vec::new();
+    let mut at = "";
+    for op in run {
+        // Only receipts; any other write in `run` is someone else's.
+        if let WriteOp::MarkDelivered {
+            user_id,
+            ids,
+            at: when,
+        } = op
+        {
+            pairs.extend(ids.iter().map(|id| (user_id.as_str(), *id)));
+            at = when;
+        }
+    }
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let pairs = serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into());
+    let users: Vec<String> = sqlx::query_scalar(
+        "UPDATE deliveries SET delivered_at = ?2
+         WHERE delivered_at IS NULL
+           AND (user_id, message_id) IN
+               (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+                FROM json_each(?1))
+         RETURNING user_id",
+    )
+    .bind(pairs)
+    .bind(at)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut counts: std::collections::HashMap<String, u64> = Default::default();
+    for user in users {
+        *counts.entry(user).or_default() += 1;
+    }
+    effects.extend(counts.into_iter().map(|(u, n)| Effect::Delivered(u, n)));
+    Ok(())
 }
 
 /// Inserts messages, then their delivery rows (the foreign key wants that order).
@@ -302,48 +422,8 @@ async fn apply(
     run_id: i64,
 ) -> Result<Effect, sqlx::Error> {
     match op {
-        WriteOp::SeenUser {
-            user_id,
-            username,
-            role,
-            at,
-        } => {
-            sqlx::query(
-                "INSERT INTO users (user_id, username, role, first_seen_at, last_seen_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4)
-                 ON CONFLICT (user_id) DO UPDATE
-                 SET username = excluded.username, role = excluded.role,
-                     last_seen_at = excluded.last_seen_at",
-            )
-            .bind(&*user_id)
-            .bind(&*username)
-            .bind(&*role)
-            .bind(&*at)
-            .execute(&mut **tx)
-            .await?;
-        }
-        WriteOp::OpenSession {
-            session_id,
-            user_id,
-            transport,
-            remote_addr,
-            user_agent,
-            at,
-        } => {
-            sqlx::query(
-                "INSERT INTO sessions
-                 (session_id, user_id, transport, remote_addr, user_agent, connected_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .bind(*session_id as i64)
-            .bind(&*user_id)
-            .bind(*transport)
-            .bind(&*remote_addr)
-            .bind(&*user_agent)
-            .bind(&*at)
-            .execute(&mut **tx)
-            .await?;
-        }
+        WriteOp::SeenUser { .. } => upsert_users(tx, std::slice::from_ref(op)).await?,
+        WriteOp::OpenSession { .. } => open_sessions(tx, std::slice::from_ref(op)).await?,
         WriteOp::CloseSession {
             session_id,
             at,
@@ -364,22 +444,11 @@ async fn apply(
             insert_messages(tx, &[&**record]).await?;
             return Ok(Effect::Committed(committed.take(), record.id));
         }
-        WriteOp::MarkDelivered { user_id, ids, at } => {
-            // One statement for the whole set: a statement per id would pay sqlx's worker
-            // round trip each time.
-            let ids = serde_json::to_string(&*ids).unwrap_or_else(|_| "[]".into());
-            let marked = sqlx::query(
-                "UPDATE deliveries SET delivered_at = ?3
-                 WHERE user_id = ?1 AND delivered_at IS NULL
-                   AND message_id IN (SELECT value FROM json_each(?2))",
-            )
-            .bind(&*user_id)
-            .bind(ids)
-            .bind(&*at)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-            return Ok(Effect::Delivered(user_id.clone(), marked));
+        WriteOp::MarkDelivered { .. } => {
+            // Normally handled in runs by `commit_all`; kept total for any single call.
+            let mut effects = Vec::new();
+            mark_delivered(tx, std::slice::from_ref(op), &mut effects).await?;
+            return Ok(effects.pop().unwrap_or(Effect::None));
         }
         WriteOp::JoinRoom { room, user_id, at } => {
             sqlx::query(
