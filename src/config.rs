@@ -225,7 +225,7 @@ pub struct Limits {
     /// `SHUTDOWN_TIMEOUT_SECS` (default 10): how long a graceful shutdown waits for
     /// connections to close and the store to finish before giving up.
     pub shutdown_timeout: Duration,
-    /// `WS_READ_BUFFER_BYTES` (default 4096): per-connection read buffer (tungstenite's
+    /// `WS_READ_BUFFER_BYTES` (default 2048): per-connection read buffer (tungstenite's
     /// default is 128 KiB, which would dominate the memory of idle connections).
     pub ws_read_buffer_bytes: usize,
     /// `WS_WRITE_BUFFER_BYTES` (default 16384): bytes collected before a write reaches the
@@ -251,7 +251,7 @@ impl Default for Limits {
             ping_interval: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(10),
-            ws_read_buffer_bytes: 4096,
+            ws_read_buffer_bytes: 2048,
             ws_write_buffer_bytes: 16 * 1024,
             ws_max_write_buffer_bytes: 1024 * 1024,
         }
