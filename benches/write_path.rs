@@ -7,19 +7,14 @@
 //! - `pipelined`: one producer sends N messages through the [`Store`] and waits for every ack.
 //! - `per_tx`: a plain sqlx pool (one connection, same pragmas), one
 //!   `BEGIN; INSERT; COMMIT` per message, the same C closed-loop producers.
-//! - `proto_multirow` / `proto_pipelined`: NOT the project's writer: a minimal group-commit
-//!   writer written here that inserts each batch with multi-row INSERTs (same channel, batch
-//!   bound and watch-per-message ack), as evidence for the suggested change.
-//! - `ceiling_*`: no acks, just how fast one sqlx connection inserts rows inside a single
-//!   transaction, one row per statement (what the writer does) or many rows per statement.
 //!
-//! Each runs with `synchronous = NORMAL` and then `FULL` (ceilings: NORMAL only).
+//! Each runs with `synchronous = NORMAL` and then `FULL`.
 //!
 //! Run: `cargo bench --bench write_path [-- FILTER...]`. A filter keeps the scenarios whose
 //! label (e.g. `group/normal/c=64`) contains it. Environment: `BENCH_SECS` (measured seconds
 //! per closed-loop scenario, default 3; FULL uses half of it), `BENCH_WARMUP_MS` (default
 //! 500), `BENCH_PIPELINED` (messages in the pipelined runs, default 100000),
-//! `BENCH_PRODUCERS` (comma-separated, default `1,64,1024`; the prototype skips 1),
+//! `BENCH_PRODUCERS` (comma-separated, default `1,64,1024`),
 //! `BENCH_SYNC` (`normal`, `full` or `both`, the default). The temporary directory follows
 //! `TMPDIR`.
 //!
@@ -36,8 +31,6 @@ use switchboard::config::{DatabaseSettings, Synchronous};
 use switchboard::store::messages::{MessageRecord, TargetKind};
 use switchboard::store::{Store, WriteOp};
 
-/// The writer's batch bound (`src/store/writer.rs`, `MAX_BATCH`, not exported).
-const MAX_BATCH: usize = 4096;
 use tokio::sync::watch;
 
 const CREATED_AT: &str = "2026-11-26T07:01:02.345Z";
@@ -406,215 +399,6 @@ async fn per_tx_closed_loop(sync: Synchronous, producers: usize, cfg: Config) ->
     }
 }
 
-/// Chunk sizes for `n` rows: full chunks of `max` (a power of two), then the rest split by
-/// its binary digits, so that only log2(max) + 1 distinct statements are ever prepared and
-/// sqlx's statement cache keeps them all.
-fn chunk_sizes(n: usize, max: usize) -> impl Iterator<Item = usize> {
-    let full = std::iter::repeat_n(max, n / max);
-    let rest = n % max;
-    let tail = (0..usize::BITS)
-        .rev()
-        .map(|bit| 1usize << bit)
-        .filter(move |size| rest & size != 0);
-    full.chain(tail)
-}
-
-/// Inserts `rows` with multi-row INSERTs of at most `max_per_statement` rows each.
-async fn insert_multirow(
-    conn: &mut sqlx::SqliteConnection,
-    rows: &[&MessageRecord],
-    max_per_statement: usize,
-) -> Result<(), sqlx::Error> {
-    let mut rest = rows;
-    for size in chunk_sizes(rows.len(), max_per_statement) {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO messages (message_id, event, target_kind, target, sender_id, body,
-                 type, payload, client_msg_id, live_recipients, created_at) ",
-        );
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(r.id as i64)
-                .push_bind(&r.event)
-                .push_bind(r.target_kind.as_str())
-                .push_bind(&r.target)
-                .push_bind(&r.sender_id)
-                .push_bind(&r.body)
-                .push_bind(&r.kind)
-                .push_bind(&r.payload)
-                .push_bind(&r.client_msg_id)
-                .push_bind(r.live_recipients as i64)
-                .push_bind(&r.created_at);
-        });
-        qb.build().execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// A message for the prototype writer.
-struct ProtoWrite {
-    record: Box<MessageRecord>,
-    committed: watch::Sender<Option<bool>>,
-}
-
-/// NOT the project's writer: a minimal group-commit writer that inserts each batch with
-/// multi-row INSERTs, to show what that one change would give. Same channel, same batch
-/// bound ([`MAX_BATCH`]), same watch-per-message ack as `src/store/writer.rs`.
-async fn proto_writer(
-    pool: SqlitePool,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<ProtoWrite>,
-    per_statement: usize,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let rows: Vec<&MessageRecord> = batch.iter().map(|w| &*w.record).collect();
-        let ok = async {
-            let mut tx = pool.begin().await?;
-            insert_multirow(&mut tx, &rows, per_statement).await?;
-            tx.commit().await
-        }
-        .await
-        .is_ok();
-        drop(rows);
-        for w in batch.drain(..) {
-            w.committed.send_replace(Some(ok));
-        }
-    }
-}
-
-async fn proto_send(
-    writes: &tokio::sync::mpsc::UnboundedSender<ProtoWrite>,
-    next_id: &AtomicU64,
-) -> Option<watch::Receiver<Option<bool>>> {
-    let (tx, rx) = watch::channel(None::<bool>);
-    let id = next_id.fetch_add(1, Ordering::Relaxed);
-    writes
-        .send(ProtoWrite {
-            record: Box::new(record(id)),
-            committed: tx,
-        })
-        .ok()?;
-    Some(rx)
-}
-
-async fn acked(rx: Option<watch::Receiver<Option<bool>>>) -> bool {
-    match rx {
-        Some(mut rx) => matches!(
-            rx.wait_for(|v| v.is_some()).await.map(|v| *v),
-            Ok(Some(true))
-        ),
-        None => false,
-    }
-}
-
-/// The prototype writer, closed loop (`producers` > 0) or pipelined (`producers` == 0).
-async fn proto(sync: Synchronous, producers: usize, cfg: Config) -> Figures {
-    const PER_STATEMENT: usize = 256;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pool = open_pool(&dir, sync).await;
-    let (writes, rx) = tokio::sync::mpsc::unbounded_channel();
-    let writer = tokio::spawn(proto_writer(pool.clone(), rx, PER_STATEMENT));
-    let next_id = Arc::new(AtomicU64::new(1));
-    let (scenario, tally, secs, note) = if producers > 0 {
-        let window = Window::new(cfg.warmup, cfg.secs);
-        let (w, ids) = (writes.clone(), next_id.clone());
-        let tally = closed_loop(producers, window, move || {
-            let (w, ids) = (w.clone(), ids.clone());
-            async move { acked(proto_send(&w, &ids).await).await }
-        })
-        .await;
-        (
-            "proto_multirow",
-            tally,
-            window.secs(),
-            format!("prototype writer, {PER_STATEMENT} rows per INSERT"),
-        )
-    } else {
-        let start = Instant::now();
-        let mut waiting = Vec::with_capacity(cfg.pipelined as usize);
-        for _ in 0..cfg.pipelined {
-            waiting.push((Instant::now(), proto_send(&writes, &next_id).await));
-        }
-        let window = Window {
-            from: start,
-            to: start + Duration::from_secs(3600),
-        };
-        let mut tally = Tally::default();
-        for (sent, rx) in waiting {
-            let ok = acked(rx).await;
-            tally.record(&window, sent, ok);
-        }
-        (
-            "proto_pipelined",
-            tally,
-            start.elapsed().as_secs_f64(),
-            format!(
-                "prototype writer, {PER_STATEMENT} rows per INSERT, {} sent then waited",
-                cfg.pipelined
-            ),
-        )
-    };
-    drop(writes);
-    writer.await.expect("prototype writer");
-    pool.close().await;
-    Figures {
-        scenario,
-        synchronous: sync_name(sync),
-        producers: producers.max(1),
-        acked: tally.latency_us.len() as u64,
-        secs,
-        failed: tally.failed,
-        latency_us: tally.latency_us,
-        note,
-    }
-}
-
-/// Rows inserted in one transaction, `per_statement` rows per INSERT: the cost of the rows
-/// themselves through sqlx, without acks or commits in between. Runs on a spawned task, as
-/// the writer does.
-async fn ceiling(sync: Synchronous, rows: u64, per_statement: usize) -> Figures {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pool = open_pool(&dir, sync).await;
-    let records: Vec<MessageRecord> = (1..=rows).map(record).collect();
-    let task_pool = pool.clone();
-    let secs = tokio::spawn(async move {
-        let start = Instant::now();
-        let mut tx = task_pool.begin().await.expect("begin");
-        if per_statement == 1 {
-            for r in &records {
-                bind_row(sqlx::query(INSERT), r)
-                    .execute(&mut *tx)
-                    .await
-                    .expect("insert");
-            }
-        } else {
-            let refs: Vec<&MessageRecord> = records.iter().collect();
-            insert_multirow(&mut tx, &refs, per_statement)
-                .await
-                .expect("insert");
-        }
-        tx.commit().await.expect("commit");
-        start.elapsed().as_secs_f64()
-    })
-    .await
-    .expect("ceiling task");
-    pool.close().await;
-    Figures {
-        scenario: if per_statement == 1 {
-            "ceiling_1_row_per_stmt"
-        } else {
-            "ceiling_multirow"
-        },
-        synchronous: sync_name(sync),
-        producers: 1,
-        acked: rows,
-        secs,
-        failed: 0,
-        latency_us: Vec::new(),
-        note: format!("{rows} rows, {per_statement} per INSERT, one transaction, no acks"),
-    }
-}
-
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -682,28 +466,6 @@ fn main() {
             for &c in &producers {
                 if wanted(&format!("per_tx/{s}/c={c}")) {
                     run(per_tx_closed_loop(sync, c, cfg).await);
-                }
-            }
-            // The prototype only where batching can happen (more than one producer).
-            for &c in producers.iter().filter(|&&c| c > 1) {
-                if wanted(&format!("proto_multirow/{s}/c={c}")) {
-                    run(proto(sync, c, cfg).await);
-                }
-            }
-            if wanted(&format!("proto_pipelined/{s}/c=1")) {
-                run(proto(sync, 0, cfg).await);
-            }
-            // One commit each: the pragma hardly matters, so NORMAL only.
-            if sync == Synchronous::Normal {
-                for (rows, per) in [(30_000, 1), (100_000, 64), (100_000, 256)] {
-                    let name = if per == 1 {
-                        "ceiling_1_row_per_stmt"
-                    } else {
-                        "ceiling_multirow"
-                    };
-                    if wanted(&format!("{name}/{s}/c=1")) {
-                        run(ceiling(sync, rows, per).await);
-                    }
                 }
             }
         }
