@@ -250,7 +250,10 @@ fn chunk_sizes(n: usize) -> impl Iterator<Item = usize> {
 }
 
 /// Inserts or refreshes the users of a batch, a multi-row upsert per chunk.
-async fn upsert_users(tx: &mut Transaction<'_, Sqlite>, batch: &[WriteOp]) -> Result<(), sqlx::Error> {
+async fn upsert_users(
+    tx: &mut Transaction<'_, Sqlite>,
+    batch: &[WriteOp],
+) -> Result<(), sqlx::Error> {
     let rows: Vec<[&str; 4]> = batch
         .iter()
         .filter_map(|op| match op {
@@ -259,7 +262,12 @@ async fn upsert_users(tx: &mut Transaction<'_, Sqlite>, batch: &[WriteOp]) -> Re
                 username,
                 role,
                 at,
-            } => Some([user_id.as_str(), username.as_str(), role.as_str(), at.as_str()]),
+            } => Some([
+                user_id.as_str(),
+                username.as_str(),
+                role.as_str(),
+                at.as_str(),
+            ]),
             _ => None,
         })
         .collect();
@@ -287,7 +295,10 @@ async fn upsert_users(tx: &mut Transaction<'_, Sqlite>, batch: &[WriteOp]) -> Re
 }
 
 /// Inserts the sessions opened in a batch, a multi-row INSERT per chunk.
-async fn open_sessions(tx: &mut Transaction<'_, Sqlite>, batch: &[WriteOp]) -> Result<(), sqlx::Error> {
+async fn open_sessions(
+    tx: &mut Transaction<'_, Sqlite>,
+    batch: &[WriteOp],
+) -> Result<(), sqlx::Error> {
     let rows: Vec<&WriteOp> = batch
         .iter()
         .filter(|op| matches!(op, WriteOp::OpenSession { .. }))

@@ -334,7 +334,10 @@ async fn disconnect_when_closed(socket: &SocketRef, closer: &Closer) {
         return;
     }
     if reason != CloseReason::SlowConsumer {
-        let _ = socket.emit("error", &serde_json::json!({ "message": reason.describe() }));
+        let _ = socket.emit(
+            "error",
+            &serde_json::json!({ "message": reason.describe() }),
+        );
     }
     let _ = socket.clone().disconnect();
 }
