@@ -38,7 +38,7 @@ use switchboard::hub::{
 use switchboard::protocol::ClientFrame;
 use switchboard::protocol::events::{ClientEvent, ParseLimits};
 use switchboard::protocol::payloads::RoomName;
-use switchboard::protocol::wire::{RoomChatMessage, UserObject};
+use switchboard::protocol::wire::{ChatMessage, UserObject};
 use switchboard::store::Store;
 use switchboard::{Hub, Settings};
 use tokio::runtime::Runtime;
@@ -96,11 +96,11 @@ fn sender_object() -> UserObject {
 
 fn encode_broadcast(c: &mut Criterion) {
     let from = sender_object();
-    let payload = RoomChatMessage {
+    let payload = ChatMessage {
         id: 1_234_567,
         from: &from,
         message: BODY,
-        room: "general",
+        room: Some("general"),
         timestamp: TIMESTAMP,
     };
     let encoded = Event::new("room-message", &payload);
@@ -210,11 +210,11 @@ impl Room {
                 client_msg_id: None,
                 unknown_user_is_error: true,
                 queue_limit: 1000,
-                payload: &|id| RoomChatMessage {
+                payload: &|id| ChatMessage {
                     id,
                     from: &self.from,
                     message: BODY,
-                    room: self.room.as_str(),
+                    room: Some(self.room.as_str()),
                     timestamp: TIMESTAMP,
                 },
             })

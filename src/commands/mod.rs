@@ -19,11 +19,12 @@ pub use get_users_stats::users_stats;
 pub use sync::replay_on_connect;
 
 use crate::auth::Identity;
-use crate::hub::{Event, Hub, HubError, Outbound, Published, SessionId};
+use crate::hub::{Event, Hub, HubError, Outbound, Publish, Published, SessionId, Target};
 use crate::protocol::ProtocolError;
 use crate::protocol::events::{ClientEvent, ParseLimits};
-use crate::protocol::payloads::ClientMsgId;
+use crate::protocol::payloads::{ClientMsgId, MessageText};
 use crate::protocol::wire::ErrorPayload;
+use crate::protocol::wire::{self, ChatMessage};
 use crate::store::messages;
 
 /// The fields of a successful ack, beyond `ok: true`.
@@ -105,6 +106,50 @@ pub async fn find_original(
             CommandError::StoreUnavailable
         })?;
     Ok(found.map(|o| Published::stored_duplicate(o.id, o.delivered as usize, o.queued)))
+}
+
+/// Stores and routes a client's chat message (`broadcast-message`, `private-message` or
+/// `room-message`) and acknowledges it once durable; a resend with the same key gets the
+/// original's ack instead.
+async fn publish_chat(
+    caller: &Caller,
+    event: &'static str,
+    target: Target,
+    message: &MessageText,
+    client_msg_id: Option<&ClientMsgId>,
+) -> Result<AckFields, CommandError> {
+    if let Some(original) =
+        find_original(&caller.hub, &caller.identity.user_id, client_msg_id).await?
+    {
+        return acknowledge(original).await;
+    }
+    caller.hub.store().ensure_id_headroom().await;
+    let from = caller.hub.user_of(caller.session)?;
+    let timestamp = wire::now();
+    let room = match &target {
+        Target::Room(room) => Some(room.as_str().to_owned()),
+        _ => None,
+    };
+    let published = caller.hub.publish(Publish {
+        event: event.into(),
+        target,
+        sender_session: Some(caller.session),
+        sender_id: caller.identity.user_id.clone(),
+        body: message.as_str(),
+        timestamp: &timestamp,
+        kind: None,
+        client_msg_id: client_msg_id.map(ClientMsgId::as_str),
+        unknown_user_is_error: true,
+        queue_limit: caller.limits.max_queued_per_user,
+        payload: &|id| ChatMessage {
+            id,
+            from: &from,
+            message: message.as_str(),
+            room: room.as_deref(),
+            timestamp: &timestamp,
+        },
+    })?;
+    acknowledge(published).await
 }
 
 /// Waits until a published message is durable and turns it into ack fields

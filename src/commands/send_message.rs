@@ -10,10 +10,9 @@
 //! the same `clientMsgId` gets the original's ack (with `duplicate: true`) and is neither
 //! stored nor delivered again.
 
-use super::{AckFields, Caller, CommandError, acknowledge, find_original};
-use crate::hub::{Publish, Target};
+use super::{AckFields, Caller, CommandError, publish_chat};
+use crate::hub::Target;
 use crate::protocol::payloads::{ClientMsgId, MessageText, TargetUserId};
-use crate::protocol::wire::{self, ChatMessage};
 
 pub(super) async fn apply(
     caller: &Caller,
@@ -21,40 +20,9 @@ pub(super) async fn apply(
     to: Option<TargetUserId>,
     client_msg_id: Option<ClientMsgId>,
 ) -> Result<AckFields, CommandError> {
-    if let Some(original) = find_original(
-        &caller.hub,
-        &caller.identity.user_id,
-        client_msg_id.as_ref(),
-    )
-    .await?
-    {
-        return acknowledge(original).await;
-    }
-    let store = caller.hub.store();
-    store.ensure_id_headroom().await;
-    let from = caller.hub.user_of(caller.session)?;
-    let timestamp = wire::now();
     let (event, target) = match to {
         None => ("broadcast-message", Target::All),
         Some(to) => ("private-message", Target::User(to.as_str().to_owned())),
     };
-    let published = caller.hub.publish(Publish {
-        event: event.into(),
-        target,
-        sender_session: Some(caller.session),
-        sender_id: caller.identity.user_id.clone(),
-        body: message.as_str(),
-        timestamp: &timestamp,
-        kind: None,
-        client_msg_id: client_msg_id.as_ref().map(ClientMsgId::as_str),
-        unknown_user_is_error: true,
-        queue_limit: caller.limits.max_queued_per_user,
-        payload: &|id| ChatMessage {
-            id,
-            from: &from,
-            message: message.as_str(),
-            timestamp: &timestamp,
-        },
-    })?;
-    acknowledge(published).await
+    publish_chat(caller, event, target, &message, client_msg_id.as_ref()).await
 }

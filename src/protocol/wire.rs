@@ -98,7 +98,7 @@ pub struct UsersStats {
     pub connection_times: Vec<ConnectionTime>,
 }
 
-/// `broadcast-message` and `private-message`.
+/// `broadcast-message`, `private-message` and `room-message`.
 #[derive(Debug, Serialize)]
 pub struct ChatMessage<'a> {
     /// The message id (the recovery cursor).
@@ -107,21 +107,9 @@ pub struct ChatMessage<'a> {
     pub from: &'a UserObject,
     /// The text.
     pub message: &'a str,
-    /// When it was sent.
-    pub timestamp: &'a str,
-}
-
-/// `room-message`.
-#[derive(Debug, Serialize)]
-pub struct RoomChatMessage<'a> {
-    /// The message id (the recovery cursor).
-    pub id: u64,
-    /// The sender.
-    pub from: &'a UserObject,
-    /// The text.
-    pub message: &'a str,
-    /// The room.
-    pub room: &'a str,
+    /// The room (`room-message` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<&'a str>,
     /// When it was sent.
     pub timestamp: &'a str,
 }
