@@ -11,7 +11,6 @@ mod outbound;
 mod publish;
 mod state;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -339,49 +338,10 @@ impl Hub {
         self.state().users.len()
     }
 
-    /// Online users per role.
-    pub fn users_by_role(&self) -> BTreeMap<String, usize> {
-        let mut by_role = BTreeMap::new();
-        for user in self.state().users.values() {
-            *by_role.entry(user.identity.role.to_string()).or_insert(0) += 1;
-        }
-        by_role
-    }
-
     /// Sends an event to one session. Returns whether it was queued.
     pub fn send_to_session(&self, id: SessionId, event: Arc<Event>) -> bool {
         let state = self.state();
         state.sessions.get(&id).is_some_and(|s| s.send(event))
-    }
-
-    /// Sends an event to every connection but `except`. Returns how many took it.
-    pub fn broadcast(&self, event: &Arc<Event>, except: Option<SessionId>) -> usize {
-        let state = self.state();
-        state
-            .sessions
-            .iter()
-            .filter(|(id, _)| Some(**id) != except)
-            .filter(|(_, s)| s.send(event.clone()))
-            .count()
-    }
-
-    /// Sends an event to every connection of a user. Returns how many took it.
-    pub fn send_to_user(&self, user_id: &str, event: &Arc<Event>) -> usize {
-        let state = self.state();
-        state.send_to_user(user_id, event, None)
-    }
-
-    /// Sends an event to every connection whose user has `role`. Returns how many took it.
-    pub fn send_to_role(&self, role: &str, event: &Arc<Event>) -> usize {
-        let state = self.state();
-        state
-            .users
-            .values()
-            .filter(|u| &*u.identity.role == role)
-            .flat_map(|u| u.sessions.iter())
-            .filter_map(|id| state.sessions.get(id))
-            .filter(|s| s.send(event.clone()))
-            .count()
     }
 
     /// Makes the session's user a member of `room` (stored). Tells the room's other

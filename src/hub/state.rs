@@ -177,15 +177,6 @@ impl State {
             .count()
     }
 
-    pub fn send_to_user(
-        &self,
-        user_id: &str,
-        event: &Arc<Event>,
-        except: Option<SessionId>,
-    ) -> usize {
-        self.send_to(self.sessions_of(user_id, except), event)
-    }
-
     pub fn send_to_all_but_user(&self, event: &Arc<Event>, user_id: &str) -> usize {
         self.sessions
             .values()

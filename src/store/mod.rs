@@ -75,7 +75,6 @@ struct Inner {
     path: PathBuf,
     writes: mpsc::UnboundedSender<WriteOp>,
     next_session_id: AtomicU64,
-    run_id: i64,
     shared: Arc<Shared>,
     // Taken once by `close`; a std Mutex because it is never held across an await.
     writer_task: Mutex<Option<JoinHandle<()>>>,
@@ -197,7 +196,6 @@ impl Store {
                 path,
                 writes,
                 next_session_id: AtomicU64::new(max_session.max(0) as u64 + 1),
-                run_id,
                 shared,
                 writer_task: Mutex::new(Some(writer_task)),
             }),
@@ -250,11 +248,6 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
-    }
-
-    /// The id of this server run in `server_runs`.
-    pub fn run_id(&self) -> i64 {
-        self.inner.run_id
     }
 
     /// The pool, for reads.
