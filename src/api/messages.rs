@@ -55,16 +55,7 @@ pub(super) async fn list(
         })?;
     let last = rows.last().map_or(filter.since, |m| m.id);
     let more = rows.len() == filter.limit as usize;
-    let messages: Vec<Value> = rows
-        .into_iter()
-        .map(|m| {
-            json!({
-                "id": m.id,
-                "event": m.event,
-                "data": serde_json::from_str::<Value>(&m.payload).unwrap_or(Value::Null),
-            })
-        })
-        .collect();
+    let messages: Vec<Value> = rows.iter().map(super::stored_json).collect();
     Ok(Json(json!({
         "count": messages.len(),
         "lastMessageId": last,

@@ -46,6 +46,16 @@ pub fn router(max_body_bytes: usize) -> Router<AppState> {
         .layer(DefaultBodyLimit::max(max_body_bytes))
 }
 
+/// A stored message as the REST API shows it: `{ id, event, data }`.
+fn stored_json(m: &crate::store::messages::StoredMessage) -> serde_json::Value {
+    serde_json::json!({
+        "id": m.id,
+        "event": m.event,
+        "data": serde_json::from_str::<serde_json::Value>(&m.payload)
+            .unwrap_or(serde_json::Value::Null),
+    })
+}
+
 async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }

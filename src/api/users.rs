@@ -48,21 +48,40 @@ pub(super) async fn users_stats(State(app): State<AppState>, _: Caller) -> Json<
     Json(json!(compute_stats(&app.hub).await))
 }
 
+/// A per-user view (admin or that user): checks access and `limit`, flushes the store so the
+/// read sees every write already sent, and logs a failed read behind a 503.
+async fn per_user_read<T, Fut>(
+    app: &AppState,
+    caller: &Caller,
+    user_id: &str,
+    limit: Option<u32>,
+    what: &'static str,
+    read: impl FnOnce(u32) -> Fut,
+) -> Result<T, ApiError>
+where
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    caller.require_admin_or(app, user_id)?;
+    let limit = check_limit(limit)?;
+    app.hub.store().flush().await;
+    read(limit).await.map_err(|e| {
+        tracing::error!(error = %e, what, "could not read the store");
+        ApiError::unavailable()
+    })
+}
+
 pub(super) async fn sessions(
     State(app): State<AppState>,
     caller: Caller,
     Path(user_id): Path<String>,
     ApiQuery(query): ApiQuery<LimitQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin_or(&app, &user_id)?;
-    let limit = check_limit(query.limit)?;
-    app.hub.store().flush().await;
-    let rows = sessions::sessions_of(app.hub.store().pool(), &user_id, limit)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "could not read sessions");
-            ApiError::unavailable()
-        })?;
+    let pool = app.hub.store().pool().clone();
+    let rows = per_user_read(&app, &caller, &user_id, query.limit, "sessions", |limit| {
+        let user_id = user_id.clone();
+        async move { sessions::sessions_of(&pool, &user_id, limit).await }
+    })
+    .await?;
     Ok(Json(
         json!({ "userId": user_id, "count": rows.len(), "sessions": rows }),
     ))
@@ -74,24 +93,25 @@ pub(super) async fn queue(
     Path(user_id): Path<String>,
     ApiQuery(query): ApiQuery<LimitQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin_or(&app, &user_id)?;
-    let limit = check_limit(query.limit)?;
-    app.hub.store().flush().await;
-    let rows = messages::undelivered(app.hub.store().pool(), &user_id, limit)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "could not read the offline queue");
-            ApiError::unavailable()
-        })?;
+    let pool = app.hub.store().pool().clone();
+    let rows = per_user_read(
+        &app,
+        &caller,
+        &user_id,
+        query.limit,
+        "offline queue",
+        |limit| {
+            let user_id = user_id.clone();
+            async move { messages::undelivered(&pool, &user_id, limit).await }
+        },
+    )
+    .await?;
     let messages: Vec<Value> = rows
-        .into_iter()
+        .iter()
         .map(|(m, queued_at)| {
-            json!({
-                "id": m.id,
-                "event": m.event,
-                "data": serde_json::from_str::<Value>(&m.payload).unwrap_or(Value::Null),
-                "queuedAt": queued_at,
-            })
+            let mut entry = super::stored_json(m);
+            entry["queuedAt"] = queued_at.as_str().into();
+            entry
         })
         .collect();
     Ok(Json(
