@@ -86,6 +86,14 @@ async fn send(
     .await?)
 }
 
+/// The answer of the broadcast and role endpoints: `{ success, recipients, id }`.
+fn recipients_reply(published: &Published) -> Json<Value> {
+    with_duplicate(
+        json!({ "success": true, "recipients": published.delivered, "id": published.id }),
+        published,
+    )
+}
+
 fn with_duplicate(mut body: Value, published: &Published) -> Json<Value> {
     if published.duplicate {
         body["duplicate"] = true.into();
@@ -136,10 +144,7 @@ pub(super) async fn broadcast(
         key,
     )
     .await?;
-    Ok(with_duplicate(
-        json!({ "success": true, "recipients": published.delivered, "id": published.id }),
-        &published,
-    ))
+    Ok(recipients_reply(&published))
 }
 
 pub(super) async fn send_to_role(
@@ -161,8 +166,5 @@ pub(super) async fn send_to_role(
         key,
     )
     .await?;
-    Ok(with_duplicate(
-        json!({ "success": true, "recipients": published.delivered, "id": published.id }),
-        &published,
-    ))
+    Ok(recipients_reply(&published))
 }

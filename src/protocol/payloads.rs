@@ -52,7 +52,7 @@ impl<'a> Fields<'a> {
                 "{}: missing field \"{name}\"",
                 self.event
             ))),
-            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64().unwrap_or_default()),
+            Some(Value::Number(n)) if let Some(id) = n.as_u64() => Ok(id),
             Some(other) => Err(ProtocolError::new(format!(
                 "{}: field \"{name}\" must be a non-negative integer (a message id), not {}",
                 self.event,

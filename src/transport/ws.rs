@@ -199,25 +199,17 @@ async fn read_loop(
             Message::Ping(_) | Message::Pong(_) => continue,
             Message::Close(_) => return outbound.close(CloseReason::ClientClosed),
         };
-        let ack = text.as_deref().and_then(ClientFrame::ack_of_invalid);
-        match limiter.check(Instant::now()) {
-            Verdict::Admit => {}
-            Verdict::Refuse => {
-                reply(
-                    outbound,
-                    ack,
-                    &Err(CommandError::RateLimited(limits.rate_limit_per_sec)),
-                );
-                continue;
-            }
-            Verdict::Disconnect => {
-                reply(
-                    outbound,
-                    ack,
-                    &Err(CommandError::RateLimited(limits.rate_limit_per_sec)),
-                );
+        // The ack id of a refused frame is dug out only when it is refused: an admitted frame
+        // is parsed once, below.
+        let ack_of_refused = || text.as_deref().and_then(ClientFrame::ack_of_invalid);
+        let verdict = limiter.check(Instant::now());
+        if verdict != Verdict::Admit {
+            let refused = Err(CommandError::RateLimited(limits.rate_limit_per_sec));
+            reply(outbound, ack_of_refused(), &refused);
+            if verdict == Verdict::Disconnect {
                 return outbound.close(CloseReason::RateLimited);
             }
+            continue;
         }
         let Some(text) = text else {
             reply(outbound, None, &Err(CommandError::BinaryFrame));
@@ -228,7 +220,7 @@ async fn read_loop(
                 let result = commands::execute(caller, &frame.event, frame.data.as_ref()).await;
                 reply(outbound, frame.ack, &result);
             }
-            Err(e) => reply(outbound, ack, &Err(e.into())),
+            Err(e) => reply(outbound, ClientFrame::ack_of_invalid(&text), &Err(e.into())),
         }
     }
 }
