@@ -20,9 +20,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::commands::users_stats;
-use crate::hub::{CloseReason, Publish, Published, Target};
+use crate::hub::{CloseReason, Hub, Publish, Published, Target};
 use crate::protocol::wire::{self, UserObject, UsersStats, system_user};
-use crate::startup::AppState;
 
 /// Why the embedded API could not send.
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +40,14 @@ pub enum SendError {
 /// Sends to users, roles and everyone, and reads who is online; cheap to clone.
 #[derive(Clone)]
 pub struct GatewayHandle {
-    state: AppState,
+    hub: Hub,
+    /// `MAX_QUEUED_PER_USER`: the offline queue bound applies to the embedded API too.
+    queue_limit: u64,
 }
 
 impl GatewayHandle {
-    pub(crate) fn new(state: AppState) -> Self {
-        Self { state }
+    pub(crate) fn new(hub: Hub, queue_limit: u64) -> Self {
+        Self { hub, queue_limit }
     }
 
     /// Sends `event` with `payload` to every connection of `user_id`. Returns whether it
@@ -103,7 +104,7 @@ impl GatewayHandle {
         payload: &impl Serialize,
     ) -> Result<Published, SendError> {
         let value = serde_json::to_value(payload)?;
-        let hub = &self.state.hub;
+        let hub = &self.hub;
         hub.store().ensure_id_headroom().await;
         let timestamp = wire::now();
         let from = serde_json::to_value(system_user())?;
@@ -119,7 +120,7 @@ impl GatewayHandle {
             kind,
             client_msg_id: None,
             unknown_user_is_error: false,
-            queue_limit: self.state.settings.limits.max_queued_per_user,
+            queue_limit: self.queue_limit,
             payload: &|id| {
                 let mut value = value.clone();
                 if let Value::Object(map) = &mut value {
@@ -139,13 +140,12 @@ impl GatewayHandle {
 
     /// Distinct users online.
     pub fn active_users_count(&self) -> usize {
-        self.state.hub.active_users_count()
+        self.hub.active_users_count()
     }
 
     /// The online users, oldest connection first.
     pub fn active_users(&self) -> Vec<UserObject> {
-        self.state
-            .hub
+        self.hub
             .online_users()
             .into_iter()
             .map(|u| u.user)
@@ -154,11 +154,11 @@ impl GatewayHandle {
 
     /// The statistics of contract section 5.
     pub async fn stats(&self) -> UsersStats {
-        users_stats(&self.state.hub).await
+        users_stats(&self.hub).await
     }
 
     /// Disconnects every connection of `user_id` (reason `kicked`). Returns how many.
     pub fn disconnect_user(&self, user_id: &str) -> usize {
-        self.state.hub.close_user(user_id, CloseReason::Kicked)
+        self.hub.close_user(user_id, CloseReason::Kicked)
     }
 }

@@ -27,10 +27,11 @@
 //! - [`shutdown`]: the one place that knows how the process stops.
 //! - [`cli`]: `switchboard serve | token | check-config`.
 
-pub mod api;
+mod api;
+mod app;
 pub mod auth;
 pub mod cli;
-pub mod commands;
+mod commands;
 pub mod config;
 pub mod handle;
 pub mod hub;
@@ -39,7 +40,7 @@ pub mod shutdown;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
-pub mod transport;
+mod transport;
 
 pub use config::Settings;
 pub use handle::GatewayHandle;

@@ -14,13 +14,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
+use crate::app::AppState;
 use crate::auth::Verifier;
 use crate::auth::keys::KeyError;
-use crate::commands::CommandLimits;
 use crate::config::{CorsOrigins, Settings};
 use crate::handle::GatewayHandle;
 use crate::hub::{CloseReason, Hub};
-use crate::protocol::events::ParseLimits;
 use crate::store::{Store, StoreError};
 use crate::transport;
 
@@ -41,35 +40,6 @@ pub enum StartupError {
         /// The cause.
         source: std::io::Error,
     },
-}
-
-/// What every request handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    /// Live state and routing.
-    pub hub: Hub,
-    /// Token verification.
-    pub verifier: Verifier,
-    /// The configuration.
-    pub settings: Arc<Settings>,
-    /// Cancelled when the server starts shutting down: no new connections after that.
-    pub stopping: CancellationToken,
-    /// Every upgraded connection, so shutdown can wait for them (axum's graceful shutdown
-    /// does not: upgraded sockets leave hyper's books).
-    pub connections: TaskTracker,
-}
-
-impl AppState {
-    /// The limits commands need.
-    pub fn command_limits(&self) -> CommandLimits {
-        CommandLimits {
-            parse: ParseLimits {
-                max_message_chars: self.settings.limits.max_message_chars,
-            },
-            max_rooms_per_user: self.settings.limits.max_rooms_per_user,
-            max_queued_per_user: self.settings.limits.max_queued_per_user,
-        }
-    }
 }
 
 /// The gateway without a listener: for applications that mount its router into their own
@@ -113,7 +83,10 @@ impl EmbeddedGateway {
 
     /// The handle for your own code: send to users, roles, everyone; query who is online.
     pub fn handle(&self) -> GatewayHandle {
-        GatewayHandle::new(self.state.clone())
+        GatewayHandle::new(
+            self.state.hub.clone(),
+            self.state.settings.limits.max_queued_per_user,
+        )
     }
 
     /// The hub.
@@ -232,7 +205,7 @@ impl Gateway {
 }
 
 /// The HTTP routes: `/ws`, `/socket.io/` and `/healthz`, with CORS per `CORS_ORIGINS`.
-pub fn router(state: AppState, socketio: SocketIoLayer) -> Router {
+fn router(state: AppState, socketio: SocketIoLayer) -> Router {
     let cors = match &state.settings.cors_origins {
         CorsOrigins::Any => CorsLayer::new().allow_origin(Any),
         CorsOrigins::List(list) => CorsLayer::new().allow_origin(AllowOrigin::list(

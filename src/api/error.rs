@@ -61,9 +61,9 @@ impl From<CommandError> for ApiError {
                 StatusCode::CONFLICT
             }
             CommandError::Hub(HubError::SessionGone) => StatusCode::GONE,
-            CommandError::NotStored | CommandError::StoreUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            CommandError::NotStored
+            | CommandError::StoreUnavailable
+            | CommandError::CatchUpFailed => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::new(status, e.to_string())
     }

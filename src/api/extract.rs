@@ -8,9 +8,9 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::app::AppState;
 use crate::auth::Identity;
 use crate::protocol::payloads::ClientMsgId;
-use crate::startup::AppState;
 
 /// An authenticated caller (`Authorization: Bearer <jwt>`; 401 otherwise).
 #[derive(Debug, Clone)]

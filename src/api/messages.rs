@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::extract::{ApiQuery, Caller};
 use super::users::check_limit;
+use crate::app::AppState;
 use crate::protocol::payloads::RoomName;
-use crate::startup::AppState;
 use crate::store::messages::{self, ListFilter, Reader};
 
 /// The filters.

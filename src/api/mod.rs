@@ -17,7 +17,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
-use crate::startup::AppState;
+use crate::app::AppState;
 
 /// The OpenAPI 3 document of this API (checked in, verified against the routes by a test).
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");

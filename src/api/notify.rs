@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson, IdempotencyKey};
+use crate::app::AppState;
 use crate::commands::notify::{Notify, notify};
 use crate::hub::{Published, Target};
 use crate::protocol::payloads::{MessageText, NotificationType, TargetUserId};
-use crate::startup::AppState;
 
 /// Body of `send-notification`.
 #[derive(Debug, Deserialize)]

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::extract::{Admin, ApiQuery, Caller};
+use crate::app::AppState;
 use crate::commands::users_stats as compute_stats;
 use crate::hub::CloseReason;
-use crate::startup::AppState;
 use crate::store::{messages, sessions};
 
 /// Default and largest `limit` of the list endpoints.

@@ -55,6 +55,9 @@ pub enum CommandError {
     /// A database read failed.
     #[error("the message log could not be read; try again")]
     StoreUnavailable,
+    /// A new connection's catch-up could not read the message log.
+    #[error("missed messages could not be replayed; they stay queued: reconnect or call sync")]
+    CatchUpFailed,
 }
 
 /// Per-connection settings the commands need.
@@ -195,9 +198,14 @@ pub async fn execute(
     }
 }
 
-/// The `error { message }` event.
-pub fn error_event(message: &str) -> Arc<Event> {
-    Event::new("error", &ErrorPayload { message })
+/// The `error { message }` event for a refusal.
+pub fn error_event(error: &CommandError) -> Arc<Event> {
+    Event::new(
+        "error",
+        &ErrorPayload {
+            message: &error.to_string(),
+        },
+    )
 }
 
 /// The fields of an ack as a JSON object: `{ ok: true, ...fields }` or

@@ -104,9 +104,7 @@ pub async fn replay_on_connect(caller: &Caller, last_message_id: Option<u64>, un
         }
     }
     if failed {
-        let notice = super::error_event(
-            "missed messages could not be replayed; they stay queued: reconnect or call sync",
-        );
+        let notice = super::error_event(&CommandError::CatchUpFailed);
         caller.outbound.send_wait(notice).await;
     }
     if let Some(since) = last_message_id {

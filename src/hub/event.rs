@@ -1,22 +1,22 @@
-//! An event ready to go out: a name and its payload, serialized to JSON once. Each transport
-//! encodes its own frame from it at most once (cached here), and every recipient shares those
-//! bytes: a broadcast to a thousand connections serializes and encodes once.
+//! An event ready to go out: a name and its payload, serialized to JSON once. A transport that
+//! frames events itself encodes its frame from it at most once ([`Event::encoded_once`], cached
+//! here without the hub knowing the format), and every recipient shares those bytes: a
+//! broadcast to a thousand connections serializes and encodes once.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
-
-use crate::protocol::envelope::encode_server_frame;
 
 /// A server event shared by every recipient.
 #[derive(Debug)]
 pub struct Event {
     name: Cow<'static, str>,
     data: Box<RawValue>,
-    ws_frame: OnceLock<Utf8Bytes>,
+    /// One transport's encoding of the whole event, made by the first recipient that needs it.
+    encoded: OnceLock<Box<dyn Any + Send + Sync>>,
     /// For a stored message addressed to one user: its id, so that the writer that hands the
     /// frame to that user's socket records the delivery.
     delivery: Option<u64>,
@@ -34,7 +34,7 @@ impl Event {
         Arc::new(Self {
             name: name.into(),
             data,
-            ws_frame: OnceLock::new(),
+            encoded: OnceLock::new(),
             delivery: None,
         })
     }
@@ -62,7 +62,7 @@ impl Event {
         Ok(Arc::new(Self {
             name: name.into(),
             data: RawValue::from_string(payload)?,
-            ws_frame: OnceLock::new(),
+            encoded: OnceLock::new(),
             delivery,
         }))
     }
@@ -87,10 +87,22 @@ impl Event {
         &self.data
     }
 
-    /// The `/ws` text frame `{"event": ..., "data": ...}`, encoded on first use.
-    pub fn ws_frame(&self) -> Utf8Bytes {
-        self.ws_frame
-            .get_or_init(|| encode_server_frame(&self.name, self.data.get()).into())
-            .clone()
+    /// The event encoded by `encode(name, data_json)`, computed on first use and shared by
+    /// every later recipient. One encoding is cached per event: should a second frame type
+    /// ever ask, it is encoded afresh each time (correct, only slower).
+    pub fn encoded_once<T>(&self, encode: impl FnOnce(&str, &str) -> T) -> T
+    where
+        T: Any + Clone + Send + Sync,
+    {
+        if let Some(cached) = self.encoded.get() {
+            if let Some(frame) = cached.downcast_ref::<T>() {
+                return frame.clone();
+            }
+            return encode(&self.name, self.data.get());
+        }
+        let frame = encode(&self.name, self.data.get());
+        // Two recipients encoding at once both get a correct frame; one of them is kept.
+        let _ = self.encoded.set(Box::new(frame.clone()));
+        frame
     }
 }

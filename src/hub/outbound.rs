@@ -13,7 +13,8 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::event::Event;
 
-/// Why a connection ended; stored in `sessions.disconnect_reason` and sent in close frames.
+/// Why a connection ended; stored in `sessions.disconnect_reason`, told to the client by its
+/// transport (a `/ws` close code, a Socket.IO `error` event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
     /// The client closed the connection.
@@ -46,17 +47,6 @@ impl CloseReason {
             Self::ServerShutdown => "server_shutdown",
             Self::TransportError => "transport_error",
             Self::Kicked => "kicked",
-        }
-    }
-
-    /// The WebSocket close code.
-    pub fn ws_close_code(self) -> u16 {
-        match self {
-            Self::ClientClosed | Self::IdleTimeout => 1000,
-            Self::ServerShutdown => 1001,
-            Self::TransportError => 1002,
-            Self::SlowConsumer | Self::RateLimited | Self::Kicked => 1008,
-            Self::FrameTooLarge => 1009,
         }
     }
 

@@ -263,6 +263,16 @@ impl Store {
         }
     }
 
+    /// Records that connections of `user_id` took these stored messages (their offline-queue
+    /// rows are marked delivered).
+    pub fn delivered(&self, user_id: &str, ids: Vec<u64>) {
+        self.write(WriteOp::MarkDelivered {
+            user_id: user_id.to_owned(),
+            ids,
+            at: timestamp(SystemTime::now()),
+        });
+    }
+
     /// A new session id, unique across restarts (ids continue after the stored maximum).
     pub fn allocate_session_id(&self) -> u64 {
         self.inner.next_session_id.fetch_add(1, Ordering::Relaxed)

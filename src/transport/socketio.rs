@@ -1,6 +1,7 @@
 //! The Socket.IO v4 transport at `/socket.io/`, through socketioxide (Engine.IO 4: polling and
-//! websocket, with the upgrade between them). Like `/ws`, it only translates: client events go
-//! to [`commands::execute`](crate::commands::execute), hub events go out through the
+//! websocket, with the upgrade between them). Like `/ws`, it keeps only its framing: admission,
+//! opening, each client event and the close go through the [`session`](super::session) core
+//! shared with `/ws`; hub events go out through the
 //! connection's [`Outbound`], here a [`DirectSink`] that emits straight into socketioxide's
 //! own bounded per-socket queue (no writer task of ours: one task hop less per delivery).
 //!
@@ -19,7 +20,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Query};
 use axum::http::header;
@@ -33,22 +34,19 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::{SendError, SocketError};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
-use super::Receipts;
-use super::rate_limit::{RateLimiter, Verdict};
+use super::session::{self, Admitted, Receipts, Session};
 use super::ws::WsQuery;
-use crate::auth::Identity;
-use crate::commands::{self, Caller, CommandError};
+use crate::app::AppState;
+use crate::commands::{self, CommandError};
 use crate::hub::{
     CloseReason, Closer, DirectSink, Event, Outbound, SessionMeta, SinkError, Transport,
 };
-use crate::startup::AppState;
-
-/// Client events queued per connection before it counts as flooding.
-const INBOX_CAPACITY: usize = 256;
+use crate::protocol::ProtocolError;
 
 /// Builds the Socket.IO layer and its handle, with limits from the configuration.
-pub fn layer(app: &AppState) -> (SocketIoLayer, SocketIo) {
+pub(crate) fn layer(app: &AppState) -> (SocketIoLayer, SocketIo) {
     let limits = &app.settings.limits;
     let (layer, io) = SocketIo::builder()
         .with_state(app.clone())
@@ -71,66 +69,40 @@ pub fn layer(app: &AppState) -> (SocketIoLayer, SocketIo) {
 
 /// A refused Socket.IO connection; its text is the client's `connect_error` message.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Refusal(String);
-
-/// The message id a client asked to resume from.
-#[derive(Debug, Clone, Copy)]
-struct ResumeFrom(Option<u64>);
-
-/// Parses `lastMessageId` from the auth object (number or numeric string).
-fn parse_resume(auth: Option<&Value>, query: Option<&str>) -> Result<Option<u64>, Refusal> {
-    let bad = || Refusal("lastMessageId must be a non-negative integer (a message id)".into());
-    match auth.and_then(|a| a.get("lastMessageId")) {
-        None | Some(Value::Null) => {}
-        Some(Value::Number(n)) => return n.as_u64().map(Some).ok_or_else(bad),
-        Some(Value::String(s)) => return s.parse().map(Some).map_err(|_| bad()),
-        Some(_) => return Err(bad()),
-    }
-    query.map(|q| q.parse().map_err(|_| bad())).transpose()
-}
+#[error(transparent)]
+struct Refused(#[from] session::Refusal);
 
 async fn authenticate(
     socket: SocketRef,
     TryData(auth): TryData<Value>,
     State(app): State<AppState>,
-) -> Result<(), Refusal> {
-    if app.stopping.is_cancelled() {
-        return Err(Refusal("server is shutting down".into()));
-    }
+) -> Result<(), Refused> {
     let parts = socket.req_parts();
-    let origin = parts
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
-    if !app.settings.cors_origins.allows(origin) {
-        return Err(Refusal("origin not allowed".into()));
-    }
     let auth = auth.ok();
     let query = Query::<WsQuery>::try_from_uri(&parts.uri)
         .map(|q| q.0)
         .unwrap_or_default();
-    let auth_token = auth
-        .as_ref()
-        .and_then(|a| a.get("token"))
-        .and_then(Value::as_str);
-    let identity = app
-        .verifier
-        .authenticate(auth_token, &parts.headers, query.token.as_deref())
-        .map_err(|e| Refusal(e.to_string()))?;
-    let resume = parse_resume(auth.as_ref(), query.last_message_id.as_deref())?;
-    socket.extensions.insert(identity);
-    socket.extensions.insert(ResumeFrom(resume));
+    let request = session::Request {
+        headers: &parts.headers,
+        auth_token: auth
+            .as_ref()
+            .and_then(|a| a.get("token"))
+            .and_then(Value::as_str),
+        query_token: query.token.as_deref(),
+        auth_resume: auth.as_ref().and_then(|a| a.get("lastMessageId")),
+        query_resume: query.last_message_id.as_deref(),
+    };
+    let admitted = session::admit(&app, &request)?;
+    socket.extensions.insert(admitted);
     Ok(())
 }
 
 async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
-    let Some(identity) = socket.extensions.get::<Identity>() else {
+    let Some(admitted) = socket.extensions.get::<Admitted>() else {
         // The middleware always stores it; without it there is no one to serve.
         let _ = socket.disconnect();
         return;
     };
-    let resume = socket.extensions.get::<ResumeFrom>().and_then(|r| r.0);
     let parts = socket.req_parts();
     let meta = SessionMeta {
         transport: Transport::SocketIo,
@@ -144,34 +116,27 @@ async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
             .and_then(|v| v.to_str().ok())
             .map(String::from),
     };
-    let capacity = app.settings.limits.outbound_queue_capacity;
+    let receipts = Arc::new(Receipts::new(
+        app.hub.store().clone(),
+        admitted.identity.user_id.clone(),
+    ));
     let outbound = Outbound::direct(Arc::new(SocketSink {
         socket: socket.clone(),
-        receipts: Receipts::new(app.hub.store().clone(), &identity.user_id),
+        receipts: receipts.clone(),
     }));
-    let (inbox, inbound) = mpsc::channel(INBOX_CAPACITY);
+    // Bounded so that a flood is cut by the rate limiter's verdicts, not by memory: a
+    // client gets `burst` events admitted and `max_strikes` refused before it is closed.
+    let limits = &app.settings.limits;
+    let capacity =
+        (limits.rate_limit_burst as usize + limits.rate_limit_max_strikes as usize).max(1);
+    let (inbox, inbound) = mpsc::channel(capacity);
     socket.extensions.insert(outbound.closer().clone());
     socket.on_fallback(Inbox(inbox));
     socket.on_disconnect(on_disconnect);
-    let registered = app
-        .hub
-        .connect(identity.clone(), meta, outbound.clone(), capacity);
-    let caller = Caller {
-        hub: app.hub.clone(),
-        session: registered.session,
-        identity,
-        outbound,
-        limits: app.command_limits(),
-    };
-    let tracker = app.connections.clone();
-    tracker.spawn(serve_session(
-        socket,
-        app,
-        caller,
-        inbound,
-        resume,
-        registered.replay_until,
-    ));
+    let session = Session::open(&app, admitted, meta, outbound);
+    let span = session.span("socketio");
+    app.connections
+        .spawn(serve_session(socket, session, inbound, receipts).instrument(span));
 }
 
 async fn on_disconnect(socket: SocketRef, reason: DisconnectReason) {
@@ -230,41 +195,24 @@ impl MessageHandler<LocalAdapter, InboxMarker> for Inbox {
 
 async fn serve_session(
     socket: SocketRef,
-    app: AppState,
-    caller: Caller,
+    mut session: Session,
     inbound: mpsc::Receiver<Inbound>,
-    resume: Option<u64>,
-    replay_until: u64,
+    receipts: Arc<Receipts>,
 ) {
-    let closer = caller.outbound.closer().clone();
+    let closer = session.closer().clone();
     tokio::join!(
         async {
-            tokio::select! {
-                () = closer.closed() => {}
-                () = commands::replay_on_connect(&caller, resume, replay_until) => {}
-            }
-            read_loop(&caller, inbound, &app).await;
+            session.catch_up().await;
+            read_loop(&mut session, inbound).await;
         },
+        receipts.flush_when_noted(&closer),
         disconnect_when_closed(&socket, &closer),
     );
-    let reason = closer.reason().unwrap_or(CloseReason::ClientClosed);
-    tracing::debug!(
-        session = caller.session.0,
-        user_id = %caller.identity.user_id,
-        reason = reason.as_str(),
-        "socket.io connection closed"
-    );
-    app.hub.disconnect(caller.session, reason);
+    session.close();
 }
 
-async fn read_loop(caller: &Caller, mut inbound: mpsc::Receiver<Inbound>, app: &AppState) {
-    let limits = &app.settings.limits;
-    let closer = caller.outbound.closer();
-    let mut limiter = RateLimiter::new(
-        limits.rate_limit_per_sec,
-        limits.rate_limit_burst,
-        limits.rate_limit_max_strikes,
-    );
+async fn read_loop(session: &mut Session, mut inbound: mpsc::Receiver<Inbound>) {
+    let closer = session.closer().clone();
     loop {
         let message = tokio::select! {
             () = closer.closed() => return,
@@ -273,38 +221,28 @@ async fn read_loop(caller: &Caller, mut inbound: mpsc::Receiver<Inbound>, app: &
                 None => return,
             },
         };
-        let result = match limiter.check(Instant::now()) {
-            Verdict::Admit => match &message.event {
-                Ok(name) => commands::execute(caller, name, message.data.as_ref()).await,
-                Err(e) => Err(CommandError::Protocol(crate::protocol::ProtocolError::new(
-                    e,
-                ))),
-            },
-            Verdict::Refuse => Err(CommandError::RateLimited(limits.rate_limit_per_sec)),
-            Verdict::Disconnect => {
-                let refused = Err(CommandError::RateLimited(limits.rate_limit_per_sec));
-                reply(caller, message.ack, &refused);
-                return caller.outbound.close(CloseReason::RateLimited);
-            }
+        let Inbound { event, data, ack } = message;
+        let event = match &event {
+            Ok(name) => Ok((name.as_str(), data.as_ref())),
+            Err(e) => Err(CommandError::Protocol(ProtocolError::new(e))),
         };
-        reply(caller, message.ack, &result);
+        let flow = session
+            .handle(event, |result| {
+                // A client that asked for no ack makes this a no-op.
+                let _ = ack.send(&commands::ack_body(result));
+            })
+            .await;
+        if flow.is_break() {
+            return;
+        }
     }
-}
-
-/// The `error` event for a refusal, and the acknowledgement callback's result.
-fn reply(caller: &Caller, ack: AckSender, result: &Result<commands::AckFields, CommandError>) {
-    if let Err(e) = result {
-        caller.outbound.send(commands::error_event(&e.to_string()));
-    }
-    // A client that asked for no ack makes this a no-op.
-    let _ = ack.send(&commands::ack_body(result));
 }
 
 /// Hands events straight to socketioxide, which queues them per socket (bounded by
 /// `OUTBOUND_QUEUE_CAPACITY`) for its own writer task.
 struct SocketSink {
     socket: SocketRef,
-    receipts: Receipts,
+    receipts: Arc<Receipts>,
 }
 
 impl DirectSink for SocketSink {
@@ -312,7 +250,7 @@ impl DirectSink for SocketSink {
         match self.socket.emit(event.name(), event.data_raw()) {
             Ok(()) => {
                 if let Some(id) = event.delivery() {
-                    self.receipts.record_one(id);
+                    self.receipts.note_and_wake(id);
                 }
                 Ok(())
             }
@@ -327,10 +265,8 @@ impl DirectSink for SocketSink {
 async fn disconnect_when_closed(socket: &SocketRef, closer: &Closer) {
     closer.closed().await;
     let reason = closer.reason().unwrap_or(CloseReason::ClientClosed);
-    if matches!(
-        reason,
-        CloseReason::ClientClosed | CloseReason::TransportError | CloseReason::IdleTimeout
-    ) {
+    // After a heartbeat timeout socketioxide has already dropped the transport.
+    if session::client_is_gone(reason) || reason == CloseReason::IdleTimeout {
         return;
     }
     if reason != CloseReason::SlowConsumer {

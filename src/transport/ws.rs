@@ -1,21 +1,24 @@
 //! The plain WebSocket transport at `/ws`.
 //!
-//! Before the upgrade: the `Origin` is checked against `CORS_ORIGINS` (403), the token is
-//! verified (401 with `{"error": ...}`), and tungstenite's buffers and limits are set from
-//! the configuration (its defaults: 128 KiB buffers, an unbounded write buffer, 64 MiB
-//! messages). After it, one reader and one writer per connection:
+//! What is the same for every transport (admission, opening, one event, closing) is the
+//! [`session`](super::session) core; this module keeps the `/ws` framing. Before the upgrade,
+//! a refusal is an HTTP status with `{"error": ...}` (403 origin, 401 token, 400 bad
+//! `lastMessageId`, 503 stopping), and tungstenite's buffers and limits are set from the
+//! configuration (its defaults: 128 KiB buffers, an unbounded write buffer, 64 MiB messages).
+//! After it, one reader and one writer per connection:
 //!
-//! - the reader applies the rate limit, decodes the envelope, runs the command and queues the
-//!   error and ack replies; it closes the connection on idle timeout or an oversized frame;
+//! - the reader decodes the JSON envelope, hands each event to the session, and answers the
+//!   frame's `ack` id with an `ack` event; it closes on idle timeout or an oversized frame;
 //! - the writer drains the outbound queue, coalescing whatever is queued into one socket
-//!   write, pings on an interval, and sends a close frame with the reason when told to stop.
+//!   write, encodes each event's frame once for all `/ws` recipients, pings on an interval,
+//!   and sends a close frame with the reason's code when told to stop.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -24,22 +27,24 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::rate_limit::{RateLimiter, Verdict};
-use super::{Receipts, RemoteAddr};
-use crate::auth::Identity;
-use crate::commands::{self, Caller, CommandError};
+use tracing::Instrument;
+
+use super::RemoteAddr;
+use super::session::{self, Admitted, Receipts, Session};
+use crate::app::AppState;
+use crate::commands::{self, AckFields, CommandError};
 use crate::hub::{CloseReason, Event, Outbound, OutboundQueue, SessionMeta, Transport};
 use crate::protocol::ClientFrame;
-use crate::startup::AppState;
+use crate::protocol::envelope::encode_server_frame;
 
 /// Most queued frames coalesced into one socket write.
 const MAX_COALESCED_FRAMES: usize = 256;
 /// How long a closing connection may take to flush what is queued and send its close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// The query parameters `/ws` understands.
+/// The query parameters `/ws` (and Socket.IO's handshake) understand.
 #[derive(Debug, Default, Deserialize)]
-pub struct WsQuery {
+pub(crate) struct WsQuery {
     /// The token, when not sent in the `Authorization` header.
     pub token: Option<String>,
     /// The last message id the client saw: everything it may see after it is replayed.
@@ -52,41 +57,28 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// `GET /ws`: authenticates, then upgrades.
-pub async fn upgrade(
+/// `GET /ws`: admits, then upgrades.
+pub(crate) async fn upgrade(
     State(app): State<AppState>,
     RemoteAddr(remote_addr): RemoteAddr,
     headers: HeaderMap,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if app.stopping.is_cancelled() {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
-    }
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if !app.settings.cors_origins.allows(origin) {
-        return refuse(StatusCode::FORBIDDEN, "origin not allowed");
-    }
     let Query(query) = match query {
         Ok(q) => q,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    let last_message_id = match query.last_message_id.as_deref().map(str::parse::<u64>) {
-        None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "lastMessageId must be a non-negative integer (a message id)",
-            );
-        }
+    let request = session::Request {
+        headers: &headers,
+        auth_token: None,
+        query_token: query.token.as_deref(),
+        auth_resume: None,
+        query_resume: query.last_message_id.as_deref(),
     };
-    let identity = match app
-        .verifier
-        .authenticate(None, &headers, query.token.as_deref())
-    {
-        Ok(identity) => identity,
-        Err(e) => return refuse(StatusCode::UNAUTHORIZED, e.to_string()),
+    let admitted = match session::admit(&app, &request) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refuse(refusal.status(), refusal.to_string()),
     };
     let upgrade = match upgrade {
         Ok(u) => u,
@@ -109,83 +101,44 @@ pub async fn upgrade(
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
         .on_upgrade(move |socket| {
-            tracker.track_future(serve_connection(
-                socket,
-                app,
-                identity,
-                meta,
-                last_message_id,
-            ))
+            tracker.track_future(serve_connection(socket, app, admitted, meta))
         })
 }
 
 /// Runs one connection from registration to the recorded end.
-async fn serve_connection(
-    socket: WebSocket,
-    app: AppState,
-    identity: Identity,
-    meta: SessionMeta,
-    last_message_id: Option<u64>,
-) {
-    let limits = &app.settings.limits;
-    let capacity = limits.outbound_queue_capacity;
-    let (outbound, queue) = Outbound::channel(capacity);
-    let registered = app
-        .hub
-        .connect(identity.clone(), meta, outbound.clone(), capacity);
-    let session = registered.session;
-    let caller = Caller {
-        hub: app.hub.clone(),
-        session,
-        identity,
-        outbound: outbound.clone(),
-        limits: app.command_limits(),
-    };
-    let receipts = Receipts::new(app.hub.store().clone(), &caller.identity.user_id);
+async fn serve_connection(socket: WebSocket, app: AppState, admitted: Admitted, meta: SessionMeta) {
+    let (outbound, queue) = Outbound::channel(app.settings.limits.outbound_queue_capacity);
+    let receipts = Receipts::new(app.hub.store().clone(), admitted.identity.user_id.clone());
+    let mut session = Session::open(&app, admitted, meta, outbound.clone());
+    let span = session.span("ws");
     let (sink, stream) = socket.split();
-    let catch_up = async {
-        tokio::select! {
-            () = outbound.closer().closed() => {}
-            () = commands::replay_on_connect(&caller, last_message_id, registered.replay_until) => {}
-        }
-    };
-    tokio::join!(
-        async {
-            catch_up.await;
-            read_loop(stream, &caller, &outbound, &app).await;
-        },
-        write_loop(sink, queue, limits.ping_interval, &receipts),
-    );
-    let reason = outbound
-        .closer()
-        .reason()
-        .unwrap_or(CloseReason::ClientClosed);
-    tracing::debug!(
-        session = session.0,
-        user_id = %caller.identity.user_id,
-        reason = reason.as_str(),
-        "connection closed"
-    );
-    app.hub.disconnect(session, reason);
+    let ping_interval = app.settings.limits.ping_interval;
+    let idle_timeout = app.settings.limits.idle_timeout;
+    async {
+        tokio::join!(
+            async {
+                session.catch_up().await;
+                read_loop(stream, &mut session, &outbound, idle_timeout).await;
+            },
+            write_loop(sink, queue, ping_interval, &receipts),
+        );
+        session.close();
+    }
+    .instrument(span)
+    .await;
 }
 
 async fn read_loop(
     mut stream: SplitStream<WebSocket>,
-    caller: &Caller,
+    session: &mut Session,
     outbound: &Outbound,
-    app: &AppState,
+    idle_timeout: Duration,
 ) {
-    let limits = &app.settings.limits;
-    let closer = outbound.closer();
-    let mut limiter = RateLimiter::new(
-        limits.rate_limit_per_sec,
-        limits.rate_limit_burst,
-        limits.rate_limit_max_strikes,
-    );
+    let closer = outbound.closer().clone();
     loop {
         let next = tokio::select! {
             () = closer.closed() => return await_close_reply(&mut stream).await,
-            next = tokio::time::timeout(limits.idle_timeout, stream.next()) => next,
+            next = tokio::time::timeout(idle_timeout, stream.next()) => next,
         };
         let message = match next {
             Err(_) => return outbound.close(CloseReason::IdleTimeout),
@@ -194,34 +147,37 @@ async fn read_loop(
             Ok(Some(Ok(message))) => message,
         };
         let text = match message {
-            Message::Text(text) => Some(text),
-            Message::Binary(_) => None,
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                let flow = session.handle(Err(CommandError::BinaryFrame), |_| {}).await;
+                if flow.is_break() {
+                    return;
+                }
+                continue;
+            }
             Message::Ping(_) | Message::Pong(_) => continue,
             Message::Close(_) => return outbound.close(CloseReason::ClientClosed),
         };
-        // The ack id of a refused frame is dug out only when it is refused: an admitted frame
-        // is parsed once, below.
-        let ack_of_refused = || text.as_deref().and_then(ClientFrame::ack_of_invalid);
-        let verdict = limiter.check(Instant::now());
-        if verdict != Verdict::Admit {
-            let refused = Err(CommandError::RateLimited(limits.rate_limit_per_sec));
-            reply(outbound, ack_of_refused(), &refused);
-            if verdict == Verdict::Disconnect {
-                return outbound.close(CloseReason::RateLimited);
-            }
-            continue;
-        }
-        let Some(text) = text else {
-            reply(outbound, None, &Err(CommandError::BinaryFrame));
-            continue;
+        let frame = ClientFrame::parse(&text);
+        let (event, ack) = match &frame {
+            Ok(frame) => (Ok((frame.event.as_str(), frame.data.as_ref())), frame.ack),
+            Err(e) => (Err(e.clone().into()), ClientFrame::ack_of_invalid(&text)),
         };
-        match ClientFrame::parse(&text) {
-            Ok(frame) => {
-                let result = commands::execute(caller, &frame.event, frame.data.as_ref()).await;
-                reply(outbound, frame.ack, &result);
-            }
-            Err(e) => reply(outbound, ClientFrame::ack_of_invalid(&text), &Err(e.into())),
+        let flow = session
+            .handle(event, |result| send_ack(outbound, ack, result))
+            .await;
+        if flow.is_break() {
+            return;
         }
+    }
+}
+
+/// Queues `{"event": "ack", "data": {"ack": n, "ok": ..., ...}}` if the frame asked for one.
+fn send_ack(outbound: &Outbound, ack: Option<u64>, result: &Result<AckFields, CommandError>) {
+    if let Some(ack) = ack {
+        let mut body = commands::ack_body(result);
+        body.insert("ack".into(), Value::from(ack));
+        outbound.send(Event::new("ack", &body));
     }
 }
 
@@ -232,22 +188,6 @@ async fn await_close_reply(stream: &mut SplitStream<WebSocket>) {
         while let Some(Ok(_)) = stream.next().await {}
     })
     .await;
-}
-
-/// Queues the `error` event for a refusal and the ack if one was asked for.
-fn reply(
-    outbound: &Outbound,
-    ack: Option<u64>,
-    result: &Result<commands::AckFields, CommandError>,
-) {
-    if let Err(e) = result {
-        outbound.send(commands::error_event(&e.to_string()));
-    }
-    if let Some(ack) = ack {
-        let mut body = commands::ack_body(result);
-        body.insert("ack".into(), Value::from(ack));
-        outbound.send(Event::new("ack", &body));
-    }
 }
 
 fn classify_read_error(e: axum::Error) -> CloseReason {
@@ -279,7 +219,6 @@ async fn write_loop(
     receipts: &Receipts,
 ) {
     let OutboundQueue { mut rx, closer } = queue;
-    let mut delivered = Vec::new();
     let start = tokio::time::Instant::now() + ping_interval;
     let mut ping = tokio::time::interval_at(start, ping_interval);
     loop {
@@ -295,9 +234,8 @@ async fn write_loop(
         let write = async {
             match first {
                 Some(event) => {
-                    delivered.extend(event.delivery());
-                    sink.feed(Message::Text(event.ws_frame())).await?;
-                    feed_queued(&mut sink, &mut rx, &mut delivered).await?;
+                    feed(&mut sink, &event, receipts).await?;
+                    feed_queued(&mut sink, &mut rx, receipts).await?;
                 }
                 None => sink.feed(Message::Ping(Default::default())).await?,
             }
@@ -313,26 +251,22 @@ async fn write_loop(
             return;
         }
         // The socket took these frames: their messages count as delivered.
-        receipts.record(&mut delivered);
+        receipts.flush();
     }
     let reason = closer.reason().unwrap_or(CloseReason::ClientClosed);
-    // The client already closed, or the socket is broken: there is no one to tell.
-    if matches!(
-        reason,
-        CloseReason::ClientClosed | CloseReason::TransportError
-    ) {
+    if session::client_is_gone(reason) {
         return;
     }
     let goodbye = async {
         // What was queued before the close (an error explaining it, a last message) goes
         // out first, except for a slow consumer, whose queue is the problem.
         if reason != CloseReason::SlowConsumer {
-            feed_queued(&mut sink, &mut rx, &mut delivered).await?;
+            feed_queued(&mut sink, &mut rx, receipts).await?;
             sink.flush().await?;
-            receipts.record(&mut delivered);
+            receipts.flush();
         }
         let frame = CloseFrame {
-            code: reason.ws_close_code(),
+            code: close_code(reason),
             reason: reason.describe().into(),
         };
         sink.send(Message::Close(Some(frame))).await
@@ -340,21 +274,47 @@ async fn write_loop(
     let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
 }
 
-/// Feeds whatever is already queued (up to a bound) without flushing, noting the stored
-/// messages whose delivery the flush will complete.
+/// Feeds whatever is already queued (up to a bound) without flushing.
 async fn feed_queued(
     sink: &mut SplitSink<WebSocket, Message>,
     rx: &mut tokio::sync::mpsc::Receiver<Arc<Event>>,
-    delivered: &mut Vec<u64>,
+    receipts: &Receipts,
 ) -> Result<(), axum::Error> {
     for _ in 0..MAX_COALESCED_FRAMES {
         match rx.try_recv() {
-            Ok(event) => {
-                delivered.extend(event.delivery());
-                sink.feed(Message::Text(event.ws_frame())).await?;
-            }
+            Ok(event) => feed(sink, &event, receipts).await?,
             Err(_) => break,
         }
     }
     Ok(())
+}
+
+/// Feeds one event's frame without flushing, noting a stored message whose delivery the
+/// flush will complete.
+async fn feed(
+    sink: &mut SplitSink<WebSocket, Message>,
+    event: &Event,
+    receipts: &Receipts,
+) -> Result<(), axum::Error> {
+    if let Some(id) = event.delivery() {
+        receipts.note(id);
+    }
+    sink.feed(Message::Text(frame_of(event))).await
+}
+
+/// The `/ws` text frame `{"event": ..., "data": ...}`, encoded once per event and shared
+/// by every `/ws` recipient.
+fn frame_of(event: &Event) -> Utf8Bytes {
+    event.encoded_once(|name, data| Utf8Bytes::from(encode_server_frame(name, data)))
+}
+
+/// The WebSocket close code for why the server closes.
+fn close_code(reason: CloseReason) -> u16 {
+    match reason {
+        CloseReason::ClientClosed | CloseReason::IdleTimeout => 1000,
+        CloseReason::ServerShutdown => 1001,
+        CloseReason::TransportError => 1002,
+        CloseReason::SlowConsumer | CloseReason::RateLimited | CloseReason::Kicked => 1008,
+        CloseReason::FrameTooLarge => 1009,
+    }
 }

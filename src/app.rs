@@ -1,0 +1,64 @@
+//! [`AppState`]: what the request handlers of every door (the two transports, the REST API)
+//! share, built once by [`startup`](crate::startup) and handed down. It lives here, below
+//! everything that uses it and above the layers it bundles, so that dependencies point one
+//! way: `startup → {api, transport, handle} → app → commands → hub → store`.
+//!
+//! Handlers that need only a part take that part: axum's `FromRef` turns the whole state into
+//! a [`Hub`], a [`Verifier`] or the [`Settings`] on demand (each a cheap clone).
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Verifier;
+use crate::commands::CommandLimits;
+use crate::config::Settings;
+use crate::hub::Hub;
+use crate::protocol::events::ParseLimits;
+
+/// What every request handler shares; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub hub: Hub,
+    pub verifier: Verifier,
+    pub settings: Arc<Settings>,
+    /// Cancelled when the server starts shutting down: no new connections after that.
+    pub stopping: CancellationToken,
+    /// Every upgraded connection, so shutdown can wait for them (axum's graceful shutdown
+    /// does not: upgraded sockets leave hyper's books).
+    pub connections: TaskTracker,
+}
+
+impl AppState {
+    /// The per-connection limits the commands enforce, from the configuration.
+    pub fn command_limits(&self) -> CommandLimits {
+        let limits = &self.settings.limits;
+        CommandLimits {
+            parse: ParseLimits {
+                max_message_chars: limits.max_message_chars,
+            },
+            max_rooms_per_user: limits.max_rooms_per_user,
+            max_queued_per_user: limits.max_queued_per_user,
+        }
+    }
+}
+
+impl FromRef<AppState> for Hub {
+    fn from_ref(app: &AppState) -> Self {
+        app.hub.clone()
+    }
+}
+
+impl FromRef<AppState> for Verifier {
+    fn from_ref(app: &AppState) -> Self {
+        app.verifier.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Settings> {
+    fn from_ref(app: &AppState) -> Self {
+        app.settings.clone()
+    }
+}

@@ -1,0 +1,279 @@
+//! The session core: one lifecycle for both transports, so that a `/ws` client and a
+//! Socket.IO client are admitted, served and let go by the same code. A transport keeps only
+//! its framing (how a request carries the token, how an event and its ack are encoded, how a
+//! connection is closed on the wire) and calls these four steps:
+//!
+//! 1. [`admit`]: before anything is upgraded or connected: refuses while stopping, an
+//!    `Origin` outside `CORS_ORIGINS`, a malformed `lastMessageId`, and a bad token.
+//! 2. [`Session::open`]: registers the connection with the hub (`connected`, presence, the
+//!    session row); [`Session::catch_up`] then replays what the client is owed.
+//! 3. [`Session::handle`]: one client event: rate limit, execute, `error` on refusal, then the
+//!    ack through the transport's own channel.
+//! 4. [`Session::close`]: records why the connection ended and tells the hub.
+//!
+//! [`Receipts`] record which stored messages a connection's transport took, batched the same
+//! way on both: ids are noted as frames are handed over and written as one store call.
+
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use super::rate_limit::{RateLimiter, Verdict};
+use crate::app::AppState;
+use crate::auth::{AuthError, Identity};
+use crate::commands::{self, AckFields, Caller, CommandError};
+use crate::hub::{CloseReason, Closer, Outbound, SessionMeta};
+use crate::store::Store;
+
+/// Why a connection was not admitted. The text is what the client reads (the `/ws` refusal's
+/// `error`, Socket.IO's `connect_error` message).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    #[error("server is shutting down")]
+    ShuttingDown,
+    #[error("origin not allowed")]
+    OriginNotAllowed,
+    #[error("lastMessageId must be a non-negative integer (a message id)")]
+    BadResumeId,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+impl Refusal {
+    /// The HTTP status, for transports that refuse before an upgrade.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::OriginNotAllowed => StatusCode::FORBIDDEN,
+            Self::BadResumeId => StatusCode::BAD_REQUEST,
+            Self::Auth(_) => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+/// What a connection request carries, wherever its transport found it.
+pub(crate) struct Request<'a> {
+    pub headers: &'a HeaderMap,
+    /// The token of the Socket.IO auth object.
+    pub auth_token: Option<&'a str>,
+    /// `?token=`.
+    pub query_token: Option<&'a str>,
+    /// `lastMessageId` from the Socket.IO auth object (a number or a numeric string).
+    pub auth_resume: Option<&'a Value>,
+    /// `?lastMessageId=`.
+    pub query_resume: Option<&'a str>,
+}
+
+/// An admitted connection: who it is and where its recovery starts.
+#[derive(Debug, Clone)]
+pub(crate) struct Admitted {
+    pub identity: Identity,
+    pub resume_from: Option<u64>,
+}
+
+/// Decides whether a connection may open, cheapest checks first.
+pub(crate) fn admit(app: &AppState, request: &Request<'_>) -> Result<Admitted, Refusal> {
+    if app.stopping.is_cancelled() {
+        return Err(Refusal::ShuttingDown);
+    }
+    let origin = request
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    if !app.settings.cors_origins.allows(origin) {
+        return Err(Refusal::OriginNotAllowed);
+    }
+    let resume_from = resume_from(request.auth_resume, request.query_resume)?;
+    let identity =
+        app.verifier
+            .authenticate(request.auth_token, request.headers, request.query_token)?;
+    Ok(Admitted {
+        identity,
+        resume_from,
+    })
+}
+
+/// `lastMessageId`, from the auth object first, then the query.
+fn resume_from(auth: Option<&Value>, query: Option<&str>) -> Result<Option<u64>, Refusal> {
+    match auth {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) => return n.as_u64().map(Some).ok_or(Refusal::BadResumeId),
+        Some(Value::String(s)) => return s.parse().map(Some).map_err(|_| Refusal::BadResumeId),
+        Some(_) => return Err(Refusal::BadResumeId),
+    }
+    query
+        .map(|q| q.parse().map_err(|_| Refusal::BadResumeId))
+        .transpose()
+}
+
+/// One open connection, as both transports serve it.
+pub(crate) struct Session {
+    app: AppState,
+    caller: Caller,
+    limiter: RateLimiter,
+    resume_from: Option<u64>,
+    /// Stored messages up to this id are replayed; later ones arrive live.
+    replay_until: u64,
+}
+
+impl Session {
+    /// Registers the connection with the hub: the client gets `connected`, the others
+    /// `user-connected` on the user's first connection, and the session row is written.
+    pub fn open(app: &AppState, admitted: Admitted, meta: SessionMeta, outbound: Outbound) -> Self {
+        let limits = &app.settings.limits;
+        let registered = app.hub.connect(
+            admitted.identity.clone(),
+            meta,
+            outbound.clone(),
+            limits.outbound_queue_capacity,
+        );
+        Self {
+            caller: Caller {
+                hub: app.hub.clone(),
+                session: registered.session,
+                identity: admitted.identity,
+                outbound,
+                limits: app.command_limits(),
+            },
+            limiter: RateLimiter::new(
+                limits.rate_limit_per_sec,
+                limits.rate_limit_burst,
+                limits.rate_limit_max_strikes,
+            ),
+            resume_from: admitted.resume_from,
+            replay_until: registered.replay_until,
+            app: app.clone(),
+        }
+    }
+
+    /// Replays the offline queue (and, when asked, everything since `lastMessageId`), then
+    /// lets the live events held meanwhile through. Ends early if the connection closes.
+    pub async fn catch_up(&self) {
+        tokio::select! {
+            () = self.closer().closed() => {}
+            () = commands::replay_on_connect(&self.caller, self.resume_from, self.replay_until) => {}
+        }
+    }
+
+    /// Handles one client event: the rate limit, then the command (or the transport's
+    /// refusal of the frame, `event`'s error). A refusal sends `error { message }` first;
+    /// then `ack` gets the result, to answer through the transport's own ack channel.
+    /// Breaks when the connection must close (refused too often).
+    pub async fn handle(
+        &mut self,
+        event: Result<(&str, Option<&Value>), CommandError>,
+        ack: impl FnOnce(&Result<AckFields, CommandError>),
+    ) -> ControlFlow<()> {
+        let verdict = self.limiter.check(Instant::now());
+        let result = match (verdict, event) {
+            (Verdict::Admit, Ok((name, data))) => commands::execute(&self.caller, name, data).await,
+            (Verdict::Admit, Err(e)) => Err(e),
+            (Verdict::Refuse | Verdict::Disconnect, _) => Err(CommandError::RateLimited(
+                self.app.settings.limits.rate_limit_per_sec,
+            )),
+        };
+        if let Err(e) = &result {
+            self.caller.outbound.send(commands::error_event(e));
+        }
+        ack(&result);
+        if verdict == Verdict::Disconnect {
+            self.caller.outbound.close(CloseReason::RateLimited);
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Tells the hub the connection is gone, with the reason it was closed for (a client
+    /// close when nobody gave one).
+    pub fn close(self) -> CloseReason {
+        let reason = self.closer().reason().unwrap_or(CloseReason::ClientClosed);
+        tracing::debug!(reason = reason.as_str(), "connection closed");
+        self.app.hub.disconnect(self.caller.session, reason);
+        reason
+    }
+
+    pub fn closer(&self) -> &Closer {
+        self.caller.outbound.closer()
+    }
+
+    /// The tracing span for everything this connection does.
+    pub fn span(&self, transport: &'static str) -> tracing::Span {
+        tracing::info_span!(
+            "session",
+            id = self.caller.session.0,
+            user_id = %self.caller.identity.user_id,
+            transport,
+        )
+    }
+}
+
+/// Whether a close reason means there is no client left to tell why.
+pub(crate) fn client_is_gone(reason: CloseReason) -> bool {
+    matches!(
+        reason,
+        CloseReason::ClientClosed | CloseReason::TransportError
+    )
+}
+
+/// The deliveries of stored messages a connection's transport took, written to the store in
+/// batches: ids are noted as frames are handed over, and [`Receipts::flush`] writes whatever
+/// was noted as one store call.
+pub(crate) struct Receipts {
+    store: Store,
+    user_id: Arc<str>,
+    noted: Mutex<Vec<u64>>,
+    wake: Notify,
+}
+
+impl Receipts {
+    pub fn new(store: Store, user_id: Arc<str>) -> Self {
+        Self {
+            store,
+            user_id,
+            noted: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Notes that message `id` was handed to the transport.
+    pub fn note(&self, id: u64) {
+        self.noted().push(id);
+    }
+
+    /// Notes `id` and wakes [`Receipts::flush_when_noted`]: for transports that hand frames
+    /// over without a writer task of ours to flush after each write.
+    pub fn note_and_wake(&self, id: u64) {
+        self.note(id);
+        self.wake.notify_one();
+    }
+
+    /// Writes every delivery noted so far.
+    pub fn flush(&self) {
+        let ids = std::mem::take(&mut *self.noted());
+        if !ids.is_empty() {
+            self.store.delivered(&self.user_id, ids);
+        }
+    }
+
+    /// Flushes whenever something was noted, until `closer` closes; then once more.
+    pub async fn flush_when_noted(&self, closer: &Closer) {
+        loop {
+            tokio::select! {
+                () = closer.closed() => break,
+                () = self.wake.notified() => self.flush(),
+            }
+        }
+        self.flush();
+    }
+
+    fn noted(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        // A panic while pushing an id leaves a valid Vec behind.
+        self.noted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
