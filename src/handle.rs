@@ -104,7 +104,8 @@ impl GatewayHandle {
     ) -> Result<Published, SendError> {
         let value = serde_json::to_value(payload)?;
         let hub = &self.state.hub;
-        hub.store().ensure_id_headroom().await;
+        let headroom = hub.store().ensure_id_headroom().await;
+        headroom.map_err(|_| SendError::NotStored)?;
         let timestamp = wire::now();
         let from = serde_json::to_value(system_user())?;
         let body = value.get("message").and_then(Value::as_str).unwrap_or("");
