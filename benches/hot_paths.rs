@@ -235,7 +235,7 @@ impl Room {
         }
         rt.block_on(async {
             self.store.flush().await;
-            self.store.ensure_id_headroom().await;
+            self.store.ensure_id_headroom().await.expect("message ids");
         });
     }
 
@@ -320,7 +320,7 @@ fn route_room_message_1000(c: &mut Criterion) {
                             tokio::task::yield_now().await;
                         }
                         room.store.flush().await;
-                        room.store.ensure_id_headroom().await;
+                        room.store.ensure_id_headroom().await.expect("message ids");
                     }
                     measured
                 })

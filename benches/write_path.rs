@@ -215,7 +215,9 @@ async fn open_store(dir: &tempfile::TempDir, sync: Synchronous) -> Store {
 
 /// Sends one message through the store and waits for its ack; true if committed.
 async fn send_and_wait(store: &Store) -> bool {
-    store.ensure_id_headroom().await;
+    if store.ensure_id_headroom().await.is_err() {
+        return false;
+    }
     let id = store.allocate_message_id();
     let (tx, mut rx) = watch::channel(None::<bool>);
     store.write(WriteOp::Message {
@@ -287,7 +289,7 @@ async fn group_pipelined(sync: Synchronous, cfg: Config) -> Figures {
     let start = Instant::now();
     let mut waiting = Vec::with_capacity(n as usize);
     for _ in 0..n {
-        store.ensure_id_headroom().await;
+        store.ensure_id_headroom().await.expect("message ids");
         let id = store.allocate_message_id();
         let (tx, rx) = watch::channel(None::<bool>);
         store.write(WriteOp::Message {

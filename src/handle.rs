@@ -105,7 +105,10 @@ impl GatewayHandle {
     ) -> Result<Published, SendError> {
         let value = serde_json::to_value(payload)?;
         let hub = &self.hub;
-        hub.store().ensure_id_headroom().await;
+        hub.store()
+            .ensure_id_headroom()
+            .await
+            .map_err(|_| SendError::NotStored)?;
         let timestamp = wire::now();
         let from = serde_json::to_value(system_user())?;
         let body = value.get("message").and_then(Value::as_str).unwrap_or("");

@@ -126,7 +126,8 @@ async fn publish_chat(
     {
         return acknowledge(original).await;
     }
-    caller.hub.store().ensure_id_headroom().await;
+    let headroom = caller.hub.store().ensure_id_headroom().await;
+    headroom.map_err(|_| CommandError::NotStored)?;
     let from = caller.hub.user_of(caller.session)?;
     let timestamp = wire::now();
     let room = match &target {

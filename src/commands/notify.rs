@@ -33,7 +33,8 @@ pub async fn notify(hub: &Hub, n: Notify<'_>) -> Result<Published, CommandError>
     if let Some(original) = find_original(hub, &n.from.user_id, n.idempotency_key).await? {
         return Ok(original);
     }
-    hub.store().ensure_id_headroom().await;
+    let headroom = hub.store().ensure_id_headroom().await;
+    headroom.map_err(|_| CommandError::NotStored)?;
     let timestamp = wire::now();
     let (event, target_role) = match &n.target {
         Target::User(_) => ("notification", None),

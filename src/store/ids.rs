@@ -2,19 +2,18 @@
 //! so an id must never be handed out twice, even across a crash. Ids are therefore taken from
 //! blocks reserved durably in `counters` ahead of use: after a crash the next run starts past
 //! the whole reserved block, leaving a gap but never reusing an id a client may have seen.
+//!
+//! One reservation is asked at a time (`requesting`). The writer settles each request once:
+//! [`IdAllocator::reserved`] when it committed, [`IdAllocator::reservation_failed`] when it
+//! did not, and either way the next allocation or waiting publisher may ask again.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::watch;
 
-/// Ids reserved per block.
+/// Ids reserved per block, unless the store is opened with another size (tests use small
+/// blocks to reach the thresholds below in a few allocations).
 pub const BLOCK: u64 = 1_000_000;
-/// A new block is requested when fewer ids than this remain reserved.
-const REQUEST_BELOW: u64 = BLOCK / 2;
-/// Publishers wait (before taking the hub lock) when fewer ids than this remain reserved, so
-/// that allocation under the lock never runs past the reservation: that would take this many
-/// publishers between their check and the lock.
-const WAIT_BELOW: u64 = BLOCK / 4;
 
 /// Hands out message ids from durably reserved blocks.
 #[derive(Debug)]
@@ -22,16 +21,32 @@ pub struct IdAllocator {
     next: AtomicU64,
     reserved: watch::Sender<u64>,
     requesting: AtomicBool,
+    /// Ids per reservation; the thresholds below are fractions of it.
+    block: u64,
 }
 
 impl IdAllocator {
-    /// Starts after `last_used` with ids up to `reserved_through` already reserved on disk.
-    pub fn new(last_used: u64, reserved_through: u64) -> Self {
+    /// Starts after `last_used` with ids up to `reserved_through` already reserved on disk,
+    /// reserving `block` ids at a time (at least 4, so that both thresholds are non-zero).
+    pub fn new(last_used: u64, reserved_through: u64, block: u64) -> Self {
         Self {
             next: AtomicU64::new(last_used + 1),
             reserved: watch::Sender::new(reserved_through),
             requesting: AtomicBool::new(false),
+            block: block.max(4),
         }
+    }
+
+    /// A new block is requested when fewer ids than this remain reserved.
+    fn request_below(&self) -> u64 {
+        self.block / 2
+    }
+
+    /// Publishers wait (before taking the hub lock) when fewer ids than this remain reserved,
+    /// so that allocation under the lock never runs past the reservation: that would take
+    /// this many publishers between their check and the lock.
+    fn wait_below(&self) -> u64 {
+        self.block / 4
     }
 
     /// The id the next message will get.
@@ -57,10 +72,10 @@ impl IdAllocator {
 
     fn request_if_low(&self, id: u64) -> Option<u64> {
         let reserved = *self.reserved.borrow();
-        if reserved.saturating_sub(id) < REQUEST_BELOW
+        if reserved.saturating_sub(id) < self.request_below()
             && !self.requesting.swap(true, Ordering::AcqRel)
         {
-            Some(id + BLOCK)
+            Some(id + self.block)
         } else {
             None
         }
@@ -70,22 +85,29 @@ impl IdAllocator {
     pub fn needs_headroom(&self) -> Option<Option<u64>> {
         let next = self.peek_next();
         let reserved = *self.reserved.borrow();
-        if reserved.saturating_sub(next) >= WAIT_BELOW {
+        if reserved.saturating_sub(next) >= self.wait_below() {
             return None;
         }
         Some(self.request_if_low(next))
     }
 
-    /// Waits until the reservation covers `WAIT_BELOW` ids past the next one.
+    /// Waits until the reservation covers `wait_below` ids past the next one. Does not
+    /// return while a request fails: the caller bounds the wait and asks again.
     pub async fn wait_for_headroom(&self) {
         let mut rx = self.reserved.subscribe();
-        let want = self.peek_next() + WAIT_BELOW;
+        let want = self.peek_next() + self.wait_below();
         let _ = rx.wait_for(|r| *r >= want).await;
     }
 
     /// Called by the writer once a reservation up to `through` is committed.
     pub fn reserved(&self, through: u64) {
         self.reserved.send_modify(|r| *r = (*r).max(through));
+        self.requesting.store(false, Ordering::Release);
+    }
+
+    /// Called by the writer when a reservation could not be committed: the reservation stays
+    /// where it was, and the next allocation or waiting publisher asks again.
+    pub fn reservation_failed(&self) {
         self.requesting.store(false, Ordering::Release);
     }
 }
@@ -96,9 +118,9 @@ mod tests {
 
     #[test]
     fn ids_grow_and_a_new_block_is_requested_once_when_half_is_used() {
-        let ids = IdAllocator::new(10, 10 + BLOCK);
+        let ids = IdAllocator::new(10, 10 + BLOCK, BLOCK);
         assert_eq!(ids.allocate(), (11, None));
-        let ids = IdAllocator::new(10, 10 + REQUEST_BELOW);
+        let ids = IdAllocator::new(10, 10 + BLOCK / 2, BLOCK);
         let (id, request) = ids.allocate();
         assert_eq!(id, 11);
         assert_eq!(request, Some(11 + BLOCK));
@@ -108,10 +130,21 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_reservation_is_requested_again_by_the_next_allocation() {
+        let ids = IdAllocator::new(10, 10 + BLOCK / 2, BLOCK);
+        assert_eq!(ids.allocate(), (11, Some(11 + BLOCK)));
+        assert_eq!(ids.allocate().1, None, "one request at a time");
+
+        ids.reservation_failed();
+
+        assert_eq!(ids.allocate(), (13, Some(13 + BLOCK)));
+    }
+
+    #[test]
     fn publishers_wait_only_when_the_reservation_runs_out() {
-        let ids = IdAllocator::new(0, BLOCK);
+        let ids = IdAllocator::new(0, BLOCK, BLOCK);
         assert_eq!(ids.needs_headroom(), None);
-        let low = IdAllocator::new(0, WAIT_BELOW - 1);
+        let low = IdAllocator::new(0, BLOCK / 4 - 1, BLOCK);
         assert!(low.needs_headroom().is_some());
     }
 }

@@ -51,6 +51,13 @@ pub enum StoreError {
         /// The cause.
         source: sqlx::Error,
     },
+    /// Message ids could not be reserved in time (the database refuses the reservation), so
+    /// nothing can be published: the publisher answers "not stored" instead of waiting on.
+    #[error("message ids could not be reserved within {waited:?}; see the writer's errors")]
+    IdsUnavailable {
+        /// How long the publisher waited.
+        waited: Duration,
+    },
     /// A migration failed.
     #[error("could not apply migrations to {path}: {source}")]
     Migrate {
@@ -63,6 +70,14 @@ pub enum StoreError {
 
 /// How often the current run's `last_alive_at` is refreshed.
 const ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// How long a publisher waits for message ids before answering "not stored": a reservation
+/// commits in milliseconds, so this long means the database refuses it.
+const ID_HEADROOM_GIVE_UP: Duration = Duration::from_secs(3);
+/// How long a publisher first waits for a reservation before looking again (and asking
+/// again, should it have failed); doubles up to [`ID_HEADROOM_RETRY_MAX`].
+const ID_HEADROOM_RETRY: Duration = Duration::from_millis(25);
+/// The longest wait between two looks.
+const ID_HEADROOM_RETRY_MAX: Duration = Duration::from_millis(400);
 
 /// The durable store; cheap to clone.
 #[derive(Clone)]
@@ -118,6 +133,15 @@ impl Store {
     /// by a crash with reason `server_restart`, reserves message ids, and starts the writer
     /// and the retention task.
     pub async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        Self::open_with(settings, ids::BLOCK).await
+    }
+
+    /// [`Store::open`], reserving message ids `id_block` at a time (tests use small blocks
+    /// to run through reservations in a few messages).
+    pub(crate) async fn open_with(
+        settings: &DatabaseSettings,
+        id_block: u64,
+    ) -> Result<Self, StoreError> {
         let path = settings.path.clone();
         let dir = settings.data_dir();
         if settings.is_default {
@@ -184,7 +208,7 @@ impl Store {
                 .await
                 .map_err(sql("could not read the last session id"))?;
         let shared = Arc::new(
-            Self::load_message_state(&pool)
+            Self::load_message_state(&pool, id_block)
                 .await
                 .map_err(sql("could not read the message log state"))?,
         );
@@ -206,7 +230,7 @@ impl Store {
     }
 
     /// Reads where ids stand, reserves the first block durably, and loads the queue lengths.
-    async fn load_message_state(pool: &SqlitePool) -> Result<Shared, sqlx::Error> {
+    async fn load_message_state(pool: &SqlitePool, id_block: u64) -> Result<Shared, sqlx::Error> {
         let reserved = messages::counter(pool, messages::RESERVED_THROUGH).await?;
         let pruned = messages::counter(pool, messages::PRUNED_THROUGH).await?;
         let max_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(message_id), 0) FROM messages")
@@ -214,7 +238,7 @@ impl Store {
             .await?;
         // Every id up to the old reservation may have been seen live before a crash.
         let last_used = reserved.max(max_id.max(0) as u64).max(pruned);
-        let through = last_used + ids::BLOCK;
+        let through = last_used + id_block;
         messages::raise_counter(pool, messages::RESERVED_THROUGH, through).await?;
         let pending = messages::pending_counts(pool)
             .await?
@@ -222,7 +246,7 @@ impl Store {
             .map(|(user, n)| (user, n.max(0) as u64))
             .collect();
         Ok(Shared {
-            ids: IdAllocator::new(last_used, through),
+            ids: IdAllocator::new(last_used, through, id_block),
             committed: watch::Sender::new(last_used),
             pending: Mutex::new(pending),
             pruned_through: AtomicU64::new(pruned),
@@ -279,15 +303,31 @@ impl Store {
     }
 
     /// Waits, if ever needed, until enough message ids are reserved that allocating under
-    /// the hub lock cannot run past the reservation. Call before publishing.
-    pub async fn ensure_id_headroom(&self) {
+    /// the hub lock cannot run past the reservation. Call before publishing. A reservation
+    /// that fails is asked again after a short backoff; after a few seconds (`ID_HEADROOM_GIVE_UP`)
+    /// this returns [`StoreError::IdsUnavailable`], so the publisher answers instead of hanging.
+    pub async fn ensure_id_headroom(&self) -> Result<(), StoreError> {
         let ids = &self.inner.shared.ids;
-        if let Some(request) = ids.needs_headroom() {
+        let started = tokio::time::Instant::now();
+        let mut retry = ID_HEADROOM_RETRY;
+        while let Some(request) = ids.needs_headroom() {
+            // `None` while a request is in flight; a failed one was settled and is asked anew.
             if let Some(through) = request {
                 self.write(WriteOp::ReserveIds { through });
             }
-            ids.wait_for_headroom().await;
+            let left = ID_HEADROOM_GIVE_UP.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                tracing::error!(waited = ?ID_HEADROOM_GIVE_UP,
+                    "no message ids could be reserved; answering the publisher with an error");
+                return Err(StoreError::IdsUnavailable {
+                    waited: ID_HEADROOM_GIVE_UP,
+                });
+            }
+            // Woken by a committed reservation; otherwise look again when the slice ends.
+            let _ = tokio::time::timeout(retry.min(left), ids.wait_for_headroom()).await;
+            retry = (retry * 2).min(ID_HEADROOM_RETRY_MAX);
         }
+        Ok(())
     }
 
     /// The next message id. Synchronous, for use under the hub lock.

@@ -6,8 +6,19 @@
 //! ~160k/s with up to 256). Should a batch fail, its writes are retried one transaction each,
 //! so one bad write cannot take the others down with it.
 //!
-//! After each commit the writer publishes what became durable: message acks wait on it.
+//! **Every write is settled exactly once, by the attempt that decides it.** [`commit_all`]
+//! only runs SQL: it reads the writes and, on success, returns what the commit taught
+//! ([`Facts`]); it never touches a watcher. [`settle`] then consumes the writes with the
+//! outcome of that attempt: the batch's when it committed, otherwise each write's own
+//! one-by-one retry. Settling means: a message's sender hears `Some(true)` or `Some(false)`
+//! and the watermark ([`Store::wait_committed`](super::Store::wait_committed)) moves past its
+//! id either way, so readers never wait for a failed message; an id reservation raises the
+//! reserved bound or, failed, lets the next publisher ask again; a flush is answered. A
+//! watcher handed to an attempt that then fails would be dropped unanswered (the sender told
+//! "not stored" while the retry stores its message), which is why nothing is taken before the
+//! outcome is known.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
@@ -111,12 +122,16 @@ pub enum WriteOp {
     Flush(oneshot::Sender<()>),
 }
 
-/// What a committed write changes outside the database.
-enum Effect {
-    None,
-    Committed(Option<watch::Sender<Option<bool>>>, u64),
-    Delivered(String, u64),
-    Reserved(u64),
+/// What a committed transaction taught that its settlement needs.
+struct Facts {
+    /// Per user, how many deliveries the receipts marked (the offline queue lengths follow).
+    delivered: HashMap<String, u64>,
+}
+
+/// How the attempt that decides a set of writes ended.
+enum Outcome {
+    Committed(Facts),
+    Failed,
 }
 
 pub(super) async fn run(
@@ -131,111 +146,116 @@ pub(super) async fn run(
             break;
         }
         let stop = batch.iter().any(|op| matches!(op, WriteOp::Stop { .. }));
-        let mut effects = Vec::with_capacity(batch.len());
-        match commit_all(&pool, &mut batch, run_id, &mut effects).await {
-            Ok(()) => finish(&shared, effects, true),
-            Err(e) => {
-                tracing::error!(error = %e, writes = batch.len(),
-                    "a batch of writes failed; retrying them one by one");
-                let ops = std::mem::take(&mut batch);
-                for op in ops {
-                    let mut single = vec![op];
-                    let mut effects = Vec::new();
-                    let ok = match commit_all(&pool, &mut single, run_id, &mut effects).await {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::error!(error = %e, write = ?single.first(),
-                                "a write could not be committed");
-                            false
-                        }
-                    };
-                    finish(&shared, effects, ok);
-                    answer_flushes(&mut single);
-                }
-            }
-        }
-        answer_flushes(&mut batch);
+        write_batch(&pool, &mut batch, run_id, &shared).await;
         if stop {
+            // Writes that raced the stop are not attempted: the pool closes next.
+            rx.close();
+            let late = std::iter::from_fn(|| rx.try_recv().ok());
+            settle(&shared, late, Outcome::Failed);
             break;
         }
     }
 }
 
-fn answer_flushes(batch: &mut Vec<WriteOp>) {
-    for op in batch.drain(..) {
-        if let WriteOp::Flush(done) = op {
-            let _ = done.send(());
+/// Commits `batch` in one transaction, or else each write in its own, and settles every
+/// write with the outcome of the attempt that decided it. Leaves `batch` empty.
+async fn write_batch(pool: &SqlitePool, batch: &mut Vec<WriteOp>, run_id: i64, shared: &Shared) {
+    match commit_all(pool, batch, run_id).await {
+        Ok(facts) => settle(shared, batch.drain(..), Outcome::Committed(facts)),
+        Err(e) => {
+            tracing::error!(error = %e, writes = batch.len(),
+                "a batch of writes failed; retrying them one by one");
+            for op in batch.drain(..) {
+                let single = [op];
+                let outcome = match commit_all(pool, &single, run_id).await {
+                    Ok(facts) => Outcome::Committed(facts),
+                    Err(e) => {
+                        tracing::error!(error = %e, write = ?single[0],
+                            "a write could not be committed");
+                        Outcome::Failed
+                    }
+                };
+                settle(shared, single, outcome);
+            }
         }
     }
 }
 
-/// Publishes what a transaction made durable (or failed to).
-fn finish(shared: &Shared, effects: Vec<Effect>, ok: bool) {
+/// Publishes what one attempt decided for `ops`, consuming them so that none is settled
+/// twice. Flushes are answered last, once everything before them is visible.
+fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outcome) {
+    let ok = matches!(outcome, Outcome::Committed(_));
     let mut highest = None;
-    for effect in effects {
-        match effect {
-            Effect::None => {}
-            Effect::Committed(watcher, id) => {
-                if let Some(w) = watcher {
-                    w.send_replace(Some(ok));
+    let mut flushes = Vec::new();
+    for op in ops {
+        match op {
+            WriteOp::Message { record, committed } => {
+                if let Some(watcher) = committed {
+                    watcher.send_replace(Some(ok));
                 }
-                highest = Some(id);
+                if !ok && let Some(user_id) = &record.recipient {
+                    // Counted when it was sent; its queue row was never written.
+                    shared.note_delivered(user_id, 1);
+                }
+                highest = highest.max(Some(record.id));
             }
-            Effect::Delivered(user_id, n) if ok => shared.note_delivered(&user_id, n),
-            Effect::Reserved(through) if ok => shared.ids.reserved(through),
-            Effect::Reserved(_) => shared.ids.reserved(0),
-            Effect::Delivered(..) => {}
+            WriteOp::ReserveIds { through } if ok => shared.ids.reserved(through),
+            WriteOp::ReserveIds { .. } => shared.ids.reservation_failed(),
+            WriteOp::Flush(done) => flushes.push(done),
+            WriteOp::SeenUser { .. }
+            | WriteOp::OpenSession { .. }
+            | WriteOp::CloseSession { .. }
+            | WriteOp::MarkDelivered { .. }
+            | WriteOp::JoinRoom { .. }
+            | WriteOp::LeaveRoom { .. }
+            | WriteOp::Alive { .. }
+            | WriteOp::Stop { .. } => {}
+        }
+    }
+    if let Outcome::Committed(facts) = outcome {
+        for (user_id, n) in facts.delivered {
+            shared.note_delivered(&user_id, n);
         }
     }
     // Failed or not, these ids are settled: nobody should wait for them any longer.
     if let Some(id) = highest {
         shared.committed.send_modify(|c| *c = (*c).max(id));
     }
+    for done in flushes {
+        let _ = done.send(());
+    }
 }
 
+/// Runs the SQL of `batch` in one transaction. Reads the writes only: their watchers are
+/// for [`settle`], once the outcome is known.
 async fn commit_all(
     pool: &SqlitePool,
-    batch: &mut [WriteOp],
+    batch: &[WriteOp],
     run_id: i64,
-    effects: &mut Vec<Effect>,
-) -> Result<(), sqlx::Error> {
-    let result = async {
-        let mut tx = pool.begin().await?;
-        // Each statement costs a round trip to sqlx's worker thread, so writes of a kind are
-        // gathered into one statement (or a few chunks) per batch. Gathering reorders them,
-        // in phases that keep every dependency: users before their sessions, messages before
-        // the receipts that mark them, and everything else in the order it was sent.
-        upsert_users(&mut tx, batch).await?;
-        open_sessions(&mut tx, batch).await?;
-        let records: Vec<&MessageRecord> = batch
-            .iter()
-            .filter_map(|op| match op {
-                WriteOp::Message { record, .. } => Some(&**record),
-                _ => None,
-            })
-            .collect();
-        insert_messages(&mut tx, &records).await?;
-        drop(records);
-        mark_delivered(&mut tx, batch, effects).await?;
-        for op in batch.iter_mut() {
-            match op {
-                WriteOp::Message { record, committed } => {
-                    effects.push(Effect::Committed(committed.take(), record.id));
-                }
-                WriteOp::SeenUser { .. }
-                | WriteOp::OpenSession { .. }
-                | WriteOp::MarkDelivered { .. } => {}
-                _ => effects.push(apply(&mut tx, op, run_id).await?),
-            }
-        }
-        tx.commit().await
+) -> Result<Facts, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // Each statement costs a round trip to sqlx's worker thread, so writes of a kind are
+    // gathered into one statement (or a few chunks) per batch. Gathering reorders them,
+    // in phases that keep every dependency: users before their sessions, messages before
+    // the receipts that mark them, and everything else in the order it was sent.
+    upsert_users(&mut tx, batch).await?;
+    open_sessions(&mut tx, batch).await?;
+    let records: Vec<&MessageRecord> = batch
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::Message { record, .. } => Some(&**record),
+            _ => None,
+        })
+        .collect();
+    insert_messages(&mut tx, &records).await?;
+    let facts = Facts {
+        delivered: mark_delivered(&mut tx, batch).await?,
+    };
+    for op in batch {
+        apply(&mut tx, op, run_id).await?;
     }
-    .await;
-    if result.is_err() {
-        // Watchers of this batch hear about it from the one-by-one retry.
-        effects.clear();
-    }
-    result
+    tx.commit().await?;
+    Ok(facts)
 }
 
 /// Chunk sizes for `n` rows: full chunks, then the powers of two that make up the rest.
@@ -339,8 +359,8 @@ async fn open_sessions(
 async fn mark_delivered(
     tx: &mut Transaction<'_, Sqlite>,
     run: &[WriteOp],
-    effects: &mut Vec<Effect>,
-) -> Result<(), sqlx::Error> {
+) -> Result<HashMap<String, u64>, sqlx::Error> {
+    let mut counts = HashMap::new();
     let mut pairs = Vec::new();
     let mut at = "";
     for op in run {
@@ -356,7 +376,7 @@ async fn mark_delivered(
         }
     }
     if pairs.is_empty() {
-        return Ok(());
+        return Ok(counts);
     }
     let pairs = serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into());
     let users: Vec<String> = sqlx::query_scalar(
@@ -371,12 +391,10 @@ async fn mark_delivered(
     .bind(at)
     .fetch_all(&mut **tx)
     .await?;
-    let mut counts: std::collections::HashMap<String, u64> = Default::default();
     for user in users {
         *counts.entry(user).or_default() += 1;
     }
-    effects.extend(counts.into_iter().map(|(u, n)| Effect::Delivered(u, n)));
-    Ok(())
+    Ok(counts)
 }
 
 /// Inserts messages, then their delivery rows (the foreign key wants that order).
@@ -427,14 +445,18 @@ async fn insert_messages(
     Ok(())
 }
 
+/// Runs one write that is not gathered into the multi-row statements of [`commit_all`].
 async fn apply(
     tx: &mut Transaction<'_, Sqlite>,
-    op: &mut WriteOp,
+    op: &WriteOp,
     run_id: i64,
-) -> Result<Effect, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     match op {
-        WriteOp::SeenUser { .. } => upsert_users(tx, std::slice::from_ref(op)).await?,
-        WriteOp::OpenSession { .. } => open_sessions(tx, std::slice::from_ref(op)).await?,
+        // Gathered by `commit_all` before the others run.
+        WriteOp::SeenUser { .. }
+        | WriteOp::OpenSession { .. }
+        | WriteOp::Message { .. }
+        | WriteOp::MarkDelivered { .. } => {}
         WriteOp::CloseSession {
             session_id,
             at,
@@ -445,48 +467,36 @@ async fn apply(
                  WHERE session_id = ?1 AND disconnected_at IS NULL",
             )
             .bind(*session_id as i64)
-            .bind(&*at)
+            .bind(at)
             .bind(*reason)
             .execute(&mut **tx)
             .await?;
-        }
-        WriteOp::Message { record, committed } => {
-            // Normally inserted in runs by `commit_all`; kept total for any single call.
-            insert_messages(tx, &[&**record]).await?;
-            return Ok(Effect::Committed(committed.take(), record.id));
-        }
-        WriteOp::MarkDelivered { .. } => {
-            // Normally handled in runs by `commit_all`; kept total for any single call.
-            let mut effects = Vec::new();
-            mark_delivered(tx, std::slice::from_ref(op), &mut effects).await?;
-            return Ok(effects.pop().unwrap_or(Effect::None));
         }
         WriteOp::JoinRoom { room, user_id, at } => {
             sqlx::query(
                 "INSERT INTO room_members (room, user_id, joined_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT DO NOTHING",
             )
-            .bind(&*room)
-            .bind(&*user_id)
-            .bind(&*at)
+            .bind(room)
+            .bind(user_id)
+            .bind(at)
             .execute(&mut **tx)
             .await?;
         }
         WriteOp::LeaveRoom { room, user_id } => {
             sqlx::query("DELETE FROM room_members WHERE room = ?1 AND user_id = ?2")
-                .bind(&*room)
-                .bind(&*user_id)
+                .bind(room)
+                .bind(user_id)
                 .execute(&mut **tx)
                 .await?;
         }
         WriteOp::ReserveIds { through } => {
             raise_counter(&mut **tx, RESERVED_THROUGH, *through).await?;
-            return Ok(Effect::Reserved(*through));
         }
         WriteOp::Alive { at } => {
             sqlx::query("UPDATE server_runs SET last_alive_at = ?2 WHERE run_id = ?1")
                 .bind(run_id)
-                .bind(&*at)
+                .bind(at)
                 .execute(&mut **tx)
                 .await?;
         }
@@ -495,24 +505,14 @@ async fn apply(
                 "UPDATE server_runs SET last_alive_at = ?2, stopped_at = ?2 WHERE run_id = ?1",
             )
             .bind(run_id)
-            .bind(&*at)
+            .bind(at)
             .execute(&mut **tx)
             .await?;
         }
         WriteOp::Flush(_) => {}
     }
-    Ok(Effect::None)
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_are_full_then_powers_of_two() {
-        assert_eq!(chunk_sizes(0).collect::<Vec<_>>(), Vec::<usize>::new());
-        assert_eq!(chunk_sizes(1).collect::<Vec<_>>(), vec![1]);
-        assert_eq!(chunk_sizes(300).collect::<Vec<_>>(), vec![256, 32, 8, 4]);
-        assert_eq!(chunk_sizes(512).collect::<Vec<_>>(), vec![256, 256]);
-    }
-}
+mod tests;

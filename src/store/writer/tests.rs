@@ -1,0 +1,254 @@
+//! The writer against a real SQLite file. Failures are injected with SQL through a second
+//! connection (triggers that abort the statement they guard), and each test checks that every
+//! write was settled once, with the outcome the attempt that decided it reached.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Connection, SqliteConnection};
+use tempfile::TempDir;
+use tokio::sync::watch;
+use tokio::time::timeout;
+
+use super::*;
+use crate::config::DatabaseSettings;
+use crate::store::messages::{TargetKind, counter};
+use crate::store::{Store, StoreError};
+use crate::store::{ids, messages};
+
+/// Long enough for any settled write on a loaded machine; a hang takes longer.
+const PROMPTLY: Duration = Duration::from_secs(5);
+
+/// A store on its own file, and a second connection to that file to inject failures with.
+struct Fixture {
+    store: Store,
+    sql: SqliteConnection,
+    _dir: TempDir,
+}
+
+impl Fixture {
+    async fn open(id_block: u64) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("writer.db");
+        let store = Store::open_with(&DatabaseSettings::at(&path), id_block)
+            .await
+            .expect("open the store");
+        let sql = second_connection(&path).await;
+        Self {
+            store,
+            sql,
+            _dir: dir,
+        }
+    }
+
+    /// Runs `statement` (a trigger that makes some write fail, or its removal).
+    async fn inject(&mut self, statement: &str) {
+        sqlx::query(statement)
+            .execute(&mut self.sql)
+            .await
+            .expect("inject through the second connection");
+    }
+
+    /// A message from `alice` with `body`, its id, and the receiver its sender waits on.
+    fn message(
+        &self,
+        body: &str,
+        recipient: Option<&str>,
+    ) -> (u64, WriteOp, watch::Receiver<Option<bool>>) {
+        let id = self.store.allocate_message_id();
+        let (tx, rx) = watch::channel(None);
+        if let Some(user_id) = recipient {
+            self.store.note_queued(user_id);
+        }
+        let op = WriteOp::Message {
+            record: Box::new(MessageRecord {
+                id,
+                event: "broadcast-message".into(),
+                target_kind: if recipient.is_some() {
+                    TargetKind::User
+                } else {
+                    TargetKind::All
+                },
+                target: recipient.map(String::from),
+                sender_id: "alice".into(),
+                body: body.into(),
+                kind: None,
+                payload: "{}".into(),
+                client_msg_id: None,
+                live_recipients: 0,
+                created_at: "2024-01-01T00:00:00Z".into(),
+                recipient: recipient.map(String::from),
+            }),
+            committed: Some(tx),
+        };
+        (id, op, rx)
+    }
+
+    async fn rows_with_body(&mut self, body: &str) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE body = ?1")
+            .bind(body)
+            .fetch_one(&mut self.sql)
+            .await
+            .expect("count messages")
+    }
+}
+
+async fn second_connection(path: &Path) -> SqliteConnection {
+    SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(path))
+        .await
+        .expect("a second connection to the database file")
+}
+
+/// What the writer told a sender: `Some(stored)`, or `None` if its watcher was dropped
+/// unanswered (which `Published::durable` also reads as "not stored").
+async fn told(mut rx: watch::Receiver<Option<bool>>) -> Option<bool> {
+    let answer = timeout(PROMPTLY, rx.wait_for(Option::is_some))
+        .await
+        .expect("the writer settles the message within the timeout");
+    answer.ok().and_then(|v| *v)
+}
+
+const POISON_MESSAGES: &str = "CREATE TRIGGER poison_messages BEFORE INSERT ON messages
+     WHEN NEW.body = 'poison' BEGIN SELECT RAISE(ABORT, 'injected'); END";
+const POISON_JOINS: &str = "CREATE TRIGGER poison_joins BEFORE INSERT ON room_members
+     WHEN NEW.room = 'poison' BEGIN SELECT RAISE(ABORT, 'injected'); END";
+const POISON_RESERVATIONS: &str = "CREATE TRIGGER poison_reservations BEFORE UPDATE ON counters
+     WHEN NEW.name = 'message_id_reserved_through' BEGIN SELECT RAISE(ABORT, 'injected'); END";
+
+#[test]
+fn chunks_are_full_then_powers_of_two() {
+    assert_eq!(chunk_sizes(0).collect::<Vec<_>>(), Vec::<usize>::new());
+    assert_eq!(chunk_sizes(1).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(chunk_sizes(300).collect::<Vec<_>>(), vec![256, 32, 8, 4]);
+    assert_eq!(chunk_sizes(512).collect::<Vec<_>>(), vec![256, 256]);
+}
+
+// The tests below run on tokio's current-thread runtime: writes sent without an `.await`
+// between them are all queued before the writer runs, so its `recv_many` takes them as one
+// batch.
+
+#[tokio::test]
+async fn a_message_is_acknowledged_as_stored_when_a_later_write_in_its_batch_fails() {
+    // Arrange
+    let mut f = Fixture::open(ids::BLOCK).await;
+    f.inject(POISON_JOINS).await;
+    let (_, good, good_rx) = f.message("good", None);
+
+    // Act: one batch, whose room join fails after the message was inserted.
+    f.store.write(good);
+    f.store.write(WriteOp::JoinRoom {
+        room: "poison".into(),
+        user_id: "alice".into(),
+        at: "2024-01-01T00:00:00Z".into(),
+    });
+
+    // Assert
+    assert_eq!(
+        told(good_rx).await,
+        Some(true),
+        "the sender hears that its message is stored"
+    );
+    assert_eq!(f.rows_with_body("good").await, 1, "stored exactly once");
+}
+
+#[tokio::test]
+async fn a_poisoned_message_is_reported_not_stored_and_its_batch_mates_are_stored() {
+    // Arrange
+    let mut f = Fixture::open(ids::BLOCK).await;
+    f.inject(POISON_MESSAGES).await;
+    let (_, first, first_rx) = f.message("first", None);
+    let (_, poison, poison_rx) = f.message("poison", Some("bob"));
+    let (_, last, last_rx) = f.message("last", None);
+
+    // Act: one batch; its multi-row INSERT fails on the poisoned row.
+    f.store.write(first);
+    f.store.write(poison);
+    f.store.write(last);
+
+    // Assert
+    assert_eq!(told(first_rx).await, Some(true));
+    assert_eq!(
+        told(poison_rx).await,
+        Some(false),
+        "the poisoned message's sender is answered \"not stored\", not left with a dropped watcher"
+    );
+    assert_eq!(told(last_rx).await, Some(true));
+    assert_eq!(f.rows_with_body("first").await, 1);
+    assert_eq!(f.rows_with_body("last").await, 1);
+    assert_eq!(f.rows_with_body("poison").await, 0);
+    assert_eq!(
+        f.store.pending_for("bob"),
+        0,
+        "a message that was never stored is not in bob's offline queue"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_message_settles_the_watermark_so_readers_do_not_wait_for_it() {
+    // Arrange
+    let mut f = Fixture::open(ids::BLOCK).await;
+    f.inject(POISON_MESSAGES).await;
+    let (id, poison, _poison_rx) = f.message("poison", None);
+
+    // Act: the only message fails; nothing commits after it.
+    f.store.write(poison);
+
+    // Assert
+    assert!(
+        timeout(PROMPTLY, f.store.wait_committed(id)).await.is_ok(),
+        "sync and GET /messages wait for the failed id forever"
+    );
+}
+
+/// Opens a store reserving 8 ids at a time with reservations failing, and allocates until
+/// a reservation was requested, failed, and publishers must wait for the next one.
+async fn run_out_of_ids_while_reservations_fail() -> Fixture {
+    let mut f = Fixture::open(8).await;
+    f.inject(POISON_RESERVATIONS).await;
+    // Ids 1..=8 are reserved at open; id 5 leaves fewer than 4 and requests more, id 6
+    // leaves fewer than 2, where publishers wait.
+    for _ in 0..6 {
+        f.store.allocate_message_id();
+    }
+    f.store.flush().await;
+    f
+}
+
+#[tokio::test]
+async fn a_publisher_gets_an_error_instead_of_hanging_when_ids_cannot_be_reserved() {
+    // Arrange
+    let f = run_out_of_ids_while_reservations_fail().await;
+
+    // Act
+    let waited = timeout(Duration::from_secs(20), f.store.ensure_id_headroom()).await;
+
+    // Assert
+    assert!(
+        matches!(waited, Ok(Err(StoreError::IdsUnavailable { .. }))),
+        "the publisher waits for ids forever: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_id_reservation_is_asked_again_once_the_database_recovers() {
+    // Arrange
+    let mut f = run_out_of_ids_while_reservations_fail().await;
+    f.inject("DROP TRIGGER poison_reservations").await;
+
+    // Act
+    let waited = timeout(PROMPTLY, f.store.ensure_id_headroom()).await;
+
+    // Assert
+    assert!(
+        matches!(waited, Ok(Ok(()))),
+        "no reservation is asked again: {waited:?}"
+    );
+    let reserved = counter(f.store.pool(), messages::RESERVED_THROUGH)
+        .await
+        .expect("read the reservation");
+    assert!(reserved > 8, "reserved through {reserved}");
+    let (_, next, next_rx) = f.message("after", None);
+    f.store.write(next);
+    assert_eq!(told(next_rx).await, Some(true), "publishing proceeds");
+}
