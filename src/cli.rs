@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::claims::Claims;
 use crate::auth::keys::Minter;
-use crate::config::{JwtKeySource, Settings};
+use crate::config::{JwtKeySource, Settings, env_help};
 use crate::{Gateway, shutdown, telemetry};
 
 /// Any failure of a subcommand, printed by `main`.
@@ -17,7 +17,7 @@ pub type CliError = Box<dyn Error + Send + Sync>;
 
 /// switchboard: a self-hosted real-time gateway (WebSocket, JWT, rooms, SQLite).
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about)]
+#[command(name = "switchboard", version, about, after_long_help = env_help())]
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
@@ -29,10 +29,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     #[default]
+    #[command(after_long_help = env_help())]
     Serve,
     /// Mint a JWT with the configured key, to try the server.
+    #[command(after_long_help = env_help())]
     Token(TokenArgs),
     /// Check the configuration and the key, then exit.
+    #[command(after_long_help = env_help())]
     CheckConfig,
 }
 
