@@ -16,6 +16,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What went wrong, for the caller.
     pub message: String,
+    /// The stable code, when the refusal came from a command (`queue_full`, ...).
+    pub code: Option<&'static str>,
 }
 
 impl ApiError {
@@ -24,6 +26,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            code: None,
         }
     }
 
@@ -43,7 +46,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let body = match self.code {
+            Some(code) => json!({ "error": self.message, "code": code }),
+            None => json!({ "error": self.message }),
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -65,6 +72,9 @@ impl From<CommandError> for ApiError {
             | CommandError::StoreUnavailable
             | CommandError::CatchUpFailed => StatusCode::SERVICE_UNAVAILABLE,
         };
-        Self::new(status, e.to_string())
+        Self {
+            code: Some(e.code()),
+            ..Self::new(status, e.to_string())
+        }
     }
 }

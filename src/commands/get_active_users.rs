@@ -4,11 +4,11 @@
 //! (not per connection), oldest connection first. The ack carries the same `users` and
 //! `count`, for clients that prefer the callback.
 
-use super::{AckFields, Caller, CommandError, fields};
+use super::{Ack, Caller, Outcome};
 use crate::hub::Event;
 use crate::protocol::wire::ActiveUsers;
 
-pub(super) fn apply(caller: &Caller) -> Result<AckFields, CommandError> {
+pub(super) fn apply(caller: &Caller) -> Outcome {
     let users: Vec<_> = caller
         .hub
         .online_users()
@@ -19,13 +19,6 @@ pub(super) fn apply(caller: &Caller) -> Result<AckFields, CommandError> {
         count: users.len(),
         users,
     };
-    let event = Event::new("active-users", &payload);
-    caller.reply(event.clone());
-    Ok(fields([
-        (
-            "users",
-            serde_json::to_value(&payload.users).unwrap_or_default(),
-        ),
-        ("count", payload.count.into()),
-    ]))
+    caller.reply(Event::new("active-users", &payload));
+    Ok(Ack::ActiveUsers(payload))
 }

@@ -7,18 +7,15 @@
 
 use std::time::SystemTime;
 
-use super::{AckFields, Caller, CommandError};
+use super::{Ack, Caller, Outcome};
 use crate::hub::{Event, Hub};
 use crate::protocol::wire::{self, ConnectionTime, UsersStats};
 use crate::store::sessions;
 
-pub(super) async fn apply(caller: &Caller) -> Result<AckFields, CommandError> {
+pub(super) async fn apply(caller: &Caller) -> Outcome {
     let stats = users_stats(&caller.hub).await;
     caller.reply(Event::new("users-stats", &stats));
-    Ok(match serde_json::to_value(&stats) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => AckFields::new(),
-    })
+    Ok(Ack::UsersStats(stats))
 }
 
 /// The statistics object of contract section 5 (shared with the REST API).

@@ -6,12 +6,12 @@
 //! twice is harmless and tells nobody). Membership belongs to the user: all of its
 //! connections are in the room. Ack: `{ ok, room, joined }`, `joined: false` when already in.
 
-use super::{AckFields, Caller, CommandError, fields};
+use super::{Ack, Caller, Outcome};
 use crate::hub::Event;
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::RoomConfirmation;
 
-pub(super) fn apply(caller: &Caller, room: RoomName) -> Result<AckFields, CommandError> {
+pub(super) fn apply(caller: &Caller, room: RoomName) -> Outcome {
     let joined = caller
         .hub
         .join_room(caller.session, &room, caller.limits.max_rooms_per_user)?;
@@ -22,8 +22,8 @@ pub(super) fn apply(caller: &Caller, room: RoomName) -> Result<AckFields, Comman
             message: format!("Joined room {room}"),
         },
     ));
-    Ok(fields([
-        ("room", room.as_str().into()),
-        ("joined", joined.into()),
-    ]))
+    Ok(Ack::Joined {
+        room: room.as_str().to_owned(),
+        joined,
+    })
 }

@@ -5,12 +5,12 @@
 //! Leaving a room the user is not in is refused with `error`, so a typo does not pass
 //! silently. Ack: `{ ok, room }`.
 
-use super::{AckFields, Caller, CommandError, fields};
+use super::{Ack, Caller, Outcome};
 use crate::hub::Event;
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::RoomConfirmation;
 
-pub(super) fn apply(caller: &Caller, room: RoomName) -> Result<AckFields, CommandError> {
+pub(super) fn apply(caller: &Caller, room: RoomName) -> Outcome {
     caller.hub.leave_room(caller.session, &room)?;
     caller.reply(Event::new(
         "left-room",
@@ -19,5 +19,7 @@ pub(super) fn apply(caller: &Caller, room: RoomName) -> Result<AckFields, Comman
             message: format!("Left room {room}"),
         },
     ));
-    Ok(fields([("room", room.as_str().into())]))
+    Ok(Ack::Left {
+        room: room.as_str().to_owned(),
+    })
 }

@@ -1,64 +1,35 @@
 //! One file per client event. Each turns an already-validated event into hub calls, sends the
-//! caller its reply event, and returns the fields of the ack. [`execute`] is the one dispatch
-//! point that every transport calls, so `/ws` and (later) Socket.IO behave identically.
+//! caller its reply event, and returns its typed [`Ack`]. [`execute`] is the one dispatch
+//! point that every transport calls, so `/ws` and Socket.IO behave identically; [`notify`] is
+//! the same for the REST API and the embedded handle. Refusals are [`CommandError`]s, each
+//! with a stable code ([`error`]); what goes back on the wire is in [`reply`].
 
+mod error;
 mod get_active_users;
 mod get_users_stats;
 mod join_room;
 mod leave_room;
 pub mod notify;
+mod reply;
 mod room_message;
 mod send_message;
 mod sync;
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+pub use error::CommandError;
 pub use get_users_stats::users_stats;
+pub use reply::{Ack, AckReply, Outcome, PublishedAck, error_event};
 pub use sync::replay_on_connect;
 
 use crate::auth::Identity;
-use crate::hub::{Event, Hub, HubError, Outbound, Publish, Published, SessionId, Target};
-use crate::protocol::ProtocolError;
+use crate::hub::{Event, Hub, Outbound, Publish, Published, SessionId, Target};
 use crate::protocol::events::{ClientEvent, ParseLimits};
 use crate::protocol::payloads::{ClientMsgId, MessageText};
-use crate::protocol::wire::ErrorPayload;
 use crate::protocol::wire::{self, ChatMessage};
 use crate::store::messages;
-
-/// The fields of a successful ack, beyond `ok: true`.
-pub type AckFields = Map<String, Value>;
-
-/// Why a client event was refused. The text is the `error { message }` the client gets; the
-/// connection stays open.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CommandError {
-    /// The frame or payload was malformed.
-    #[error(transparent)]
-    Protocol(#[from] ProtocolError),
-    /// The hub refused (not a member, user offline, ...).
-    #[error(transparent)]
-    Hub(#[from] HubError),
-    /// No such event.
-    #[error("unknown event {0:?}; known events: {known}", known = ClientEvent::NAMES.join(", "))]
-    UnknownEvent(String),
-    /// The rate limit refused the event.
-    #[error("rate limit exceeded: at most {0} events per second")]
-    RateLimited(u32),
-    /// Binary frames carry no events.
-    #[error("binary frames are not supported; send JSON text frames")]
-    BinaryFrame,
-    /// The message could not be committed to the database.
-    #[error("the message could not be stored; it was not acknowledged, send it again")]
-    NotStored,
-    /// A database read failed.
-    #[error("the message log could not be read; try again")]
-    StoreUnavailable,
-    /// A new connection's catch-up could not read the message log.
-    #[error("missed messages could not be replayed; they stay queued: reconnect or call sync")]
-    CatchUpFailed,
-}
 
 /// Per-connection settings the commands need.
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +91,7 @@ async fn publish_chat(
     target: Target,
     message: &MessageText,
     client_msg_id: Option<&ClientMsgId>,
-) -> Result<AckFields, CommandError> {
+) -> Result<PublishedAck, CommandError> {
     if let Some(original) =
         find_original(&caller.hub, &caller.identity.user_id, client_msg_id).await?
     {
@@ -156,29 +127,16 @@ async fn publish_chat(
     acknowledge(published).await
 }
 
-/// Waits until a published message is durable and turns it into ack fields
-/// `{ id, delivered, queued, timestamp? , duplicate? }`.
-async fn acknowledge(mut published: Published) -> Result<AckFields, CommandError> {
+/// Waits until a published message is durable and acknowledges it.
+async fn acknowledge(mut published: Published) -> Result<PublishedAck, CommandError> {
     if !published.durable().await {
         return Err(CommandError::NotStored);
     }
-    let mut ack = fields([
-        ("id", published.id.into()),
-        ("delivered", published.delivered.into()),
-        ("queued", published.queued.into()),
-    ]);
-    if published.duplicate {
-        ack.insert("duplicate".into(), true.into());
-    }
-    Ok(ack)
+    Ok(PublishedAck::from(&published))
 }
 
 /// Parses and runs one client event.
-pub async fn execute(
-    caller: &Caller,
-    event: &str,
-    data: Option<&Value>,
-) -> Result<AckFields, CommandError> {
+pub async fn execute(caller: &Caller, event: &str, data: Option<&Value>) -> Outcome {
     match ClientEvent::parse(event, data, caller.limits.parse)? {
         ClientEvent::GetActiveUsers => get_active_users::apply(caller),
         ClientEvent::GetUsersStats => get_users_stats::apply(caller).await,
@@ -197,36 +155,4 @@ pub async fn execute(
         ClientEvent::Sync { since } => sync::apply(caller, since).await,
         ClientEvent::Unknown(name) => Err(CommandError::UnknownEvent(name)),
     }
-}
-
-/// The `error { message }` event for a refusal.
-pub fn error_event(error: &CommandError) -> Arc<Event> {
-    Event::new(
-        "error",
-        &ErrorPayload {
-            message: &error.to_string(),
-        },
-    )
-}
-
-/// The fields of an ack as a JSON object: `{ ok: true, ...fields }` or
-/// `{ ok: false, error }`.
-pub fn ack_body(result: &Result<AckFields, CommandError>) -> Map<String, Value> {
-    let mut body = Map::new();
-    match result {
-        Ok(fields) => {
-            body.insert("ok".into(), Value::Bool(true));
-            body.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        Err(e) => {
-            body.insert("ok".into(), Value::Bool(false));
-            body.insert("error".into(), Value::String(e.to_string()));
-        }
-    }
-    body
-}
-
-/// Builds ack fields from `(name, value)` pairs.
-fn fields<const N: usize>(pairs: [(&str, Value); N]) -> AckFields {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }

@@ -6,7 +6,7 @@
 //! `error`. Ack, once committed: `{ ok, id, delivered, queued: false, room }`; a resend with
 //! the same `clientMsgId` gets the original's ack.
 
-use super::{AckFields, Caller, CommandError, publish_chat};
+use super::{Ack, Caller, Outcome, publish_chat};
 use crate::hub::Target;
 use crate::protocol::payloads::{ClientMsgId, MessageText, RoomName};
 
@@ -15,7 +15,7 @@ pub(super) async fn apply(
     room: RoomName,
     message: MessageText,
     client_msg_id: Option<ClientMsgId>,
-) -> Result<AckFields, CommandError> {
+) -> Outcome {
     let target = Target::Room(room.clone());
     let mut ack = publish_chat(
         caller,
@@ -25,6 +25,6 @@ pub(super) async fn apply(
         client_msg_id.as_ref(),
     )
     .await?;
-    ack.insert("room".into(), room.as_str().into());
-    Ok(ack)
+    ack.room = Some(room.as_str().to_owned());
+    Ok(Ack::Published(ack))
 }

@@ -10,7 +10,7 @@
 //! the same `clientMsgId` gets the original's ack (with `duplicate: true`) and is neither
 //! stored nor delivered again.
 
-use super::{AckFields, Caller, CommandError, publish_chat};
+use super::{Ack, Caller, Outcome, publish_chat};
 use crate::hub::Target;
 use crate::protocol::payloads::{ClientMsgId, MessageText, TargetUserId};
 
@@ -19,10 +19,12 @@ pub(super) async fn apply(
     message: MessageText,
     to: Option<TargetUserId>,
     client_msg_id: Option<ClientMsgId>,
-) -> Result<AckFields, CommandError> {
+) -> Outcome {
     let (event, target) = match to {
         None => ("broadcast-message", Target::All),
         Some(to) => ("private-message", Target::User(to.as_str().to_owned())),
     };
-    publish_chat(caller, event, target, &message, client_msg_id.as_ref()).await
+    publish_chat(caller, event, target, &message, client_msg_id.as_ref())
+        .await
+        .map(Ack::Published)
 }

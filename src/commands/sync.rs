@@ -11,7 +11,7 @@
 //! missed since then too, merged in id order and ended by `sync-complete`. Live events that
 //! arrive meanwhile are held by the hub and follow the replay, so order is kept.
 
-use super::{AckFields, Caller, CommandError};
+use super::{Ack, Caller, CommandError, Outcome};
 use crate::hub::Event;
 use crate::protocol::wire::SyncComplete;
 use crate::store::messages::{self, Reader, StoredMessage};
@@ -19,7 +19,7 @@ use crate::store::messages::{self, Reader, StoredMessage};
 /// Most messages replayed per `sync` call (and per page of a connection's catch-up).
 pub const SYNC_LIMIT: u32 = 1000;
 
-pub(super) async fn apply(caller: &Caller, since: u64) -> Result<AckFields, CommandError> {
+pub(super) async fn apply(caller: &Caller, since: u64) -> Outcome {
     let store = caller.hub.store();
     let until = store.last_message_id();
     store.wait_committed(until).await;
@@ -47,10 +47,7 @@ pub(super) async fn apply(caller: &Caller, since: u64) -> Result<AckFields, Comm
         complete: store.pruned_through() <= since,
     };
     caller.reply(Event::new("sync-complete", &complete));
-    Ok(match serde_json::to_value(&complete) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => AckFields::new(),
-    })
+    Ok(Ack::Synced(complete))
 }
 
 /// A new connection's catch-up: its offline queue, plus what it missed since

@@ -25,9 +25,9 @@ impl ClientFrame {
     /// refusal can be acknowledged.
     pub fn parse(text: &str) -> Result<Self, ProtocolError> {
         let value: Value = serde_json::from_str(text)
-            .map_err(|e| ProtocolError::new(format!("invalid JSON: {e}")))?;
+            .map_err(|e| ProtocolError::frame(format!("invalid JSON: {e}")))?;
         let Value::Object(mut obj) = value else {
-            return Err(ProtocolError::new(
+            return Err(ProtocolError::frame(
                 "a frame must be a JSON object like {\"event\": \"name\", \"data\": {...}}",
             ));
         };
@@ -35,16 +35,18 @@ impl ClientFrame {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
             Some(_) => {
-                return Err(ProtocolError::new("\"ack\" must be a non-negative integer"));
+                return Err(ProtocolError::frame(
+                    "\"ack\" must be a non-negative integer",
+                ));
             }
         };
         let event = match obj.remove("event") {
             Some(Value::String(s)) if !s.is_empty() => s,
             Some(Value::String(_)) => {
-                return Err(ProtocolError::new("\"event\" must not be empty"));
+                return Err(ProtocolError::frame("\"event\" must not be empty"));
             }
-            Some(_) => return Err(ProtocolError::new("\"event\" must be a string")),
-            None => return Err(ProtocolError::new("missing \"event\"")),
+            Some(_) => return Err(ProtocolError::frame("\"event\" must be a string")),
+            None => return Err(ProtocolError::frame("missing \"event\"")),
         };
         let data = obj.remove("data").filter(|v| !v.is_null());
         Ok(Self { event, data, ack })
@@ -102,7 +104,7 @@ mod tests {
         ];
         for (frame, expected) in cases {
             let err = ClientFrame::parse(frame).expect_err(frame);
-            assert!(err.0.contains(expected), "{frame}: {err}");
+            assert!(err.to_string().contains(expected), "{frame}: {err}");
         }
     }
 

@@ -184,7 +184,7 @@ mod tests {
         ];
         for (name, data, expected) in cases {
             let err = ClientEvent::parse(name, data.as_ref(), LIMITS).expect_err(name);
-            assert!(err.0.contains(expected), "{name} {data:?}: {err}");
+            assert!(err.to_string().contains(expected), "{name} {data:?}: {err}");
         }
     }
 

@@ -10,5 +10,5 @@ pub mod payloads;
 pub mod wire;
 
 pub use envelope::ClientFrame;
-pub use error::ProtocolError;
+pub use error::{ProtocolError, ProtocolErrorKind};
 pub use events::ClientEvent;

@@ -186,6 +186,8 @@ pub struct SyncComplete {
 pub struct ErrorPayload<'a> {
     /// What was refused and why.
     pub message: &'a str,
+    /// The stable snake_case code of the refusal (see the README's list).
+    pub code: &'a str,
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use super::rate_limit::{RateLimiter, Verdict};
 use crate::app::AppState;
 use crate::auth::{AuthError, Identity};
-use crate::commands::{self, AckFields, Caller, CommandError};
+use crate::commands::{self, Caller, CommandError, Outcome};
 use crate::hub::{CloseReason, Closer, Outbound, SessionMeta};
 use crate::store::Store;
 
@@ -160,13 +160,13 @@ impl Session {
     }
 
     /// Handles one client event: the rate limit, then the command (or the transport's
-    /// refusal of the frame, `event`'s error). A refusal sends `error { message }` first;
+    /// refusal of the frame, `event`'s error). A refusal sends `error { message, code }` first;
     /// then `ack` gets the result, to answer through the transport's own ack channel.
     /// Breaks when the connection must close (refused too often).
     pub async fn handle(
         &mut self,
         event: Result<(&str, Option<&Value>), CommandError>,
-        ack: impl FnOnce(&Result<AckFields, CommandError>),
+        ack: impl FnOnce(&Outcome),
     ) -> ControlFlow<()> {
         let verdict = self.limiter.check(Instant::now());
         let result = match (verdict, event) {

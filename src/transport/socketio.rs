@@ -39,7 +39,7 @@ use tracing::Instrument;
 use super::session::{self, Admitted, Receipts, Session};
 use super::ws::WsQuery;
 use crate::app::AppState;
-use crate::commands::{self, CommandError};
+use crate::commands::{AckReply, CommandError};
 use crate::hub::{
     CloseReason, Closer, DirectSink, Event, Outbound, SessionMeta, SinkError, Transport,
 };
@@ -224,12 +224,12 @@ async fn read_loop(session: &mut Session, mut inbound: mpsc::Receiver<Inbound>) 
         let Inbound { event, data, ack } = message;
         let event = match &event {
             Ok(name) => Ok((name.as_str(), data.as_ref())),
-            Err(e) => Err(CommandError::Protocol(ProtocolError::new(e))),
+            Err(e) => Err(CommandError::Protocol(ProtocolError::frame(e))),
         };
         let flow = session
             .handle(event, |result| {
                 // A client that asked for no ack makes this a no-op.
-                let _ = ack.send(&commands::ack_body(result));
+                let _ = ack.send(&AckReply::of(result));
             })
             .await;
         if flow.is_break() {
@@ -272,7 +272,7 @@ async fn disconnect_when_closed(socket: &SocketRef, closer: &Closer) {
     if reason != CloseReason::SlowConsumer {
         let _ = socket.emit(
             "error",
-            &serde_json::json!({ "message": reason.describe() }),
+            &serde_json::json!({ "message": reason.describe(), "code": reason.as_str() }),
         );
     }
     let _ = socket.clone().disconnect();

@@ -25,14 +25,14 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use tracing::Instrument;
 
 use super::RemoteAddr;
 use super::session::{self, Admitted, Receipts, Session};
 use crate::app::AppState;
-use crate::commands::{self, AckFields, CommandError};
+use crate::commands::{AckReply, CommandError, Outcome};
 use crate::hub::{CloseReason, Event, Outbound, OutboundQueue, SessionMeta, Transport};
 use crate::protocol::ClientFrame;
 use crate::protocol::envelope::encode_server_frame;
@@ -173,11 +173,9 @@ async fn read_loop(
 }
 
 /// Queues `{"event": "ack", "data": {"ack": n, "ok": ..., ...}}` if the frame asked for one.
-fn send_ack(outbound: &Outbound, ack: Option<u64>, result: &Result<AckFields, CommandError>) {
-    if let Some(ack) = ack {
-        let mut body = commands::ack_body(result);
-        body.insert("ack".into(), Value::from(ack));
-        outbound.send(Event::new("ack", &body));
+fn send_ack(outbound: &Outbound, ack: Option<u64>, outcome: &Outcome) {
+    if let Some(id) = ack {
+        outbound.send(Event::new("ack", &AckReply::of(outcome).with_id(id)));
     }
 }
 

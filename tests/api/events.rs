@@ -170,9 +170,11 @@ async fn a_private_message_to_a_user_never_seen_is_an_error() {
         error["message"],
         "unknown user \"nobody\": nobody with that id has ever connected"
     );
+    assert_eq!(error["code"], "unknown_user");
     let ack = alice.expect_ack(3).await;
     assert_eq!(ack["ok"], false);
     assert_eq!(ack["error"], error["message"]);
+    assert_eq!(ack["code"], "unknown_user");
 }
 
 #[tokio::test]
@@ -265,7 +267,12 @@ async fn a_non_member_cannot_send_to_or_leave_a_room() {
             .is_some_and(|m| m.contains("not a member of room \"secret\"")),
         "{error}"
     );
-    assert_eq!(bob.expect_ack(1).await["ok"], false);
+    assert_eq!(error["code"], "not_member");
+    let ack = bob.expect_ack(1).await;
+    assert_eq!(
+        (&ack["ok"], &ack["code"]),
+        (&json!(false), &json!("not_member"))
+    );
     alice.expect_silence().await;
 
     bob.emit("leave-room", json!({"room": "secret"})).await;

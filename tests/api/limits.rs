@@ -71,7 +71,8 @@ async fn the_rate_limit_refuses_then_disconnects_sustained_abuse() {
         error["message"],
         "rate limit exceeded: at most 1 events per second"
     );
-    assert_eq!(spammer.expect_ack(1).await["ok"], false);
+    assert_eq!(error["code"], "rate_limited");
+    assert_eq!(spammer.expect_ack(1).await["code"], "rate_limited");
     for _ in 0..3 {
         spammer
             .emit("send-message", json!({"message": "spam"}))

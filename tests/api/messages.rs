@@ -176,6 +176,7 @@ async fn the_offline_queue_is_bounded_and_the_sender_is_told() {
             .is_some_and(|m| m.contains("offline queue of user \"bob\" is full")),
         "{error}"
     );
+    assert_eq!(error["code"], "queue_full");
     assert_eq!(alice.expect_ack(9).await["ok"], false);
 
     let (mut bob, _) = app.user("bob", "USER").await;

@@ -154,22 +154,24 @@ test('every event and payload field, with acks through the callback', async () =
 test('bad payloads get an error event and an ok:false ack; the connection stays', async () => {
   const alice = await sioUser(server.url, 'bad-alice');
   const cases = [
-    ['send-message', 'hi', 'expects an object payload'],
-    ['send-message', {}, 'missing field "message"'],
-    ['send-message', { message: 5 }, '"message" must be a string'],
-    ['send-message', { message: '' }, 'message must not be empty'],
-    ['join-room', { room: 'bad room' }, 'invalid room name'],
-    ['room-message', { room: 'nowhere', message: 'x' }, 'not a member of room "nowhere"'],
-    ['send-message', { message: 'x', to: 'nobody-ever' }, 'unknown user "nobody-ever"'],
-    ['sync', { since: -1 }, 'non-negative integer'],
-    ['launch-rockets', {}, 'unknown event "launch-rockets"'],
+    ['send-message', 'hi', 'expects an object payload', 'bad_payload'],
+    ['send-message', {}, 'missing field "message"', 'bad_payload'],
+    ['send-message', { message: 5 }, '"message" must be a string', 'bad_payload'],
+    ['send-message', { message: '' }, 'message must not be empty', 'bad_payload'],
+    ['join-room', { room: 'bad room' }, 'invalid room name', 'bad_payload'],
+    ['room-message', { room: 'nowhere', message: 'x' }, 'not a member of room "nowhere"', 'not_member'],
+    ['send-message', { message: 'x', to: 'nobody-ever' }, 'unknown user "nobody-ever"', 'unknown_user'],
+    ['sync', { since: -1 }, 'non-negative integer', 'bad_payload'],
+    ['launch-rockets', {}, 'unknown event "launch-rockets"', 'unknown_event'],
   ];
-  for (const [event, data, reason] of cases) {
+  for (const [event, data, reason, code] of cases) {
     const ack = await alice.ack(event, data);
     assert.equal(ack.ok, false, event);
     assert.ok(ack.error.includes(reason), `${event}: ${ack.error}`);
+    assert.equal(ack.code, code, event);
     const error = await alice.events.next('error');
     assert.equal(error.message, ack.error);
+    assert.equal(error.code, code, event);
   }
   assert.equal((await alice.ack('get-active-users')).ok, true);
   alice.disconnect();
