@@ -7,6 +7,9 @@ with the load generator (target/release/switchboard-bench) on the same machine.
     (cd bench/peers/node-socketio && npm ci)
     python3 bench/run.py            # the full matrix (~10 minutes)
     python3 bench/run.py --quick    # a smaller one (~3 minutes)
+    # before/after a change: the same scenarios against another build of the server
+    python3 bench/run.py --quick --only fanout,private --targets ws,sio \
+        --server /path/to/old/switchboard --results /tmp/before
 
 Writes bench/results/results.jsonl (one JSON line per run), bench/results/summary.md (the
 tables in the README) and bench/results/fanout.svg (deliveries/s, server CPU per delivery and
@@ -26,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "target" / "release" / "switchboard-bench"
-SERVER = ROOT / "target" / "release" / "switchboard"
+SERVER = ROOT / "target" / "release" / "switchboard"  # --server overrides
 PEER = ROOT / "bench" / "peers" / "node-socketio"
 RESULTS = ROOT / "bench" / "results"
 SECRET = "bench-secret-0123456789abcdef0123"
@@ -56,7 +59,7 @@ class Server:
                 "OUTBOUND_QUEUE_CAPACITY": "8192",
                 "MAX_QUEUED_PER_USER": "100000",
             })
-            cmd = [str(SERVER)]
+            cmd = [str(OPTS.server)]
         else:
             env.update({"PORT": "0"})
             cmd = ["node", str(PEER / "server.js")]
@@ -172,10 +175,26 @@ def fmt(v, digits=1):
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+SCENARIOS = ["fanout", "fixed-rate", "broadcast", "private", "connect-rate", "connections",
+             "presence"]
+TARGET_KEYS = {"ws": "switchboard /ws", "sio": "switchboard Socket.IO", "node": "node socket.io 4.8"}
+OPTS = None
+
+
 def main():
+    global OPTS, RESULTS, TARGETS
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default=",".join(SCENARIOS),
+                    help="comma-separated scenarios: " + ", ".join(SCENARIOS))
+    ap.add_argument("--targets", default="ws,sio,node", help="comma-separated: ws, sio, node")
+    ap.add_argument("--server", default=str(SERVER), help="the switchboard binary to measure")
+    ap.add_argument("--results", default=str(RESULTS), help="where results are written")
     opts = ap.parse_args()
+    OPTS = opts
+    RESULTS = Path(opts.results)
+    wanted = set(opts.only.split(","))
+    TARGETS = {TARGET_KEYS[k]: TARGETS[TARGET_KEYS[k]] for k in opts.targets.split(",")}
     raise_fd_limit()
     RESULTS.mkdir(parents=True, exist_ok=True)
     results = []
@@ -192,33 +211,44 @@ def main():
                 f.write(json.dumps(r) + "\n")
 
     (RESULTS / "results.jsonl").write_text("")
-    print("fan-out, closed loop", flush=True)
-    for n in receivers:
-        for target in TARGETS:
-            record(run(target, "fanout", ["--receivers", n, "--duration", duration]))
+    if "fanout" in wanted:
+        print("fan-out, closed loop", flush=True)
+        for n in receivers:
+            for target in TARGETS:
+                record(run(target, "fanout", ["--receivers", n, "--duration", duration]))
     # Latency at the same offered rate: half of what the Node peer sustained closed-loop.
     node200 = [r for r in results if r["scenario"] == "fanout" and r["target"].startswith("node")
                and r["receivers"] == 200]
     rate = max(10, int(node200[0]["messages_per_sec"] / 2)) if node200 else 100
-    print(f"fan-out at a fixed rate of {rate} msg/s (half the Node peer's), 200 receivers", flush=True)
-    for target in TARGETS:
-        r = run(target, "fanout", ["--receivers", 200, "--rate", rate, "--duration", duration])
-        if r:
-            r["scenario"] = "fanout-fixed-rate"
-        record(r)
-    print("broadcast and private", flush=True)
-    for target in TARGETS:
-        record(run(target, "broadcast", ["--receivers", 200, "--duration", duration]))
-        record(run(target, "private", ["--receivers", 100, "--duration", duration]))
-    print("connect rate", flush=True)
-    for target in TARGETS:
-        record(run(target, "connect-rate", ["--total", 5000 if not opts.quick else 2000]))
-    print(f"idle connections ({idle})", flush=True)
-    for target in TARGETS:
-        record(run(target, "connections", ["--connections", idle, "--users", 100, "--hold", 5]))
-    print(f"presence ({presence_users} users joining one by one)", flush=True)
-    for target in ["switchboard /ws", "node socket.io 4.8"]:
-        record(run(target, "presence", ["--users", presence_users], timeout=900))
+    if "fixed-rate" in wanted:
+        print(f"fan-out at a fixed rate of {rate} msg/s (half the Node peer's), 200 receivers",
+              flush=True)
+        for target in TARGETS:
+            r = run(target, "fanout", ["--receivers", 200, "--rate", rate, "--duration", duration])
+            if r:
+                r["scenario"] = "fanout-fixed-rate"
+            record(r)
+    if "broadcast" in wanted:
+        print("broadcast", flush=True)
+        for target in TARGETS:
+            record(run(target, "broadcast", ["--receivers", 200, "--duration", duration]))
+    if "private" in wanted:
+        print("private", flush=True)
+        for target in TARGETS:
+            record(run(target, "private", ["--receivers", 100, "--duration", duration]))
+    if "connect-rate" in wanted:
+        print("connect rate", flush=True)
+        for target in TARGETS:
+            record(run(target, "connect-rate", ["--total", 5000 if not opts.quick else 2000]))
+    if "connections" in wanted:
+        print(f"idle connections ({idle})", flush=True)
+        for target in TARGETS:
+            record(run(target, "connections",
+                       ["--connections", idle, "--users", 100, "--hold", 5]))
+    if "presence" in wanted:
+        print(f"presence ({presence_users} users joining one by one)", flush=True)
+        for target in [t for t in ["switchboard /ws", "node socket.io 4.8"] if t in TARGETS]:
+            record(run(target, "presence", ["--users", presence_users], timeout=900))
 
     write_summary(results)
 
