@@ -2,8 +2,8 @@
 //!
 //! Scenarios (each on a fresh database file in a temporary directory):
 //! - `group`: the project's real [`Store`] writer (group commit). C closed-loop producers,
-//!   each sending its next message only once the previous one is acknowledged
-//!   (`committed` told `Some(true)`).
+//!   each sending its next message ([`Store::log_message`]) only once the previous one is
+//!   acknowledged (its `Commit::durable` resolved true).
 //! - `pipelined`: one producer sends N messages through the [`Store`] and waits for every ack.
 //! - `per_tx`: a plain sqlx pool (one connection, same pragmas), one
 //!   `BEGIN; INSERT; COMMIT` per message, the same C closed-loop producers.
@@ -28,10 +28,7 @@ use serde_json::json;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use switchboard::config::{DatabaseSettings, Synchronous};
-use switchboard::store::messages::{MessageRecord, TargetKind};
-use switchboard::store::{Store, WriteOp};
-
-use tokio::sync::watch;
+use switchboard::store::{MessageRecord, Store, TargetKind};
 
 const CREATED_AT: &str = "2026-11-26T07:01:02.345Z";
 const BODY: &str = "Deploy finished on eu-west-2; dashboards are green, rolling back nothing.";
@@ -219,15 +216,7 @@ async fn send_and_wait(store: &Store) -> bool {
         return false;
     }
     let id = store.allocate_message_id();
-    let (tx, mut rx) = watch::channel(None::<bool>);
-    store.write(WriteOp::Message {
-        record: Box::new(record(id)),
-        committed: Some(tx),
-    });
-    matches!(
-        rx.wait_for(|v| v.is_some()).await.map(|v| *v),
-        Ok(Some(true))
-    )
+    store.log_message(record(id)).durable().await
 }
 
 /// Runs `producers` closed-loop producers until the window ends; `send` sends one message
@@ -291,12 +280,8 @@ async fn group_pipelined(sync: Synchronous, cfg: Config) -> Figures {
     for _ in 0..n {
         store.ensure_id_headroom().await.expect("message ids");
         let id = store.allocate_message_id();
-        let (tx, rx) = watch::channel(None::<bool>);
-        store.write(WriteOp::Message {
-            record: Box::new(record(id)),
-            committed: Some(tx),
-        });
-        waiting.push((Instant::now(), rx));
+        let commit = store.log_message(record(id));
+        waiting.push((Instant::now(), commit));
     }
     let sent_all = start.elapsed();
     let mut tally = Tally::default();
@@ -304,11 +289,8 @@ async fn group_pipelined(sync: Synchronous, cfg: Config) -> Figures {
         from: start,
         to: start + Duration::from_secs(3600),
     };
-    for (sent, mut rx) in waiting {
-        let ok = matches!(
-            rx.wait_for(|v| v.is_some()).await.map(|v| *v),
-            Ok(Some(true))
-        );
+    for (sent, mut commit) in waiting {
+        let ok = commit.durable().await;
         tally.record(&window, sent, ok);
     }
     let secs = start.elapsed().as_secs_f64();

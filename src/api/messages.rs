@@ -13,7 +13,7 @@ use super::extract::{ApiQuery, Caller};
 use super::users::check_limit;
 use crate::app::AppState;
 use crate::protocol::payloads::RoomName;
-use crate::store::messages::{self, ListFilter, Reader};
+use crate::store::{ListFilter, Reader};
 
 /// The filters.
 #[derive(Debug, Deserialize)]
@@ -46,13 +46,11 @@ pub(super) async fn list(
         role: &caller.0.role,
     });
     let store = app.hub.store();
-    store.wait_committed(store.last_message_id()).await;
-    let rows = messages::list(store.pool(), &filter, viewer)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "could not list messages");
-            ApiError::unavailable()
-        })?;
+    store.read_horizon().await;
+    let rows = store.list_messages(&filter, viewer).await.map_err(|e| {
+        tracing::error!(error = %e, "could not list messages");
+        ApiError::unavailable()
+    })?;
     let last = rows.last().map_or(filter.since, |m| m.id);
     let more = rows.len() == filter.limit as usize;
     let messages: Vec<Value> = rows.iter().map(super::stored_json).collect();

@@ -47,7 +47,7 @@ pub fn router(max_body_bytes: usize) -> Router<AppState> {
 }
 
 /// A stored message as the REST API shows it: `{ id, event, data }`.
-fn stored_json(m: &crate::store::messages::StoredMessage) -> serde_json::Value {
+fn stored_json(m: &crate::store::StoredMessage) -> serde_json::Value {
     serde_json::json!({
         "id": m.id,
         "event": m.event,

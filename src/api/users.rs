@@ -16,7 +16,7 @@ use super::extract::{Admin, ApiQuery, Caller};
 use crate::app::AppState;
 use crate::commands::users_stats as compute_stats;
 use crate::hub::CloseReason;
-use crate::store::{messages, sessions};
+use crate::store::StoreError;
 
 /// Default and largest `limit` of the list endpoints.
 pub(super) const DEFAULT_LIMIT: u32 = 100;
@@ -59,7 +59,7 @@ async fn per_user_read<T, Fut>(
     read: impl FnOnce(u32) -> Fut,
 ) -> Result<T, ApiError>
 where
-    Fut: Future<Output = Result<T, sqlx::Error>>,
+    Fut: Future<Output = Result<T, StoreError>>,
 {
     caller.require_admin_or(app, user_id)?;
     let limit = check_limit(limit)?;
@@ -76,10 +76,9 @@ pub(super) async fn sessions(
     Path(user_id): Path<String>,
     ApiQuery(query): ApiQuery<LimitQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let pool = app.hub.store().pool().clone();
+    let store = app.hub.store();
     let rows = per_user_read(&app, &caller, &user_id, query.limit, "sessions", |limit| {
-        let user_id = user_id.clone();
-        async move { sessions::sessions_of(&pool, &user_id, limit).await }
+        store.sessions_of(&user_id, limit)
     })
     .await?;
     Ok(Json(
@@ -93,17 +92,14 @@ pub(super) async fn queue(
     Path(user_id): Path<String>,
     ApiQuery(query): ApiQuery<LimitQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let pool = app.hub.store().pool().clone();
+    let store = app.hub.store();
     let rows = per_user_read(
         &app,
         &caller,
         &user_id,
         query.limit,
         "offline queue",
-        |limit| {
-            let user_id = user_id.clone();
-            async move { messages::undelivered(&pool, &user_id, limit).await }
-        },
+        |limit| store.undelivered(&user_id, limit),
     )
     .await?;
     let messages: Vec<Value> = rows

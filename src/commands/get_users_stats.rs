@@ -10,7 +10,6 @@ use std::time::SystemTime;
 use super::{Ack, Caller, Outcome};
 use crate::hub::{Event, Hub};
 use crate::protocol::wire::{self, ConnectionTime, UsersStats};
-use crate::store::sessions;
 
 pub(super) async fn apply(caller: &Caller) -> Outcome {
     let stats = users_stats(&caller.hub).await;
@@ -26,7 +25,7 @@ pub async fn users_stats(hub: &Hub) -> UsersStats {
     let now_text = wire::timestamp(now);
     let ids: Vec<String> = online.iter().map(|u| u.user.user_id.clone()).collect();
     hub.store().flush().await;
-    let history = match sessions::history(hub.store().pool(), &ids, &now_text).await {
+    let history = match hub.store().user_history(&ids, &now_text).await {
         Ok(h) => h,
         Err(e) => {
             // Live figures are still right; only the history fields fall back.

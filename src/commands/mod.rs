@@ -29,7 +29,6 @@ use crate::hub::{Event, Hub, Outbound, Publish, Published, SessionId, Target};
 use crate::protocol::events::{ClientEvent, ParseLimits};
 use crate::protocol::payloads::{ClientMsgId, MessageText};
 use crate::protocol::wire::{self, ChatMessage};
-use crate::store::messages;
 
 /// Per-connection settings the commands need.
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +72,9 @@ pub async fn find_original(
     key: Option<&ClientMsgId>,
 ) -> Result<Option<Published>, CommandError> {
     let Some(key) = key else { return Ok(None) };
-    let found = messages::find_by_client_msg_id(hub.store().pool(), sender_id, key.as_str())
+    let found = hub
+        .store()
+        .original_of(sender_id, key.as_str())
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "idempotency lookup failed");

@@ -14,29 +14,21 @@
 use super::{Ack, Caller, CommandError, Outcome};
 use crate::hub::Event;
 use crate::protocol::wire::SyncComplete;
-use crate::store::messages::{self, Reader, StoredMessage};
+use crate::store::{Reader, StoredMessage};
 
 /// Most messages replayed per `sync` call (and per page of a connection's catch-up).
 pub const SYNC_LIMIT: u32 = 1000;
 
 pub(super) async fn apply(caller: &Caller, since: u64) -> Outcome {
     let store = caller.hub.store();
-    let until = store.last_message_id();
-    store.wait_committed(until).await;
-    let page = messages::replay_page(
-        store.pool(),
-        reader(caller),
-        Some(since),
-        false,
-        since,
-        until,
-        SYNC_LIMIT,
-    )
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "sync could not read the message log");
-        CommandError::StoreUnavailable
-    })?;
+    let until = store.read_horizon().await;
+    let page = store
+        .replay_page(reader(caller), Some(since), false, since, until, SYNC_LIMIT)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "sync could not read the message log");
+            CommandError::StoreUnavailable
+        })?;
     let Some(count) = send_all(caller, &page).await else {
         return Err(CommandError::Hub(crate::hub::HubError::SessionGone));
     };
@@ -57,7 +49,7 @@ pub async fn replay_on_connect(caller: &Caller, last_message_id: Option<u64>, un
     // Nothing queued and no recovery asked for: the common case costs no database round trip.
     // (The count includes messages just sent to this user, whose rows may not be committed
     // yet: those take the full path below.)
-    if last_message_id.is_none() && store.pending_for(&caller.identity.user_id) == 0 {
+    if last_message_id.is_none() && store.queued_for(&caller.identity.user_id) == 0 {
         caller.hub.end_replay(caller.session);
         return;
     }
@@ -67,16 +59,16 @@ pub async fn replay_on_connect(caller: &Caller, last_message_id: Option<u64>, un
     let cap = SYNC_LIMIT as usize + caller.limits.max_queued_per_user as usize;
     let (mut cursor, mut count, mut more, mut failed) = (0, 0, false, false);
     loop {
-        let page = match messages::replay_page(
-            store.pool(),
-            reader(caller),
-            last_message_id,
-            true,
-            cursor,
-            until,
-            SYNC_LIMIT,
-        )
-        .await
+        let page = match store
+            .replay_page(
+                reader(caller),
+                last_message_id,
+                true,
+                cursor,
+                until,
+                SYNC_LIMIT,
+            )
+            .await
         {
             Ok(page) => page,
             Err(e) => {

@@ -23,7 +23,7 @@ use state::{SessionEntry, State, UserEntry};
 use crate::auth::Identity;
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::{self, Connected, Presence, RoomPresence, UserObject};
-use crate::store::{Store, StoreError, WriteOp, messages};
+use crate::store::{NewSession, Store, StoreError};
 
 /// Identifies one live connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -119,19 +119,9 @@ pub struct OnlineUser {
 impl Hub {
     /// A hub over `store`, with the stored room memberships and known users loaded.
     pub async fn load(store: Store) -> Result<Self, StoreError> {
-        let sql = |context| {
-            let path = store.path().to_path_buf();
-            move |source| StoreError::Sql {
-                context,
-                path,
-                source,
-            }
-        };
+        let live = store.load_live_state().await?;
         let mut state = State::default();
-        for (room, user_id) in messages::memberships(store.pool())
-            .await
-            .map_err(sql("could not load room memberships"))?
-        {
+        for (room, user_id) in live.memberships {
             match RoomName::parse(&room) {
                 Ok(room) => state.add_member(&room, &Arc::from(user_id)),
                 Err(e) => {
@@ -139,12 +129,7 @@ impl Hub {
                 }
             }
         }
-        state.known_users = messages::known_users(store.pool())
-            .await
-            .map_err(sql("could not load known users"))?
-            .into_iter()
-            .map(Arc::from)
-            .collect();
+        state.known_users = live.known_users.into_iter().map(Arc::from).collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
@@ -229,19 +214,13 @@ impl Hub {
             );
             state.send_to_all_but_user(&presence, &user_id);
         }
-        store.write(WriteOp::SeenUser {
-            user_id: user_id.to_string(),
-            username: identity.username.to_string(),
-            role: identity.role.to_string(),
-            at: at.clone(),
-        });
-        store.write(WriteOp::OpenSession {
+        store.session_opened(NewSession {
             session_id: id.0,
-            user_id: user_id.to_string(),
+            identity: &identity,
             transport: meta.transport.as_str(),
-            remote_addr: meta.remote_addr.map(|a| a.to_string()),
-            user_agent: meta.user_agent,
-            at,
+            remote_addr: meta.remote_addr,
+            user_agent: meta.user_agent.as_deref(),
+            at: &at,
         });
         Registered {
             session: id,
@@ -276,11 +255,7 @@ impl Hub {
         state.sessions.remove(&id);
         // Handed to the store under the lock, before anyone hears of the departure: a read
         // that follows a `user-disconnected` (after a flush) sees the closed row.
-        self.inner.store.write(WriteOp::CloseSession {
-            session_id: id.0,
-            at: at.clone(),
-            reason: reason.as_str(),
-        });
+        self.inner.store.session_closed(id.0, reason.as_str(), &at);
         let last = match state.users.get_mut(&user_id) {
             Some(user) => {
                 user.sessions.retain(|s| *s != id);
@@ -364,11 +339,7 @@ impl Hub {
         }
         state.add_member(room, &user_id);
         let at = wire::now();
-        self.inner.store.write(WriteOp::JoinRoom {
-            room: room.to_string(),
-            user_id: user_id.to_string(),
-            at: at.clone(),
-        });
+        self.inner.store.room_joined(room.as_str(), &user_id, &at);
         let user_object = state.user_object(&user_id).ok_or(HubError::SessionGone)?;
         let event = Event::new(
             "user-joined-room",
@@ -402,10 +373,7 @@ impl Hub {
         // Told before removal so the user's own other connections hear it too.
         state.send_to_room(room, &event, Some(id));
         state.remove_member(room, &user_id);
-        self.inner.store.write(WriteOp::LeaveRoom {
-            room: room.to_string(),
-            user_id: user_id.to_string(),
-        });
+        self.inner.store.room_left(room.as_str(), &user_id);
         Ok(())
     }
 

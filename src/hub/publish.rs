@@ -12,12 +12,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::sync::watch;
 
 use super::{Event, Hub, HubError, SessionId};
 use crate::protocol::payloads::RoomName;
-use crate::store::WriteOp;
-use crate::store::messages::{MessageRecord, TargetKind};
+use crate::store::{Commit, MessageRecord, TargetKind};
 
 /// Where a message goes.
 #[derive(Debug, Clone)]
@@ -72,7 +70,7 @@ pub struct Published {
     pub queued: bool,
     /// True when this is a resend of an earlier message with the same key.
     pub duplicate: bool,
-    committed: watch::Receiver<Option<bool>>,
+    committed: Commit,
 }
 
 impl Published {
@@ -83,16 +81,13 @@ impl Published {
             delivered,
             queued,
             duplicate: true,
-            committed: watch::channel(Some(true)).1,
+            committed: Commit::already_durable(),
         }
     }
 
     /// Waits until the message is committed; false if it could not be stored.
     pub async fn durable(&mut self) -> bool {
-        match self.committed.wait_for(|v| v.is_some()).await {
-            Ok(v) => *v == Some(true),
-            Err(_) => false,
-        }
+        self.committed.durable().await
     }
 }
 
@@ -135,7 +130,7 @@ impl Hub {
                     if p.unknown_user_is_error && !state.known_users.contains(user_id.as_str()) {
                         return Err(HubError::UnknownUser(user_id.clone()));
                     }
-                    if store.pending_for(user_id) >= p.queue_limit {
+                    if store.queued_for(user_id) >= p.queue_limit {
                         return Err(HubError::QueueFull {
                             user_id: user_id.clone(),
                             limit: p.queue_limit,
@@ -163,26 +158,19 @@ impl Hub {
             Some(_) => Event::tracked(p.event.clone(), &payload, id),
             None => Event::new(p.event.clone(), &payload),
         };
-        let (committed_tx, committed) = watch::channel(None);
-        if let Some(user_id) = &recipient {
-            store.note_queued(user_id);
-        }
-        store.write(WriteOp::Message {
-            record: Box::new(MessageRecord {
-                id,
-                event: p.event.into_owned(),
-                target_kind: kind,
-                target,
-                sender_id: p.sender_id.to_string(),
-                body: p.body.to_owned(),
-                kind: p.kind.map(String::from),
-                payload: event.data_json().to_owned(),
-                client_msg_id: p.client_msg_id.map(String::from),
-                live_recipients: sessions.len() as u64,
-                created_at: p.timestamp.to_owned(),
-                recipient: recipient.clone(),
-            }),
-            committed: Some(committed_tx),
+        let committed = store.log_message(MessageRecord {
+            id,
+            event: p.event.into_owned(),
+            target_kind: kind,
+            target,
+            sender_id: p.sender_id.to_string(),
+            body: p.body.to_owned(),
+            kind: p.kind.map(String::from),
+            payload: event.data_json().to_owned(),
+            client_msg_id: p.client_msg_id.map(String::from),
+            live_recipients: sessions.len() as u64,
+            created_at: p.timestamp.to_owned(),
+            recipient: recipient.clone(),
         });
         let delivered = state.send_to(sessions.iter().copied(), &event);
         let published = Published {

@@ -1,5 +1,11 @@
-//! The message log: what a message row holds, the idempotency lookup, and the replay query
-//! behind the offline queue and `sync`.
+//! The message log (`messages`) and the offline queue (`deliveries`): what a message row
+//! holds, the idempotency lookup, the replay behind the offline queue and `sync`, and the
+//! listings of the REST API. What a user may see is one rule, [`VISIBLE_TO_READER`], shared
+//! by the replay and the listing so that `sync` and `GET /websocket/messages` cannot
+//! disagree. Rows are inserted by the writer's batched INSERTs (`writer.rs`) and deleted by
+//! retention (`retention.rs`).
+
+use std::sync::LazyLock;
 
 use sqlx::SqlitePool;
 
@@ -69,7 +75,7 @@ pub struct OriginalAck {
 }
 
 /// The stored message a sender already sent with this idempotency key, if any.
-pub async fn find_by_client_msg_id(
+pub(super) async fn find_by_client_msg_id(
     pool: &SqlitePool,
     sender_id: &str,
     client_msg_id: &str,
@@ -111,12 +117,65 @@ pub struct Reader<'a> {
     pub role: &'a str,
 }
 
+/// The visibility rule: whether the reader whose user id is bound as `?1` and whose role is
+/// bound as `?2` may see the message `m`. A reader sees
+/// - public messages (`all`);
+/// - messages to it, and the private messages it sent (only `private-message`: a
+///   notification to a user is not replayed to whoever sent it);
+/// - the messages of the rooms it is a member of *now* (joining a room opens its history,
+///   leaving closes it);
+/// - notifications to its role (its role now, as its token says).
+///
+/// Every query that applies it binds the reader at `?1` and `?2` and uses the alias `m` for
+/// `messages`.
+const VISIBLE_TO_READER: &str = "(
+    m.target_kind = 'all'
+    OR (m.target_kind = 'user' AND (m.target = ?1
+        OR (m.sender_id = ?1 AND m.event = 'private-message')))
+    OR (m.target_kind = 'room'
+        AND m.target IN (SELECT room FROM room_members WHERE user_id = ?1))
+    OR (m.target_kind = 'role' AND m.target = ?2))";
+
+/// [`replay_page`]'s query: `?1` user, `?2` role, `?3` since (or NULL), `?4` undelivered,
+/// `?5` cursor, `?6` until, `?7` limit. Built once: sqlx caches the statement by its text.
+static REPLAY_PAGE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT m.message_id, m.event, m.payload, (m.target_kind = 'user' AND m.target = ?1)
+         FROM messages m
+         WHERE m.message_id > ?5 AND m.message_id <= ?6 AND (
+             (?3 IS NOT NULL AND m.message_id > ?3 AND {VISIBLE_TO_READER})
+             OR (?4 AND m.message_id IN (SELECT message_id FROM deliveries
+                                         WHERE user_id = ?1 AND delivered_at IS NULL)))
+         ORDER BY m.message_id
+         LIMIT ?7"
+    )
+});
+
+/// [`list`]'s query: `?1` viewer user (NULL: an admin, who sees everything), `?2` its role,
+/// `?3` since, `?4` room filter, `?5` user filter, `?6` limit.
+static LIST: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT m.message_id, m.event, m.payload
+         FROM messages m
+         WHERE m.message_id > ?3
+           AND (?4 IS NULL OR (m.target_kind = 'room' AND m.target = ?4))
+           AND (?5 IS NULL OR m.sender_id = ?5 OR (m.target_kind = 'user' AND m.target = ?5))
+           AND (?1 IS NULL OR {VISIBLE_TO_READER})
+         ORDER BY m.message_id
+         LIMIT ?6"
+    )
+});
+
+/// SQLite integers are i64; ids never come near the top of that range.
+fn clamp(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
 /// One page of replay for `reader`, oldest first, ids in `(cursor, until]`:
-/// - every message the reader may see with an id above `since` (public ones, private ones to
-///   or from it, its rooms' messages as of its membership now, notifications to it or its
-///   role), when `since` is given;
+/// - every message the reader may see ([`VISIBLE_TO_READER`]) with an id above `since`, when
+///   `since` is given;
 /// - plus, when `undelivered` is set, everything still in its offline queue.
-pub async fn replay_page(
+pub(super) async fn replay_page(
     pool: &SqlitePool,
     reader: Reader<'_>,
     since: Option<u64>,
@@ -125,33 +184,16 @@ pub async fn replay_page(
     until: u64,
     limit: u32,
 ) -> Result<Vec<StoredMessage>, sqlx::Error> {
-    // SQLite integers are i64; ids never come near the top of that range.
-    let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
-    let rows: Vec<(i64, String, String, bool)> = sqlx::query_as(
-        "SELECT m.message_id, m.event, m.payload, (m.target_kind = 'user' AND m.target = ?1)
-         FROM messages m
-         WHERE m.message_id > ?5 AND m.message_id <= ?6 AND (
-             (?3 IS NOT NULL AND m.message_id > ?3 AND (
-                 m.target_kind = 'all'
-                 OR (m.target_kind = 'user' AND (m.target = ?1
-                     OR (m.sender_id = ?1 AND m.event = 'private-message')))
-                 OR (m.target_kind = 'room'
-                     AND m.target IN (SELECT room FROM room_members WHERE user_id = ?1))
-                 OR (m.target_kind = 'role' AND m.target = ?2)))
-             OR (?4 AND m.message_id IN (SELECT message_id FROM deliveries
-                                         WHERE user_id = ?1 AND delivered_at IS NULL)))
-         ORDER BY m.message_id
-         LIMIT ?7",
-    )
-    .bind(reader.user_id)
-    .bind(reader.role)
-    .bind(since.map(clamp))
-    .bind(undelivered)
-    .bind(clamp(cursor))
-    .bind(clamp(until))
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(i64, String, String, bool)> = sqlx::query_as(REPLAY_PAGE.as_str())
+        .bind(reader.user_id)
+        .bind(reader.role)
+        .bind(since.map(clamp))
+        .bind(undelivered)
+        .bind(clamp(cursor))
+        .bind(clamp(until))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|(id, event, payload, to_reader)| StoredMessage {
@@ -162,59 +204,6 @@ pub async fn replay_page(
         })
         .collect())
 }
-
-/// Undelivered rows per user, to enforce the offline queue bound.
-pub async fn pending_counts(pool: &SqlitePool) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT user_id, COUNT(*) FROM deliveries WHERE delivered_at IS NULL GROUP BY user_id",
-    )
-    .fetch_all(pool)
-    .await
-}
-
-/// Every stored room membership `(room, user_id)`.
-pub async fn memberships(pool: &SqlitePool) -> Result<Vec<(String, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT room, user_id FROM room_members ORDER BY room, user_id")
-        .fetch_all(pool)
-        .await
-}
-
-/// Every user ever seen.
-pub async fn known_users(pool: &SqlitePool) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT user_id FROM users")
-        .fetch_all(pool)
-        .await
-}
-
-/// Reads a named counter.
-pub async fn counter(pool: &SqlitePool, name: &str) -> Result<u64, sqlx::Error> {
-    let value: Option<i64> = sqlx::query_scalar("SELECT value FROM counters WHERE name = ?1")
-        .bind(name)
-        .fetch_optional(pool)
-        .await?;
-    Ok(value.unwrap_or(0).max(0) as u64)
-}
-
-/// Raises a named counter to at least `value` (inside the caller's transaction or not).
-pub async fn raise_counter<'e, E>(executor: E, name: &str, value: u64) -> Result<(), sqlx::Error>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-{
-    sqlx::query(
-        "INSERT INTO counters (name, value) VALUES (?1, ?2)
-         ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
-    )
-    .bind(name)
-    .bind(value.min(i64::MAX as u64) as i64)
-    .execute(executor)
-    .await?;
-    Ok(())
-}
-
-/// Counter name: ids reserved so far.
-pub const RESERVED_THROUGH: &str = "message_id_reserved_through";
-/// Counter name: the highest id retention deleted.
-pub const PRUNED_THROUGH: &str = "pruned_through_message_id";
 
 /// Filters for listing stored messages.
 #[derive(Debug, Clone, Default)]
@@ -230,36 +219,21 @@ pub struct ListFilter {
 }
 
 /// Stored messages matching `filter`, oldest first. With a `viewer`, only what that user may
-/// see (the `sync` rule); without one (an admin), everything.
-pub async fn list(
+/// see ([`VISIBLE_TO_READER`], the `sync` rule); without one (an admin), everything.
+pub(super) async fn list(
     pool: &SqlitePool,
     filter: &ListFilter,
     viewer: Option<Reader<'_>>,
 ) -> Result<Vec<StoredMessage>, sqlx::Error> {
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT m.message_id, m.event, m.payload
-         FROM messages m
-         WHERE m.message_id > ?1
-           AND (?2 IS NULL OR (m.target_kind = 'room' AND m.target = ?2))
-           AND (?3 IS NULL OR m.sender_id = ?3 OR (m.target_kind = 'user' AND m.target = ?3))
-           AND (?4 IS NULL OR
-                m.target_kind = 'all'
-                OR (m.target_kind = 'user' AND (m.target = ?4
-                    OR (m.sender_id = ?4 AND m.event = 'private-message')))
-                OR (m.target_kind = 'room'
-                    AND m.target IN (SELECT room FROM room_members WHERE user_id = ?4))
-                OR (m.target_kind = 'role' AND m.target = ?5))
-         ORDER BY m.message_id
-         LIMIT ?6",
-    )
-    .bind(filter.since.min(i64::MAX as u64) as i64)
-    .bind(&filter.room)
-    .bind(&filter.user)
-    .bind(viewer.map(|v| v.user_id))
-    .bind(viewer.map(|v| v.role))
-    .bind(i64::from(filter.limit))
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(LIST.as_str())
+        .bind(viewer.map(|v| v.user_id))
+        .bind(viewer.map(|v| v.role))
+        .bind(clamp(filter.since))
+        .bind(&filter.room)
+        .bind(&filter.user)
+        .bind(i64::from(filter.limit))
+        .fetch_all(pool)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|(id, event, payload)| StoredMessage {
@@ -272,7 +246,7 @@ pub async fn list(
 }
 
 /// A user's undelivered messages, oldest first, with when each was queued.
-pub async fn undelivered(
+pub(super) async fn undelivered(
     pool: &SqlitePool,
     user_id: &str,
     limit: u32,
@@ -301,4 +275,120 @@ pub async fn undelivered(
             )
         })
         .collect())
+}
+
+/// Undelivered rows per user: the offline queue lengths, loaded once at start and then kept
+/// in memory by the store.
+pub(super) async fn queue_lengths(pool: &SqlitePool) -> Result<Vec<(String, u64)>, sqlx::Error> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT user_id, COUNT(*) FROM deliveries WHERE delivered_at IS NULL GROUP BY user_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(user, n)| (user, n.max(0) as u64))
+        .collect())
+}
+
+/// The highest message id stored (0 if none).
+pub(super) async fn last_stored_id(pool: &SqlitePool) -> Result<u64, sqlx::Error> {
+    let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(message_id), 0) FROM messages")
+        .fetch_one(pool)
+        .await?;
+    Ok(max.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseSettings;
+    use crate::store::Store;
+
+    /// A message from `sender` to `target`, as the hub would log it.
+    fn record(
+        id: u64,
+        event: &str,
+        target: (TargetKind, Option<&str>),
+        sender: &str,
+    ) -> MessageRecord {
+        let (target_kind, target) = target;
+        MessageRecord {
+            id,
+            event: event.into(),
+            target_kind,
+            target: target.map(String::from),
+            sender_id: sender.into(),
+            body: format!("m{id}"),
+            kind: None,
+            payload: "{}".into(),
+            client_msg_id: None,
+            live_recipients: 1,
+            created_at: "2024-01-01T00:00:00Z".into(),
+            recipient: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn sync_and_the_message_listing_show_a_reader_the_same_messages() {
+        // Arrange: one message of each kind the rule tells apart, and bob in room "a".
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Store::open(&DatabaseSettings::at(dir.path().join("rule.db")))
+            .await
+            .expect("open the store");
+        store.room_joined("a", "bob", "2024-01-01T00:00:00Z");
+        let messages = [
+            ("broadcast-message", (TargetKind::All, None), "alice"),
+            ("private-message", (TargetKind::User, Some("bob")), "alice"),
+            ("private-message", (TargetKind::User, Some("carol")), "bob"),
+            ("notification", (TargetKind::User, Some("carol")), "bob"),
+            (
+                "private-message",
+                (TargetKind::User, Some("carol")),
+                "alice",
+            ),
+            ("room-message", (TargetKind::Room, Some("a")), "alice"),
+            ("room-message", (TargetKind::Room, Some("b")), "alice"),
+            ("notification", (TargetKind::Role, Some("ADMIN")), "system"),
+            ("notification", (TargetKind::Role, Some("USER")), "system"),
+        ];
+        let mut ids = Vec::new();
+        for (event, target, sender) in messages {
+            let id = store.allocate_message_id();
+            let _ = store.log_message(record(id, event, target, sender));
+            ids.push(id);
+        }
+        let until = store.read_horizon().await;
+        let bob = Reader {
+            user_id: "bob",
+            role: "USER",
+        };
+
+        // Act
+        let replayed = store
+            .replay_page(bob, Some(0), false, 0, until, 100)
+            .await
+            .expect("replay");
+        let listed = store
+            .list_messages(
+                &ListFilter {
+                    limit: 100,
+                    ..ListFilter::default()
+                },
+                Some(bob),
+            )
+            .await
+            .expect("list");
+
+        // Assert
+        let visible = [ids[0], ids[1], ids[2], ids[5], ids[8]];
+        let ids_of = |rows: &[StoredMessage]| rows.iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids_of(&replayed), visible, "what sync replays to bob");
+        assert_eq!(
+            ids_of(&listed),
+            visible,
+            "what GET /websocket/messages lists for bob"
+        );
+        store.close().await;
+    }
 }

@@ -1,31 +1,52 @@
-//! Everything durable, and the only SQL in the crate. [`Store::open`] checks the file's
-//! directory, applies the migrations (WAL mode), closes the sessions a crash left open,
-//! reserves message ids and starts the writer and retention tasks. Writes go through
-//! [`writer`], which commits them in groups; reads ([`sessions`], [`messages`]) use the pool
-//! directly, after [`Store::flush`] or [`Store::wait_committed`] when they must see writes
-//! already sent.
+//! Everything durable, and the only SQL in the crate. The rest of the crate speaks to the
+//! store in intents: what happened ([`Store::session_opened`], [`Store::room_joined`],
+//! [`Store::log_message`], ...) and what it wants to read ([`Store::replay_page`],
+//! [`Store::list_messages`], ...), never in rows, statements or pools. Which tables an event
+//! touches, and in which order they are written, is the store's business alone.
+//!
+//! Where things are:
+//! - here: [`Store`], the whole API, and `Backend`, the one place that says which database
+//!   runs it (one variant, SQLite; see "Store backends" in `docs/architecture.md`);
+//! - `sqlite.rs`: opening the SQLite file (pragmas, migrations, crash recovery, where ids and
+//!   queues stand);
+//! - `writer.rs`: the one writer task, which commits writes in groups and settles each once;
+//! - the SQL, by subject: `messages.rs` (the log, the offline queue, the visibility rule,
+//!   replay, listing, idempotency), `sessions.rs` (sessions and server runs), `rooms.rs`
+//!   (memberships), `users.rs` (known users), `counters.rs` (named counters);
+//! - `ids.rs` (message ids from durable reservations) and [`retention`] (pruning).
+//!
+//! Writes never wait for the disk: each intent is a channel send to the writer, so the hub
+//! can call them under its lock. Reads go to the database directly; one that must see writes
+//! already sent waits first ([`Store::flush`], [`Store::read_horizon`]).
 
-pub mod ids;
-pub mod messages;
+mod counters;
+mod ids;
+mod messages;
 pub mod retention;
-pub mod sessions;
+mod rooms;
+mod sessions;
+mod sqlite;
+mod users;
 mod writer;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{DatabaseSettings, Synchronous};
+use crate::auth::Identity;
+use crate::config::DatabaseSettings;
 use crate::protocol::wire::timestamp;
 use ids::IdAllocator;
-pub use writer::WriteOp;
+pub use messages::{ListFilter, MessageRecord, OriginalAck, Reader, StoredMessage, TargetKind};
+pub use sessions::{SessionRow, UserHistory};
+use writer::WriteOp;
 
 /// A store that could not be opened or used. The message says what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -86,13 +107,21 @@ pub struct Store {
 }
 
 struct Inner {
-    pool: SqlitePool,
+    backend: Backend,
     path: PathBuf,
     writes: mpsc::UnboundedSender<WriteOp>,
     next_session_id: AtomicU64,
     shared: Arc<Shared>,
     // Taken once by `close`; a std Mutex because it is never held across an await.
     writer_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The database the store runs on. Every read matches on it, so a second backend is a new
+/// variant whose missing arms the compiler lists; writes reach it through the writer task.
+/// Why an enum and not a trait: see "Store backends" in `docs/architecture.md`.
+enum Backend {
+    /// One SQLite file, written by this process alone.
+    Sqlite(SqlitePool),
 }
 
 /// State the writer and the rest of the store share.
@@ -114,6 +143,10 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn note_queued(&self, user_id: &str) {
+        *self.pending().entry(user_id.to_owned()).or_insert(0) += 1;
+    }
+
     fn note_delivered(&self, user_id: &str, n: u64) {
         if n == 0 {
             return;
@@ -128,7 +161,57 @@ impl Shared {
     }
 }
 
+/// A connection that opened, as [`Store::session_opened`] records it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSession<'a> {
+    /// From [`Store::allocate_session_id`].
+    pub session_id: u64,
+    /// Who connected: the user's name and role are refreshed from it (a role can change).
+    pub identity: &'a Identity,
+    /// `ws` or `socketio` (the `sessions.transport` column).
+    pub transport: &'static str,
+    /// Peer address.
+    pub remote_addr: Option<SocketAddr>,
+    /// `User-Agent` header.
+    pub user_agent: Option<&'a str>,
+    /// When.
+    pub at: &'a str,
+}
+
+/// What the hub rebuilds its live state from at start.
+#[derive(Debug, Clone, Default)]
+pub struct LiveState {
+    /// Every stored room membership, `(room, user_id)`, ordered by room.
+    pub memberships: Vec<(String, String)>,
+    /// Every user ever seen: a private message to one of them is queued while they are
+    /// offline, one to anybody else is refused.
+    pub known_users: Vec<String>,
+}
+
+/// Whether a logged message became durable. [`Store::log_message`] hands one out per message;
+/// the sender's ack waits on [`Commit::durable`]. Clones watch the same message.
+#[derive(Debug, Clone)]
+pub struct Commit(watch::Receiver<Option<bool>>);
+
+impl Commit {
+    /// The commit of a message stored by an earlier run (a resend found in the database).
+    pub fn already_durable() -> Self {
+        Self(watch::channel(Some(true)).1)
+    }
+
+    /// Waits until the writer settled the message: true once it is committed, false if it
+    /// could not be stored (or the store closed before it was tried).
+    pub async fn durable(&mut self) -> bool {
+        match self.0.wait_for(|v| v.is_some()).await {
+            Ok(v) => *v == Some(true),
+            Err(_) => false,
+        }
+    }
+}
+
 impl Store {
+    // ---- Opening and closing ----
+
     /// Opens (creating if needed) the database file, migrates it, closes sessions left open
     /// by a crash with reason `server_restart`, reserves message ids, and starts the writer
     /// and the retention task.
@@ -142,84 +225,21 @@ impl Store {
         settings: &DatabaseSettings,
         id_block: u64,
     ) -> Result<Self, StoreError> {
-        let path = settings.path.clone();
-        let dir = settings.data_dir();
-        if settings.is_default {
-            std::fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDirectory {
-                path: dir.clone(),
-                source,
-            })?;
-        } else if !dir.is_dir() {
-            return Err(StoreError::MissingDirectory(path));
-        }
-        let sql = |context| {
-            let path = path.clone();
-            move |source| StoreError::Sql {
-                context,
-                path,
-                source,
-            }
-        };
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match settings.synchronous {
-                Synchronous::Normal => SqliteSynchronous::Normal,
-                Synchronous::Full => SqliteSynchronous::Full,
-            })
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        // A local file does not need a ping before each use; it would cost the writer one
-        // more worker round trip per batch.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(sql("could not open the database"))?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                path: path.clone(),
-                source,
-            })?;
-        let now = timestamp(SystemTime::now());
-        let closed = sessions::close_orphaned(&pool, &now).await.map_err(sql(
-            "could not close the sessions left open by the last run",
-        ))?;
-        if closed > 0 {
-            tracing::warn!(
-                closed,
-                "closed sessions left open by a crash (reason server_restart)"
-            );
-        }
-        let run_id = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO server_runs (started_at, last_alive_at) VALUES (?1, ?1) RETURNING run_id",
-        )
-        .bind(&now)
-        .fetch_one(&pool)
-        .await
-        .map_err(sql("could not record this server run"))?;
-        let max_session: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(session_id), 0) FROM sessions")
-                .fetch_one(&pool)
-                .await
-                .map_err(sql("could not read the last session id"))?;
-        let shared = Arc::new(
-            Self::load_message_state(&pool, id_block)
-                .await
-                .map_err(sql("could not read the message log state"))?,
-        );
+        let opened = sqlite::open(settings, id_block).await?;
+        let shared = Arc::new(opened.shared);
         let (writes, rx) = mpsc::unbounded_channel();
-        let writer_task = tokio::spawn(writer::run(pool.clone(), rx, run_id, shared.clone()));
+        let writer_task = tokio::spawn(writer::run(
+            opened.pool.clone(),
+            rx,
+            opened.run_id,
+            shared.clone(),
+        ));
         let store = Self {
             inner: Arc::new(Inner {
-                pool,
-                path,
+                backend: Backend::Sqlite(opened.pool),
+                path: settings.path.clone(),
                 writes,
-                next_session_id: AtomicU64::new(max_session.max(0) as u64 + 1),
+                next_session_id: AtomicU64::new(opened.last_session_id + 1),
                 shared,
                 writer_task: Mutex::new(Some(writer_task)),
             }),
@@ -227,30 +247,6 @@ impl Store {
         store.spawn_alive_ticker();
         retention::spawn(store.clone(), settings.retention.clone());
         Ok(store)
-    }
-
-    /// Reads where ids stand, reserves the first block durably, and loads the queue lengths.
-    async fn load_message_state(pool: &SqlitePool, id_block: u64) -> Result<Shared, sqlx::Error> {
-        let reserved = messages::counter(pool, messages::RESERVED_THROUGH).await?;
-        let pruned = messages::counter(pool, messages::PRUNED_THROUGH).await?;
-        let max_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(message_id), 0) FROM messages")
-            .fetch_one(pool)
-            .await?;
-        // Every id up to the old reservation may have been seen live before a crash.
-        let last_used = reserved.max(max_id.max(0) as u64).max(pruned);
-        let through = last_used + id_block;
-        messages::raise_counter(pool, messages::RESERVED_THROUGH, through).await?;
-        let pending = messages::pending_counts(pool)
-            .await?
-            .into_iter()
-            .map(|(user, n)| (user, n.max(0) as u64))
-            .collect();
-        Ok(Shared {
-            ids: IdAllocator::new(last_used, through, id_block),
-            committed: watch::Sender::new(last_used),
-            pending: Mutex::new(pending),
-            pruned_through: AtomicU64::new(pruned),
-        })
     }
 
     fn spawn_alive_ticker(&self) {
@@ -274,21 +270,133 @@ impl Store {
         &self.inner.path
     }
 
-    /// The pool, for reads.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.inner.pool
-    }
-
-    /// Hands a write to the writer task. Never blocks: live routing must not wait for the
-    /// disk. A write sent after [`Store::close`] is dropped with a log line.
-    pub fn write(&self, op: WriteOp) {
-        if self.inner.writes.send(op).is_err() {
-            tracing::warn!("store is closed; a write was dropped");
+    /// Whether the database answers a trivial query.
+    pub async fn is_reachable(&self) -> bool {
+        match &self.inner.backend {
+            Backend::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
         }
     }
 
-    /// Records that connections of `user_id` took these stored messages (their offline-queue
-    /// rows are marked delivered).
+    /// Records the end of this run, waits for the writer to commit everything sent so far
+    /// and closes the database. Called once, at shutdown, after every session was closed.
+    pub async fn close(&self) {
+        self.write(WriteOp::Stop {
+            at: timestamp(SystemTime::now()),
+        });
+        let task = self
+            .inner
+            .writer_task
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(task) = task
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "store writer task failed");
+        }
+        match &self.inner.backend {
+            Backend::Sqlite(pool) => pool.close().await,
+        }
+    }
+
+    /// Whether [`Store::close`] has closed the database (background tasks stop on it).
+    fn is_closed(&self) -> bool {
+        match &self.inner.backend {
+            Backend::Sqlite(pool) => pool.is_closed(),
+        }
+    }
+
+    /// What the hub rebuilds its live state from: room memberships and known users.
+    pub async fn load_live_state(&self) -> Result<LiveState, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(pool) => Ok(LiveState {
+                memberships: rooms::memberships(pool)
+                    .await
+                    .map_err(self.failed("could not load room memberships"))?,
+                known_users: users::known_users(pool)
+                    .await
+                    .map_err(self.failed("could not load known users"))?,
+            }),
+        }
+    }
+
+    // ---- What happened: writes, queued for the writer ----
+    //
+    // None of these waits for the disk, so the hub calls them under its lock; their order is
+    // the order they are committed in. A write sent after `close` is dropped with a log line.
+
+    /// A connection opened: records the user (inserted, or its name, role and
+    /// `last_seen_at` refreshed) and the session row.
+    pub fn session_opened(&self, session: NewSession<'_>) {
+        let NewSession {
+            session_id,
+            identity,
+            transport,
+            remote_addr,
+            user_agent,
+            at,
+        } = session;
+        self.write(WriteOp::SeenUser {
+            user_id: identity.user_id.to_string(),
+            username: identity.username.to_string(),
+            role: identity.role.to_string(),
+            at: at.to_owned(),
+        });
+        self.write(WriteOp::OpenSession {
+            session_id,
+            user_id: identity.user_id.to_string(),
+            transport,
+            remote_addr: remote_addr.map(|a| a.to_string()),
+            user_agent: user_agent.map(String::from),
+            at: at.to_owned(),
+        });
+    }
+
+    /// A connection closed at `at`, for `reason` (the `sessions.disconnect_reason` column).
+    pub fn session_closed(&self, session_id: u64, reason: &'static str, at: &str) {
+        self.write(WriteOp::CloseSession {
+            session_id,
+            at: at.to_owned(),
+            reason,
+        });
+    }
+
+    /// `user_id` became a member of `room` at `at`.
+    pub fn room_joined(&self, room: &str, user_id: &str, at: &str) {
+        self.write(WriteOp::JoinRoom {
+            room: room.to_owned(),
+            user_id: user_id.to_owned(),
+            at: at.to_owned(),
+        });
+    }
+
+    /// `user_id` is no longer a member of `room`.
+    pub fn room_left(&self, room: &str, user_id: &str) {
+        self.write(WriteOp::LeaveRoom {
+            room: room.to_owned(),
+            user_id: user_id.to_owned(),
+        });
+    }
+
+    /// Logs a published message (with its id from [`Store::allocate_message_id`]); a message
+    /// with a recipient also gets a row in that user's offline queue, and counts in
+    /// [`Store::queued_for`] from now on, so that the next publish sees the queue bound
+    /// before the commit. The returned [`Commit`] says whether it became durable.
+    pub fn log_message(&self, record: MessageRecord) -> Commit {
+        let (committed, commit) = watch::channel(None);
+        if let Some(user_id) = &record.recipient {
+            // Uncounted again by the writer if the message cannot be stored.
+            self.inner.shared.note_queued(user_id);
+        }
+        self.write(WriteOp::Message {
+            record: Box::new(record),
+            committed: Some(committed),
+        });
+        Commit(commit)
+    }
+
+    /// Connections of `user_id` took these stored messages: their offline-queue rows are
+    /// marked delivered (and leave [`Store::queued_for`] once committed).
     pub fn delivered(&self, user_id: &str, ids: Vec<u64>) {
         self.write(WriteOp::MarkDelivered {
             user_id: user_id.to_owned(),
@@ -296,6 +404,24 @@ impl Store {
             at: timestamp(SystemTime::now()),
         });
     }
+
+    /// Hands a write to the writer task. Never blocks: live routing must not wait for the
+    /// disk. A write sent after [`Store::close`] is dropped with a log line.
+    fn write(&self, op: WriteOp) {
+        if self.inner.writes.send(op).is_err() {
+            tracing::warn!("store is closed; a write was dropped");
+        }
+    }
+
+    /// Waits until every write sent before this call is committed.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.inner.writes.send(WriteOp::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    // ---- Ids and counts, answered from memory (safe under the hub lock) ----
 
     /// A new session id, unique across restarts (ids continue after the stored maximum).
     pub fn allocate_session_id(&self) -> u64 {
@@ -344,30 +470,15 @@ impl Store {
         self.inner.shared.ids.last_allocated()
     }
 
-    /// Waits until every message up to `id` is settled (committed, or failed and reported).
-    pub async fn wait_committed(&self, id: u64) {
-        let mut rx = self.inner.shared.committed.subscribe();
-        let _ = rx.wait_for(|c| *c >= id).await;
-    }
-
-    /// Undelivered messages queued for `user_id`.
-    pub fn pending_for(&self, user_id: &str) -> u64 {
+    /// Undelivered messages queued for `user_id`, counting those logged but not yet
+    /// committed.
+    pub fn queued_for(&self, user_id: &str) -> u64 {
         self.inner
             .shared
             .pending()
             .get(user_id)
             .copied()
             .unwrap_or(0)
-    }
-
-    /// Counts one more undelivered message for `user_id` (its write is being sent).
-    pub fn note_queued(&self, user_id: &str) {
-        *self
-            .inner
-            .shared
-            .pending()
-            .entry(user_id.to_owned())
-            .or_insert(0) += 1;
     }
 
     /// The highest message id deleted by retention (0 if none).
@@ -382,39 +493,115 @@ impl Store {
             .fetch_max(id, Ordering::AcqRel);
     }
 
-    /// Waits until every write sent before this call is committed.
-    pub async fn flush(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.inner.writes.send(WriteOp::Flush(done)).is_ok() {
-            let _ = wait.await;
-        }
+    // ---- Reads ----
+
+    /// The read horizon: waits until every message published so far is settled and returns
+    /// the highest id handed out. A read of messages up to it misses nothing that was
+    /// published before the call. (One writer commits ids in order, so this is the last id;
+    /// a backend whose writers commit out of order answers lower; see `docs/architecture.md`.)
+    pub async fn read_horizon(&self) -> u64 {
+        let until = self.last_message_id();
+        self.wait_committed(until).await;
+        until
     }
 
-    /// Whether the database answers a trivial query.
-    pub async fn is_reachable(&self) -> bool {
-        sqlx::query("SELECT 1")
-            .execute(&self.inner.pool)
-            .await
-            .is_ok()
+    /// Waits until every message up to `id` is settled (committed, or failed and reported).
+    async fn wait_committed(&self, id: u64) {
+        let mut rx = self.inner.shared.committed.subscribe();
+        let _ = rx.wait_for(|c| *c >= id).await;
     }
 
-    /// Records the end of this run, waits for the writer to commit everything sent so far
-    /// and closes the pool. Called once, at shutdown, after every session was closed.
-    pub async fn close(&self) {
-        self.write(WriteOp::Stop {
-            at: timestamp(SystemTime::now()),
-        });
-        let task = self
-            .inner
-            .writer_task
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        if let Some(task) = task
-            && let Err(e) = task.await
-        {
-            tracing::error!(error = %e, "store writer task failed");
+    /// One page of replay for `reader`, oldest first, ids in `(cursor, until]`: every
+    /// message it may see with an id above `since` (when given), plus, when `undelivered`
+    /// is set, everything still in its offline queue. `until` is a [`Store::read_horizon`]
+    /// (or a point the caller flushed past); a page shorter than `limit` is the last.
+    pub async fn replay_page(
+        &self,
+        reader: Reader<'_>,
+        since: Option<u64>,
+        undelivered: bool,
+        cursor: u64,
+        until: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let page = match &self.inner.backend {
+            Backend::Sqlite(pool) => {
+                messages::replay_page(pool, reader, since, undelivered, cursor, until, limit).await
+            }
+        };
+        page.map_err(self.failed("could not read a page of stored messages"))
+    }
+
+    /// Stored messages matching `filter`, oldest first. With a `viewer`, only what that
+    /// user may see (the same rule as [`Store::replay_page`]); without one (an admin),
+    /// everything.
+    pub async fn list_messages(
+        &self,
+        filter: &ListFilter,
+        viewer: Option<Reader<'_>>,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let rows = match &self.inner.backend {
+            Backend::Sqlite(pool) => messages::list(pool, filter, viewer).await,
+        };
+        rows.map_err(self.failed("could not list stored messages"))
+    }
+
+    /// `user_id`'s offline queue, oldest first, each message with when it was queued.
+    pub async fn undelivered(
+        &self,
+        user_id: &str,
+        limit: u32,
+    ) -> Result<Vec<(StoredMessage, String)>, StoreError> {
+        let rows = match &self.inner.backend {
+            Backend::Sqlite(pool) => messages::undelivered(pool, user_id, limit).await,
+        };
+        rows.map_err(self.failed("could not read an offline queue"))
+    }
+
+    /// The stored message `sender_id` already sent with the idempotency key `key`, if any,
+    /// as it was acknowledged.
+    pub async fn original_of(
+        &self,
+        sender_id: &str,
+        key: &str,
+    ) -> Result<Option<OriginalAck>, StoreError> {
+        let found = match &self.inner.backend {
+            Backend::Sqlite(pool) => messages::find_by_client_msg_id(pool, sender_id, key).await,
+        };
+        found.map_err(self.failed("could not look up an idempotency key"))
+    }
+
+    /// The stored session history of each of `user_ids`, live sessions measured up to `now`
+    /// (a wire timestamp). Users without a stored session are left out.
+    pub async fn user_history(
+        &self,
+        user_ids: &[String],
+        now: &str,
+    ) -> Result<HashMap<String, UserHistory>, StoreError> {
+        let history = match &self.inner.backend {
+            Backend::Sqlite(pool) => sessions::history(pool, user_ids, now).await,
+        };
+        history.map_err(self.failed("could not read session history"))
+    }
+
+    /// `user_id`'s sessions, newest first.
+    pub async fn sessions_of(
+        &self,
+        user_id: &str,
+        limit: u32,
+    ) -> Result<Vec<SessionRow>, StoreError> {
+        let rows = match &self.inner.backend {
+            Backend::Sqlite(pool) => sessions::sessions_of(pool, user_id, limit).await,
+        };
+        rows.map_err(self.failed("could not read a user's sessions"))
+    }
+
+    /// Wraps a database error with what was being done.
+    fn failed(&self, context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+        move |source| StoreError::Sql {
+            context,
+            path: self.inner.path.clone(),
+            source,
         }
-        self.inner.pool.close().await;
     }
 }

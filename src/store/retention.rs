@@ -7,8 +7,10 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::Store;
-use super::messages::{PRUNED_THROUGH, raise_counter};
+use sqlx::SqlitePool;
+
+use super::counters::{PRUNED_THROUGH, raise_counter};
+use super::{Backend, Store};
 use crate::config::RetentionSettings;
 use crate::protocol::wire::timestamp;
 
@@ -37,7 +39,7 @@ pub(super) fn spawn(store: Store, settings: RetentionSettings) {
             tick.tick().await;
             let Some(inner) = weak.upgrade() else { break };
             let store = Store { inner };
-            if store.inner.pool.is_closed() {
+            if store.is_closed() {
                 break;
             }
             match prune(&store, &settings).await {
@@ -61,11 +63,21 @@ pub async fn prune(
     store: &Store,
     settings: &RetentionSettings,
 ) -> Result<PruneReport, sqlx::Error> {
+    match &store.inner.backend {
+        Backend::Sqlite(pool) => prune_sqlite(store, pool, settings).await,
+    }
+}
+
+async fn prune_sqlite(
+    store: &Store,
+    pool: &SqlitePool,
+    settings: &RetentionSettings,
+) -> Result<PruneReport, sqlx::Error> {
     let mut report = PruneReport::default();
     if let Some(max_age) = settings.max_age {
         let cutoff = timestamp(SystemTime::now() - max_age);
         loop {
-            let ids = delete_chunk(store, "m.created_at < ?1", &cutoff).await?;
+            let ids = delete_chunk(store, pool, "m.created_at < ?1", &cutoff).await?;
             if !record(&mut report, &ids) {
                 break;
             }
@@ -77,6 +89,7 @@ pub async fn prune(
         loop {
             let ids = delete_chunk(
                 store,
+                pool,
                 "m.message_id <= (SELECT message_id FROM messages ORDER BY message_id DESC
                                    LIMIT 1 OFFSET CAST(?1 AS INTEGER))",
                 &offset,
@@ -100,8 +113,12 @@ fn record(report: &mut PruneReport, ids: &[i64]) -> bool {
     ids.len() as i64 == CHUNK
 }
 
+/// Deletes one chunk in its own transaction and makes its highest id known at once (to the
+/// counter in the same transaction, to `sync` after the commit), so a pass that fails later
+/// still reports the hole it made.
 async fn delete_chunk(
     store: &Store,
+    pool: &SqlitePool,
     condition: &str,
     param: &str,
 ) -> Result<Vec<i64>, sqlx::Error> {
@@ -114,7 +131,7 @@ async fn delete_chunk(
              ORDER BY m.message_id LIMIT ?2)
          RETURNING message_id"
     );
-    let mut tx = store.pool().begin().await?;
+    let mut tx = pool.begin().await?;
     let ids: Vec<i64> = sqlx::query_scalar(&sql)
         .bind(param)
         .bind(CHUNK)

@@ -1,9 +1,12 @@
-//! Session history queries: closing what a crash left open, and the per-user history that the
-//! statistics report (sessions count, total connected time, first seen).
+//! Sessions (the `sessions` table) and server runs (`server_runs`): closing a session, closing
+//! what a crash left open, and the per-user history that the statistics report (sessions
+//! count, total connected time, first seen). Server runs live here because their one reader
+//! is the crash recovery of sessions: a session left open is closed at the last moment its
+//! run was known to be alive. Sessions are opened by the writer's batched INSERT (`writer.rs`).
 
 use std::collections::HashMap;
 
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqlitePool};
 
 /// What the stored history says about one user. Live sessions count too: their rows are open
 /// and measured up to `now`.
@@ -19,7 +22,7 @@ pub struct UserHistory {
 
 /// Closes every session row left open, with reason `server_restart`, at the last moment the
 /// previous run was known to be alive (never before the session began). Returns how many.
-pub async fn close_orphaned(pool: &SqlitePool, now: &str) -> Result<u64, sqlx::Error> {
+pub(super) async fn close_orphaned(pool: &SqlitePool, now: &str) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE sessions
          SET disconnect_reason = 'server_restart',
@@ -33,8 +36,73 @@ pub async fn close_orphaned(pool: &SqlitePool, now: &str) -> Result<u64, sqlx::E
     Ok(done.rows_affected())
 }
 
+/// Records the start of this server run; returns its id.
+pub(super) async fn start_run(pool: &SqlitePool, now: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO server_runs (started_at, last_alive_at) VALUES (?1, ?1) RETURNING run_id",
+    )
+    .bind(now)
+    .fetch_one(pool)
+    .await
+}
+
+/// The highest session id ever stored (0 if none): new ids continue after it.
+pub(super) async fn last_session_id(pool: &SqlitePool) -> Result<u64, sqlx::Error> {
+    let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(session_id), 0) FROM sessions")
+        .fetch_one(pool)
+        .await?;
+    Ok(max.max(0) as u64)
+}
+
+/// Records that the run is alive at `at` (the time a crash would close its sessions at).
+pub(super) async fn run_alive(
+    conn: &mut SqliteConnection,
+    run_id: i64,
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE server_runs SET last_alive_at = ?2 WHERE run_id = ?1")
+        .bind(run_id)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records that the run ended cleanly at `at`.
+pub(super) async fn run_stopped(
+    conn: &mut SqliteConnection,
+    run_id: i64,
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE server_runs SET last_alive_at = ?2, stopped_at = ?2 WHERE run_id = ?1")
+        .bind(run_id)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Closes a session row with its reason; a row already closed keeps its first ending.
+pub(super) async fn close(
+    conn: &mut SqliteConnection,
+    session_id: u64,
+    at: &str,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sessions SET disconnected_at = ?2, disconnect_reason = ?3
+         WHERE session_id = ?1 AND disconnected_at IS NULL",
+    )
+    .bind(session_id as i64)
+    .bind(at)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// The stored history of each of `user_ids`, live sessions measured up to `now`.
-pub async fn history(
+pub(super) async fn history(
     pool: &SqlitePool,
     user_ids: &[String],
     now: &str,
@@ -90,7 +158,7 @@ pub struct SessionRow {
 }
 
 /// A user's sessions, newest first.
-pub async fn sessions_of(
+pub(super) async fn sessions_of(
     pool: &SqlitePool,
     user_id: &str,
     limit: u32,

@@ -25,17 +25,21 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
-use super::messages::{MessageRecord, RESERVED_THROUGH, raise_counter};
+use super::counters::{RESERVED_THROUGH, raise_counter};
+use super::messages::MessageRecord;
+use super::{rooms, sessions};
 
 /// Most writes committed in one transaction.
-pub const MAX_BATCH: usize = 4096;
+const MAX_BATCH: usize = 4096;
 /// Most rows per multi-row INSERT: 11 binds a row stays far below SQLite's 32,766, and the
 /// power-of-two chunk sizes keep the distinct statement texts within sqlx's statement cache.
 const MAX_ROWS_PER_INSERT: usize = 256;
 
-/// One durable write.
+/// One durable write. Built only by the [`Store`](super::Store) methods that name an intent
+/// (`session_opened`, `log_message`, ...): callers say what happened, this says which rows
+/// change.
 #[derive(Debug)]
-pub enum WriteOp {
+pub(super) enum WriteOp {
     /// A user connected: insert it, or refresh its name, role and `last_seen_at`.
     SeenUser {
         /// User id.
@@ -461,54 +465,14 @@ async fn apply(
             session_id,
             at,
             reason,
-        } => {
-            sqlx::query(
-                "UPDATE sessions SET disconnected_at = ?2, disconnect_reason = ?3
-                 WHERE session_id = ?1 AND disconnected_at IS NULL",
-            )
-            .bind(*session_id as i64)
-            .bind(at)
-            .bind(*reason)
-            .execute(&mut **tx)
-            .await?;
-        }
-        WriteOp::JoinRoom { room, user_id, at } => {
-            sqlx::query(
-                "INSERT INTO room_members (room, user_id, joined_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(room)
-            .bind(user_id)
-            .bind(at)
-            .execute(&mut **tx)
-            .await?;
-        }
-        WriteOp::LeaveRoom { room, user_id } => {
-            sqlx::query("DELETE FROM room_members WHERE room = ?1 AND user_id = ?2")
-                .bind(room)
-                .bind(user_id)
-                .execute(&mut **tx)
-                .await?;
-        }
+        } => sessions::close(tx, *session_id, at, reason).await?,
+        WriteOp::JoinRoom { room, user_id, at } => rooms::join(tx, room, user_id, at).await?,
+        WriteOp::LeaveRoom { room, user_id } => rooms::leave(tx, room, user_id).await?,
         WriteOp::ReserveIds { through } => {
             raise_counter(&mut **tx, RESERVED_THROUGH, *through).await?;
         }
-        WriteOp::Alive { at } => {
-            sqlx::query("UPDATE server_runs SET last_alive_at = ?2 WHERE run_id = ?1")
-                .bind(run_id)
-                .bind(at)
-                .execute(&mut **tx)
-                .await?;
-        }
-        WriteOp::Stop { at } => {
-            sqlx::query(
-                "UPDATE server_runs SET last_alive_at = ?2, stopped_at = ?2 WHERE run_id = ?1",
-            )
-            .bind(run_id)
-            .bind(at)
-            .execute(&mut **tx)
-            .await?;
-        }
+        WriteOp::Alive { at } => sessions::run_alive(tx, run_id, at).await?,
+        WriteOp::Stop { at } => sessions::run_stopped(tx, run_id, at).await?,
         WriteOp::Flush(_) => {}
     }
     Ok(())

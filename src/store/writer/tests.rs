@@ -13,9 +13,9 @@ use tokio::time::timeout;
 
 use super::*;
 use crate::config::DatabaseSettings;
-use crate::store::messages::{TargetKind, counter};
-use crate::store::{Store, StoreError};
-use crate::store::{ids, messages};
+use crate::store::counters::{RESERVED_THROUGH, counter};
+use crate::store::messages::TargetKind;
+use crate::store::{Backend, Store, StoreError, ids};
 
 /// Long enough for any settled write on a loaded machine; a hang takes longer.
 const PROMPTLY: Duration = Duration::from_secs(5);
@@ -59,7 +59,8 @@ impl Fixture {
         let id = self.store.allocate_message_id();
         let (tx, rx) = watch::channel(None);
         if let Some(user_id) = recipient {
-            self.store.note_queued(user_id);
+            // What `Store::log_message` does before it hands the write over.
+            self.store.inner.shared.note_queued(user_id);
         }
         let op = WriteOp::Message {
             record: Box::new(MessageRecord {
@@ -137,11 +138,8 @@ async fn a_message_is_acknowledged_as_stored_when_a_later_write_in_its_batch_fai
 
     // Act: one batch, whose room join fails after the message was inserted.
     f.store.write(good);
-    f.store.write(WriteOp::JoinRoom {
-        room: "poison".into(),
-        user_id: "alice".into(),
-        at: "2024-01-01T00:00:00Z".into(),
-    });
+    f.store
+        .room_joined("poison", "alice", "2024-01-01T00:00:00Z");
 
     // Assert
     assert_eq!(
@@ -178,7 +176,7 @@ async fn a_poisoned_message_is_reported_not_stored_and_its_batch_mates_are_store
     assert_eq!(f.rows_with_body("last").await, 1);
     assert_eq!(f.rows_with_body("poison").await, 0);
     assert_eq!(
-        f.store.pending_for("bob"),
+        f.store.queued_for("bob"),
         0,
         "a message that was never stored is not in bob's offline queue"
     );
@@ -244,7 +242,8 @@ async fn a_failed_id_reservation_is_asked_again_once_the_database_recovers() {
         matches!(waited, Ok(Ok(()))),
         "no reservation is asked again: {waited:?}"
     );
-    let reserved = counter(f.store.pool(), messages::RESERVED_THROUGH)
+    let Backend::Sqlite(pool) = &f.store.inner.backend;
+    let reserved = counter(pool, RESERVED_THROUGH)
         .await
         .expect("read the reservation");
     assert!(reserved > 8, "reserved through {reserved}");

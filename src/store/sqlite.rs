@@ -1,0 +1,130 @@
+//! Opening the SQLite backend: the file's directory, the pragmas (WAL, `synchronous`,
+//! foreign keys), the migrations, the crash recovery of sessions, and where message ids and
+//! offline queues stand. What comes out ([`Opened`]) is everything [`Store`](super::Store)
+//! needs to start its writer; a second backend would have its own `open` returning the same.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tokio::sync::watch;
+
+use super::counters::{PRUNED_THROUGH, RESERVED_THROUGH, counter, raise_counter};
+use super::ids::IdAllocator;
+use super::{Shared, StoreError, messages, sessions};
+use crate::config::{DatabaseSettings, Synchronous};
+use crate::protocol::wire::timestamp;
+
+/// A migrated, recovered database, ready for the writer.
+pub(super) struct Opened {
+    pub(super) pool: SqlitePool,
+    /// This run's row in `server_runs`, kept alive by the writer.
+    pub(super) run_id: i64,
+    /// The highest session id stored: new ones continue after it.
+    pub(super) last_session_id: u64,
+    pub(super) shared: Shared,
+}
+
+/// Opens (creating if needed) the database file, migrates it, closes the sessions a crash
+/// left open, records this run and reserves the first block of `id_block` message ids.
+pub(super) async fn open(settings: &DatabaseSettings, id_block: u64) -> Result<Opened, StoreError> {
+    let path = &settings.path;
+    let sql = |context| {
+        let path = path.clone();
+        move |source| StoreError::Sql {
+            context,
+            path,
+            source,
+        }
+    };
+    let pool = connect(settings).await?;
+    sqlx::migrate!("./migrations")
+        .run(&pool)
+        .await
+        .map_err(|source| StoreError::Migrate {
+            path: path.clone(),
+            source,
+        })?;
+    let now = timestamp(SystemTime::now());
+    let closed = sessions::close_orphaned(&pool, &now).await.map_err(sql(
+        "could not close the sessions left open by the last run",
+    ))?;
+    if closed > 0 {
+        tracing::warn!(
+            closed,
+            "closed sessions left open by a crash (reason server_restart)"
+        );
+    }
+    let run_id = sessions::start_run(&pool, &now)
+        .await
+        .map_err(sql("could not record this server run"))?;
+    let last_session_id = sessions::last_session_id(&pool)
+        .await
+        .map_err(sql("could not read the last session id"))?;
+    let shared = message_state(&pool, id_block)
+        .await
+        .map_err(sql("could not read the message log state"))?;
+    Ok(Opened {
+        pool,
+        run_id,
+        last_session_id,
+        shared,
+    })
+}
+
+/// Checks (or creates, for the default location) the file's directory and connects.
+async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, StoreError> {
+    let path = settings.path.clone();
+    let dir = settings.data_dir();
+    if settings.is_default {
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDirectory {
+            path: dir.clone(),
+            source,
+        })?;
+    } else if !dir.is_dir() {
+        return Err(StoreError::MissingDirectory(path));
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(match settings.synchronous {
+            Synchronous::Normal => SqliteSynchronous::Normal,
+            Synchronous::Full => SqliteSynchronous::Full,
+        })
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    // A local file does not need a ping before each use; it would cost the writer one
+    // more worker round trip per batch.
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .map_err(|source| StoreError::Sql {
+            context: "could not open the database",
+            path,
+            source,
+        })
+}
+
+/// Reads where ids stand, reserves the first block durably, and loads the queue lengths.
+async fn message_state(pool: &SqlitePool, id_block: u64) -> Result<Shared, sqlx::Error> {
+    let reserved = counter(pool, RESERVED_THROUGH).await?;
+    let pruned = counter(pool, PRUNED_THROUGH).await?;
+    let max_id = messages::last_stored_id(pool).await?;
+    // Every id up to the old reservation may have been seen live before a crash.
+    let last_used = reserved.max(max_id).max(pruned);
+    let through = last_used + id_block;
+    raise_counter(pool, RESERVED_THROUGH, through).await?;
+    let pending: HashMap<String, u64> = messages::queue_lengths(pool).await?.into_iter().collect();
+    Ok(Shared {
+        ids: IdAllocator::new(last_used, through, id_block),
+        committed: watch::Sender::new(last_used),
+        pending: Mutex::new(pending),
+        pruned_through: AtomicU64::new(pruned),
+    })
+}
