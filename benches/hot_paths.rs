@@ -3,11 +3,12 @@
 //! - `decode_client_frame`: one `/ws` text frame through [`ClientFrame::parse`] and then
 //!   [`ClientEvent::parse`], as the WebSocket reader does for every frame it receives.
 //! - `encode_broadcast/encode_once`: one broadcast event serialized ([`Event::new`]) and its
-//!   `/ws` frame encoded ([`Event::ws_frame`]), which happens once per broadcast.
-//! - `encode_broadcast/per_recipient_frame`: [`Event::ws_frame`] on an event whose frame is
+//!   `/ws` frame encoded (`ws_frame`: [`Event::encoded_once`], as the `/ws` writer does), which
+//!   happens once per broadcast.
+//! - `encode_broadcast/per_recipient_frame`: `ws_frame` on an event whose frame is
 //!   already encoded: what every further recipient costs (a reference-count bump).
-//! - `route_room_message_1000/idle_queues`: [`Hub::publish`] of one `room-message` to a room
-//!   of 1,001 members (the sender and 1,000 recipients, one session each) through the real hub
+//! - `route_room_message_1000/idle_queues`: [`Hub::route`] (the locked step of
+//!   [`Hub::publish`]) of one `room-message` to a room of 1,001 members (the sender and 1,000 recipients, one session each) through the real hub
 //!   and the real store writer. The queues are drained outside the measured time, as nothing
 //!   waits on them; this is the cost the publisher pays under the hub lock.
 //! - `route_room_message_1000/live_readers`: the same publish from a task on the runtime while
@@ -205,7 +206,7 @@ impl Room {
     fn publish(&self) {
         let published = self
             .hub
-            .publish(Publish {
+            .route(Publish {
                 event: "room-message".into(),
                 target: Target::Room(self.room.clone()),
                 sender_session: Some(self.sender),

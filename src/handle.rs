@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::commands::users_stats;
-use crate::hub::{CloseReason, Hub, Publish, Published, Target};
+use crate::hub::{CloseReason, Hub, Publish, PublishError, Published, Target};
 use crate::protocol::wire::{self, UserObject, UsersStats, system_user};
 
 /// Why the embedded API could not send.
@@ -29,12 +29,9 @@ pub enum SendError {
     /// The payload could not be turned into JSON.
     #[error("payload is not serializable to JSON: {0}")]
     Payload(#[from] serde_json::Error),
-    /// The hub refused (a full offline queue).
+    /// The hub refused (a full offline queue), or the message could not be stored.
     #[error(transparent)]
-    Refused(#[from] crate::hub::HubError),
-    /// The message could not be committed.
-    #[error("the message could not be stored")]
-    NotStored,
+    NotSent(#[from] PublishError),
 }
 
 /// Sends to users, roles and everyone, and reads who is online; cheap to clone.
@@ -104,40 +101,35 @@ impl GatewayHandle {
         payload: &impl Serialize,
     ) -> Result<Published, SendError> {
         let value = serde_json::to_value(payload)?;
-        let hub = &self.hub;
-        hub.store()
-            .ensure_id_headroom()
-            .await
-            .map_err(|_| SendError::NotStored)?;
         let timestamp = wire::now();
         let from = serde_json::to_value(system_user())?;
         let body = value.get("message").and_then(Value::as_str).unwrap_or("");
         let kind = value.get("type").and_then(Value::as_str);
-        let mut published = hub.publish(Publish {
-            event: Cow::Owned(event.to_owned()),
-            target,
-            sender_session: None,
-            sender_id: "system".into(),
-            body,
-            timestamp: &timestamp,
-            kind,
-            client_msg_id: None,
-            unknown_user_is_error: false,
-            queue_limit: self.queue_limit,
-            payload: &|id| {
-                let mut value = value.clone();
-                if let Value::Object(map) = &mut value {
-                    map.entry("id").or_insert(Value::from(id));
-                    map.entry("from").or_insert_with(|| from.clone());
-                    map.entry("timestamp")
-                        .or_insert_with(|| Value::from(timestamp.as_str()));
-                }
-                value
-            },
-        })?;
-        if !published.durable().await {
-            return Err(SendError::NotStored);
-        }
+        let published = self
+            .hub
+            .publish(Publish {
+                event: Cow::Owned(event.to_owned()),
+                target,
+                sender_session: None,
+                sender_id: "system".into(),
+                body,
+                timestamp: &timestamp,
+                kind,
+                client_msg_id: None,
+                unknown_user_is_error: false,
+                queue_limit: self.queue_limit,
+                payload: &|id| {
+                    let mut value = value.clone();
+                    if let Value::Object(map) = &mut value {
+                        map.entry("id").or_insert(Value::from(id));
+                        map.entry("from").or_insert_with(|| from.clone());
+                        map.entry("timestamp")
+                            .or_insert_with(|| Value::from(timestamp.as_str()));
+                    }
+                    value
+                },
+            })
+            .await?;
         Ok(published)
     }
 

@@ -4,7 +4,7 @@
 //! connection stays open. The codes are part of the public contract: the README lists them,
 //! and a test keeps that list equal to the codes here.
 
-use crate::hub::HubError;
+use crate::hub::{HubError, PublishError};
 use crate::protocol::events::ClientEvent;
 use crate::protocol::{ProtocolError, ProtocolErrorKind};
 
@@ -33,6 +33,16 @@ pub enum CommandError {
     /// A new connection's catch-up could not read the message log.
     #[error("missed messages could not be replayed; they stay queued: reconnect or call sync")]
     CatchUpFailed,
+}
+
+impl From<PublishError> for CommandError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Refused(e) => Self::Hub(e),
+            PublishError::NotStored => Self::NotStored,
+            PublishError::StoreUnavailable => Self::StoreUnavailable,
+        }
+    }
 }
 
 impl CommandError {

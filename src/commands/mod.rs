@@ -25,7 +25,7 @@ pub use reply::{Ack, AckReply, Outcome, PublishedAck, error_event};
 pub use sync::replay_on_connect;
 
 use crate::auth::Identity;
-use crate::hub::{Event, Hub, Outbound, Publish, Published, SessionId, Target};
+use crate::hub::{Event, Hub, Outbound, Publish, SessionId, Target};
 use crate::protocol::events::{ClientEvent, ParseLimits};
 use crate::protocol::payloads::{ClientMsgId, MessageText};
 use crate::protocol::wire::{self, ChatMessage};
@@ -64,25 +64,6 @@ impl Caller {
     }
 }
 
-/// The stored original of a resent message (from an earlier run, or evicted from the hub's
-/// memory of recent keys), if `sender_id` already used `key`.
-pub async fn find_original(
-    hub: &Hub,
-    sender_id: &str,
-    key: Option<&ClientMsgId>,
-) -> Result<Option<Published>, CommandError> {
-    let Some(key) = key else { return Ok(None) };
-    let found = hub
-        .store()
-        .original_of(sender_id, key.as_str())
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "idempotency lookup failed");
-            CommandError::StoreUnavailable
-        })?;
-    Ok(found.map(|o| Published::stored_duplicate(o.id, o.delivered as usize, o.queued)))
-}
-
 /// Stores and routes a client's chat message (`broadcast-message`, `private-message` or
 /// `room-message`) and acknowledges it once durable; a resend with the same key gets the
 /// original's ack instead.
@@ -93,46 +74,34 @@ async fn publish_chat(
     message: &MessageText,
     client_msg_id: Option<&ClientMsgId>,
 ) -> Result<PublishedAck, CommandError> {
-    if let Some(original) =
-        find_original(&caller.hub, &caller.identity.user_id, client_msg_id).await?
-    {
-        return acknowledge(original).await;
-    }
-    let headroom = caller.hub.store().ensure_id_headroom().await;
-    headroom.map_err(|_| CommandError::NotStored)?;
     let from = caller.hub.user_of(caller.session)?;
     let timestamp = wire::now();
     let room = match &target {
         Target::Room(room) => Some(room.as_str().to_owned()),
         _ => None,
     };
-    let published = caller.hub.publish(Publish {
-        event: event.into(),
-        target,
-        sender_session: Some(caller.session),
-        sender_id: caller.identity.user_id.clone(),
-        body: message.as_str(),
-        timestamp: &timestamp,
-        kind: None,
-        client_msg_id: client_msg_id.map(ClientMsgId::as_str),
-        unknown_user_is_error: true,
-        queue_limit: caller.limits.max_queued_per_user,
-        payload: &|id| ChatMessage {
-            id,
-            from: &from,
-            message: message.as_str(),
-            room: room.as_deref(),
+    let published = caller
+        .hub
+        .publish(Publish {
+            event: event.into(),
+            target,
+            sender_session: Some(caller.session),
+            sender_id: caller.identity.user_id.clone(),
+            body: message.as_str(),
             timestamp: &timestamp,
-        },
-    })?;
-    acknowledge(published).await
-}
-
-/// Waits until a published message is durable and acknowledges it.
-async fn acknowledge(mut published: Published) -> Result<PublishedAck, CommandError> {
-    if !published.durable().await {
-        return Err(CommandError::NotStored);
-    }
+            kind: None,
+            client_msg_id: client_msg_id.map(ClientMsgId::as_str),
+            unknown_user_is_error: true,
+            queue_limit: caller.limits.max_queued_per_user,
+            payload: &|id| ChatMessage {
+                id,
+                from: &from,
+                message: message.as_str(),
+                room: room.as_deref(),
+                timestamp: &timestamp,
+            },
+        })
+        .await?;
     Ok(PublishedAck::from(&published))
 }
 

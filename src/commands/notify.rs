@@ -7,7 +7,7 @@
 //! - to everyone: `broadcast-notification { id, from, message, type, timestamp }`
 //! - to a role: `role-notification { id, from, message, type, targetRole, timestamp }`
 
-use super::{CommandError, find_original};
+use super::CommandError;
 use crate::hub::{Hub, Publish, Published, Target};
 use crate::protocol::payloads::{ClientMsgId, MessageText, NotificationType};
 use crate::protocol::wire::{self, Notification, UserObject};
@@ -30,39 +30,33 @@ pub struct Notify<'a> {
 
 /// Publishes a notification and waits until it is durable.
 pub async fn notify(hub: &Hub, n: Notify<'_>) -> Result<Published, CommandError> {
-    if let Some(original) = find_original(hub, &n.from.user_id, n.idempotency_key).await? {
-        return Ok(original);
-    }
-    let headroom = hub.store().ensure_id_headroom().await;
-    headroom.map_err(|_| CommandError::NotStored)?;
     let timestamp = wire::now();
     let (event, target_role) = match &n.target {
         Target::User(_) => ("notification", None),
         Target::Role(role) => ("role-notification", Some(role.clone())),
         Target::All | Target::Room(_) => ("broadcast-notification", None),
     };
-    let mut published = hub.publish(Publish {
-        event: event.into(),
-        target: n.target,
-        sender_session: None,
-        sender_id: n.from.user_id.as_str().into(),
-        body: n.message.as_str(),
-        timestamp: &timestamp,
-        kind: Some(n.kind.as_str()),
-        client_msg_id: n.idempotency_key.map(ClientMsgId::as_str),
-        unknown_user_is_error: false,
-        queue_limit: n.queue_limit,
-        payload: &|id| Notification {
-            id,
-            from: n.from,
-            message: n.message.as_str(),
-            kind: n.kind.as_str(),
-            target_role: target_role.as_deref(),
+    let published = hub
+        .publish(Publish {
+            event: event.into(),
+            target: n.target,
+            sender_session: None,
+            sender_id: n.from.user_id.as_str().into(),
+            body: n.message.as_str(),
             timestamp: &timestamp,
-        },
-    })?;
-    if !published.durable().await {
-        return Err(CommandError::NotStored);
-    }
+            kind: Some(n.kind.as_str()),
+            client_msg_id: n.idempotency_key.map(ClientMsgId::as_str),
+            unknown_user_is_error: false,
+            queue_limit: n.queue_limit,
+            payload: &|id| Notification {
+                id,
+                from: n.from,
+                message: n.message.as_str(),
+                kind: n.kind.as_str(),
+                target_role: target_role.as_deref(),
+                timestamp: &timestamp,
+            },
+        })
+        .await?;
     Ok(published)
 }

@@ -1,10 +1,25 @@
 //! The hub: the one owner of live state (sessions, users, rooms) and the only place that
 //! routes. Transports, the REST API and the embedded API are all callers of [`Hub`].
 //!
-//! State sits behind one `std::sync::Mutex`: every operation under it is short and never
-//! awaits (sending is a non-blocking `try_send` into each connection's bounded queue), so a
-//! plain mutex is cheaper than an async one and cannot be held across an `.await`.
-//! Durable records go to the [`Store`] writer without waiting for the disk.
+//! Each operation takes the lock, asks [`state`] to decide (who receives, whether this is a
+//! user's first or last connection, the id), hands the record to the store and the event to
+//! the recipients' queues, and lets go. [`publish`] is the one way a message is published.
+//!
+//! ## The lock rules
+//!
+//! - One `std::sync::Mutex<State>`, never held across an `.await` (it cannot be: the guard
+//!   is not `Send`), so a plain mutex is cheaper than an async one.
+//! - Under it: decisions over the maps, id allocation, the store's channel send (never the
+//!   disk), `Event::new` for presence and replies (one serialization per event), and the
+//!   non-blocking `try_send` into each recipient's bounded queue. Sends stay under the lock
+//!   because that is what gives every connection the messages in id order and makes a new
+//!   connection's replay/live cut exact; a full queue closes that connection (slow consumer)
+//!   instead of waiting.
+//! - Not under it: the disk (acks wait for the commit after the lock is released), frame
+//!   encoding (each transport's writer encodes once per event), idempotency lookups in the
+//!   store, catch-up reads.
+//! - Order: the hub lock may take the store's small locks (queue counts, id allocator),
+//!   never the other way round.
 
 mod event;
 mod outbound;
@@ -17,8 +32,8 @@ use std::time::SystemTime;
 
 pub use event::Event;
 pub use outbound::{CloseReason, Closer, DirectSink, Outbound, OutboundQueue, SinkError};
-pub use publish::{Publish, Published, Target};
-use state::{SessionEntry, State, UserEntry};
+pub use publish::{Publish, PublishError, Published, Target};
+use state::State;
 
 use crate::auth::Identity;
 use crate::protocol::payloads::RoomName;
@@ -103,6 +118,7 @@ pub struct Hub {
 }
 
 struct Inner {
+    /// See the lock rules in the module doc.
     state: Mutex<State>,
     store: Store,
 }
@@ -168,51 +184,27 @@ impl Hub {
         let store = &self.inner.store;
         let id = SessionId(store.allocate_session_id());
         let mut state = self.state();
-        // Refresh the name and role from the newest token: a user's role can change.
-        let user_id = identity.user_id.clone();
-        let user = state
-            .users
-            .entry(user_id.clone())
-            .or_insert_with(|| UserEntry {
-                identity: identity.clone(),
-                sessions: Vec::new(),
-            });
-        user.identity = identity.clone();
-        user.sessions.push(id);
-        let first_connection = user.sessions.len() == 1;
-        state.known_users.insert(user_id.clone());
-        state.sessions.insert(
-            id,
-            SessionEntry {
-                user_id: user_id.clone(),
-                outbound: outbound.clone(),
-                connected_at: now,
-                held: std::cell::RefCell::new(Some(Vec::new())),
-                hold_limit,
-            },
-        );
-        let user_object = state
-            .user_object(&user_id)
-            .unwrap_or_else(|| user_object_from(&identity));
+        let arrival = state.add_session(id, &identity, outbound.clone(), now, hold_limit);
+        // Straight to the connection, ahead of anything held for it.
         outbound.send(Event::new(
             "connected",
             &Connected {
                 message: format!("Welcome, {}", identity.username),
-                user: &user_object,
+                user: &arrival.user,
                 timestamp: at.clone(),
-                rooms: state.rooms_of(&user_id),
+                rooms: state.rooms_of(&identity.user_id),
             },
         ));
-        if first_connection {
+        if arrival.first {
             let presence = Event::new(
                 "user-connected",
                 &Presence {
-                    user: &user_object,
+                    user: &arrival.user,
                     timestamp: at.clone(),
                     active_users_count: state.users.len(),
                 },
             );
-            state.send_to_all_but_user(&presence, &user_id);
+            state.send_to_all_but_user(&presence, &identity.user_id);
         }
         store.session_opened(NewSession {
             session_id: id.0,
@@ -230,16 +222,7 @@ impl Hub {
 
     /// Ends a connection's catch-up: the live events held meanwhile go out, in order.
     pub fn end_replay(&self, id: SessionId) {
-        let state = self.state();
-        if let Some(session) = state.sessions.get(&id)
-            && let Some(held) = session.held.borrow_mut().take()
-        {
-            for event in held {
-                if !session.outbound.send(event) {
-                    break;
-                }
-            }
-        }
+        self.state().end_replay(id);
     }
 
     /// Forgets a connection and records why it ended. On the user's last connection, everyone
@@ -247,36 +230,24 @@ impl Hub {
     pub fn disconnect(&self, id: SessionId, reason: CloseReason) {
         let at = wire::now();
         let mut state = self.state();
-        let Some(user_id) = state.sessions.get(&id).map(|s| s.user_id.clone()) else {
+        let Some(departure) = state.remove_session(id) else {
             return;
         };
-        // Taken while the session still counts, so that it names the user properly.
-        let user_object = state.user_object(&user_id);
-        state.sessions.remove(&id);
         // Handed to the store under the lock, before anyone hears of the departure: a read
         // that follows a `user-disconnected` (after a flush) sees the closed row.
         self.inner.store.session_closed(id.0, reason.as_str(), &at);
-        let last = match state.users.get_mut(&user_id) {
-            Some(user) => {
-                user.sessions.retain(|s| *s != id);
-                user.sessions.is_empty()
-            }
-            None => false,
-        };
-        if last && let Some(mut user_object) = user_object {
-            // The user as they were: `connectedAt` of the connection that just ended, and
-            // no live sessions left.
-            user_object.sessions = 0;
-            state.users.remove(&user_id);
+        if departure.last
+            && let Some(user) = &departure.user
+        {
             let presence = Event::new(
                 "user-disconnected",
                 &Presence {
-                    user: &user_object,
+                    user,
                     timestamp: at.clone(),
                     active_users_count: state.users.len(),
                 },
             );
-            state.send_to_all_but_user(&presence, &user_id);
+            state.send_to_all_but_user(&presence, &departure.user_id);
         }
     }
 
@@ -315,8 +286,7 @@ impl Hub {
 
     /// Sends an event to one session. Returns whether it was queued.
     pub fn send_to_session(&self, id: SessionId, event: Arc<Event>) -> bool {
-        let state = self.state();
-        state.sessions.get(&id).is_some_and(|s| s.send(event))
+        self.state().send_to([id], &event) == 1
     }
 
     /// Makes the session's user a member of `room` (stored). Tells the room's other
@@ -401,27 +371,11 @@ impl Hub {
     pub fn user_object_of(&self, identity: &Identity) -> UserObject {
         self.state()
             .user_object(&identity.user_id)
-            .unwrap_or_else(|| {
-                let mut user = user_object_from(identity);
-                user.sessions = 0;
-                user
-            })
+            .unwrap_or_else(|| state::user_object_of(identity, SystemTime::now()))
     }
 
     /// Live connections.
     pub fn session_count(&self) -> usize {
         self.state().sessions.len()
-    }
-}
-
-/// The user object straight from the token; only used should the maps ever disagree (the
-/// user was inserted under the same lock just before).
-fn user_object_from(identity: &Identity) -> UserObject {
-    UserObject {
-        user_id: identity.user_id.to_string(),
-        username: identity.username.to_string(),
-        role: identity.role.to_string(),
-        connected_at: wire::now(),
-        sessions: 1,
     }
 }

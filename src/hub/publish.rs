@@ -1,12 +1,17 @@
-//! Publishing a stored message: the one path by which public, private and room messages (and,
-//! later, notifications) get an id, reach live connections and are handed to the store.
+//! Publishing a stored message: [`Hub::publish`] is the one entry point by which client
+//! messages, REST notifications and the embedded API's sends get an id, reach live
+//! connections and are made durable. In order:
 //!
-//! Everything happens under the hub lock, in this order: the idempotency key is checked, the
-//! target is checked (membership, known user, offline queue bound), the id is allocated, the
-//! write is queued for the store, and only then is the event sent live. Allocation and the
-//! write queue are therefore in id order, and a delivery receipt can never reach the store
-//! before the message it marks. Live delivery does not wait for the disk; the caller's ack
-//! does ([`Published::durable`]).
+//! 1. **Before the lock**: a resend (same sender, same idempotency key) is answered with the
+//!    original's result, from memory or the store; enough message ids are ensured reserved.
+//! 2. **Under the hub lock** ([`Hub::route`]), a decision and its hand-offs: the key again
+//!    (two resends racing), the recipients ([`State::recipients`](super::state)), the offline
+//!    queue bound, the id; then the record goes to the store writer and the event into each
+//!    recipient's queue. Allocation, the write queue and every connection's queue therefore
+//!    share one order, and a delivery receipt can never reach the store before the message
+//!    it marks.
+//! 3. **After the lock**: the caller waits for the commit. Live delivery never waited for the
+//!    disk; the acknowledgement does.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -15,6 +20,7 @@ use serde::Serialize;
 
 use super::{Event, Hub, HubError, SessionId};
 use crate::protocol::payloads::RoomName;
+use crate::store::OriginalAck;
 use crate::store::{Commit, MessageRecord, TargetKind};
 
 /// Where a message goes.
@@ -56,7 +62,21 @@ pub struct Publish<'a, P> {
     /// Most undelivered messages per offline user.
     pub queue_limit: u64,
     /// The payload, given the id.
-    pub payload: &'a dyn Fn(u64) -> P,
+    pub payload: &'a (dyn Fn(u64) -> P + Sync),
+}
+
+/// Why a message was not published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// Refused by the routing rules (not a member, unknown user, full queue).
+    #[error(transparent)]
+    Refused(#[from] HubError),
+    /// Not committed to the database (or no id could be reserved): not acknowledged.
+    #[error("the message could not be stored")]
+    NotStored,
+    /// The idempotency lookup could not read the database.
+    #[error("the message log could not be read")]
+    StoreUnavailable,
 }
 
 /// The result of a publish, as acknowledged to the sender.
@@ -75,11 +95,11 @@ pub struct Published {
 
 impl Published {
     /// A resend of an already stored message, found in the database.
-    pub fn stored_duplicate(id: u64, delivered: usize, queued: bool) -> Self {
+    fn stored_duplicate(original: OriginalAck) -> Self {
         Self {
-            id,
-            delivered,
-            queued,
+            id: original.id,
+            delivered: original.delivered as usize,
+            queued: original.queued,
             duplicate: true,
             committed: Commit::already_durable(),
         }
@@ -92,40 +112,68 @@ impl Published {
 }
 
 impl Hub {
-    /// Publishes a message (see the module doc for the order of steps).
-    pub fn publish<P: Serialize>(&self, p: Publish<'_, P>) -> Result<Published, HubError> {
+    /// Publishes a message and waits until it is durable (see the module doc for the steps).
+    pub async fn publish<P: Serialize>(
+        &self,
+        p: Publish<'_, P>,
+    ) -> Result<Published, PublishError> {
+        if let Some(key) = p.client_msg_id
+            && let Some(original) = self.original_of(&p.sender_id, key).await?
+        {
+            return Ok(original);
+        }
+        self.inner
+            .store
+            .ensure_id_headroom()
+            .await
+            .map_err(|_| PublishError::NotStored)?;
+        let mut published = self.route(p)?;
+        if !published.durable().await {
+            return Err(PublishError::NotStored);
+        }
+        Ok(published)
+    }
+
+    /// The message `sender_id` already sent with `key`, as first acknowledged: remembered
+    /// from this run, or found in the store (an earlier run, or evicted from memory).
+    async fn original_of(
+        &self,
+        sender_id: &Arc<str>,
+        key: &str,
+    ) -> Result<Option<Published>, PublishError> {
+        if let Some(previous) = self.state().recent_keys.get(sender_id, key) {
+            return Ok(Some(Published {
+                duplicate: true,
+                ..previous.clone()
+            }));
+        }
+        let found = self.inner.store.original_of(sender_id, key).await;
+        match found {
+            Ok(original) => Ok(original.map(Published::stored_duplicate)),
+            Err(e) => {
+                tracing::error!(error = %e, "idempotency lookup failed");
+                Err(PublishError::StoreUnavailable)
+            }
+        }
+    }
+
+    /// The step under the lock: decides the recipients and the id, hands the record to the
+    /// store and the event to every recipient, without waiting for the disk. Use
+    /// [`Hub::publish`]; this is public for the benchmarks that measure the locked step.
+    pub fn route<P: Serialize>(&self, p: Publish<'_, P>) -> Result<Published, HubError> {
         let store = &self.inner.store;
         let mut state = self.state();
         if let Some(key) = p.client_msg_id
             && let Some(previous) = state.recent_keys.get(&p.sender_id, key)
         {
-            let mut duplicate = previous.clone();
-            duplicate.duplicate = true;
-            return Ok(duplicate);
+            return Ok(Published {
+                duplicate: true,
+                ..previous.clone()
+            });
         }
-        let mut recipient = None;
-        let (kind, target, sessions) = match &p.target {
-            Target::All => {
-                let sessions = state
-                    .sessions
-                    .keys()
-                    .copied()
-                    .filter(|id| Some(*id) != p.sender_session)
-                    .collect::<Vec<_>>();
-                (TargetKind::All, None, sessions)
-            }
-            Target::Room(room) => {
-                if let Some(session) = p.sender_session {
-                    let user_id = state.user_id_of(session)?;
-                    if !state.is_member(room, &user_id) {
-                        return Err(HubError::NotMember(room.to_string()));
-                    }
-                }
-                let sessions = state.room_sessions(room, p.sender_session);
-                (TargetKind::Room, Some(room.as_str().to_owned()), sessions)
-            }
+        let sessions = state.recipients(&p.target, p.sender_session)?;
+        let recipient = match &p.target {
             Target::User(user_id) => {
-                let sessions = state.sessions_of(user_id, None).collect::<Vec<_>>();
                 if sessions.is_empty() {
                     if p.unknown_user_is_error && !state.known_users.contains(user_id.as_str()) {
                         return Err(HubError::UnknownUser(user_id.clone()));
@@ -137,19 +185,15 @@ impl Hub {
                         });
                     }
                 }
-                recipient = Some(user_id.clone());
-                (TargetKind::User, Some(user_id.clone()), sessions)
+                Some(user_id.clone())
             }
-            Target::Role(role) => {
-                let sessions = state
-                    .users
-                    .values()
-                    .filter(|u| &*u.identity.role == role)
-                    .flat_map(|u| u.sessions.iter().copied())
-                    .filter(|id| Some(*id) != p.sender_session)
-                    .collect::<Vec<_>>();
-                (TargetKind::Role, Some(role.clone()), sessions)
-            }
+            Target::All | Target::Room(_) | Target::Role(_) => None,
+        };
+        let (kind, target) = match &p.target {
+            Target::All => (TargetKind::All, None),
+            Target::Room(room) => (TargetKind::Room, Some(room.as_str().to_owned())),
+            Target::User(user_id) => (TargetKind::User, Some(user_id.clone())),
+            Target::Role(role) => (TargetKind::Role, Some(role.clone())),
         };
 
         let id = store.allocate_message_id();

@@ -1,12 +1,14 @@
-//! The maps behind the hub's lock and the small queries over them. Nothing here locks,
-//! awaits or touches the store.
+//! The maps behind the hub's lock, and every decision taken under it: who is online, who a
+//! message goes to, whether a connection is a user's first or last (presence), and whether a
+//! live event goes out now or waits behind a connection's catch-up. Nothing here locks,
+//! awaits or touches the store, so each decision is unit-tested on its own (below); the hub
+//! takes the lock, asks, and hands the records to the store.
 
-use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::publish::Published;
+use super::publish::{Published, Target};
 use super::{CloseReason, Event, HubError, Outbound, SessionId};
 use crate::auth::Identity;
 use crate::protocol::payloads::RoomName;
@@ -19,15 +21,15 @@ pub(super) struct SessionEntry {
     pub connected_at: SystemTime,
     /// While the connection catches up on stored messages, live events wait here so that
     /// they arrive after what they follow. `None` once caught up.
-    pub held: RefCell<Option<Vec<Arc<Event>>>>,
+    pub held: Option<Vec<Arc<Event>>>,
     /// Most events held before the connection counts as a slow consumer.
     pub hold_limit: usize,
 }
 
 impl SessionEntry {
     /// Queues an event for this connection (or holds it during catch-up).
-    pub fn send(&self, event: Arc<Event>) -> bool {
-        if let Some(held) = self.held.borrow_mut().as_mut() {
+    pub fn send(&mut self, event: Arc<Event>) -> bool {
+        if let Some(held) = self.held.as_mut() {
             if held.len() >= self.hold_limit {
                 self.outbound.close(CloseReason::SlowConsumer);
                 return false;
@@ -37,6 +39,32 @@ impl SessionEntry {
         }
         self.outbound.send(event)
     }
+
+    /// Ends the catch-up: what was held goes out, in order, and later events go straight.
+    pub fn end_replay(&mut self) {
+        for event in self.held.take().unwrap_or_default() {
+            if !self.outbound.send(event) {
+                break;
+            }
+        }
+    }
+}
+
+/// A connection added: whether it is the user's first (everyone else hears
+/// `user-connected`), and the user as they are now.
+#[derive(Debug)]
+pub(super) struct Arrival {
+    pub first: bool,
+    pub user: UserObject,
+}
+
+/// A connection removed: whether it was the user's last (everyone else hears
+/// `user-disconnected`), and the user as they were, `sessions: 0` when it was the last.
+#[derive(Debug)]
+pub(super) struct Departure {
+    pub user_id: Arc<str>,
+    pub last: bool,
+    pub user: Option<UserObject>,
 }
 
 /// One online user.
@@ -88,6 +116,109 @@ pub(super) struct State {
 }
 
 impl State {
+    /// Registers a live connection; its live events are held until [`State::end_replay`].
+    pub fn add_session(
+        &mut self,
+        id: SessionId,
+        identity: &Identity,
+        outbound: Outbound,
+        at: SystemTime,
+        hold_limit: usize,
+    ) -> Arrival {
+        let user_id = identity.user_id.clone();
+        let user = self
+            .users
+            .entry(user_id.clone())
+            .or_insert_with(|| UserEntry {
+                identity: identity.clone(),
+                sessions: Vec::new(),
+            });
+        // The newest token names the user: a name or a role can change.
+        user.identity = identity.clone();
+        user.sessions.push(id);
+        let first = user.sessions.len() == 1;
+        self.known_users.insert(user_id.clone());
+        self.sessions.insert(
+            id,
+            SessionEntry {
+                user_id: user_id.clone(),
+                outbound,
+                connected_at: at,
+                held: Some(Vec::new()),
+                hold_limit,
+            },
+        );
+        let user = self
+            .user_object(&user_id)
+            .unwrap_or_else(|| user_object_of(identity, at));
+        Arrival { first, user }
+    }
+
+    /// Forgets a live connection. Room memberships stay: they belong to the user.
+    pub fn remove_session(&mut self, id: SessionId) -> Option<Departure> {
+        let user_id = self.sessions.get(&id)?.user_id.clone();
+        // Taken while the session still counts, so that it names the user as they were.
+        let mut user = self.user_object(&user_id);
+        self.sessions.remove(&id);
+        let last = match self.users.get_mut(&user_id) {
+            Some(entry) => {
+                entry.sessions.retain(|s| *s != id);
+                entry.sessions.is_empty()
+            }
+            None => false,
+        };
+        if last {
+            self.users.remove(&user_id);
+            if let Some(user) = user.as_mut() {
+                user.sessions = 0;
+            }
+        }
+        Some(Departure {
+            user_id,
+            last,
+            user,
+        })
+    }
+
+    /// Releases the live events held for a connection while it caught up.
+    pub fn end_replay(&mut self, id: SessionId) {
+        if let Some(session) = self.sessions.get_mut(&id) {
+            session.end_replay();
+        }
+    }
+
+    /// The live sessions a message to `target` goes to, the sender's own connection left out.
+    /// A room message from a connection whose user is not a member is refused.
+    pub fn recipients(
+        &self,
+        target: &Target,
+        sender: Option<SessionId>,
+    ) -> Result<Vec<SessionId>, HubError> {
+        let but_sender = |id: &SessionId| Some(*id) != sender;
+        Ok(match target {
+            Target::All => self.sessions.keys().copied().filter(but_sender).collect(),
+            Target::Room(room) => {
+                if let Some(session) = sender {
+                    let user_id = self.user_id_of(session)?;
+                    if !self.is_member(room, &user_id) {
+                        return Err(HubError::NotMember(room.to_string()));
+                    }
+                }
+                self.room_sessions(room, sender)
+            }
+            // Every connection of the user, the sending one included: a private message to
+            // yourself reaches all your connections.
+            Target::User(user_id) => self.sessions_of(user_id, None).collect(),
+            Target::Role(role) => self
+                .users
+                .values()
+                .filter(|u| &*u.identity.role == role)
+                .flat_map(|u| u.sessions.iter().copied())
+                .filter(but_sender)
+                .collect(),
+        })
+    }
+
     pub fn user_id_of(&self, id: SessionId) -> Result<Arc<str>, HubError> {
         self.sessions
             .get(&id)
@@ -166,22 +297,26 @@ impl State {
 
     /// Sends to the given sessions; returns how many took the event.
     pub fn send_to(
-        &self,
+        &mut self,
         sessions: impl IntoIterator<Item = SessionId>,
         event: &Arc<Event>,
     ) -> usize {
         sessions
             .into_iter()
-            .filter_map(|id| self.sessions.get(&id))
-            .filter(|s| s.send(event.clone()))
+            .filter(|id| {
+                self.sessions
+                    .get_mut(id)
+                    .is_some_and(|s| s.send(event.clone()))
+            })
             .count()
     }
 
-    pub fn send_to_all_but_user(&self, event: &Arc<Event>, user_id: &str) -> usize {
+    pub fn send_to_all_but_user(&mut self, event: &Arc<Event>, user_id: &str) -> usize {
         self.sessions
-            .values()
+            .values_mut()
             .filter(|s| &*s.user_id != user_id)
-            .filter(|s| s.send(event.clone()))
+            .map(|s| s.send(event.clone()))
+            .filter(|taken| *taken)
             .count()
     }
 
@@ -196,11 +331,216 @@ impl State {
     }
 
     pub fn send_to_room(
-        &self,
+        &mut self,
         room: &RoomName,
         event: &Arc<Event>,
         except: Option<SessionId>,
     ) -> usize {
         self.send_to(self.room_sessions(room, except), event)
+    }
+}
+
+/// The user object straight from the token, for a user with no live connection.
+pub(super) fn user_object_of(identity: &Identity, connected_at: SystemTime) -> UserObject {
+    UserObject {
+        user_id: identity.user_id.to_string(),
+        username: identity.username.to_string(),
+        role: identity.role.to_string(),
+        connected_at: wire::timestamp(connected_at),
+        sessions: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::OutboundQueue;
+
+    fn identity(user: &str, role: &str) -> Identity {
+        Identity {
+            user_id: user.into(),
+            username: user.into(),
+            role: role.into(),
+        }
+    }
+
+    /// A state with one connection per `(session, user, role)`, caught up (nothing held).
+    fn state_with(sessions: &[(u64, &str, &str)]) -> (State, HashMap<u64, OutboundQueue>) {
+        let mut state = State::default();
+        let mut queues = HashMap::new();
+        for &(id, user, role) in sessions {
+            let (outbound, queue) = Outbound::channel(8);
+            state.add_session(
+                SessionId(id),
+                &identity(user, role),
+                outbound,
+                SystemTime::now(),
+                4,
+            );
+            state.end_replay(SessionId(id));
+            queues.insert(id, queue);
+        }
+        (state, queues)
+    }
+
+    fn room(name: &str) -> RoomName {
+        RoomName::parse(name).expect("valid room name")
+    }
+
+    fn ids(sessions: Vec<SessionId>) -> Vec<u64> {
+        let mut ids: Vec<u64> = sessions.into_iter().map(|s| s.0).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn names(queue: &mut OutboundQueue) -> Vec<String> {
+        std::iter::from_fn(|| queue.rx.try_recv().ok())
+            .map(|e| e.name().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_room_message_reaches_every_connection_of_every_member_but_the_sending_one() {
+        let (mut state, _queues) = state_with(&[
+            (1, "alice", "USER"),
+            (2, "alice", "USER"),
+            (3, "bob", "USER"),
+            (4, "carol", "USER"),
+        ]);
+        state.add_member(&room("ops"), &Arc::from("alice"));
+        state.add_member(&room("ops"), &Arc::from("bob"));
+        state.add_member(&room("ops"), &Arc::from("dave")); // offline member: no session
+
+        let to_room = Target::Room(room("ops"));
+        assert_eq!(
+            ids(state
+                .recipients(&to_room, Some(SessionId(1)))
+                .expect("routed")),
+            [2, 3]
+        );
+        assert_eq!(
+            state
+                .recipients(&to_room, Some(SessionId(4)))
+                .expect_err("refused"),
+            HubError::NotMember("ops".into()),
+            "carol is not a member"
+        );
+        assert_eq!(
+            ids(state.recipients(&to_room, None).expect("routed")),
+            [1, 2, 3],
+            "from REST"
+        );
+    }
+
+    #[test]
+    fn other_targets_choose_their_recipients() {
+        let (state, _queues) = state_with(&[
+            (1, "alice", "USER"),
+            (2, "alice", "USER"),
+            (3, "bob", "ADMIN"),
+        ]);
+        let from_alice = Some(SessionId(1));
+        assert_eq!(
+            ids(state.recipients(&Target::All, from_alice).expect("routed")),
+            [2, 3]
+        );
+        let to_alice = Target::User("alice".into());
+        assert_eq!(
+            ids(state.recipients(&to_alice, from_alice).expect("routed")),
+            [1, 2],
+            "to yourself"
+        );
+        let to_admins = Target::Role("ADMIN".into());
+        assert_eq!(
+            ids(state.recipients(&to_admins, None).expect("routed")),
+            [3]
+        );
+        let to_nobody = Target::User("zed".into());
+        assert!(
+            state
+                .recipients(&to_nobody, None)
+                .expect("routed")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn presence_is_announced_on_a_users_first_connection_and_last_disconnection_only() {
+        let mut state = State::default();
+        let alice = identity("alice", "USER");
+        let (first, _q1) = Outbound::channel(8);
+        let (second, _q2) = Outbound::channel(8);
+        let now = SystemTime::now();
+
+        assert!(state.add_session(SessionId(1), &alice, first, now, 4).first);
+        let again = state.add_session(SessionId(2), &alice, second, now, 4);
+        assert!(!again.first);
+        assert_eq!(again.user.sessions, 2);
+
+        let one_left = state.remove_session(SessionId(1)).expect("known session");
+        assert!(!one_left.last);
+        let gone = state.remove_session(SessionId(2)).expect("known session");
+        assert!(gone.last);
+        assert_eq!(
+            gone.user.map(|u| u.sessions),
+            Some(0),
+            "named as they were, no sessions"
+        );
+        assert!(state.users.is_empty());
+        assert!(
+            state.remove_session(SessionId(2)).is_none(),
+            "removing twice is a no-op"
+        );
+    }
+
+    #[test]
+    fn live_events_wait_behind_the_catch_up_and_follow_it_in_order() {
+        let mut state = State::default();
+        let (outbound, mut queue) = Outbound::channel(8);
+        state.add_session(
+            SessionId(1),
+            &identity("alice", "USER"),
+            outbound,
+            SystemTime::now(),
+            4,
+        );
+
+        let live = Event::new("broadcast-message", &"live");
+        assert_eq!(state.send_to([SessionId(1)], &live), 1, "taken (held)");
+        assert!(
+            names(&mut queue).is_empty(),
+            "nothing goes out during catch-up"
+        );
+
+        // The replay itself goes straight to the queue, ahead of the held event.
+        state.sessions[&SessionId(1)]
+            .outbound
+            .send(Event::new("replayed", &1));
+        state.end_replay(SessionId(1));
+        assert_eq!(names(&mut queue), ["replayed", "broadcast-message"]);
+
+        state.send_to([SessionId(1)], &Event::new("after", &2));
+        assert_eq!(names(&mut queue), ["after"], "caught up: straight out");
+    }
+
+    #[test]
+    fn a_connection_that_holds_too_much_during_catch_up_is_a_slow_consumer() {
+        let mut state = State::default();
+        let (outbound, queue) = Outbound::channel(8);
+        state.add_session(
+            SessionId(1),
+            &identity("alice", "USER"),
+            outbound,
+            SystemTime::now(),
+            2,
+        );
+        let event = Event::new("broadcast-message", &"x");
+        assert_eq!(state.send_to([SessionId(1), SessionId(1)], &event), 2);
+        assert_eq!(
+            state.send_to([SessionId(1)], &event),
+            0,
+            "the third is refused"
+        );
+        assert_eq!(queue.closer.reason(), Some(CloseReason::SlowConsumer));
     }
 }

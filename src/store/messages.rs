@@ -324,7 +324,8 @@ mod tests {
             payload: "{}".into(),
             client_msg_id: None,
             live_recipients: 1,
-            created_at: "2024-01-01T00:00:00Z".into(),
+            // Now, not a fixed date: retention runs at start and deletes old messages.
+            created_at: crate::protocol::wire::now(),
             recipient: None,
         }
     }
