@@ -44,15 +44,11 @@ pub struct CommandLimits {
 /// Who is calling: one live session.
 #[derive(Clone)]
 pub struct Caller {
-    /// The hub.
     pub hub: Hub,
-    /// The caller's session.
     pub session: SessionId,
-    /// The caller's identity.
     pub identity: Identity,
-    /// The caller's connection.
+    /// The caller's own connection: catch-up writes here directly, waiting for room.
     pub outbound: Outbound,
-    /// Limits.
     pub limits: CommandLimits,
 }
 

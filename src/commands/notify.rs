@@ -16,15 +16,13 @@ use crate::protocol::wire::{self, Notification, UserObject};
 pub struct Notify<'a> {
     /// Where: `Target::User`, `Target::All` or `Target::Role`.
     pub target: Target,
-    /// The sender's user object.
+    /// The caller of the REST API, named as the sender.
     pub from: &'a UserObject,
-    /// The text.
     pub message: &'a MessageText,
-    /// The type.
     pub kind: &'a NotificationType,
-    /// The `Idempotency-Key`.
+    /// The `Idempotency-Key`: a retry returns the original instead of sending twice.
     pub idempotency_key: Option<&'a ClientMsgId>,
-    /// `MAX_QUEUED_PER_USER`.
+    /// `MAX_QUEUED_PER_USER`: back ends fill offline queues too.
     pub queue_limit: u64,
 }
 
