@@ -20,7 +20,8 @@
 //!   `/socket.io/`; both only translate between frames and hub calls.
 //! - [`store`]: everything durable (sqlx + SQLite): users and sessions, the message log, the
 //!   offline queue and room membership, written by one writer task that commits in groups.
-//! - [`api`]: the REST management API under `/websocket/`, health and the OpenAPI document.
+//! - [`api`]: the REST management API under `/websocket/`, health, and the OpenAPI document
+//!   derived from the handlers and their body types.
 //! - [`handle`]: [`GatewayHandle`], the embedded Rust API (send to a user, a role, everyone).
 //! - [`startup`]: [`EmbeddedGateway`] (routes to mount in your own axum app) and [`Gateway`]
 //!   (the same, bound to a listener and run until told to stop).

@@ -1,10 +1,12 @@
-//! [`ApiError`]: every REST failure as a status and `{"error": "..."}` naming the problem.
-//! Internal causes are logged where they happen; only the safe message goes out.
+//! [`ApiError`]: every REST failure as a status and `{"error": "...", "code"?: "..."}`
+//! ([`ErrorBody`]) naming the problem. Internal causes are logged where they happen; only the
+//! safe message goes out.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::commands::CommandError;
 use crate::hub::HubError;
@@ -44,11 +46,26 @@ impl ApiError {
     }
 }
 
+/// The body of every refusal: what went wrong, and the stable code when there is one.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    /// What went wrong, for a person; it names the field or rule. It may be reworded: match
+    /// on `code`.
+    pub error: &'a str,
+    /// The stable snake_case code of a refusal that came from a command (`queue_full`,
+    /// `not_stored`, ...; the README lists them). Absent for refusals of the HTTP layer
+    /// (token, role, body, query).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub code: Option<&'a str>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match self.code {
-            Some(code) => json!({ "error": self.message, "code": code }),
-            None => json!({ "error": self.message }),
+        let body = ErrorBody {
+            error: &self.message,
+            code: self.code,
         };
         (self.status, Json(body)).into_response()
     }

@@ -6,11 +6,14 @@ use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{ObjectBuilder, Required, Type};
 
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::auth::Identity;
-use crate::protocol::payloads::ClientMsgId;
+use crate::protocol::payloads::{ClientMsgId, MAX_CLIENT_MSG_ID_CHARS};
 
 /// An authenticated caller (`Authorization: Bearer <jwt>`; 401 otherwise).
 #[derive(Debug, Clone)]
@@ -140,5 +143,28 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         ClientMsgId::parse(value)
             .map(|k| Self(Some(k)))
             .map_err(|_| ApiError::bad_request("Idempotency-Key must be 1 to 128 characters"))
+    }
+}
+
+/// The header as an OpenAPI parameter, so `#[utoipa::path(params(IdempotencyKey))]` documents
+/// it from the same limit the extractor enforces.
+impl IntoParams for IdempotencyKey {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_CLIENT_MSG_ID_CHARS));
+        vec![
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "A retry with the same key from the same caller returns the original \
+                     result (with duplicate: true) instead of sending again.",
+                ))
+                .schema(Some(schema))
+                .build(),
+        ]
     }
 }

@@ -8,23 +8,29 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::extract::{Admin, ApiQuery, Caller};
+use super::messages::StoredMessage;
+use super::openapi::{AdminRefusals, CallerRefusals, PerUserRefusals, limit_schema};
 use crate::app::AppState;
 use crate::commands::users_stats as compute_stats;
 use crate::hub::CloseReason;
-use crate::store::StoreError;
+use crate::protocol::wire::{UserObject, UsersStats};
+use crate::store::{SessionRow, StoreError};
 
 /// Default and largest `limit` of the list endpoints.
 pub(super) const DEFAULT_LIMIT: u32 = 100;
 pub(super) const MAX_LIMIT: u32 = 1000;
 
 /// `?limit=` (1 to 1000, default 100).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LimitQuery {
+    /// How many at most (1 to 1000, default 100).
+    #[param(schema_with = limit_schema)]
     limit: Option<u32>,
 }
 
@@ -38,14 +44,141 @@ pub(super) fn check_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-pub(super) async fn active_users(State(app): State<AppState>, _: Caller) -> Json<Value> {
-    let users: Vec<_> = app.hub.online_users().into_iter().map(|u| u.user).collect();
-    let stats = compute_stats(&app.hub).await;
-    Json(json!({ "count": users.len(), "users": users, "stats": stats }))
+/// The answer of `active-users`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct OnlineUsers {
+    /// One entry per online user, whatever their number of connections.
+    users: Vec<UserObject>,
+    /// How many.
+    count: usize,
+    /// The same statistics as `GET /websocket/users-stats`.
+    stats: UsersStats,
 }
 
-pub(super) async fn users_stats(State(app): State<AppState>, _: Caller) -> Json<Value> {
-    Json(json!(compute_stats(&app.hub).await))
+/// A user's session history.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct UserSessions {
+    /// The user asked about.
+    user_id: String,
+    /// Sessions in this answer.
+    count: usize,
+    /// Newest first.
+    sessions: Vec<Session>,
+}
+
+/// One connection of a user, live or ended.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Session {
+    /// Session id.
+    session_id: i64,
+    /// `ws` or `socketio`.
+    #[schema(schema_with = transport_schema)]
+    transport: String,
+    /// The client's address, when known.
+    remote_addr: Option<String>,
+    /// The client's `User-Agent`, when sent.
+    user_agent: Option<String>,
+    /// When it opened.
+    #[schema(format = DateTime)]
+    connected_at: String,
+    /// When it ended; null while it is live.
+    #[schema(format = DateTime)]
+    disconnected_at: Option<String>,
+    /// Why it ended (`client_closed`, `kicked`, `slow_consumer`, ...; see the README's close
+    /// reasons); null while it is live.
+    disconnect_reason: Option<String>,
+}
+
+impl From<SessionRow> for Session {
+    fn from(row: SessionRow) -> Self {
+        Self {
+            session_id: row.session_id,
+            transport: row.transport,
+            remote_addr: row.remote_addr,
+            user_agent: row.user_agent,
+            connected_at: row.connected_at,
+            disconnected_at: row.disconnected_at,
+            disconnect_reason: row.disconnect_reason,
+        }
+    }
+}
+
+fn transport_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["ws", "socketio"]))
+        .description(Some("`ws` or `socketio`."))
+        .build()
+}
+
+/// A user's undelivered messages.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct UserQueue {
+    /// The user asked about.
+    user_id: String,
+    /// Messages in this answer.
+    count: usize,
+    /// Oldest first.
+    messages: Vec<QueuedMessage>,
+}
+
+/// A stored message waiting for its recipient.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct QueuedMessage {
+    #[serde(flatten)]
+    message: StoredMessage,
+    /// When it was queued.
+    #[schema(format = DateTime)]
+    queued_at: String,
+}
+
+/// The answer of `disconnect`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Disconnected {
+    /// Always true.
+    success: bool,
+    /// The user asked about.
+    user_id: String,
+    /// Connections closed (0 when the user was offline).
+    disconnected: usize,
+}
+
+/// Online users, one entry per user, with the statistics.
+///
+/// Any authenticated caller.
+#[utoipa::path(
+    get,
+    path = "/websocket/active-users",
+    tag = "presence",
+    responses((status = 200, description = "users", body = OnlineUsers), CallerRefusals)
+)]
+pub(super) async fn active_users(State(app): State<AppState>, _: Caller) -> Json<OnlineUsers> {
+    let users: Vec<_> = app.hub.online_users().into_iter().map(|u| u.user).collect();
+    let stats = compute_stats(&app.hub).await;
+    Json(OnlineUsers {
+        count: users.len(),
+        users,
+        stats,
+    })
+}
+
+/// Statistics over online users, with their stored history.
+///
+/// `totalConnectedSeconds`, `sessionsCount` and `firstSeen` come from the session history,
+/// live sessions included. Any authenticated caller.
+#[utoipa::path(
+    get,
+    path = "/websocket/users-stats",
+    tag = "presence",
+    responses((status = 200, description = "stats", body = UsersStats), CallerRefusals)
+)]
+pub(super) async fn users_stats(State(app): State<AppState>, _: Caller) -> Json<UsersStats> {
+    Json(compute_stats(&app.hub).await)
 }
 
 /// A per-user view (admin or that user): checks access and `limit`, flushes the store so the
@@ -70,28 +203,50 @@ where
     })
 }
 
+/// A user's session history, newest first.
+///
+/// An admin, or the user themselves.
+#[utoipa::path(
+    get,
+    path = "/websocket/users/{userId}/sessions",
+    tag = "users",
+    params(("userId" = String, Path, description = "The user's id (`sub`)."), LimitQuery),
+    responses((status = 200, description = "sessions", body = UserSessions), PerUserRefusals)
+)]
 pub(super) async fn sessions(
     State(app): State<AppState>,
     caller: Caller,
     Path(user_id): Path<String>,
     ApiQuery(query): ApiQuery<LimitQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserSessions>, ApiError> {
     let store = app.hub.store();
     let rows = per_user_read(&app, &caller, &user_id, query.limit, "sessions", |limit| {
         store.sessions_of(&user_id, limit)
     })
     .await?;
-    Ok(Json(
-        json!({ "userId": user_id, "count": rows.len(), "sessions": rows }),
-    ))
+    Ok(Json(UserSessions {
+        user_id,
+        count: rows.len(),
+        sessions: rows.into_iter().map(Session::from).collect(),
+    }))
 }
 
+/// A user's undelivered messages, oldest first.
+///
+/// What they will receive when they next connect. An admin, or the user themselves.
+#[utoipa::path(
+    get,
+    path = "/websocket/users/{userId}/queue",
+    tag = "users",
+    params(("userId" = String, Path, description = "The user's id (`sub`)."), LimitQuery),
+    responses((status = 200, description = "queue", body = UserQueue), PerUserRefusals)
+)]
 pub(super) async fn queue(
     State(app): State<AppState>,
     caller: Caller,
     Path(user_id): Path<String>,
     ApiQuery(query): ApiQuery<LimitQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserQueue>, ApiError> {
     let store = app.hub.store();
     let rows = per_user_read(
         &app,
@@ -102,24 +257,39 @@ pub(super) async fn queue(
         |limit| store.undelivered(&user_id, limit),
     )
     .await?;
-    let messages: Vec<Value> = rows
+    let messages: Vec<QueuedMessage> = rows
         .iter()
-        .map(|(m, queued_at)| {
-            let mut entry = super::stored_json(m);
-            entry["queuedAt"] = queued_at.as_str().into();
-            entry
+        .map(|(m, queued_at)| QueuedMessage {
+            message: m.into(),
+            queued_at: queued_at.clone(),
         })
         .collect();
-    Ok(Json(
-        json!({ "userId": user_id, "count": messages.len(), "messages": messages }),
-    ))
+    Ok(Json(UserQueue {
+        user_id,
+        count: messages.len(),
+        messages,
+    }))
 }
 
+/// Close every connection of a user (reason `kicked`).
+///
+/// `/ws` clients get close code 1008. Admins only.
+#[utoipa::path(
+    post,
+    path = "/websocket/users/{userId}/disconnect",
+    tag = "users",
+    params(("userId" = String, Path, description = "The user's id (`sub`).")),
+    responses((status = 200, description = "how many", body = Disconnected), AdminRefusals)
+)]
 pub(super) async fn disconnect(
     State(app): State<AppState>,
     _: Admin,
     Path(user_id): Path<String>,
-) -> Json<Value> {
+) -> Json<Disconnected> {
     let disconnected = app.hub.close_user(&user_id, CloseReason::Kicked);
-    Json(json!({ "success": true, "userId": user_id, "disconnected": disconnected }))
+    Json(Disconnected {
+        success: true,
+        user_id,
+        disconnected,
+    })
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Formats a time as the contract's timestamp.
 pub fn timestamp(t: SystemTime) -> String {
@@ -17,8 +18,9 @@ pub fn now() -> String {
 }
 
 /// The user object: who someone is and how they are connected.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = User)]
 pub struct UserObject {
     /// User id (`sub`).
     pub user_id: String,
@@ -27,6 +29,7 @@ pub struct UserObject {
     /// Role.
     pub role: String,
     /// Time of the user's oldest live connection.
+    #[schema(format = DateTime)]
     pub connected_at: String,
     /// Number of live connections.
     pub sessions: usize,
@@ -67,7 +70,7 @@ pub struct ActiveUsers {
 }
 
 /// One entry of `connectionTimes` in the statistics.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionTime {
     /// User id.
@@ -75,6 +78,7 @@ pub struct ConnectionTime {
     /// Display name.
     pub username: String,
     /// Oldest live connection.
+    #[schema(format = DateTime)]
     pub connected_at: String,
     /// Seconds since `connectedAt`.
     pub connected_seconds: u64,
@@ -83,12 +87,14 @@ pub struct ConnectionTime {
     /// Sessions over the whole stored history, live ones included.
     pub sessions_count: u64,
     /// When the user was first seen.
+    #[schema(format = DateTime)]
     pub first_seen: String,
 }
 
 /// `users-stats` (and `GET /websocket/users-stats`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Stats)]
 pub struct UsersStats {
     /// Distinct users connected now.
     pub total_users: usize,

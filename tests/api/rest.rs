@@ -446,6 +446,13 @@ async fn health_readiness_and_the_openapi_document() {
     let (status, doc) = send(client.get(app.url("/websocket/openapi.json"))).await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json");
+    let checked_in: Value =
+        serde_json::from_str(&std::fs::read_to_string(file).expect("read")).expect("JSON");
+    assert!(
+        doc == checked_in,
+        "the served document is docs/openapi.json"
+    );
     let paths = doc["paths"].as_object().expect("paths");
     let mut documented: Vec<(String, String)> = paths
         .iter()
@@ -468,6 +475,19 @@ async fn health_readiness_and_the_openapi_document() {
         .collect();
     routed.sort();
     assert_eq!(documented, routed, "the document lists exactly the routes");
+    // It says which need a token: the protected ones keep the global bearer requirement, the
+    // others override it with none.
+    for (method, path) in &documented {
+        let needs_token = PROTECTED
+            .iter()
+            .any(|(m, p)| m == method && p.replace("/alice/", "/{userId}/") == *path);
+        let operation = &paths[path][method.to_lowercase()];
+        assert_eq!(
+            operation["security"] != json!([]),
+            needs_token,
+            "{method} {path}: {operation}"
+        );
+    }
     // And every documented route exists: an admin request is never 404 or 405.
     for (method, path) in &documented {
         let path = path.replace("{userId}", "someone");
