@@ -17,7 +17,7 @@ use super::messages::StoredMessage;
 use super::openapi::{AdminRefusals, CallerRefusals, PerUserRefusals, limit_schema};
 use crate::app::AppState;
 use crate::commands::users_stats as compute_stats;
-use crate::hub::CloseReason;
+use crate::hub::{CloseReason, Hub};
 use crate::protocol::wire::{UserObject, UsersStats};
 use crate::store::{SessionRow, StoreError};
 
@@ -157,9 +157,9 @@ pub(super) struct Disconnected {
     tag = "presence",
     responses((status = 200, description = "users", body = OnlineUsers), CallerRefusals)
 )]
-pub(super) async fn active_users(State(app): State<AppState>, _: Caller) -> Json<OnlineUsers> {
-    let users: Vec<_> = app.hub.online_users().into_iter().map(|u| u.user).collect();
-    let stats = compute_stats(&app.hub).await;
+pub(super) async fn active_users(State(hub): State<Hub>, _: Caller) -> Json<OnlineUsers> {
+    let users: Vec<_> = hub.online_users().into_iter().map(|u| u.user).collect();
+    let stats = compute_stats(&hub).await;
     Json(OnlineUsers {
         count: users.len(),
         users,
@@ -177,8 +177,8 @@ pub(super) async fn active_users(State(app): State<AppState>, _: Caller) -> Json
     tag = "presence",
     responses((status = 200, description = "stats", body = UsersStats), CallerRefusals)
 )]
-pub(super) async fn users_stats(State(app): State<AppState>, _: Caller) -> Json<UsersStats> {
-    Json(compute_stats(&app.hub).await)
+pub(super) async fn users_stats(State(hub): State<Hub>, _: Caller) -> Json<UsersStats> {
+    Json(compute_stats(&hub).await)
 }
 
 /// A per-user view (admin or that user): checks access and `limit`, flushes the store so the
@@ -282,11 +282,11 @@ pub(super) async fn queue(
     responses((status = 200, description = "how many", body = Disconnected), AdminRefusals)
 )]
 pub(super) async fn disconnect(
-    State(app): State<AppState>,
+    State(hub): State<Hub>,
     _: Admin,
     Path(user_id): Path<String>,
 ) -> Json<Disconnected> {
-    let disconnected = app.hub.close_user(&user_id, CloseReason::Kicked);
+    let disconnected = hub.close_user(&user_id, CloseReason::Kicked);
     Json(Disconnected {
         success: true,
         user_id,
