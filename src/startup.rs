@@ -58,6 +58,9 @@ impl EmbeddedGateway {
         // After the store: for the default location it created the data directory that
         // holds a generated secret.
         let verifier = Verifier::from_settings(&settings.jwt)?;
+        for (user_id, not_before) in store.token_revocations().await? {
+            verifier.revocations().revoke(&user_id, not_before);
+        }
         let state = AppState {
             hub: Hub::load(store.clone()).await?,
             verifier,

@@ -45,6 +45,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::sessions))
         .routes(routes!(users::queue))
         .routes(routes!(users::disconnect))
+        .routes(routes!(users::revoke))
         .routes(routes!(messages::list))
         .routes(routes!(openapi::document))
         .routes(routes!(health::alive))

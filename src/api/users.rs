@@ -5,6 +5,10 @@
 //! - `GET /websocket/users/{userId}/sessions?limit=` → session history (admin or that user)
 //! - `GET /websocket/users/{userId}/queue?limit=` → undelivered messages (admin or that user)
 //! - `POST /websocket/users/{userId}/disconnect` → closes every connection (admin)
+//! - `POST /websocket/users/{userId}/revoke` → refuses the user's tokens issued so far and
+//!   closes every connection (admin)
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -18,7 +22,7 @@ use super::openapi::{AdminRefusals, CallerRefusals, PerUserRefusals, limit_schem
 use crate::app::AppState;
 use crate::commands::users_stats as compute_stats;
 use crate::hub::{CloseReason, Hub};
-use crate::protocol::wire::{UserObject, UsersStats};
+use crate::protocol::wire::{self, UserObject, UsersStats};
 use crate::store::{SessionRow, StoreError};
 
 /// Default and largest `limit` of the list endpoints.
@@ -145,6 +149,25 @@ pub(super) struct Disconnected {
     /// The user asked about.
     user_id: String,
     /// Connections closed (0 when the user was offline).
+    disconnected: usize,
+}
+
+/// The answer of `revoke`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TokensRevoked {
+    /// Always true.
+    success: bool,
+    /// The user asked about.
+    user_id: String,
+    /// From now on this user's tokens need an `iat` of at least this (seconds since the
+    /// epoch: the second after the revoke, as `iat` has one-second resolution); older ones
+    /// and ones without `iat` are refused on connect, on `refresh-token` and on REST calls.
+    not_before: u64,
+    /// When the revoke was recorded.
+    #[schema(format = DateTime)]
+    revoked_at: String,
+    /// Connections closed (reason `revoked`; 0 when the user was offline).
     disconnected: usize,
 }
 
@@ -292,4 +315,50 @@ pub(super) async fn disconnect(
         user_id,
         disconnected,
     })
+}
+
+/// Revoke every token of a user issued so far, and close their connections (reason `revoked`).
+///
+/// Stored before the answer (it survives a restart): from now on the user's tokens with an
+/// `iat` before `notBefore` (the second after this call), or without `iat`, are refused on
+/// connect (`/ws`: 401, Socket.IO: `connect_error`), on `refresh-token` and on REST calls.
+/// A token issued later works. `/ws` clients are closed with code 4003. Admins only.
+#[utoipa::path(
+    post,
+    path = "/websocket/users/{userId}/revoke",
+    tag = "users",
+    params(("userId" = String, Path, description = "The user's id (`sub`).")),
+    responses((status = 200, description = "revoked", body = TokensRevoked), AdminRefusals)
+)]
+pub(super) async fn revoke(
+    State(app): State<AppState>,
+    _: Admin,
+    Path(user_id): Path<String>,
+) -> Result<Json<TokensRevoked>, ApiError> {
+    let now = SystemTime::now();
+    let not_before = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 1;
+    let revoked_at = wire::timestamp(now);
+    let mut commit = app
+        .hub
+        .store()
+        .tokens_revoked(&user_id, not_before, &revoked_at);
+    if !commit.durable().await {
+        tracing::error!(
+            user_id,
+            "the revocation could not be stored; nothing was revoked"
+        );
+        return Err(ApiError::unavailable());
+    }
+    // Refused first, then closed: a connection admitted meanwhile is closed by the session
+    // core, which checks again once it is registered.
+    app.verifier.revocations().revoke(&user_id, not_before);
+    let disconnected = app.hub.close_user(&user_id, CloseReason::Revoked);
+    tracing::info!(user_id, disconnected, not_before, "tokens revoked");
+    Ok(Json(TokensRevoked {
+        success: true,
+        user_id,
+        not_before,
+        revoked_at,
+        disconnected,
+    }))
 }

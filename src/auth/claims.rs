@@ -20,6 +20,12 @@ pub struct Identity {
     pub username: Arc<str>,
     /// The role used for role routing and admin checks.
     pub role: Arc<str>,
+    /// When the token expires (`exp`, seconds since the epoch): a live connection ends then
+    /// (plus `JWT_LEEWAY_SECS`) unless it refreshes its token.
+    pub exp: u64,
+    /// When the token was issued (`iat`), if it says: a revocation refuses tokens issued
+    /// before it, and a token without `iat` once its user has been revoked.
+    pub iat: Option<u64>,
 }
 
 /// The claims switchboard reads; everything else in the token is ignored.
@@ -90,6 +96,10 @@ impl TryFrom<Claims> for Identity {
             user_id: sub.into(),
             username: username.into(),
             role: role.into(),
+            exp: c
+                .exp
+                .ok_or_else(|| AuthError::BadClaim("missing claim \"exp\"".into()))?,
+            iat: c.iat,
         })
     }
 }
@@ -105,6 +115,7 @@ mod tests {
             name: Some("Full".into()),
             preferred_username: Some("pref".into()),
             roles: Some(vec!["EDITOR".into(), "X".into()]),
+            exp: Some(1),
             ..Claims::default()
         })
         .expect("valid");
@@ -113,6 +124,7 @@ mod tests {
 
         let bare = Identity::try_from(Claims {
             sub: Some("u2".into()),
+            exp: Some(1),
             ..Claims::default()
         })
         .expect("valid");

@@ -32,6 +32,10 @@ pub enum AuthError {
     /// `aud` differs from `JWT_AUDIENCE`.
     #[error("invalid token: wrong audience")]
     WrongAudience,
+    /// The user's tokens were revoked (`POST /websocket/users/{id}/revoke`) and this one was
+    /// issued before that (or has no `iat`).
+    #[error("token revoked")]
+    Revoked,
     /// A required claim is absent or has the wrong type.
     #[error("invalid token: {0}")]
     BadClaim(String),

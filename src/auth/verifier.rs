@@ -1,6 +1,8 @@
 //! Token verification. The accepted algorithm comes from configuration only: the token's own
 //! header can never switch it (so `alg: none` and HS/RS confusion are refused), `exp` is
-//! required, `nbf` is checked, and the leeway is the configured one.
+//! required, `nbf` is checked, and the leeway is the configured one. A token of a revoked user
+//! issued before the revocation is refused here too ([`Revocations`]), so every door that
+//! verifies a token (connect, `refresh-token`, REST) applies it.
 
 use std::sync::Arc;
 
@@ -8,13 +10,14 @@ use jsonwebtoken::{DecodingKey, Validation};
 
 use super::claims::{Claims, Identity};
 use super::keys::{KeyError, decoding_key};
-use super::{AuthError, find_token};
+use super::{AuthError, Revocations, find_token};
 use crate::config::JwtSettings;
 
 /// Verifies tokens; cheap to clone.
 #[derive(Clone)]
 pub struct Verifier {
     inner: Arc<(DecodingKey, Validation)>,
+    revocations: Revocations,
 }
 
 impl Verifier {
@@ -46,6 +49,7 @@ impl Verifier {
         validation.set_required_spec_claims(&required);
         Ok(Self {
             inner: Arc::new((key, validation)),
+            revocations: Revocations::default(),
         })
     }
 
@@ -53,7 +57,19 @@ impl Verifier {
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let (key, validation) = &*self.inner;
         let data = jsonwebtoken::decode::<Claims>(token, key, validation)?;
-        Identity::try_from(data.claims)
+        let identity = Identity::try_from(data.claims)?;
+        self.revocations.check(&identity)?;
+        Ok(identity)
+    }
+
+    /// The revoked users whose older tokens this verifier refuses (shared by its clones).
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
+    /// The leeway on `exp`, in seconds: a live connection ends this long after its `exp`.
+    pub fn leeway_secs(&self) -> u64 {
+        self.inner.1.leeway
     }
 
     /// Finds the token in a request (see [`find_token`]) and verifies it.

@@ -4,6 +4,7 @@
 //! connection stays open. The codes are part of the public contract: the README lists them,
 //! and a test keeps that list equal to the codes here.
 
+use crate::auth::AuthError;
 use crate::hub::{HubError, PublishError};
 use crate::protocol::events::ClientEvent;
 use crate::protocol::{ProtocolError, ProtocolErrorKind};
@@ -33,6 +34,14 @@ pub enum CommandError {
     /// A new connection's catch-up could not read the message log.
     #[error("missed messages could not be replayed; they stay queued: reconnect or call sync")]
     CatchUpFailed,
+    /// `refresh-token` with a token that does not verify (bad, expired, revoked, ...).
+    #[error("refresh-token refused: {0}; the connection keeps its current token")]
+    TokenRefused(AuthError),
+    /// `refresh-token` with a valid token for another user.
+    #[error(
+        "refresh-token refused: the token is for another user (sub); the connection keeps its current token"
+    )]
+    WrongSubject,
 }
 
 impl From<PublishError> for CommandError {
@@ -64,6 +73,8 @@ impl CommandError {
             Self::NotStored => "not_stored",
             Self::StoreUnavailable => "store_unavailable",
             Self::CatchUpFailed => "catch_up_failed",
+            Self::TokenRefused(_) => "token_refused",
+            Self::WrongSubject => "wrong_subject",
         }
     }
 }
@@ -87,6 +98,8 @@ mod tests {
         "not_stored",
         "store_unavailable",
         "catch_up_failed",
+        "token_refused",
+        "wrong_subject",
     ];
 
     #[test]
@@ -108,6 +121,8 @@ mod tests {
             CommandError::NotStored,
             CommandError::StoreUnavailable,
             CommandError::CatchUpFailed,
+            CommandError::TokenRefused(AuthError::Expired),
+            CommandError::WrongSubject,
         ];
         let codes: Vec<&str> = every_kind.iter().map(CommandError::code).collect();
         assert_eq!(codes, CODES, "one distinct code per kind of refusal");

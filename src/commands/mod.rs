@@ -10,6 +10,7 @@ mod get_users_stats;
 mod join_room;
 mod leave_room;
 pub mod notify;
+mod refresh_token;
 mod reply;
 mod room_message;
 mod send_message;
@@ -21,10 +22,11 @@ use serde_json::Value;
 
 pub use error::CommandError;
 pub use get_users_stats::users_stats;
+pub use refresh_token::Credentials;
 pub use reply::{Ack, AckReply, Outcome, PublishedAck, error_event};
 pub use sync::replay_on_connect;
 
-use crate::auth::Identity;
+use crate::auth::{Identity, Verifier};
 use crate::hub::{Event, Hub, Outbound, Publish, SessionId, Target};
 use crate::protocol::events::{ClientEvent, ParseLimits};
 use crate::protocol::payloads::{ClientMsgId, MessageText};
@@ -46,13 +48,21 @@ pub struct CommandLimits {
 pub struct Caller {
     pub hub: Hub,
     pub session: SessionId,
-    pub identity: Identity,
+    /// The connection's current token (`refresh-token` renews it).
+    pub credentials: Credentials,
+    /// Verifies a renewed token exactly like a connecting one.
+    pub verifier: Verifier,
     /// The caller's own connection: catch-up writes here directly, waiting for room.
     pub outbound: Outbound,
     pub limits: CommandLimits,
 }
 
 impl Caller {
+    /// Who the connection's current token names.
+    pub fn identity(&self) -> Identity {
+        self.credentials.identity()
+    }
+
     /// Sends an event to the caller's own connection (through the hub, so that it stays in
     /// order with live events held during catch-up).
     fn reply(&self, event: Arc<Event>) {
@@ -82,7 +92,7 @@ async fn publish_chat(
             event: event.into(),
             target,
             sender_session: Some(caller.session),
-            sender_id: caller.identity.user_id.clone(),
+            sender_id: caller.identity().user_id,
             body: message.as_str(),
             timestamp: &timestamp,
             kind: None,
@@ -119,6 +129,7 @@ pub async fn execute(caller: &Caller, event: &str, data: Option<&Value>) -> Outc
             client_msg_id,
         } => room_message::apply(caller, room, message, client_msg_id).await,
         ClientEvent::Sync { since } => sync::apply(caller, since).await,
+        ClientEvent::RefreshToken { token } => refresh_token::apply(caller, &token),
         ClientEvent::Unknown(name) => Err(CommandError::UnknownEvent(name)),
     }
 }

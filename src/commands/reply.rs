@@ -26,6 +26,8 @@ pub enum Ack {
     Left { room: String },
     /// `sync`: the `sync-complete` fields.
     Synced(SyncComplete),
+    /// `refresh-token`: `{ exp }`, the new token's expiry the connection now lives by.
+    Refreshed { exp: u64 },
 }
 
 /// A stored message, acknowledged once durable.

@@ -12,6 +12,7 @@
 //! arrive meanwhile are held by the hub and follow the replay, so order is kept.
 
 use super::{Ack, Caller, CommandError, Outcome};
+use crate::auth::Identity;
 use crate::hub::Event;
 use crate::protocol::wire::SyncComplete;
 use crate::store::{Reader, StoredMessage};
@@ -22,8 +23,16 @@ pub const SYNC_LIMIT: u32 = 1000;
 pub(super) async fn apply(caller: &Caller, since: u64) -> Outcome {
     let store = caller.hub.store();
     let until = store.read_horizon().await;
+    let identity = caller.identity();
     let page = store
-        .replay_page(reader(caller), Some(since), false, since, until, SYNC_LIMIT)
+        .replay_page(
+            reader(&identity),
+            Some(since),
+            false,
+            since,
+            until,
+            SYNC_LIMIT,
+        )
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "sync could not read the message log");
@@ -49,7 +58,8 @@ pub async fn replay_on_connect(caller: &Caller, last_message_id: Option<u64>, un
     // Nothing queued and no recovery asked for: the common case costs no database round trip.
     // (The count includes messages just sent to this user, whose rows may not be committed
     // yet: those take the full path below.)
-    if last_message_id.is_none() && store.queued_for(&caller.identity.user_id) == 0 {
+    let identity = caller.identity();
+    if last_message_id.is_none() && store.queued_for(&identity.user_id) == 0 {
         caller.hub.end_replay(caller.session);
         return;
     }
@@ -61,7 +71,7 @@ pub async fn replay_on_connect(caller: &Caller, last_message_id: Option<u64>, un
     loop {
         let page = match store
             .replay_page(
-                reader(caller),
+                reader(&identity),
                 last_message_id,
                 true,
                 cursor,
@@ -112,10 +122,11 @@ pub async fn replay_on_connect(caller: &Caller, last_message_id: Option<u64>, un
     caller.hub.end_replay(caller.session);
 }
 
-fn reader(caller: &Caller) -> Reader<'_> {
+/// Who reads: the role is the one of the connection's current token (a refresh can change it).
+fn reader(identity: &Identity) -> Reader<'_> {
     Reader {
-        user_id: &caller.identity.user_id,
-        role: &caller.identity.role,
+        user_id: &identity.user_id,
+        role: &identity.role,
     }
 }
 

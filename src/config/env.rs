@@ -59,6 +59,11 @@ pub(super) struct EnvSettings {
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     #[arg(long, env = "JWT_LEEWAY_SECS", default_value = "5", value_parser = at_least(0_u64))]
     jwt_leeway_secs: u64,
+    /// Seconds before a live connection's token expires at which the server sends
+    /// `token-expiring { exp, secondsLeft }` (at once when less is left): time to send
+    /// `refresh-token`. The connection is closed (token_expired) at exp + JWT_LEEWAY_SECS.
+    #[arg(long, env = "TOKEN_EXPIRY_WARNING_SECS", default_value = "60", value_parser = at_least(0_u64))]
+    token_expiry_warning_secs: u64,
     /// Roles allowed to use the REST POST endpoints (comma-separated).
     #[arg(long, env = "ADMIN_ROLES", default_value = "ADMIN", value_parser = list)]
     admin_roles: ::std::vec::Vec<String>,
@@ -141,6 +146,7 @@ impl EnvSettings {
                 issuer: self.jwt_issuer,
                 audience: self.jwt_audience,
                 leeway_secs: self.jwt_leeway_secs,
+                expiry_warning: Duration::from_secs(self.token_expiry_warning_secs),
             },
             admin_roles: self.admin_roles,
             cors_origins: self.cors_origins,

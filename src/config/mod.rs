@@ -129,6 +129,9 @@ pub struct JwtSettings {
     pub audience: Option<String>,
     /// `JWT_LEEWAY_SECS`: clock skew tolerated on `exp` and `nbf`, in seconds.
     pub leeway_secs: u64,
+    /// `TOKEN_EXPIRY_WARNING_SECS`: how long before a live connection's `exp` it is sent
+    /// `token-expiring`.
+    pub expiry_warning: Duration,
 }
 
 /// Where the JWT verification key comes from.

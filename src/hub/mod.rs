@@ -251,6 +251,16 @@ impl Hub {
         }
     }
 
+    /// A connection renewed its token (`refresh-token`): the user's name and role come from
+    /// the new one from now on, for every connection of the user (role broadcasts included),
+    /// and the stored user row follows.
+    pub fn renew_identity(&self, id: SessionId, identity: &Identity) -> Result<(), HubError> {
+        let mut state = self.state();
+        state.renew_identity(id, identity)?;
+        self.inner.store.user_renewed(identity, &wire::now());
+        Ok(())
+    }
+
     /// The user object of a session's user.
     pub fn user_of(&self, id: SessionId) -> Result<UserObject, HubError> {
         let state = self.state();

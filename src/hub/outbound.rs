@@ -33,6 +33,10 @@ pub enum CloseReason {
     TransportError,
     /// An operator disconnected the user.
     Kicked,
+    /// The token's `exp` (plus `JWT_LEEWAY_SECS`) passed without a `refresh-token`.
+    TokenExpired,
+    /// An operator revoked the user's tokens (`POST /websocket/users/{id}/revoke`).
+    Revoked,
 }
 
 impl CloseReason {
@@ -47,6 +51,8 @@ impl CloseReason {
             Self::ServerShutdown => "server_shutdown",
             Self::TransportError => "transport_error",
             Self::Kicked => "kicked",
+            Self::TokenExpired => "token_expired",
+            Self::Revoked => "revoked",
         }
     }
 
@@ -61,6 +67,8 @@ impl CloseReason {
             Self::ServerShutdown => "server shutting down",
             Self::TransportError => "transport error",
             Self::Kicked => "disconnected by an operator",
+            Self::TokenExpired => "token expired",
+            Self::Revoked => "token revoked by an operator",
         }
     }
 }

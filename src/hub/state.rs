@@ -154,6 +154,19 @@ impl State {
         Arrival { first, user }
     }
 
+    /// A connection of an online user renewed its token: the newest token names the user
+    /// (its name and role, hence its role routing) from now on. Refuses a token of another
+    /// user than the session's.
+    pub fn renew_identity(&mut self, id: SessionId, identity: &Identity) -> Result<(), HubError> {
+        let user_id = self.user_id_of(id)?;
+        if user_id != identity.user_id {
+            return Err(HubError::SessionGone);
+        }
+        let user = self.users.get_mut(&user_id).ok_or(HubError::SessionGone)?;
+        user.identity = identity.clone();
+        Ok(())
+    }
+
     /// Forgets a live connection. Room memberships stay: they belong to the user.
     pub fn remove_session(&mut self, id: SessionId) -> Option<Departure> {
         let user_id = self.sessions.get(&id)?.user_id.clone();
@@ -361,6 +374,8 @@ mod tests {
             user_id: user.into(),
             username: user.into(),
             role: role.into(),
+            exp: u64::MAX,
+            iat: None,
         }
     }
 

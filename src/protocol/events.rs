@@ -43,6 +43,11 @@ pub enum ClientEvent {
         /// Idempotency key.
         client_msg_id: Option<ClientMsgId>,
     },
+    /// `refresh-token { token }`
+    RefreshToken {
+        /// The new JWT, verified by the command like a connecting one.
+        token: String,
+    },
     /// `sync { since }`
     Sync {
         /// Replay messages with a larger id.
@@ -62,6 +67,7 @@ impl ClientEvent {
         "leave-room",
         "room-message",
         "sync",
+        "refresh-token",
     ];
 
     /// Parses an event by name.
@@ -122,6 +128,12 @@ impl ClientEvent {
                     since: f.id("since")?,
                 }
             }
+            "refresh-token" => {
+                let f = Fields::of(name, data, "{\"token\": string}")?;
+                Self::RefreshToken {
+                    token: f.string("token")?.to_owned(),
+                }
+            }
             other => Self::Unknown(other.to_owned()),
         })
     }
@@ -139,7 +151,7 @@ mod tests {
     #[test]
     fn every_known_event_parses() {
         for name in ClientEvent::NAMES {
-            let data = json!({"message": "hi", "room": "r", "since": 0});
+            let data = json!({"message": "hi", "room": "r", "since": 0, "token": "t"});
             let event = ClientEvent::parse(name, Some(&data), LIMITS).expect(name);
             assert!(!matches!(event, ClientEvent::Unknown(_)), "{name}");
         }
@@ -180,6 +192,12 @@ mod tests {
                 "room-message",
                 Some(json!({"room": "a"})),
                 "missing field \"message\"",
+            ),
+            ("refresh-token", Some(json!({})), "missing field \"token\""),
+            (
+                "refresh-token",
+                Some(json!({"token": 5})),
+                "\"token\" must be a string",
             ),
         ];
         for (name, data, expected) in cases {

@@ -187,6 +187,17 @@ pub struct SyncComplete {
     pub complete: bool,
 }
 
+/// `token-expiring`: the connection's token expires soon; send `refresh-token`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenExpiring {
+    /// The token's `exp` (seconds since the epoch).
+    pub exp: u64,
+    /// Whole seconds until then (0 when already past; the connection closes at
+    /// `exp` + `JWT_LEEWAY_SECS`).
+    pub seconds_left: u64,
+}
+
 /// `error`.
 #[derive(Debug, Serialize)]
 pub struct ErrorPayload<'a> {

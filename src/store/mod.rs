@@ -320,6 +320,18 @@ impl Store {
         }
     }
 
+    /// Every stored token revocation, `(user_id, not_before)`, for the verifier at start.
+    pub async fn token_revocations(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = match &self.inner.backend {
+            Backend::Sqlite(pool) => users::token_revocations(pool).await,
+        };
+        let rows = rows.map_err(self.failed("could not load token revocations"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(user_id, not_before)| (user_id, u64::try_from(not_before).unwrap_or(0)))
+            .collect())
+    }
+
     // ---- What happened: writes, queued for the writer ----
     //
     // None of these waits for the disk, so the hub calls them under its lock; their order is
@@ -359,6 +371,31 @@ impl Store {
             at: at.to_owned(),
             reason,
         });
+    }
+
+    /// A live connection of the user renewed its token: its name and role are refreshed
+    /// from the new one (a role can change).
+    pub fn user_renewed(&self, identity: &Identity, at: &str) {
+        self.write(WriteOp::SeenUser {
+            user_id: identity.user_id.to_string(),
+            username: identity.username.to_string(),
+            role: identity.role.to_string(),
+            at: at.to_owned(),
+        });
+    }
+
+    /// An operator revoked `user_id`'s tokens at `at`: those issued before `not_before`
+    /// (seconds since the epoch) are refused from now on, also after a restart. The returned
+    /// [`Commit`] says whether that became durable.
+    pub fn tokens_revoked(&self, user_id: &str, not_before: u64, at: &str) -> Commit {
+        let (committed, commit) = watch::channel(None);
+        self.write(WriteOp::RevokeTokens {
+            user_id: user_id.to_owned(),
+            not_before,
+            at: at.to_owned(),
+            committed,
+        });
+        Commit(commit)
     }
 
     /// `user_id` became a member of `room` at `at`.

@@ -2,12 +2,44 @@
 //! said. The hub loads the ids at start so that a private message to a user who was seen
 //! before (but is offline) is queued, and one to a stranger is refused. The rows are written
 //! by the writer's batched upsert (`writer.rs`), one per connection.
+//!
+//! Token revocations (the `token_revocations` table): per user, the first `iat` accepted.
 
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqlitePool};
 
 /// Every user ever seen.
 pub(super) async fn known_users(pool: &SqlitePool) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT user_id FROM users")
         .fetch_all(pool)
         .await
+}
+
+/// Every revocation, `(user_id, not_before)`.
+pub(super) async fn token_revocations(
+    pool: &SqlitePool,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT user_id, not_before FROM token_revocations")
+        .fetch_all(pool)
+        .await
+}
+
+/// Refuses `user_id`'s tokens issued before `not_before`; a bound already later is kept.
+pub(super) async fn revoke_tokens(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    not_before: u64,
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO token_revocations (user_id, not_before, revoked_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (user_id) DO UPDATE SET
+             not_before = max(not_before, excluded.not_before),
+             revoked_at = excluded.revoked_at",
+    )
+    .bind(user_id)
+    .bind(i64::try_from(not_before).unwrap_or(i64::MAX))
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::Shared;
 use super::counters::{RESERVED_THROUGH, raise_counter};
 use super::messages::MessageRecord;
-use super::{rooms, sessions};
+use super::{rooms, sessions, users};
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -106,6 +106,17 @@ pub(super) enum WriteOp {
         room: String,
         /// User id.
         user_id: String,
+    },
+    /// An operator revoked a user's tokens; `committed` hears whether it became durable.
+    RevokeTokens {
+        /// User id.
+        user_id: String,
+        /// The first `iat` still accepted.
+        not_before: u64,
+        /// When.
+        at: String,
+        /// Told `Some(true)` once committed, `Some(false)` if it could not be stored.
+        committed: watch::Sender<Option<bool>>,
     },
     /// Reserve message ids up to `through`.
     ReserveIds {
@@ -206,6 +217,9 @@ fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outc
             WriteOp::ReserveIds { through } if ok => shared.ids.reserved(through),
             WriteOp::ReserveIds { .. } => shared.ids.reservation_failed(),
             WriteOp::Flush(done) => flushes.push(done),
+            WriteOp::RevokeTokens { committed, .. } => {
+                committed.send_replace(Some(ok));
+            }
             WriteOp::SeenUser { .. }
             | WriteOp::OpenSession { .. }
             | WriteOp::CloseSession { .. }
@@ -468,6 +482,12 @@ async fn apply(
         } => sessions::close(tx, *session_id, at, reason).await?,
         WriteOp::JoinRoom { room, user_id, at } => rooms::join(tx, room, user_id, at).await?,
         WriteOp::LeaveRoom { room, user_id } => rooms::leave(tx, room, user_id).await?,
+        WriteOp::RevokeTokens {
+            user_id,
+            not_before,
+            at,
+            ..
+        } => users::revoke_tokens(tx, user_id, *not_before, at).await?,
         WriteOp::ReserveIds { through } => {
             raise_counter(&mut **tx, RESERVED_THROUGH, *through).await?;
         }

@@ -7,7 +7,10 @@
 //! - [`ws`]: plain WebSocket at `/ws`, JSON envelope.
 //! - [`socketio`]: Socket.IO v4 at `/socket.io/` through socketioxide.
 //! - [`rate_limit`]: the per-connection token bucket the session applies.
+//! - [`expiry`]: the per-connection token clock the session starts (`token-expiring`, then
+//!   the close with `token_expired`).
 
+pub(crate) mod expiry;
 pub(crate) mod rate_limit;
 pub(crate) mod session;
 pub(crate) mod socketio;

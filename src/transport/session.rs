@@ -6,7 +6,9 @@
 //! 1. [`admit`]: before anything is upgraded or connected: refuses while stopping, an
 //!    `Origin` outside `CORS_ORIGINS`, a malformed `lastMessageId`, and a bad token.
 //! 2. [`Session::open`]: registers the connection with the hub (`connected`, presence, the
-//!    session row); [`Session::catch_up`] then replays what the client is owed.
+//!    session row) and starts its token clock ([`expiry`]: `token-expiring`, then the close
+//!    with `token_expired`; `refresh-token` renews it); [`Session::catch_up`] then replays
+//!    what the client is owed.
 //! 3. [`Session::handle`]: one client event: rate limit, execute, `error` on refusal, then the
 //!    ack through the transport's own channel.
 //! 4. [`Session::close`]: records why the connection ended and tells the hub.
@@ -16,16 +18,18 @@
 
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
+use super::expiry;
 use super::rate_limit::{RateLimiter, Verdict};
 use crate::app::AppState;
 use crate::auth::{AuthError, Identity};
-use crate::commands::{self, Caller, CommandError, Outcome};
+use crate::commands::{self, Caller, CommandError, Credentials, Outcome};
 use crate::hub::{CloseReason, Closer, Outbound, SessionMeta};
 use crate::store::Store;
 
@@ -131,11 +135,29 @@ impl Session {
             outbound.clone(),
             limits.outbound_queue_capacity,
         );
+        // A revoke that ran between `admit` and the registration above missed this
+        // connection in its sweep; it is closed here instead.
+        if app.verifier.revocations().refuses(&admitted.identity) {
+            outbound.close(CloseReason::Revoked);
+        }
+        let credentials = Credentials::new(admitted.identity);
+        app.connections.spawn(
+            expiry::watch(
+                credentials.subscribe(),
+                outbound.clone(),
+                expiry::Timing {
+                    warning: app.settings.jwt.expiry_warning,
+                    leeway: Duration::from_secs(app.settings.jwt.leeway_secs),
+                },
+            )
+            .in_current_span(),
+        );
         Self {
             caller: Caller {
                 hub: app.hub.clone(),
                 session: registered.session,
-                identity: admitted.identity,
+                credentials,
+                verifier: app.verifier.clone(),
                 outbound,
                 limits: app.command_limits(),
             },
@@ -205,7 +227,7 @@ impl Session {
         tracing::info_span!(
             "session",
             id = self.caller.session.0,
-            user_id = %self.caller.identity.user_id,
+            user_id = %self.caller.identity().user_id,
             transport,
         )
     }

@@ -314,5 +314,7 @@ fn close_code(reason: CloseReason) -> u16 {
         CloseReason::TransportError => 1002,
         CloseReason::SlowConsumer | CloseReason::RateLimited | CloseReason::Kicked => 1008,
         CloseReason::FrameTooLarge => 1009,
+        CloseReason::TokenExpired => 4001,
+        CloseReason::Revoked => 4003,
     }
 }
