@@ -112,6 +112,18 @@ async fn every_malformed_frame_gets_an_error_that_names_the_problem() {
             "\"room\" must be a string",
             "bad_payload",
         ),
+        (
+            "refresh-token without a token",
+            Message::text(r#"{"event":"refresh-token","data":{}}"#),
+            "missing field \"token\"",
+            "bad_payload",
+        ),
+        (
+            "refresh-token token not a string",
+            Message::text(r#"{"event":"refresh-token","data":{"token":7}}"#),
+            "\"token\" must be a string",
+            "bad_payload",
+        ),
     ];
     for (case, frame, expected, code) in cases {
         alice.send(frame).await;

@@ -13,3 +13,4 @@ mod messages;
 mod persistence;
 mod rest;
 mod startup;
+mod tokens;

@@ -269,3 +269,54 @@ test('a resend with the same clientMsgId gets the original ack', async () => {
 });
 
 void WAIT_MS;
+
+test('a token that expires: token-expiring, then error token_expired and a server-side disconnect; a refresh renews it', async () => {
+  const short = await startServer({ JWT_LEEWAY_SECS: '0', TOKEN_EXPIRY_WARNING_SECS: '1' });
+  try {
+    const renewed = await sioUser(short.url, 'renewing', { ttl: 2 });
+    const socket = await sioUser(short.url, 'expiring', { ttl: 3 });
+
+    const fresh = token('renewing');
+    const ack = await renewed.ack('refresh-token', { token: fresh });
+    assert.equal(ack.ok, true);
+    assert.ok(ack.exp > Date.now() / 1000 + 3000, `the new exp: ${ack.exp}`);
+    const refused = await renewed.ack('refresh-token', { token: token('someone-else') });
+    assert.deepEqual([refused.ok, refused.code], [false, 'wrong_subject']);
+    assert.equal((await renewed.events.next('error')).code, 'wrong_subject');
+
+    const warning = await socket.events.next('token-expiring');
+    assert.ok(Number.isInteger(warning.exp), JSON.stringify(warning));
+    assert.ok(warning.secondsLeft <= 1, JSON.stringify(warning));
+    const error = await socket.events.next('error');
+    assert.deepEqual(error, { message: 'token expired', code: 'token_expired' });
+    assert.equal(await socket.events.next('disconnect'), 'io server disconnect');
+    assert.ok(Date.now() / 1000 >= warning.exp, 'not before exp');
+
+    // The refreshed connection outlived its old exp (2 s), which the other's (3 s) followed.
+    const users = await renewed.ack('get-active-users');
+    assert.deepEqual(users.users.map((u) => u.userId), ['renewing']);
+    renewed.disconnect();
+  } finally {
+    await short.stop();
+  }
+});
+
+test('a revoke disconnects the user and the old token then gets connect_error', async () => {
+  const socket = await sioUser(server.url, 'revokee');
+  const response = await fetch(`${server.url}/websocket/users/revokee/revoke`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token('root', { role: 'ADMIN' })}` },
+    signal: AbortSignal.timeout(WAIT_MS),
+  });
+  assert.equal(response.status, 200);
+  const body = await response.json();
+  assert.equal(body.disconnected, 1);
+  assert.equal((await socket.events.next('error')).code, 'revoked');
+  assert.equal(await socket.events.next('disconnect'), 'io server disconnect');
+
+  // The harness's tokens carry no iat: after a revoke they cannot show they are newer.
+  const again = await sioClient(server.url, { auth: { token: token('revokee') } });
+  const error = await again.events.next('connect_error');
+  assert.equal(error.message, 'token revoked');
+  again.close();
+});
