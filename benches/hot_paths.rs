@@ -163,6 +163,8 @@ impl Room {
                 user_id: format!("user-{i:04}").into(),
                 username: format!("User {i}").into(),
                 role: "USER".into(),
+                exp: u64::MAX,
+                iat: None,
             };
             let (outbound, queue) = Outbound::channel(capacity);
             let registered = hub.connect(

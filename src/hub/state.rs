@@ -448,6 +448,28 @@ mod tests {
     }
 
     #[test]
+    fn a_renewed_identity_moves_every_connection_of_the_user_to_its_new_role() {
+        let (mut state, _queues) = state_with(&[
+            (1, "alice", "USER"),
+            (2, "alice", "USER"),
+            (3, "bob", "ADMIN"),
+        ]);
+        state
+            .renew_identity(SessionId(1), &identity("alice", "ADMIN"))
+            .expect("same user");
+        let to_admins = Target::Role("ADMIN".into());
+        assert_eq!(
+            ids(state.recipients(&to_admins, None).expect("routed")),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            state.renew_identity(SessionId(3), &identity("alice", "USER")),
+            Err(HubError::SessionGone),
+            "another user's token never renames a session"
+        );
+    }
+
+    #[test]
     fn other_targets_choose_their_recipients() {
         let (state, _queues) = state_with(&[
             (1, "alice", "USER"),

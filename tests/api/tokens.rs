@@ -205,7 +205,12 @@ async fn a_role_change_by_refresh_moves_the_users_role_broadcasts_at_once() {
     let (mut bob, _) = app.user("bob", "USER").await;
     alice.expect("user-connected").await;
 
-    let ack = refresh(&mut alice, &token_for("alice", "ADMIN", in_an_hour(), None), 1).await;
+    let ack = refresh(
+        &mut alice,
+        &token_for("alice", "ADMIN", in_an_hour(), None),
+        1,
+    )
+    .await;
     assert_eq!(ack["ok"], true, "{ack}");
 
     let to_role = |role: &str| {
@@ -297,7 +302,11 @@ async fn a_revoke_closes_the_users_connections_refuses_older_tokens_and_accepts_
         ack["code"], "token_refused",
         "nor can it come back by refresh"
     );
-    let bob = connect(&app, &token_for("bob", "USER", in_an_hour(), Some(not_before - 10))).await;
+    let bob = connect(
+        &app,
+        &token_for("bob", "USER", in_an_hour(), Some(not_before - 10)),
+    )
+    .await;
     bob.close().await;
 }
 
