@@ -28,6 +28,7 @@ const PROTECTED: &[(&str, &str)] = &[
     ("GET", "/websocket/users/alice/sessions"),
     ("GET", "/websocket/users/alice/queue"),
     ("POST", "/websocket/users/alice/disconnect"),
+    ("POST", "/websocket/users/alice/revoke"),
     ("GET", "/websocket/messages"),
 ];
 
@@ -55,6 +56,7 @@ async fn post_endpoints_need_an_admin_role() {
         "/websocket/broadcast",
         "/websocket/send-to-role",
         "/websocket/users/x/disconnect",
+        "/websocket/users/x/revoke",
     ] {
         let (status, body) = send(
             app.rest(Method::POST, path, "bob", "USER")
