@@ -1,5 +1,11 @@
 //! [`Gateway`]: opens the store, loads the JWT key, binds the listener (port 0 is fine) and
 //! serves the router until told to stop, then shuts down in order.
+//!
+//! - [`serve`]: the accept loop (header read timeout, connection cap, graceful drain).
+//! - [`admission`]: the connection counts behind `MAX_CONNECTIONS` / `MAX_CONNECTIONS_PER_IP`.
+
+mod admission;
+mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -187,17 +193,21 @@ impl Gateway {
     pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
         let Self { listener, embedded } = self;
         tracing::info!("listening on http://{}", listener.local_addr()?);
-        let app = embedded
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let settings = embedded.state.settings.clone();
         let begin = embedded.begin_shutdown();
         let on_stop = async move {
             stop.cancelled().await;
             begin.await;
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(on_stop)
-            .await?;
+        let drain_timeout = settings.limits.shutdown_timeout;
+        serve::serve(
+            listener,
+            embedded.router(),
+            &settings.connections,
+            drain_timeout,
+            on_stop,
+        )
+        .await;
         embedded.finish_shutdown().await;
         tracing::info!("stopped");
         Ok(())
@@ -218,7 +228,11 @@ fn router(state: AppState, socketio: SocketIoLayer) -> Router {
     Router::new()
         .route("/ws", get(transport::ws::upgrade))
         .merge(crate::api::router(max_body))
-        .with_state(state)
+        .with_state(state.clone())
         .layer(socketio)
+        .layer(axum::middleware::from_fn_with_state(
+            state.settings.clone(),
+            transport::handshake::socketio_guard,
+        ))
         .layer(cors)
 }

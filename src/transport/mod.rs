@@ -7,7 +7,9 @@
 //! - [`ws`]: plain WebSocket at `/ws`, JSON envelope.
 //! - [`socketio`]: Socket.IO v4 at `/socket.io/` through socketioxide.
 //! - [`rate_limit`]: the per-connection token bucket the session applies.
+//! - [`handshake`]: WebSocket handshake checks and the Origin guard in front of Socket.IO.
 
+pub(crate) mod handshake;
 pub(crate) mod rate_limit;
 pub(crate) mod session;
 pub(crate) mod socketio;
