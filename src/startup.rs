@@ -83,6 +83,8 @@ impl EmbeddedGateway {
     /// Every route of the gateway (`/ws`, `/socket.io/`, `/websocket/...`, `/healthz`,
     /// `/readyz`). Merge it into your app, and serve with
     /// `into_make_service_with_connect_info::<SocketAddr>()` so peer addresses are recorded.
+    /// The connection hygiene of [`Gateway`] (header read timeout, `MAX_CONNECTIONS`) belongs
+    /// to its accept loop: your server must provide its own.
     pub fn router(&self) -> Router {
         router(self.state.clone(), self.socketio_layer.clone())
     }
@@ -214,7 +216,9 @@ impl Gateway {
     }
 }
 
-/// The HTTP routes: `/ws`, `/socket.io/` and `/healthz`, with CORS per `CORS_ORIGINS`.
+/// The HTTP routes: `/ws`, `/socket.io/` and `/healthz`, with CORS per `CORS_ORIGINS`. The
+/// Origin and handshake guard sits outside socketioxide's layer, so that it sees Socket.IO
+/// requests first, and inside CORS, so that preflights are still answered.
 fn router(state: AppState, socketio: SocketIoLayer) -> Router {
     let cors = match &state.settings.cors_origins {
         CorsOrigins::Any => CorsLayer::new().allow_origin(Any),
