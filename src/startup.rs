@@ -1,5 +1,11 @@
 //! [`Gateway`]: opens the store, loads the JWT key, binds the listener (port 0 is fine) and
 //! serves the router until told to stop, then shuts down in order.
+//!
+//! - [`serve`]: the accept loop (header read timeout, connection cap, graceful drain).
+//! - [`admission`]: the connection counts behind `MAX_CONNECTIONS` / `MAX_CONNECTIONS_PER_IP`.
+
+mod admission;
+mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -80,6 +86,8 @@ impl EmbeddedGateway {
     /// Every route of the gateway (`/ws`, `/socket.io/`, `/websocket/...`, `/healthz`,
     /// `/readyz`). Merge it into your app, and serve with
     /// `into_make_service_with_connect_info::<SocketAddr>()` so peer addresses are recorded.
+    /// The connection hygiene of [`Gateway`] (header read timeout, `MAX_CONNECTIONS`) belongs
+    /// to its accept loop: your server must provide its own.
     pub fn router(&self) -> Router {
         router(self.state.clone(), self.socketio_layer.clone())
     }
@@ -190,24 +198,30 @@ impl Gateway {
     pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
         let Self { listener, embedded } = self;
         tracing::info!("listening on http://{}", listener.local_addr()?);
-        let app = embedded
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let settings = embedded.state.settings.clone();
         let begin = embedded.begin_shutdown();
         let on_stop = async move {
             stop.cancelled().await;
             begin.await;
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(on_stop)
-            .await?;
+        let drain_timeout = settings.limits.shutdown_timeout;
+        serve::serve(
+            listener,
+            embedded.router(),
+            &settings.connections,
+            drain_timeout,
+            on_stop,
+        )
+        .await;
         embedded.finish_shutdown().await;
         tracing::info!("stopped");
         Ok(())
     }
 }
 
-/// The HTTP routes: `/ws`, `/socket.io/` and `/healthz`, with CORS per `CORS_ORIGINS`.
+/// The HTTP routes: `/ws`, `/socket.io/` and `/healthz`, with CORS per `CORS_ORIGINS`. The
+/// Origin and handshake guard sits outside socketioxide's layer, so that it sees Socket.IO
+/// requests first, and inside CORS, so that preflights are still answered.
 fn router(state: AppState, socketio: SocketIoLayer) -> Router {
     let cors = match &state.settings.cors_origins {
         CorsOrigins::Any => CorsLayer::new().allow_origin(Any),
@@ -221,7 +235,11 @@ fn router(state: AppState, socketio: SocketIoLayer) -> Router {
     Router::new()
         .route("/ws", get(transport::ws::upgrade))
         .merge(crate::api::router(max_body))
-        .with_state(state)
+        .with_state(state.clone())
         .layer(socketio)
+        .layer(axum::middleware::from_fn_with_state(
+            state.settings.clone(),
+            transport::handshake::socketio_guard,
+        ))
         .layer(cors)
 }

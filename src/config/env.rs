@@ -15,8 +15,9 @@ use clap::{Arg, Args, Command, FromArgMatches, ValueEnum};
 use jsonwebtoken::Algorithm;
 
 use super::{
-    ConfigError, CorsOrigins, DEFAULT_DATABASE_PATH, DatabaseSettings, GENERATED_SECRET_FILE,
-    JwtKeySource, JwtSettings, Limits, LogFormat, RetentionSettings, Settings, Synchronous,
+    ConfigError, ConnectionLimits, CorsOrigins, DEFAULT_DATABASE_PATH, DatabaseSettings,
+    GENERATED_SECRET_FILE, JwtKeySource, JwtSettings, Limits, LogFormat, RetentionSettings,
+    Settings, Synchronous,
 };
 
 /// Every variable, in the order of `.env.example`. No `Debug`: it holds the JWT secret.
@@ -77,6 +78,8 @@ pub(super) struct EnvSettings {
     log_format: LogFormat,
     #[command(flatten)]
     limits: Limits,
+    #[command(flatten)]
+    connections: ConnectionLimits,
 }
 
 impl EnvSettings {
@@ -152,6 +155,7 @@ impl EnvSettings {
             cors_origins: self.cors_origins,
             log_format: self.log_format,
             limits: self.limits,
+            connections: self.connections,
         })
     }
 }

@@ -6,6 +6,7 @@
 //! (a URL into a path, a secret into a key source) in `env.rs`. clap parses them and shows the
 //! same docs in `switchboard --help`; a test keeps `.env.example` equal to the declarations.
 
+mod connections;
 mod env;
 
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
+pub use connections::ConnectionLimits;
 pub(crate) use env::help as env_help;
 use env::{at_least, days_or_forever, seconds, zero_is_none};
 
@@ -46,6 +48,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Every limit a client can run into.
     pub limits: Limits,
+    /// Header timeout and connection caps, applied before any HTTP is parsed.
+    pub connections: ConnectionLimits,
 }
 
 /// Where the SQLite file lives.
@@ -349,6 +353,9 @@ mod tests {
         );
         assert_eq!(s.limits.max_frame_bytes, 65_536);
         assert_eq!(s.limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.connections.header_timeout, Duration::from_secs(10));
+        assert_eq!(s.connections.max_connections, 10_000);
+        assert_eq!(s.connections.max_connections_per_ip, None);
     }
 
     #[test]
@@ -362,6 +369,9 @@ mod tests {
             ("MAX_FRAME_BYTES", "255", "MAX_FRAME_BYTES"),
             ("IDLE_TIMEOUT_SECS", "0", "IDLE_TIMEOUT_SECS"),
             ("IDLE_TIMEOUT_SECS", "25", "IDLE_TIMEOUT_SECS"),
+            ("HTTP_HEADER_TIMEOUT_SECS", "0", "HTTP_HEADER_TIMEOUT_SECS"),
+            ("MAX_CONNECTIONS", "0", "MAX_CONNECTIONS"),
+            ("MAX_CONNECTIONS_PER_IP", "-1", "MAX_CONNECTIONS_PER_IP"),
             ("MESSAGE_RETENTION_DAYS", "soon", "MESSAGE_RETENTION_DAYS"),
             (
                 "WS_MAX_WRITE_BUFFER_BYTES",
@@ -487,6 +497,7 @@ mod tests {
         let d = Settings::defaults();
         assert_eq!(format!("{:?}", s.limits), format!("{:?}", d.limits));
         assert_eq!(s.database.retention, d.database.retention);
+        assert_eq!(s.connections, d.connections);
         assert!(!s.database.is_default);
         assert_eq!(s.bind_addr.port(), 0);
     }

@@ -9,8 +9,10 @@
 //! - [`rate_limit`]: the per-connection token bucket the session applies.
 //! - [`expiry`]: the per-connection token clock the session starts (`token-expiring`, then
 //!   the close with `token_expired`).
+//! - [`handshake`]: WebSocket handshake checks and the Origin guard in front of Socket.IO.
 
 pub(crate) mod expiry;
+pub(crate) mod handshake;
 pub(crate) mod rate_limit;
 pub(crate) mod session;
 pub(crate) mod socketio;

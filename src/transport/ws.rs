@@ -3,7 +3,8 @@
 //! What is the same for every transport (admission, opening, one event, closing) is the
 //! [`session`](super::session) core; this module keeps the `/ws` framing. Before the upgrade,
 //! a refusal is an HTTP status with `{"error": ...}` (403 origin, 401 token, 400 bad
-//! `lastMessageId`, 503 stopping), and tungstenite's buffers and limits are set from the
+//! `lastMessageId`, 503 stopping; 400 bad `Sec-WebSocket-Key`, 426 other version than 13:
+//! [`handshake`](super::handshake)), and tungstenite's buffers and limits are set from the
 //! configuration (its defaults: 128 KiB buffers, an unbounded write buffer, 64 MiB messages).
 //! After it, one reader and one writer per connection:
 //!
@@ -80,6 +81,9 @@ pub(crate) async fn upgrade(
         Ok(admitted) => admitted,
         Err(refusal) => return refuse(refusal.status(), refusal.to_string()),
     };
+    if let Err(refusal) = super::handshake::check_upgrade(&headers) {
+        return refusal;
+    }
     let upgrade = match upgrade {
         Ok(u) => u,
         Err(e) => return refuse(e.status(), e.body_text()),

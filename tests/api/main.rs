@@ -8,6 +8,7 @@ mod bad_input;
 mod crash;
 mod embedded;
 mod events;
+mod hygiene;
 mod limits;
 mod messages;
 mod persistence;
