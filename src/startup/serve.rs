@@ -91,6 +91,13 @@ pub(super) async fn serve(
                 }
             }
         };
+        // Every write is a whole frame (or several, coalesced by the writer): sent at once,
+        // not held back by Nagle's algorithm. It also narrows the window in which a frame the
+        // server counted as handed over still sits unsent when the process dies (the soak
+        // test's finding: a frame marked delivered could be lost with a killed process).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("could not set TCP_NODELAY: {e}");
+        }
         match doors.admission.try_admit(remote.ip()) {
             Ok(slot) => {
                 let io = TokioIo::new(Counted {

@@ -389,6 +389,9 @@ impl WsClient {
 pub struct BinaryServer {
     child: std::process::Child,
     pub addr: SocketAddr,
+    /// Every line the server wrote to stderr, kept by a thread that drains the pipe.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    drain: Option<std::thread::JoinHandle<()>>,
 }
 
 impl BinaryServer {
@@ -416,24 +419,45 @@ impl BinaryServer {
         }
         let mut child = command.spawn().expect("the binary starts");
         let stderr = child.stderr.take().expect("stderr");
-        let (found, lines) = tokio::task::spawn_blocking(move || {
-            let mut seen = Vec::new();
-            let mut lines = BufReader::new(stderr).lines();
-            for line in lines.by_ref() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = parse_listen_line(&line) {
-                    // Keep draining so the child never blocks on a full pipe.
-                    std::thread::spawn(move || for _ in lines {});
-                    return (Some(addr), seen);
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (listening, found) = tokio::sync::oneshot::channel();
+        let drain = std::thread::spawn({
+            let log = log.clone();
+            move || {
+                // Keeps draining after the listen line so the child never blocks on a full
+                // pipe; ends when the child exits.
+                let mut listening = Some(listening);
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = parse_listen_line(&line)
+                        && let Some(tx) = listening.take()
+                    {
+                        let _ = tx.send(addr);
+                    }
+                    log.lock().expect("log lines").push(line);
                 }
-                seen.push(line);
             }
-            (None, seen)
-        })
-        .await
-        .expect("reader");
-        let addr = found.unwrap_or_else(|| panic!("no listen line in: {lines:#?}"));
-        Self { child, addr }
+        });
+        let addr = match tokio::time::timeout(Duration::from_secs(30), found).await {
+            Ok(Ok(addr)) => addr,
+            _ => panic!("no listen line in: {:#?}", log.lock().expect("log lines")),
+        };
+        Self {
+            child,
+            addr,
+            log,
+            drain: Some(drain),
+        }
+    }
+
+    /// SIGKILL, then everything the server logged.
+    pub fn kill_and_read_log(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(drain) = self.drain.take() {
+            let _ = drain.join();
+        }
+        self.log.lock().expect("log lines").clone()
     }
 
     /// Connects as `sub` with role USER, passing `query` (e.g. `&lastMessageId=5`).

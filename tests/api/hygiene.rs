@@ -3,8 +3,6 @@
 //! close, WebSocket handshakes are checked, the Origin policy stops a foreign Socket.IO client
 //! before any session exists, and Engine.IO session ids stay out of the logs.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -314,72 +312,67 @@ async fn a_foreign_origin_is_refused_before_a_socketio_upgrade_or_polling_sessio
 
 // --- Engine.IO session ids and the logs --------------------------------------------------
 
-/// A log sink for one test: every event at every level, as text.
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl CapturedLogs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
-    }
-}
-
-/// One polling request with `Connection: close`; returns the body.
-async fn poll(app: &TestApp, method: &str, query: &str, body: &str) -> String {
+/// One polling request with `Connection: close` to the server at `addr`; returns the body.
+async fn poll_at(addr: std::net::SocketAddr, method: &str, query: &str, body: &str) -> String {
     let request = format!(
         "{method} /socket.io/?EIO=4&transport=polling{query} HTTP/1.1\r\nHost: localhost\r\n\
          Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let response = exchange(app, &request).await;
+    let mut stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect within the timeout")
+        .expect("connect");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request written");
+    let response = read_until_closed(&mut stream).await;
     assert_eq!(status_of(&response), 200, "{response}");
     let (_, body) = response.split_once("\r\n\r\n").expect("a body");
     body.to_string()
 }
 
+/// Long-polls until a payload containing `needle` arrives (a poll may return other packets
+/// first, e.g. `connected` before the answer); bounded.
+async fn poll_until(addr: std::net::SocketAddr, with_sid: &str, needle: &str) -> String {
+    for _ in 0..10 {
+        let payload = poll_at(addr, "GET", with_sid, "").await;
+        if payload.contains(needle) {
+            return payload;
+        }
+    }
+    panic!("no {needle:?} within 10 polls");
+}
+
 #[tokio::test]
 async fn engine_io_session_ids_never_reach_the_logs() {
-    // The test runtime runs every task on this thread, so a thread-local subscriber at TRACE
-    // sees everything the server, socketioxide, engineioxide and hyper log.
-    let logs = CapturedLogs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let app = spawn_app().await;
+    // The real binary at TRACE, its stderr captured whole: everything the server, socketioxide,
+    // engineioxide and hyper log, with no in-process subscriber to race other tests.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = BinaryServer::start(&dir.path().join("logs.db"), &[("RUST_LOG", "trace")]).await;
+    let addr = server.addr;
 
     // A polling client: handshake, connect with a token, read the answer, send an event.
-    let open = poll(&app, "GET", "", "").await;
+    let open = poll_at(addr, "GET", "", "").await;
     let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).expect("open");
     let sid = handshake["sid"].as_str().expect("a sid").to_string();
     let with_sid = format!("&sid={sid}");
-    let token = app.token("alice", "USER");
+    let token = sign(
+        jsonwebtoken::Algorithm::HS256,
+        &serde_json::json!({"sub": "alice", "username": "alice", "role": "USER", "exp": in_an_hour()}),
+    );
     let connect = format!("40{{\"token\":\"{token}\"}}");
-    assert_eq!(poll(&app, "POST", &with_sid, &connect).await, "ok");
-    let connected = poll(&app, "GET", &with_sid, "").await;
-    assert!(connected.starts_with("40"), "{connected}");
+    assert_eq!(poll_at(addr, "POST", &with_sid, &connect).await, "ok");
+    poll_until(addr, &with_sid, "40").await;
     let event = r#"42["get-active-users"]"#;
-    assert_eq!(poll(&app, "POST", &with_sid, event).await, "ok");
-    let answered = poll(&app, "GET", &with_sid, "").await;
-    assert!(answered.contains("active-users"), "{answered}");
-    app.stop().await;
+    assert_eq!(poll_at(addr, "POST", &with_sid, event).await, "ok");
+    poll_until(addr, &with_sid, "active-users").await;
 
-    let text = logs.text();
-    assert!(text.contains("listening on"), "the capture works: {text}");
-    assert!(!text.contains(&sid), "the sid {sid} was logged:\n{text}");
+    let log = server.kill_and_read_log().join("\n");
+    assert!(
+        log.contains("listening on") && log.contains("TRACE"),
+        "the capture works at TRACE: {log}"
+    );
+    assert!(!log.contains(&sid), "the sid {sid} was logged:\n{log}");
 }
