@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderValue, Method};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use socketioxide::SocketIo;
 use socketioxide::layer::SocketIoLayer;
 use tokio::net::TcpListener;
@@ -22,6 +23,7 @@ use crate::handle::GatewayHandle;
 use crate::hub::{CloseReason, Hub};
 use crate::store::{Store, StoreError};
 use crate::transport;
+use crate::transport::linger::LingeringListener;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +197,9 @@ impl Gateway {
             stop.cancelled().await;
             begin.await;
         };
+        // Lingering close under every connection (`transport::linger`); `tap_io` is a no-op
+        // that gives the wrapped listener axum's `ConnectInfo<SocketAddr>`.
+        let listener = LingeringListener(listener).tap_io(|_| {});
         axum::serve(listener, app)
             .with_graceful_shutdown(on_stop)
             .await?;

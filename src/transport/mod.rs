@@ -7,7 +7,9 @@
 //! - [`ws`]: plain WebSocket at `/ws`, JSON envelope.
 //! - [`socketio`]: Socket.IO v4 at `/socket.io/` through socketioxide.
 //! - [`rate_limit`]: the per-connection token bucket the session applies.
+//! - [`linger`]: the lingering close under every connection, so the last words reach the client.
 
+pub(crate) mod linger;
 pub(crate) mod rate_limit;
 pub(crate) mod session;
 pub(crate) mod socketio;

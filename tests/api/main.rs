@@ -9,6 +9,7 @@ mod crash;
 mod embedded;
 mod events;
 mod limits;
+mod lingering;
 mod messages;
 mod persistence;
 mod rest;
