@@ -62,7 +62,7 @@ impl<'a> Fields<'a> {
                 Ok(id)
             }
             Some(other) => Err(ProtocolError::new(format!(
-                "{}: field \"{name}\" must be a message id (a whole number from 0 to \
+                "{}: field \"{name}\" must be a non-negative integer (a message id, at most \
                  {MAX_MESSAGE_ID}), not {}",
                 self.event,
                 describe(other)
