@@ -193,9 +193,12 @@ pub enum LogFormat {
 /// Every limit a client can run into, each with its variable and default.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Limits {
-    /// Largest WebSocket message accepted, in bytes; a larger one closes the connection
-    /// (code 1009).
-    #[arg(long, env = "MAX_FRAME_BYTES", default_value = "65536", value_parser = at_least(256_usize))]
+    /// Hard cap on one WebSocket message or Socket.IO packet (and polling body), in bytes; a
+    /// larger one closes the connection (code 1009 on /ws). 1 MiB, like socket.io's
+    /// maxHttpBufferSize, so that anything a socket.io client sends with its defaults gets an
+    /// answer: an over-long message is an `error` (MAX_MESSAGE_CHARS), not a disconnect.
+    /// Buffers grow to it only on demand (the read buffer stays WS_READ_BUFFER_BYTES).
+    #[arg(long, env = "MAX_FRAME_BYTES", default_value = "1048576", value_parser = at_least(256_usize))]
     pub max_frame_bytes: usize,
     /// Longest `message` text, in characters.
     #[arg(long, env = "MAX_MESSAGE_CHARS", default_value = "4000", value_parser = at_least(1_usize))]
@@ -351,7 +354,7 @@ mod tests {
             s.database.retention.max_age,
             Some(Duration::from_secs(30 * 86_400))
         );
-        assert_eq!(s.limits.max_frame_bytes, 65_536);
+        assert_eq!(s.limits.max_frame_bytes, 1_048_576);
         assert_eq!(s.limits.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.connections.header_timeout, Duration::from_secs(10));
         assert_eq!(s.connections.max_connections, 10_000);

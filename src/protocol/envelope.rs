@@ -54,9 +54,21 @@ impl ClientFrame {
 
     /// The ack id of a frame that failed [`ClientFrame::parse`] for another reason, so the
     /// refusal can still be acknowledged as the contract requires.
+    ///
+    /// A frame that is an object but too deep for [`ClientFrame::parse`] (serde_json stops
+    /// at 128 levels) or holds a number serde_json cannot represent (`1e400`) still has its
+    /// ack found: the second reading skips every value but `ack` without recursing.
     pub fn ack_of_invalid(text: &str) -> Option<u64> {
-        let value: Value = serde_json::from_str(text).ok()?;
-        value.get("ack")?.as_u64()
+        /// The top-level `ack`; other fields are skipped by serde_json's iterative skipper.
+        #[derive(serde::Deserialize)]
+        struct AckOnly {
+            ack: Option<Value>,
+        }
+        let ack = match serde_json::from_str::<Value>(text) {
+            Ok(value) => value.get("ack")?.clone(),
+            Err(_) => serde_json::from_str::<AckOnly>(text).ok()?.ack?,
+        };
+        ack.as_u64()
     }
 }
 

@@ -16,6 +16,8 @@ use super::ProtocolError;
 
 /// Longest room name, in characters.
 pub const MAX_ROOM_NAME_CHARS: usize = 64;
+/// Largest message id a client may name (`sync`'s `since`): ids are SQLite integers (i64).
+pub const MAX_MESSAGE_ID: u64 = i64::MAX as u64;
 /// Longest user id accepted as a target, in characters (the same bound as token claims).
 pub const MAX_USER_ID_CHARS: usize = 256;
 
@@ -45,16 +47,23 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| ProtocolError::new(format!("{}: missing field \"{name}\"", self.event)))
     }
 
-    /// A required non-negative integer field.
+    /// A required message id: a whole number from 0 to [`MAX_MESSAGE_ID`] (ids are SQLite
+    /// integers), given as a JSON number; anything else is refused with its value.
     pub fn id(&self, name: &str) -> Result<u64, ProtocolError> {
         match self.obj.get(name) {
             None | Some(Value::Null) => Err(ProtocolError::new(format!(
                 "{}: missing field \"{name}\"",
                 self.event
             ))),
-            Some(Value::Number(n)) if let Some(id) = n.as_u64() => Ok(id),
+            Some(Value::Number(n))
+                if let Some(id) = n.as_u64()
+                    && id <= MAX_MESSAGE_ID =>
+            {
+                Ok(id)
+            }
             Some(other) => Err(ProtocolError::new(format!(
-                "{}: field \"{name}\" must be a non-negative integer (a message id), not {}",
+                "{}: field \"{name}\" must be a non-negative integer (a message id, at most \
+                 {MAX_MESSAGE_ID}), not {}",
                 self.event,
                 describe(other)
             ))),

@@ -44,6 +44,7 @@ use tower_service::Service;
 
 use super::admission::{Admission, Full, RefusalLog, Slot};
 use crate::config::ConnectionLimits;
+use crate::transport::linger::Lingering;
 
 /// Refused sockets being answered (503 + lingering close) at once; more are closed unanswered.
 pub(super) const MAX_REFUSALS_IN_FLIGHT: usize = 64;
@@ -101,7 +102,7 @@ pub(super) async fn serve(
         match doors.admission.try_admit(remote.ip()) {
             Ok(slot) => {
                 let io = TokioIo::new(Counted {
-                    stream,
+                    stream: Lingering::new(stream),
                     _slot: slot,
                 });
                 let connection = serve_connection(&http, io, remote, &router, draining.clone());
@@ -241,7 +242,10 @@ fn is_connection_error(e: &io::Error) -> bool {
 /// An admitted socket with its [`Slot`]: the slot is freed when the socket is dropped, which
 /// for an upgraded connection is when its WebSocket task ends, not when hyper lets go of it.
 struct Counted {
-    stream: TcpStream,
+    /// Closes with a lingering close when dropped (`transport::linger`), so what the server
+    /// wrote last (an error, a close frame, a 413) reaches the client. The slot is given back
+    /// when hyper drops the connection; the linger after it is bounded (2 s, 1 MiB).
+    stream: Lingering,
     _slot: Slot,
 }
 

@@ -10,9 +10,11 @@
 //! - [`expiry`]: the per-connection token clock the session starts (`token-expiring`, then
 //!   the close with `token_expired`).
 //! - [`handshake`]: WebSocket handshake checks and the Origin guard in front of Socket.IO.
+//! - [`linger`]: the lingering close under every connection, so the last words reach the client.
 
 pub(crate) mod expiry;
 pub(crate) mod handshake;
+pub(crate) mod linger;
 pub(crate) mod rate_limit;
 pub(crate) mod session;
 pub(crate) mod socketio;

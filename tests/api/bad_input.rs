@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::helpers::*;
 
@@ -180,4 +181,156 @@ async fn a_refused_request_that_asked_for_an_ack_gets_one() {
             .as_str()
             .is_some_and(|m| m.contains("\"ack\" must be"))
     );
+}
+
+#[tokio::test]
+async fn every_nasty_frame_gets_exactly_one_error_and_one_failed_ack() {
+    let app = spawn_app().await;
+    let (mut alice, _) = app.user("alice", "USER").await;
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let huge_object: serde_json::Map<String, Value> =
+        (0..10_000).map(|i| (format!("k{i}"), json!(i))).collect();
+    let socket_io_sized = "x".repeat(70_000);
+
+    // (case, frame text without its ack, what the error names, code)
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "since 2^63",
+            r#"{"event":"sync","data":{"since":9223372036854775808}"#.into(),
+            "since",
+            "bad_payload",
+        ),
+        (
+            "since 2^64",
+            r#"{"event":"sync","data":{"since":18446744073709551616}"#.into(),
+            "since",
+            "bad_payload",
+        ),
+        (
+            "since 1e300",
+            r#"{"event":"sync","data":{"since":1e300}"#.into(),
+            "since",
+            "bad_payload",
+        ),
+        (
+            "since -1",
+            r#"{"event":"sync","data":{"since":-1}"#.into(),
+            "since",
+            "bad_payload",
+        ),
+        (
+            "since 1.5",
+            r#"{"event":"sync","data":{"since":1.5}"#.into(),
+            "since",
+            "bad_payload",
+        ),
+        (
+            "since \"5\"",
+            r#"{"event":"sync","data":{"since":"5"}"#.into(),
+            "since",
+            "bad_payload",
+        ),
+        (
+            "since null",
+            r#"{"event":"sync","data":{"since":null}"#.into(),
+            "since",
+            "bad_payload",
+        ),
+        (
+            "number beyond f64",
+            r#"{"event":"sync","data":{"since":1e400}"#.into(),
+            "invalid JSON",
+            "bad_frame",
+        ),
+        (
+            "data null",
+            r#"{"event":"join-room","data":null"#.into(),
+            "needs a payload",
+            "bad_payload",
+        ),
+        (
+            "event null",
+            r#"{"event":null"#.into(),
+            "\"event\" must be a string",
+            "bad_frame",
+        ),
+        (
+            "duplicate keys, the last wins",
+            r#"{"event":"send-message","data":{"message":"a","message":5}"#.into(),
+            "must be a string",
+            "bad_payload",
+        ),
+        (
+            "nesting past serde_json's 128 levels",
+            format!(r#"{{"event":"send-message","data":{deep}"#),
+            "recursion limit",
+            "bad_frame",
+        ),
+        (
+            "a huge object as a room",
+            format!(
+                r#"{{"event":"join-room","data":{{"room":{}}}"#,
+                Value::Object(huge_object)
+            ),
+            "\"room\" must be a string, not an object",
+            "bad_payload",
+        ),
+        (
+            "70,000 characters (within socket.io's 1 MB)",
+            format!(r#"{{"event":"send-message","data":{{"message":"{socket_io_sized}"}}"#),
+            "message is too long: 70000 characters, at most 4000",
+            "bad_payload",
+        ),
+    ];
+    for (ack, (case, frame, expected, code)) in (1_u64..).zip(&cases) {
+        alice
+            .send(Message::text(format!(r#"{frame},"ack":{ack}}}"#)))
+            .await;
+        let error = alice.expect("error").await;
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{case}: {message}");
+        assert_eq!(error["code"], *code, "{case}");
+        let reply = alice.expect_ack(ack).await;
+        assert_eq!(reply["ok"], false, "{case}");
+        assert_eq!(reply["code"], *code, "{case}");
+    }
+    alice.expect_silence().await;
+
+    // Still connected and served.
+    alice.emit_ack("get-active-users", Value::Null, 99).await;
+    assert_eq!(alice.expect("active-users").await["count"], 1);
+    assert_eq!(alice.expect_ack(99).await["ok"], true);
+}
+
+#[tokio::test]
+async fn an_oversized_claim_is_refused_with_its_name_on_every_door() {
+    let app = spawn_app().await;
+    let token = sign(
+        jsonwebtoken::Algorithm::HS256,
+        &json!({"sub": "u", "username": "n".repeat(100_000), "exp": in_an_hour()}),
+    );
+    let expected = "invalid token: claim \"username\" is longer than 256 characters";
+
+    let mut request = app.ws_url().into_client_request().expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let Err((status, body)) = app.connect(request).await else {
+        panic!("/ws accepted a 100 KB username");
+    };
+    assert_eq!(status, 401);
+    let body: Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_eq!(body["error"], expected, "/ws");
+
+    let response = reqwest::Client::new()
+        .get(app.url("/websocket/active-users"))
+        .bearer_auth(&token)
+        .timeout(WAIT)
+        .send()
+        .await
+        .expect("REST answers");
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.expect("a JSON body");
+    assert_eq!(body["error"], expected, "REST");
 }

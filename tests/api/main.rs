@@ -10,6 +10,7 @@ mod embedded;
 mod events;
 mod hygiene;
 mod limits;
+mod lingering;
 mod messages;
 mod persistence;
 mod rest;

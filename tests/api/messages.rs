@@ -390,7 +390,7 @@ async fn sync_pages_by_a_thousand() {
 }
 
 #[tokio::test]
-async fn bad_sync_requests_are_refused_and_a_huge_since_finds_nothing() {
+async fn bad_sync_requests_are_refused_and_the_largest_id_finds_nothing() {
     let app = spawn_app().await;
     let (mut alice, _) = app.user("alice", "USER").await;
     alice.say(json!({"message": "m"}), 1).await;
@@ -411,11 +411,15 @@ async fn bad_sync_requests_are_refused_and_a_huge_since_finds_nothing() {
             "{data}: {error}"
         );
     }
+    // Ids are SQLite integers: the largest id is accepted and finds nothing, one more is not.
     alice.emit("sync", json!({"since": u64::MAX})).await;
+    let error = alice.expect("error").await;
+    assert_eq!(error["code"], "bad_payload", "{error}");
+    alice.emit("sync", json!({"since": i64::MAX})).await;
     let done = alice.expect("sync-complete").await;
     assert_eq!(done["count"], 0);
     assert_eq!(done["complete"], true);
-    assert_eq!(done["lastMessageId"], u64::MAX);
+    assert_eq!(done["lastMessageId"], i64::MAX);
 }
 
 #[tokio::test]

@@ -320,3 +320,52 @@ test('a revoke disconnects the user and the old token then gets connect_error', 
   assert.equal(error.message, 'token revoked');
   again.close();
 });
+
+test("a message between MAX_MESSAGE_CHARS and socket.io's 1 MB gets an error; the socket stays", async () => {
+  for (const transports of [['websocket'], ['polling']]) {
+    const alice = await sioUser(server.url, `big-${transports[0]}`, { client: { transports } });
+    const ack = await alice.ack('send-message', { message: 'x'.repeat(70000) });
+    assert.equal(ack.ok, false, transports[0]);
+    assert.equal(ack.code, 'bad_payload');
+    assert.equal(ack.error, 'message is too long: 70000 characters, at most 4000');
+    const error = await alice.events.next('error');
+    assert.equal(error.code, 'bad_payload');
+    assert.equal(alice.connected, true, transports[0]);
+    assert.equal((await alice.ack('get-active-users')).ok, true, transports[0]);
+    alice.disconnect();
+  }
+});
+
+test('a token with a 100 KB username gets connect_error naming the claim', async () => {
+  for (const transports of [['websocket'], ['polling']]) {
+    const socket = await sioClient(server.url, {
+      transports,
+      auth: { token: token('huge-name', { username: 'n'.repeat(100000) }) },
+    });
+    const error = await socket.events.next('connect_error');
+    assert.equal(error.message, 'invalid token: claim "username" is longer than 256 characters', transports[0]);
+    socket.close();
+  }
+});
+
+test('a flooder gets an error naming the rate limit before it is disconnected', async () => {
+  const strict = await startServer({
+    RATE_LIMIT_PER_SEC: '1',
+    RATE_LIMIT_BURST: '3',
+    RATE_LIMIT_MAX_STRIKES: '10',
+  });
+  try {
+    for (const transports of [['websocket'], ['polling']]) {
+      const flooder = await sioUser(strict.url, `flood-${transports[0]}`, { client: { transports } });
+      for (let i = 0; i < 200; i += 1) flooder.emit('get-active-users');
+      // Recorder.next skips earlier events only: the error must come before the disconnect.
+      const error = await flooder.events.next('error');
+      assert.equal(error.code, 'rate_limited', transports[0]);
+      assert.ok(error.message.includes('rate limit'), error.message);
+      assert.equal(await flooder.events.next('disconnect'), 'io server disconnect', transports[0]);
+      flooder.close();
+    }
+  } finally {
+    await strict.stop();
+  }
+});
