@@ -362,7 +362,13 @@ test('a flooder gets an error naming the rate limit before it is disconnected', 
       const error = await flooder.events.next('error');
       assert.equal(error.code, 'rate_limited', transports[0]);
       assert.ok(error.message.includes('rate limit'), error.message);
-      assert.equal(await flooder.events.next('disconnect'), 'io server disconnect', transports[0]);
+      // Over polling, the client's own POSTs still in flight when the server lets go may
+      // fail first, so the client may name the end `transport error`; the point is the order.
+      const reason = await flooder.events.next('disconnect');
+      const expected = transports[0] === 'polling'
+        ? ['io server disconnect', 'transport error']
+        : ['io server disconnect'];
+      assert.ok(expected.includes(reason), `${transports[0]}: ${reason}`);
       flooder.close();
     }
   } finally {
