@@ -181,6 +181,20 @@ async fn on_a_full_disk_messages_are_answered_not_stored_live_traffic_goes_on_an
         "lost as well"
     );
 
+    // A resend with the same key is not answered as a duplicate of what was not stored.
+    let keyed = json!({"message": "keyed", "clientMsgId": "k1"});
+    let ack = say(&mut alice, keyed.clone(), 5).await;
+    assert_eq!(
+        (&ack["ok"], &ack["code"]),
+        (&json!(false), &json!("not_stored"))
+    );
+    let ack = say(&mut alice, keyed.clone(), 6).await;
+    assert_eq!(
+        (&ack["ok"], &ack["code"]),
+        (&json!(false), &json!("not_stored")),
+        "never a false ok for a resend: {ack}"
+    );
+
     // Act: space comes back; nothing is restarted.
     free_the_disk(&db).await;
 
@@ -191,9 +205,12 @@ async fn on_a_full_disk_messages_are_answered_not_stored_live_traffic_goes_on_an
     assert!(body["store"].get("lastError").is_none(), "{body}");
     let ack = say(&mut alice, json!({"message": "after"}), 4).await;
     assert_eq!(ack["ok"], true, "{ack}");
+    let ack = say(&mut alice, keyed, 7).await;
+    assert_eq!(ack["ok"], true, "the resend is stored now: {ack}");
+    assert!(ack.get("duplicate").is_none_or(|d| d == false), "{ack}");
     assert_eq!(
         stored_bodies(&db).await,
-        ["before", "after"],
+        ["before", "after", "keyed"],
         "what was answered not_stored is not in the log; what was acknowledged is"
     );
 }
