@@ -118,8 +118,12 @@ impl Hub {
         p: Publish<'_, P>,
     ) -> Result<Published, PublishError> {
         if let Some(key) = p.client_msg_id
-            && let Some(original) = self.original_of(&p.sender_id, key).await?
+            && let Some(mut original) = self.original_of(&p.sender_id, key).await?
         {
+            // An original still in flight answers when it is settled, as it does itself.
+            if !original.durable().await {
+                return Err(PublishError::NotStored);
+            }
             return Ok(original);
         }
         self.inner
@@ -127,8 +131,16 @@ impl Hub {
             .ensure_id_headroom()
             .await
             .map_err(|_| PublishError::NotStored)?;
+        let sender_id = p.sender_id.clone();
+        let key = p.client_msg_id;
         let mut published = self.route(p)?;
         if !published.durable().await {
+            if let Some(key) = key {
+                // Not stored, so not sent as far as the sender knows: its resend is new.
+                self.state()
+                    .recent_keys
+                    .forget(&sender_id, key, published.id);
+            }
             return Err(PublishError::NotStored);
         }
         Ok(published)

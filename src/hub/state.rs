@@ -99,6 +99,16 @@ impl RecentKeys {
         self.order.push_back((sender.clone(), key.clone()));
         self.map.insert((sender, key), published);
     }
+
+    /// Forgets `key` if it still names message `id`: that message was not stored, so a
+    /// resend must be published anew rather than answered as its duplicate. (Its place in
+    /// `order` stays; evicting it later at worst sends a lookup to the database.)
+    pub fn forget(&mut self, sender: &Arc<str>, key: &str, id: u64) {
+        let entry = (sender.clone(), key.to_owned());
+        if self.map.get(&entry).is_some_and(|p| p.id == id) {
+            self.map.remove(&entry);
+        }
+    }
 }
 
 #[derive(Default)]

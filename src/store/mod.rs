@@ -20,6 +20,7 @@
 //! already sent waits first ([`Store::flush`], [`Store::read_horizon`]).
 
 mod counters;
+mod health;
 mod ids;
 mod messages;
 pub mod retention;
@@ -43,6 +44,7 @@ use tokio::task::JoinHandle;
 use crate::auth::Identity;
 use crate::config::DatabaseSettings;
 use crate::protocol::wire::timestamp;
+pub use health::WriteHealth;
 use ids::IdAllocator;
 pub use messages::{ListFilter, MessageRecord, OriginalAck, Reader, StoredMessage, TargetKind};
 pub use sessions::{SessionRow, UserHistory};
@@ -63,7 +65,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// A database step failed.
-    #[error("{context} ({path}): {source}")]
+    #[error("{context} ({path}): {source}{hint}", hint = sqlite::hint(.source))]
     Sql {
         /// What was being done.
         context: &'static str,
@@ -78,6 +80,18 @@ pub enum StoreError {
     IdsUnavailable {
         /// How long the publisher waited.
         waited: Duration,
+    },
+    /// The file is another program's database: it holds tables but no migration history,
+    /// and migrating it would mix our tables into it.
+    #[error(
+        "{path} is not a switchboard database: it holds tables ({tables}) but no migration \
+         history; point DATABASE_URL at a new file or at a switchboard database"
+    )]
+    Foreign {
+        /// The database file.
+        path: PathBuf,
+        /// Some of its tables.
+        tables: String,
     },
     /// A migration failed.
     #[error("could not apply migrations to {path}: {source}")]
@@ -99,6 +113,9 @@ const ID_HEADROOM_GIVE_UP: Duration = Duration::from_secs(3);
 const ID_HEADROOM_RETRY: Duration = Duration::from_millis(25);
 /// The longest wait between two looks.
 const ID_HEADROOM_RETRY_MAX: Duration = Duration::from_millis(400);
+/// How long [`Store::write_health`] waits for its probe write: a commit takes milliseconds,
+/// and a load balancer's health check should not wait on a stuck disk for long.
+const PROBE_WAIT: Duration = Duration::from_secs(2);
 
 /// The durable store; cheap to clone.
 #[derive(Clone)]
@@ -134,6 +151,8 @@ struct Shared {
     pending: Mutex<HashMap<String, u64>>,
     /// The highest message id retention deleted.
     pruned_through: AtomicU64,
+    /// Whether the writer's most recent attempt committed.
+    health: health::HealthCell,
 }
 
 impl Shared {
@@ -275,6 +294,25 @@ impl Store {
         match &self.inner.backend {
             Backend::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
         }
+    }
+
+    /// Whether writes reach the disk. While the writer's last attempt failed, a probe write
+    /// (the run's `last_alive_at`) is tried first, waiting at most `PROBE_WAIT`, so that
+    /// recovery shows as soon as the disk takes writes again, without waiting for traffic.
+    pub async fn write_health(&self) -> WriteHealth {
+        if self.last_write_health().is_ok() || self.is_closed() {
+            return self.last_write_health();
+        }
+        self.write(WriteOp::Alive {
+            at: timestamp(SystemTime::now()),
+        });
+        let _ = tokio::time::timeout(PROBE_WAIT, self.flush()).await;
+        self.last_write_health()
+    }
+
+    /// How the writer's most recent attempt went, without trying a write.
+    pub fn last_write_health(&self) -> WriteHealth {
+        self.inner.shared.health.get()
     }
 
     /// Records the end of this run, waits for the writer to commit everything sent so far

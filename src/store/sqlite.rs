@@ -4,6 +4,7 @@
 //! needs to start its writer; a second backend would have its own `open` returning the same.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
@@ -41,6 +42,10 @@ pub(super) async fn open(settings: &DatabaseSettings, id_block: u64) -> Result<O
         }
     };
     let pool = connect(settings).await?;
+    check_writable(&pool)
+        .await
+        .map_err(sql("the database cannot be written"))?;
+    refuse_foreign(&pool, path).await?;
     sqlx::migrate!("./migrations")
         .run(&pool)
         .await
@@ -126,5 +131,78 @@ async fn message_state(pool: &SqlitePool, id_block: u64) -> Result<Shared, sqlx:
         committed: watch::Sender::new(last_used),
         pending: Mutex::new(pending),
         pruned_through: AtomicU64::new(pruned),
+        health: Default::default(),
     })
+}
+
+/// Writes once and rolls it back: a read-only file (or a directory where the -wal file
+/// cannot be written) fails here, named as such, rather than at whichever write comes first.
+async fn check_writable(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let wrote = sqlx::query("CREATE TABLE switchboard_write_check (x)")
+        .execute(&mut *tx)
+        .await;
+    let rolled_back = tx.rollback().await;
+    wrote?;
+    rolled_back
+}
+
+/// Refuses a file that holds tables but no migration history: another program's database,
+/// which migrating would fill with our tables (or fail on a table of the same name).
+async fn refuse_foreign(pool: &SqlitePool, path: &Path) -> Result<(), StoreError> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master
+         WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|source| StoreError::Sql {
+        context: "could not read the database's tables",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if tables.is_empty() || tables.iter().any(|t| t == "_sqlx_migrations") {
+        return Ok(());
+    }
+    let mut named: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
+    if tables.len() > named.len() {
+        named.push("...");
+    }
+    Err(StoreError::Foreign {
+        path: path.to_path_buf(),
+        tables: named.join(", "),
+    })
+}
+
+/// What an operator can do about a database error, appended to its message (empty when
+/// there is nothing to add). SQLite's primary result code is the low byte of the extended
+/// one that sqlx reports.
+pub(super) fn hint(error: &sqlx::Error) -> &'static str {
+    let Some(code) = error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .and_then(|code| code.parse::<i32>().ok())
+    else {
+        return "";
+    };
+    match code & 0xff {
+        // SQLITE_READONLY
+        8 => {
+            "; the file (or its directory) is read-only: the server must be able to write \
+             both (SQLite keeps -wal and -shm files beside the database)"
+        }
+        // SQLITE_CANTOPEN
+        14 => {
+            "; check that the file and its directory exist and that the server may write \
+             both (SQLite keeps -wal and -shm files beside the database)"
+        }
+        // SQLITE_CORRUPT, SQLITE_NOTADB
+        11 | 26 => {
+            "; the file is corrupt or not a SQLite database: restore it from a backup, or \
+             point DATABASE_URL at another file"
+        }
+        // SQLITE_FULL
+        13 => "; the disk (or the database's size limit) is full",
+        _ => "",
+    }
 }

@@ -175,11 +175,17 @@ pub(super) async fn run(
 /// Commits `batch` in one transaction, or else each write in its own, and settles every
 /// write with the outcome of the attempt that decided it. Leaves `batch` empty.
 async fn write_batch(pool: &SqlitePool, batch: &mut Vec<WriteOp>, run_id: i64, shared: &Shared) {
+    // The health is noted before the writes are settled: a sender told "not stored" finds
+    // `/readyz` already saying so.
     match commit_all(pool, batch, run_id).await {
-        Ok(facts) => settle(shared, batch.drain(..), Outcome::Committed(facts)),
+        Ok(facts) => {
+            shared.health.committed();
+            settle(shared, batch.drain(..), Outcome::Committed(facts));
+        }
         Err(e) => {
             tracing::error!(error = %e, writes = batch.len(),
                 "a batch of writes failed; retrying them one by one");
+            let mut any_failed = false;
             for op in batch.drain(..) {
                 let single = [op];
                 let outcome = match commit_all(pool, &single, run_id).await {
@@ -187,10 +193,15 @@ async fn write_batch(pool: &SqlitePool, batch: &mut Vec<WriteOp>, run_id: i64, s
                     Err(e) => {
                         tracing::error!(error = %e, write = ?single[0],
                             "a write could not be committed");
+                        shared.health.failed(&e);
+                        any_failed = true;
                         Outcome::Failed
                     }
                 };
                 settle(shared, single, outcome);
+            }
+            if !any_failed {
+                shared.health.committed();
             }
         }
     }

@@ -8,6 +8,7 @@ mod bad_input;
 mod crash;
 mod embedded;
 mod events;
+mod failures;
 mod hygiene;
 mod limits;
 mod lingering;

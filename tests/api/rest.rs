@@ -444,6 +444,11 @@ async fn health_readiness_and_the_openapi_document() {
         (status, body["status"].as_str()),
         (StatusCode::OK, Some("ready"))
     );
+    assert_eq!(
+        body["store"],
+        json!({"reachable": true, "writes": "ok"}),
+        "{body}"
+    );
 
     let (status, doc) = send(client.get(app.url("/websocket/openapi.json"))).await;
     assert_eq!(status, StatusCode::OK);

@@ -252,3 +252,80 @@ async fn a_failed_id_reservation_is_asked_again_once_the_database_recovers() {
     f.store.write(next);
     assert_eq!(told(next_rx).await, Some(true), "publishing proceeds");
 }
+
+/// Sets `PRAGMA max_page_count` on every connection of the store's pool: SQLite's own way
+/// of saying "full" (`SQLITE_FULL`, as on a full disk). The limit holds per connection, so
+/// every pooled connection is held at once and limited; they stay in the pool afterwards.
+/// `None` limits the file to the pages it has now.
+async fn limit_pages(f: &Fixture, pages: Option<u64>) {
+    f.store.flush().await;
+    let Backend::Sqlite(pool) = &f.store.inner.backend;
+    let mut held = Vec::new();
+    for _ in 0..pool.options().get_max_connections() {
+        let mut conn = pool.acquire().await.expect("a pooled connection");
+        let now: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("page count");
+        let limit = pages.unwrap_or(now as u64);
+        sqlx::query(&format!("PRAGMA max_page_count = {limit}"))
+            .execute(&mut *conn)
+            .await
+            .expect("limit the pages");
+        held.push(conn);
+    }
+}
+
+#[tokio::test]
+async fn a_full_database_answers_not_stored_reports_failing_and_recovers_when_space_returns() {
+    // Arrange: a body that needs new pages, and a file that may not grow.
+    let f = Fixture::open(ids::BLOCK).await;
+    let big = "x".repeat(256 * 1024);
+    limit_pages(&f, None).await;
+
+    // Act
+    let (_, full, full_rx) = f.message(&big, None);
+    f.store.write(full);
+
+    // Assert: a real SQLITE_FULL is answered "not stored" and reported.
+    assert_eq!(told(full_rx).await, Some(false), "never a false ok");
+    let health = f.store.last_write_health();
+    assert!(!health.is_ok(), "{health:?}");
+    assert!(
+        health
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("full")),
+        "{health:?}"
+    );
+
+    // Act: space returns, without reopening anything.
+    limit_pages(&f, Some(1 << 30)).await;
+    let (_, again, again_rx) = f.message(&big, None);
+    f.store.write(again);
+
+    // Assert
+    assert_eq!(
+        told(again_rx).await,
+        Some(true),
+        "stored once space is back"
+    );
+    assert!(f.store.last_write_health().is_ok());
+}
+
+#[tokio::test]
+async fn the_write_health_probe_sees_recovery_without_other_traffic() {
+    // Arrange: one failed message, then the cause removed.
+    let mut f = Fixture::open(ids::BLOCK).await;
+    f.inject(POISON_MESSAGES).await;
+    let (_, poison, poison_rx) = f.message("poison", None);
+    f.store.write(poison);
+    assert_eq!(told(poison_rx).await, Some(false));
+    assert!(!f.store.last_write_health().is_ok());
+
+    // Act
+    let health = timeout(PROMPTLY, f.store.write_health()).await;
+
+    // Assert: the probe committed, so the store reports ok again.
+    assert_eq!(health.map(|h| h.is_ok()), Ok(true));
+}
