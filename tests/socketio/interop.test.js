@@ -57,8 +57,14 @@ test("the seed's frontend example works unchanged (default transports)", async (
   assert.equal(roomMessage.message, 'Hello room!');
   assert.equal(roomMessage.room, 'general');
   assert.ok(Number.isInteger(roomMessage.id));
+  // The listener's events can overtake the seed socket's own replies (two connections): wait
+  // for its `active-users`, which follows its `connected` on the same socket.
+  const activeUsers = seen.activeUsers ?? await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no active-users in time')), WAIT_MS);
+    socket.once('active-users', (data) => { clearTimeout(timer); resolve(data.users); });
+  });
   assert.equal(seen.connected.user.userId, 'seed-user');
-  assert.ok(seen.activeUsers.some((u) => u.userId === 'seed-listener'));
+  assert.ok(activeUsers.some((u) => u.userId === 'seed-listener'));
   socket.disconnect();
   listener.disconnect();
 });
