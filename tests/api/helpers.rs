@@ -503,3 +503,19 @@ pub fn parse_listen_line(line: &str) -> Option<SocketAddr> {
     let rest = line.split("listening on http://").nth(1)?;
     rest.split_whitespace().next()?.parse().ok()
 }
+
+/// The recorded end of `user_id`'s latest session. Call it after a live client saw the
+/// user's `user-disconnected`: the close was handed to the store before that event, and the
+/// stats request made here through `flusher` flushes the store behind it.
+pub async fn reason_of(app: &TestApp, flusher: &mut WsClient, user_id: &str) -> Option<String> {
+    flusher.emit("get-users-stats", Value::Null).await;
+    flusher.wait_for("users-stats").await;
+    sqlx::query_scalar(
+        "SELECT disconnect_reason FROM sessions WHERE user_id = ?
+         ORDER BY session_id DESC LIMIT 1",
+    )
+    .bind(user_id)
+    .fetch_one(&app.db().await)
+    .await
+    .expect("session row")
+}

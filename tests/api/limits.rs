@@ -8,22 +8,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
 
-/// The recorded end of `user_id`'s latest session. Call it after a live client saw the
-/// user's `user-disconnected`: the close was handed to the store before that event, and the
-/// stats request made here through `flusher` flushes the store behind it.
-async fn reason_of(app: &TestApp, flusher: &mut WsClient, user_id: &str) -> Option<String> {
-    flusher.emit("get-users-stats", Value::Null).await;
-    flusher.wait_for("users-stats").await;
-    sqlx::query_scalar(
-        "SELECT disconnect_reason FROM sessions WHERE user_id = ?
-         ORDER BY session_id DESC LIMIT 1",
-    )
-    .bind(user_id)
-    .fetch_one(&app.db().await)
-    .await
-    .expect("session row")
-}
-
 #[tokio::test]
 async fn an_oversized_frame_closes_only_that_connection_with_1009() {
     let app = spawn_app_with(|s| s.limits.max_frame_bytes = 1024).await;

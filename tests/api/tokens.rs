@@ -60,21 +60,13 @@ async fn refresh(client: &mut WsClient, token: &str, ack: u64) -> Value {
     client.wait_for_ack(ack).await
 }
 
-/// The recorded end of `user_id`'s latest session, once `observer` saw the user leave (the
-/// close is handed to the store before `user-disconnected`; the stats request flushes it).
+/// The recorded end of `user_id`'s latest session, once `observer` saw the user leave.
 async fn recorded_reason(app: &TestApp, observer: &mut WsClient, user_id: &str) -> String {
     let left = observer.wait_for("user-disconnected").await;
     assert_eq!(left["user"]["userId"], user_id);
-    observer.emit("get-users-stats", Value::Null).await;
-    observer.wait_for("users-stats").await;
-    sqlx::query_scalar(
-        "SELECT disconnect_reason FROM sessions WHERE user_id = ?
-         ORDER BY session_id DESC LIMIT 1",
-    )
-    .bind(user_id)
-    .fetch_one(&app.db().await)
-    .await
-    .expect("a closed session row")
+    reason_of(app, observer, user_id)
+        .await
+        .expect("a closed session row")
 }
 
 /// Sleeps until the clock has passed `exp` (a whole second since the epoch).
