@@ -263,6 +263,42 @@ async fn an_unsupported_websocket_version_gets_426_with_the_supported_version() 
 // --- the Origin policy for Socket.IO -----------------------------------------------------
 
 #[tokio::test]
+async fn an_origin_that_is_not_text_is_refused_by_both_doors_under_a_list() {
+    let app = spawn_app_with(|s| {
+        s.cors_origins = CorsOrigins::List(vec!["https://app.example".into()]);
+    })
+    .await;
+    let token = app.token("alice", "USER");
+    // 0xFF is a legal header byte (obs-text) but not UTF-8.
+    let with_origin = |target: String| {
+        let mut request = format!(
+            "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\
+             Origin: "
+        )
+        .into_bytes();
+        request.extend_from_slice(b"https://app.example\xff\r\n\r\n");
+        request
+    };
+    for target in [
+        format!("/ws?token={token}"),
+        "/socket.io/?EIO=4&transport=websocket".to_string(),
+    ] {
+        let mut stream = connect(&app).await;
+        stream
+            .write_all(&with_origin(target.clone()))
+            .await
+            .expect("request written");
+        let response = read_until_closed(&mut stream).await;
+        assert_eq!(status_of(&response), 403, "{target}: {response}");
+        assert!(
+            response.contains("origin not allowed"),
+            "{target}: {response}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_foreign_origin_is_refused_before_a_socketio_upgrade_or_polling_session() {
     let app = spawn_app_with(|s| {
         s.cors_origins = CorsOrigins::List(vec!["https://app.example".into()]);
