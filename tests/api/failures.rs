@@ -278,20 +278,19 @@ fn start_expecting_failure(db_path: &Path, uid: Option<u32>) -> String {
         command.uid(uid).gid(uid);
     }
     let mut child = command.spawn().expect("the binary starts");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the binary") {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(15) {
-            let _ = child.kill();
-            panic!("start-up on a bad file hangs");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    // Its stderr ends when it exits: wait for that, bounded, instead of polling the process.
+    let mut pipe = child.stderr.take().expect("stderr");
+    let (done, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+        let _ = done.send(text);
+    });
+    let Ok(stderr) = exited.recv_timeout(Duration::from_secs(15)) else {
+        let _ = child.kill();
+        panic!("start-up on a bad file hangs");
     };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-        .expect("read stderr");
+    let status = child.wait().expect("wait for the binary");
     assert!(
         !status.success(),
         "the binary started on a bad file: {stderr}"

@@ -205,30 +205,23 @@ async fn a_role_change_by_refresh_moves_the_users_role_broadcasts_at_once() {
     .await;
     assert_eq!(ack["ok"], true, "{ack}");
 
-    let to_role = |role: &str| {
-        app.rest(Method::POST, "/websocket/send-to-role", "root", "ADMIN")
-            .json(&json!({"role": role, "message": format!("to {role}")}))
+    let to_role = |role: &'static str| {
+        let request = app
+            .rest(Method::POST, "/websocket/send-to-role", "root", "ADMIN")
+            .json(&json!({"role": role, "message": format!("to {role}")}));
+        async move {
+            let response = request.send().await.expect("sent");
+            response.json::<Value>().await.expect("JSON")
+        }
     };
-    let sent: Value = to_role("ADMIN")
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+    let sent = to_role("ADMIN").await;
     assert_eq!(sent["recipients"], 1, "{sent}");
     assert_eq!(
         alice.wait_for("role-notification").await["message"],
         "to ADMIN"
     );
 
-    let sent: Value = to_role("USER")
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
+    let sent = to_role("USER").await;
     assert_eq!(sent["recipients"], 1, "only bob is a USER now: {sent}");
     assert_eq!(
         bob.wait_for("role-notification").await["message"],
