@@ -15,7 +15,7 @@ use super::{Ack, Caller, CommandError, Outcome};
 use crate::auth::Identity;
 use crate::hub::Event;
 use crate::protocol::wire::SyncComplete;
-use crate::store::{Reader, StoredMessage};
+use crate::store::{Reader, ReplayPage, StoredMessage};
 
 /// Most messages replayed per `sync` call (and per page of a connection's catch-up).
 pub const SYNC_LIMIT: u32 = 1000;
@@ -25,14 +25,14 @@ pub(super) async fn apply(caller: &Caller, since: u64) -> Outcome {
     let until = store.read_horizon().await;
     let identity = caller.identity();
     let page = store
-        .replay_page(
-            reader(&identity),
-            Some(since),
-            false,
-            since,
+        .replay_page(ReplayPage {
+            reader: reader(&identity),
+            since: Some(since),
+            undelivered: false,
+            cursor: since,
             until,
-            SYNC_LIMIT,
-        )
+            limit: SYNC_LIMIT,
+        })
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "sync could not read the message log");
@@ -70,14 +70,14 @@ pub async fn replay_on_connect(caller: &Caller, last_message_id: Option<u64>, un
     let (mut cursor, mut count, mut more, mut failed) = (0, 0, false, false);
     loop {
         let page = match store
-            .replay_page(
-                reader(&identity),
-                last_message_id,
-                true,
+            .replay_page(ReplayPage {
+                reader: reader(&identity),
+                since: last_message_id,
+                undelivered: true,
                 cursor,
                 until,
-                SYNC_LIMIT,
-            )
+                limit: SYNC_LIMIT,
+            })
             .await
         {
             Ok(page) => page,

@@ -171,27 +171,38 @@ fn clamp(v: u64) -> i64 {
     v.min(i64::MAX as u64) as i64
 }
 
-/// One page of replay for `reader`, oldest first, ids in `(cursor, until]`:
-/// - every message the reader may see ([`VISIBLE_TO_READER`]) with an id above `since`, when
-///   `since` is given;
-/// - plus, when `undelivered` is set, everything still in its offline queue.
+/// One page of replay, named field by field (two ids, two bounds and a flag are easy to swap
+/// when passed by position).
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayPage<'a> {
+    /// Whose view: the visibility rule and the offline queue are this user's.
+    pub reader: Reader<'a>,
+    /// Every message the reader may see ([`VISIBLE_TO_READER`]) with an id above this.
+    pub since: Option<u64>,
+    /// Also everything still in the reader's offline queue.
+    pub undelivered: bool,
+    /// Ids above this only: the last id of the previous page.
+    pub cursor: u64,
+    /// Ids up to this only: a [`Store::read_horizon`](super::Store::read_horizon), or a point
+    /// the caller flushed past.
+    pub until: u64,
+    /// Most rows; a page shorter than this is the last.
+    pub limit: u32,
+}
+
+/// One page of replay, oldest first, ids in `(cursor, until]`.
 pub(super) async fn replay_page(
     pool: &SqlitePool,
-    reader: Reader<'_>,
-    since: Option<u64>,
-    undelivered: bool,
-    cursor: u64,
-    until: u64,
-    limit: u32,
+    page: ReplayPage<'_>,
 ) -> Result<Vec<StoredMessage>, sqlx::Error> {
     let rows: Vec<(i64, String, String, bool)> = sqlx::query_as(REPLAY_PAGE.as_str())
-        .bind(reader.user_id)
-        .bind(reader.role)
-        .bind(since.map(clamp))
-        .bind(undelivered)
-        .bind(clamp(cursor))
-        .bind(clamp(until))
-        .bind(i64::from(limit))
+        .bind(page.reader.user_id)
+        .bind(page.reader.role)
+        .bind(page.since.map(clamp))
+        .bind(page.undelivered)
+        .bind(clamp(page.cursor))
+        .bind(clamp(page.until))
+        .bind(i64::from(page.limit))
         .fetch_all(pool)
         .await?;
     Ok(rows
@@ -367,7 +378,14 @@ mod tests {
 
         // Act
         let replayed = store
-            .replay_page(bob, Some(0), false, 0, until, 100)
+            .replay_page(ReplayPage {
+                reader: bob,
+                since: Some(0),
+                undelivered: false,
+                cursor: 0,
+                until,
+                limit: 100,
+            })
             .await
             .expect("replay");
         let listed = store

@@ -46,7 +46,9 @@ use crate::config::DatabaseSettings;
 use crate::protocol::wire::timestamp;
 pub use health::WriteHealth;
 use ids::IdAllocator;
-pub use messages::{ListFilter, MessageRecord, OriginalAck, Reader, StoredMessage, TargetKind};
+pub use messages::{
+    ListFilter, MessageRecord, OriginalAck, Reader, ReplayPage, StoredMessage, TargetKind,
+};
 pub use sessions::{SessionRow, UserHistory};
 use writer::WriteOp;
 
@@ -586,23 +588,15 @@ impl Store {
         let _ = rx.wait_for(|c| *c >= id).await;
     }
 
-    /// One page of replay for `reader`, oldest first, ids in `(cursor, until]`: every
+    /// One page of replay for its reader, oldest first, ids in `(cursor, until]`: every
     /// message it may see with an id above `since` (when given), plus, when `undelivered`
-    /// is set, everything still in its offline queue. `until` is a [`Store::read_horizon`]
-    /// (or a point the caller flushed past); a page shorter than `limit` is the last.
+    /// is set, everything still in its offline queue (see [`ReplayPage`]).
     pub async fn replay_page(
         &self,
-        reader: Reader<'_>,
-        since: Option<u64>,
-        undelivered: bool,
-        cursor: u64,
-        until: u64,
-        limit: u32,
+        page: ReplayPage<'_>,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let page = match &self.inner.backend {
-            Backend::Sqlite(pool) => {
-                messages::replay_page(pool, reader, since, undelivered, cursor, until, limit).await
-            }
+            Backend::Sqlite(pool) => messages::replay_page(pool, page).await,
         };
         page.map_err(self.failed("could not read a page of stored messages"))
     }
