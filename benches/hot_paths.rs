@@ -32,7 +32,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use switchboard::auth::claims::Claims;
 use switchboard::auth::keys::Minter;
 use switchboard::auth::{Identity, Verifier};
-use switchboard::config::DatabaseSettings;
+use switchboard::config::{DatabaseSettings, PresenceSettings};
 use switchboard::hub::{
     Event, Outbound, OutboundQueue, Publish, SessionId, SessionMeta, Target, Transport,
 };
@@ -153,7 +153,7 @@ impl Room {
             .block_on(Store::open(&settings))
             .expect("the store opens");
         let hub = rt
-            .block_on(Hub::load(store.clone()))
+            .block_on(Hub::load(store.clone(), PresenceSettings::default()))
             .expect("the hub loads");
         let room = RoomName::parse("bench").expect("a valid room name");
         let mut sessions = Vec::with_capacity(recipients + 1);

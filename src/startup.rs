@@ -68,7 +68,7 @@ impl EmbeddedGateway {
             verifier.revocations().revoke(&user_id, not_before);
         }
         let state = AppState {
-            hub: Hub::load(store.clone()).await?,
+            hub: Hub::load(store.clone(), settings.presence.clone()).await?,
             verifier,
             settings: Arc::new(settings),
             stopping: CancellationToken::new(),

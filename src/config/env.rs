@@ -16,8 +16,8 @@ use jsonwebtoken::Algorithm;
 
 use super::{
     ConfigError, ConnectionLimits, CorsOrigins, DEFAULT_DATABASE_PATH, DatabaseSettings,
-    GENERATED_SECRET_FILE, JwtKeySource, JwtSettings, Limits, LogFormat, RetentionSettings,
-    Settings, Synchronous,
+    GENERATED_SECRET_FILE, JwtKeySource, JwtSettings, Limits, LogFormat, PresenceSettings,
+    RetentionSettings, Settings, Synchronous,
 };
 
 /// Every variable, in the order of `.env.example`. No `Debug`: it holds the JWT secret.
@@ -80,6 +80,8 @@ pub(super) struct EnvSettings {
     limits: Limits,
     #[command(flatten)]
     connections: ConnectionLimits,
+    #[command(flatten)]
+    presence: PresenceSettings,
 }
 
 impl EnvSettings {
@@ -156,6 +158,7 @@ impl EnvSettings {
             log_format: self.log_format,
             limits: self.limits,
             connections: self.connections,
+            presence: self.presence,
         })
     }
 }
@@ -258,7 +261,7 @@ fn socket_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// One of an enum's names, in any case.
-fn choice<E: ValueEnum>(s: &str) -> Result<E, String> {
+pub(super) fn choice<E: ValueEnum>(s: &str) -> Result<E, String> {
     E::from_str(s.trim(), true).map_err(|_| {
         let names: Vec<_> = E::value_variants()
             .iter()

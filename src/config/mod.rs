@@ -8,6 +8,7 @@
 
 mod connections;
 mod env;
+mod presence;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use jsonwebtoken::Algorithm;
 pub use connections::ConnectionLimits;
 pub(crate) use env::help as env_help;
 use env::{at_least, days_or_forever, seconds, zero_is_none};
+pub use presence::{PresenceMode, PresenceSettings};
 
 /// A configuration value that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Header timeout and connection caps, applied before any HTTP is parsed.
     pub connections: ConnectionLimits,
+    /// Which presence events connections get (`PRESENCE_EVENTS`).
+    pub presence: PresenceSettings,
 }
 
 /// Where the SQLite file lives.

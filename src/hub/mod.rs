@@ -23,6 +23,7 @@
 
 mod event;
 mod outbound;
+mod presence;
 mod publish;
 mod state;
 
@@ -32,12 +33,15 @@ use std::time::SystemTime;
 
 pub use event::Event;
 pub use outbound::{CloseReason, Closer, DirectSink, Outbound, OutboundQueue, SinkError};
+pub use presence::PresenceCursor;
+use presence::PresenceFeed;
 pub use publish::{Publish, PublishError, Published, Target};
 use state::State;
 
 use crate::auth::Identity;
+use crate::config::PresenceSettings;
 use crate::protocol::payloads::RoomName;
-use crate::protocol::wire::{self, Connected, Presence, RoomPresence, UserObject};
+use crate::protocol::wire::{self, Connected, RoomPresence, UserObject};
 use crate::store::{NewSession, Store, StoreError};
 
 /// Identifies one live connection.
@@ -102,13 +106,15 @@ pub enum HubError {
 }
 
 /// A registered connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Registered {
     /// The new session.
     pub session: SessionId,
     /// The last message id allocated when it registered: stored messages up to this id are
     /// replayed to it; later ones reach it live (held until the replay ends).
     pub replay_until: u64,
+    /// Where its writer reads presence from: every change after its registration.
+    pub presence: PresenceCursor,
 }
 
 /// Live state and routing; cheap to clone.
@@ -121,6 +127,13 @@ struct Inner {
     /// See the lock rules in the module doc.
     state: Mutex<State>,
     store: Store,
+    presence: PresenceFeed,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.presence.close();
+    }
 }
 
 /// A user that is online, as the statistics need it.
@@ -133,8 +146,9 @@ pub struct OnlineUser {
 }
 
 impl Hub {
-    /// A hub over `store`, with the stored room memberships and known users loaded.
-    pub async fn load(store: Store) -> Result<Self, StoreError> {
+    /// A hub over `store`, with the stored room memberships and known users loaded. Presence
+    /// events go out as `presence` says (its flusher task starts here).
+    pub async fn load(store: Store, presence: PresenceSettings) -> Result<Self, StoreError> {
         let live = store.load_live_state().await?;
         let mut state = State::default();
         for (room, user_id) in live.memberships {
@@ -146,12 +160,15 @@ impl Hub {
             }
         }
         state.known_users = live.known_users.into_iter().map(Arc::from).collect();
-        Ok(Self {
+        let hub = Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
                 store,
+                presence: PresenceFeed::new(presence),
             }),
-        })
+        };
+        hub.inner.presence.spawn_flusher(Arc::downgrade(&hub.inner));
+        Ok(hub)
     }
 
     /// The store, for commands that read history.
@@ -169,7 +186,7 @@ impl Hub {
     }
 
     /// Registers a new connection: sends it `connected` (with the rooms the user is in),
-    /// tells everyone else `user-connected` if this is the user's first connection, and
+    /// announces the user's presence if this is its first connection, and
     /// records the session. Live events for it are held until [`Hub::end_replay`], so that
     /// the stored messages it is owed arrive first; at most `hold_limit` are held.
     pub fn connect(
@@ -196,16 +213,20 @@ impl Hub {
             },
         ));
         if arrival.first {
-            let presence = Event::new(
-                "user-connected",
-                &Presence {
-                    user: &arrival.user,
-                    timestamp: at.clone(),
-                    active_users_count: state.users.len(),
-                },
+            let count = state.users.len();
+            let state = &mut *state;
+            self.inner.presence.user_changed(
+                &mut state.presence_window,
+                &arrival.user,
+                true,
+                &at,
+                count,
             );
-            state.send_to_all_but_user(&presence, &identity.user_id);
         }
+        let presence = self
+            .inner
+            .presence
+            .cursor(self.clone(), identity.user_id.clone());
         store.session_opened(NewSession {
             session_id: id.0,
             identity: &identity,
@@ -217,6 +238,7 @@ impl Hub {
         Registered {
             session: id,
             replay_until: store.last_message_id(),
+            presence,
         }
     }
 
@@ -225,8 +247,8 @@ impl Hub {
         self.state().end_replay(id);
     }
 
-    /// Forgets a connection and records why it ended. On the user's last connection, everyone
-    /// else is told `user-disconnected`. Room memberships stay: they belong to the user.
+    /// Forgets a connection and records why it ended. On the user's last connection, the
+    /// user's departure is announced. Room memberships stay: they belong to the user.
     pub fn disconnect(&self, id: SessionId, reason: CloseReason) {
         let at = wire::now();
         let mut state = self.state();
@@ -239,15 +261,11 @@ impl Hub {
         if departure.last
             && let Some(user) = &departure.user
         {
-            let presence = Event::new(
-                "user-disconnected",
-                &Presence {
-                    user,
-                    timestamp: at.clone(),
-                    active_users_count: state.users.len(),
-                },
-            );
-            state.send_to_all_but_user(&presence, &departure.user_id);
+            let count = state.users.len();
+            let state = &mut *state;
+            self.inner
+                .presence
+                .user_changed(&mut state.presence_window, user, false, &at, count);
         }
     }
 
@@ -272,21 +290,7 @@ impl Hub {
 
     /// Every online user, oldest connection first.
     pub fn online_users(&self) -> Vec<OnlineUser> {
-        let state = self.state();
-        let mut users: Vec<OnlineUser> = state
-            .users
-            .keys()
-            .filter_map(|id| {
-                Some(OnlineUser {
-                    user: state.user_object(id)?,
-                    connected_at: state.user_connected_at(id)?,
-                })
-            })
-            .collect();
-        users.sort_by(|a, b| {
-            (a.connected_at, &a.user.user_id).cmp(&(b.connected_at, &b.user.user_id))
-        });
-        users
+        self.state().online_users()
     }
 
     /// Distinct users online.

@@ -8,6 +8,8 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::OnlineUser;
+use super::presence::Window;
 use super::publish::{Published, Target};
 use super::{CloseReason, Event, HubError, Outbound, SessionId};
 use crate::auth::Identity;
@@ -62,7 +64,6 @@ pub(super) struct Arrival {
 /// `user-disconnected`), and the user as they were, `sessions: 0` when it was the last.
 #[derive(Debug)]
 pub(super) struct Departure {
-    pub user_id: Arc<str>,
     pub last: bool,
     pub user: Option<UserObject>,
 }
@@ -123,6 +124,8 @@ pub(super) struct State {
     /// Every user ever seen (private messages to others are refused).
     pub known_users: HashSet<Arc<str>>,
     pub recent_keys: RecentKeys,
+    /// `PRESENCE_EVENTS=diff`: the changes of the open window.
+    pub presence_window: Window,
 }
 
 impl State {
@@ -196,11 +199,7 @@ impl State {
                 user.sessions = 0;
             }
         }
-        Some(Departure {
-            user_id,
-            last,
-            user,
-        })
+        Some(Departure { last, user })
     }
 
     /// Releases the live events held for a connection while it caught up.
@@ -264,6 +263,24 @@ impl State {
             connected_at: wire::timestamp(self.user_connected_at(user_id)?),
             sessions: user.sessions.len(),
         })
+    }
+
+    /// Every online user, oldest connection first.
+    pub fn online_users(&self) -> Vec<OnlineUser> {
+        let mut users: Vec<OnlineUser> = self
+            .users
+            .keys()
+            .filter_map(|id| {
+                Some(OnlineUser {
+                    user: self.user_object(id)?,
+                    connected_at: self.user_connected_at(id)?,
+                })
+            })
+            .collect();
+        users.sort_by(|a, b| {
+            (a.connected_at, &a.user.user_id).cmp(&(b.connected_at, &b.user.user_id))
+        });
+        users
     }
 
     pub fn rooms_of(&self, user_id: &str) -> Vec<String> {
@@ -331,15 +348,6 @@ impl State {
                     .get_mut(id)
                     .is_some_and(|s| s.send(event.clone()))
             })
-            .count()
-    }
-
-    pub fn send_to_all_but_user(&mut self, event: &Arc<Event>, user_id: &str) -> usize {
-        self.sessions
-            .values_mut()
-            .filter(|s| &*s.user_id != user_id)
-            .map(|s| s.send(event.clone()))
-            .filter(|taken| *taken)
             .count()
     }
 

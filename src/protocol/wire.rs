@@ -60,6 +60,20 @@ pub struct Presence<'a> {
     pub active_users_count: usize,
 }
 
+/// `presence-diff`: every presence change of one window (`PRESENCE_EVENTS=diff`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceDiff<'a> {
+    /// Users whose first connection opened in the window (and who are still online).
+    pub joins: &'a [UserObject],
+    /// Users whose last connection closed in the window (and who are still offline).
+    pub leaves: &'a [UserObject],
+    /// Distinct users online at the end of the window.
+    pub active_users_count: usize,
+    /// When the window closed.
+    pub timestamp: &'a str,
+}
+
 /// `active-users`.
 #[derive(Debug, Serialize)]
 pub struct ActiveUsers {

@@ -30,7 +30,7 @@ use super::rate_limit::{RateLimiter, Verdict};
 use crate::app::AppState;
 use crate::auth::{AuthError, Identity};
 use crate::commands::{self, Caller, CommandError, Credentials, Outcome};
-use crate::hub::{CloseReason, Closer, Outbound, SessionMeta};
+use crate::hub::{CloseReason, Closer, Outbound, PresenceCursor, SessionMeta};
 use crate::store::Store;
 
 /// Why a connection was not admitted. The text is what the client reads (the `/ws` refusal's
@@ -124,6 +124,8 @@ pub(crate) struct Session {
     resume_from: Option<u64>,
     /// Stored messages up to this id are replayed; later ones arrive live.
     replay_until: u64,
+    /// Until the transport's writer takes it.
+    presence: Option<PresenceCursor>,
 }
 
 impl Session {
@@ -170,6 +172,7 @@ impl Session {
             ),
             resume_from: admitted.resume_from,
             replay_until: registered.replay_until,
+            presence: Some(registered.presence),
             app: app.clone(),
         }
     }
@@ -218,6 +221,11 @@ impl Session {
         tracing::debug!(reason = reason.as_str(), "connection closed");
         self.app.hub.disconnect(self.caller.session, reason);
         reason
+    }
+
+    /// The connection's presence cursor, for its writer (once).
+    pub fn take_presence(&mut self) -> Option<PresenceCursor> {
+        self.presence.take()
     }
 
     pub fn closer(&self) -> &Closer {

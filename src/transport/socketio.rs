@@ -41,7 +41,8 @@ use super::ws::WsQuery;
 use crate::app::AppState;
 use crate::commands::{AckReply, CommandError};
 use crate::hub::{
-    CloseReason, Closer, DirectSink, Event, Outbound, SessionMeta, SinkError, Transport,
+    CloseReason, Closer, DirectSink, Event, Outbound, PresenceCursor, SessionMeta, SinkError,
+    Transport,
 };
 use crate::protocol::ProtocolError;
 
@@ -200,6 +201,7 @@ async fn serve_session(
     receipts: Arc<Receipts>,
 ) {
     let closer = session.closer().clone();
+    let presence = session.take_presence();
     tokio::join!(
         async {
             session.catch_up().await;
@@ -207,6 +209,7 @@ async fn serve_session(
         },
         receipts.flush_when_noted(&closer),
         disconnect_when_closed(&socket, &closer),
+        emit_presence(&socket, presence, &closer),
     );
     session.close();
 }
@@ -259,6 +262,35 @@ impl DirectSink for SocketSink {
         }
     }
 }
+
+/// Emits presence as the feed publishes it, waiting while socketioxide's queue is full:
+/// presence never makes a slow consumer.
+async fn emit_presence(socket: &SocketRef, presence: Option<PresenceCursor>, closer: &Closer) {
+    let Some(mut cursor) = presence else { return };
+    let mut events = Vec::new();
+    loop {
+        tokio::select! {
+            () = closer.closed() => return,
+            () = cursor.changed() => {}
+        }
+        cursor.take(&mut events);
+        for event in events.drain(..) {
+            loop {
+                match socket.emit(event.name(), event.data_raw()) {
+                    Ok(()) => break,
+                    Err(SendError::Socket(SocketError::InternalChannelFull)) => tokio::select! {
+                        () = closer.closed() => return,
+                        () = tokio::time::sleep(PRESENCE_RETRY) => {}
+                    },
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+}
+
+/// How long presence waits before retrying a full socketioxide queue.
+const PRESENCE_RETRY: Duration = Duration::from_millis(5);
 
 /// Waits until the hub (slow consumer, shutdown, kick) or the reader (rate limit) closes the
 /// session, then tells the client why and disconnects it; Socket.IO has no close reason.

@@ -34,7 +34,9 @@ use super::RemoteAddr;
 use super::session::{self, Admitted, Receipts, Session};
 use crate::app::AppState;
 use crate::commands::{AckReply, CommandError, Outcome};
-use crate::hub::{CloseReason, Event, Outbound, OutboundQueue, SessionMeta, Transport};
+use crate::hub::{
+    CloseReason, Event, Outbound, OutboundQueue, PresenceCursor, SessionMeta, Transport,
+};
 use crate::protocol::ClientFrame;
 use crate::protocol::envelope::encode_server_frame;
 
@@ -114,6 +116,7 @@ async fn serve_connection(socket: WebSocket, app: AppState, admitted: Admitted, 
     let (outbound, queue) = Outbound::channel(app.settings.limits.outbound_queue_capacity);
     let receipts = Receipts::new(app.hub.store().clone(), admitted.identity.user_id.clone());
     let mut session = Session::open(&app, admitted, meta, outbound.clone());
+    let presence = session.take_presence();
     let span = session.span("ws");
     let (sink, stream) = socket.split();
     let ping_interval = app.settings.limits.ping_interval;
@@ -124,7 +127,7 @@ async fn serve_connection(socket: WebSocket, app: AppState, admitted: Admitted, 
                 session.catch_up().await;
                 read_loop(stream, &mut session, &outbound, idle_timeout).await;
             },
-            write_loop(sink, queue, ping_interval, &receipts),
+            write_loop(sink, queue, presence, ping_interval, &receipts),
         );
         session.close();
     }
@@ -214,32 +217,52 @@ fn classify_read_error(e: axum::Error) -> CloseReason {
     }
 }
 
+/// What woke the writer.
+enum Wake {
+    Event(Arc<Event>),
+    Presence,
+    Ping,
+}
+
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     queue: OutboundQueue,
+    presence: Option<PresenceCursor>,
     ping_interval: Duration,
     receipts: &Receipts,
 ) {
     let OutboundQueue { mut rx, closer } = queue;
     let start = tokio::time::Instant::now() + ping_interval;
     let mut ping = tokio::time::interval_at(start, ping_interval);
+    let mut presence = presence;
+    let mut presence_events = Vec::new();
     loop {
-        let first = tokio::select! {
+        // Queued events first: a client's replies and messages never wait behind presence.
+        let wake = tokio::select! {
             biased;
             () = closer.closed() => break,
             event = rx.recv() => match event {
-                Some(event) => Some(event),
+                Some(event) => Wake::Event(event),
                 None => break,
             },
-            _ = ping.tick() => None,
+            () = presence_changed(&mut presence) => Wake::Presence,
+            _ = ping.tick() => Wake::Ping,
         };
         let write = async {
-            match first {
-                Some(event) => {
+            match wake {
+                Wake::Event(event) => {
                     feed(&mut sink, &event, receipts).await?;
                     feed_queued(&mut sink, &mut rx, receipts).await?;
                 }
-                None => sink.feed(Message::Ping(Default::default())).await?,
+                Wake::Presence => {
+                    if let Some(cursor) = presence.as_mut() {
+                        cursor.take(&mut presence_events);
+                    }
+                    for event in presence_events.drain(..) {
+                        feed(&mut sink, &event, receipts).await?;
+                    }
+                }
+                Wake::Ping => sink.feed(Message::Ping(Default::default())).await?,
             }
             sink.flush().await
         };
@@ -274,6 +297,14 @@ async fn write_loop(
         sink.send(Message::Close(Some(frame))).await
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
+}
+
+/// Resolves when the connection has presence to take (never, without a cursor).
+async fn presence_changed(presence: &mut Option<PresenceCursor>) {
+    match presence {
+        Some(cursor) => cursor.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Feeds whatever is already queued (up to a bound) without flushing.

@@ -14,6 +14,7 @@ mod limits;
 mod lingering;
 mod messages;
 mod persistence;
+mod presence;
 mod rest;
 mod startup;
 mod tokens;

@@ -1,0 +1,44 @@
+//! Presence settings (contract section 12): which presence events connections get, and how
+//! often a `presence-diff` goes out. Large deployments trade the seed's one event per user
+//! change for one merged event per window, or none at all.
+
+use std::time::Duration;
+
+use super::Settings;
+use super::env::{at_least, choice};
+
+/// How `user-connected` / `user-disconnected` reach the other connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PresenceMode {
+    /// One `user-connected` / `user-disconnected` per change (the seed's behaviour).
+    Users,
+    /// At most one `presence-diff { joins, leaves, activeUsersCount, timestamp }` per window.
+    Diff,
+    /// No presence events; `get-active-users` still answers.
+    Off,
+}
+
+/// Presence fan-out.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct PresenceSettings {
+    /// `users`: `user-connected` / `user-disconnected` to every other connection; `diff`: at
+    /// most one `presence-diff` per PRESENCE_DIFF_INTERVAL_MS instead; `off`: none (clients ask
+    /// with `get-active-users`). Presence never gets a connection closed: a connection that
+    /// falls behind gets one `active-users` snapshot in place of what it missed.
+    #[arg(long, env = "PRESENCE_EVENTS", default_value = "users", value_parser = choice::<PresenceMode>)]
+    pub mode: PresenceMode,
+    /// The `presence-diff` window, in milliseconds: every change within one window is merged
+    /// into one event (a user who joined and left inside it appears in neither list).
+    #[arg(long, env = "PRESENCE_DIFF_INTERVAL_MS", default_value = "200", value_parser = millis)]
+    pub diff_interval: Duration,
+}
+
+impl Default for PresenceSettings {
+    fn default() -> Self {
+        Settings::defaults().presence
+    }
+}
+
+fn millis(s: &str) -> Result<Duration, String> {
+    at_least(10_u64)(s).map(Duration::from_millis)
+}

@@ -1,0 +1,540 @@
+//! Presence fan-out (contract section 12): how `user-connected` / `user-disconnected` (or
+//! `presence-diff`) reach every connection without ever costing a handshake its time or a
+//! client its connection.
+//!
+//! Presence is soft state, so it does not travel through the connections' bounded queues
+//! (where a burst of it would make a slow consumer of a client that reads fine). Instead:
+//!
+//! - Under the hub lock, a change is appended to one shared [`PresenceFeed`] log (O(1), encoded
+//!   once for everyone), or, in `diff` mode, merged into the open [`Window`].
+//! - A flusher task wakes every connection's writer when there is something new: at once
+//!   after a quiet spell, then at most every [`USERS_FLUSH_INTERVAL`] (`users`) or once per
+//!   `PRESENCE_DIFF_INTERVAL_MS` (`diff`, when it also closes the window into one
+//!   `presence-diff`). A burst therefore reaches each connection as a few coalesced writes.
+//! - Each writer reads the log from its own [`PresenceCursor`], after the messages queued for
+//!   it. A writer that fell more than [`MAX_BACKLOG`] items behind (or off the end of the log)
+//!   gets one `active-users { users, count }` snapshot in place of what it missed; in `diff`
+//!   mode, several pending diffs are merged into one.
+//!
+//! The rule a client can rely on: presence events arrive in order; a snapshot replaces every
+//! change before it; a `presence-diff` may repeat a change a snapshot already showed (apply
+//! joins and leaves as set operations). In `diff` mode every connection gets the same diff,
+//! its own user's arrival included.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
+
+use super::{Event, Hub, Inner};
+use crate::config::{PresenceMode, PresenceSettings};
+use crate::protocol::wire::{self, ActiveUsers, Presence, PresenceDiff, UserObject};
+
+/// Changes kept for writers that are behind.
+const LOG_CAPACITY: usize = 4096;
+/// Changes a writer may be behind before it gets a snapshot instead of each of them.
+pub const MAX_BACKLOG: u64 = 512;
+/// `users` mode: least time between two wake-ups of every writer.
+pub const USERS_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// How long one snapshot serves every writer that needs one (building it walks every online
+/// user under the hub lock).
+const SNAPSHOT_REUSE: Duration = Duration::from_millis(500);
+
+/// One logged change: a `users`-mode event about `subject`, or a `diff`-mode window.
+struct Item {
+    seq: u64,
+    subject: Option<Arc<str>>,
+    event: Arc<Event>,
+    diff: Option<Arc<DiffContent>>,
+}
+
+/// What a `presence-diff` said, for merging several into one.
+struct DiffContent {
+    joins: Vec<UserObject>,
+    leaves: Vec<UserObject>,
+    active_users_count: usize,
+    timestamp: String,
+}
+
+struct Snapshot {
+    /// Covers every item before this one.
+    seq: u64,
+    at: Instant,
+    event: Arc<Event>,
+}
+
+#[derive(Default)]
+struct Log {
+    items: VecDeque<Item>,
+    next_seq: u64,
+    snapshot: Option<Snapshot>,
+}
+
+impl Log {
+    fn first_seq(&self) -> u64 {
+        self.items.front().map_or(self.next_seq, |i| i.seq)
+    }
+
+    fn push(&mut self, subject: Option<Arc<str>>, event: Arc<Event>, diff: Option<DiffContent>) {
+        if self.items.len() >= LOG_CAPACITY {
+            self.items.pop_front();
+        }
+        self.items.push_back(Item {
+            seq: self.next_seq,
+            subject,
+            event,
+            diff: diff.map(Arc::new),
+        });
+        self.next_seq += 1;
+    }
+
+    /// Items from `from` (inclusive) to `to` (exclusive) still in the log.
+    fn range(&self, from: u64, to: u64) -> impl Iterator<Item = &Item> {
+        let start = from.saturating_sub(self.first_seq()) as usize;
+        self.items
+            .iter()
+            .skip(start)
+            .take_while(move |item| item.seq < to)
+    }
+}
+
+struct Shared {
+    settings: PresenceSettings,
+    log: Mutex<Log>,
+    /// The log's `next_seq` as last published to the writers.
+    published: watch::Sender<u64>,
+    /// The hub appended something (or closed the window's first change).
+    appended: Notify,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn log(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self) {
+        let next = self.log().next_seq;
+        self.published.send_replace(next);
+    }
+}
+
+/// The hub's presence log and its flusher's signals.
+pub(super) struct PresenceFeed {
+    shared: Arc<Shared>,
+}
+
+impl PresenceFeed {
+    pub fn new(settings: PresenceSettings) -> Self {
+        let (published, _) = watch::channel(0);
+        Self {
+            shared: Arc::new(Shared {
+                settings,
+                log: Mutex::new(Log::default()),
+                published,
+                appended: Notify::new(),
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn mode(&self) -> PresenceMode {
+        self.shared.settings.mode
+    }
+
+    /// Under the hub lock: a user's first connection opened (`joined`) or last one closed.
+    pub fn user_changed(
+        &self,
+        window: &mut Window,
+        user: &UserObject,
+        joined: bool,
+        timestamp: &str,
+        active_users_count: usize,
+    ) {
+        match self.mode() {
+            PresenceMode::Off => return,
+            PresenceMode::Users => {
+                let name = if joined {
+                    "user-connected"
+                } else {
+                    "user-disconnected"
+                };
+                let event = Event::new(
+                    name,
+                    &Presence {
+                        user,
+                        timestamp: timestamp.to_owned(),
+                        active_users_count,
+                    },
+                );
+                let subject = Arc::from(user.user_id.as_str());
+                self.shared.log().push(Some(subject), event, None);
+            }
+            PresenceMode::Diff => window.record(user.clone(), joined),
+        }
+        self.shared.appended.notify_one();
+    }
+
+    /// Under the hub lock: closes the `diff` window into one logged `presence-diff`.
+    /// Returns false when nothing changed.
+    fn close_window(&self, window: &mut Window, active_users_count: usize) -> bool {
+        let (joins, leaves) = window.take();
+        if joins.is_empty() && leaves.is_empty() {
+            return false;
+        }
+        let diff = DiffContent {
+            joins,
+            leaves,
+            active_users_count,
+            timestamp: wire::now(),
+        };
+        let event = diff_event(&diff);
+        self.shared.log().push(None, event, Some(diff));
+        true
+    }
+
+    /// A cursor at the log's end, for a connection registering under the hub lock.
+    pub fn cursor(&self, hub: Hub, user_id: Arc<str>) -> PresenceCursor {
+        PresenceCursor {
+            hub,
+            shared: self.shared.clone(),
+            published: self.shared.published.subscribe(),
+            next: self.shared.log().next_seq,
+            user_id,
+        }
+    }
+
+    /// The cached snapshot if it still serves, else `None` (the hub builds a new one).
+    fn cached_snapshot(&self) -> Option<(u64, Arc<Event>)> {
+        let log = self.shared.log();
+        let snapshot = log.snapshot.as_ref()?;
+        (snapshot.at.elapsed() < SNAPSHOT_REUSE && snapshot.seq >= log.first_seq())
+            .then(|| (snapshot.seq, snapshot.event.clone()))
+    }
+
+    /// Under the hub lock: where a snapshot taken now stands in the log.
+    fn snapshot_seq(&self) -> u64 {
+        self.shared.log().next_seq
+    }
+
+    fn cache_snapshot(&self, seq: u64, event: Arc<Event>) {
+        let mut log = self.shared.log();
+        if log.snapshot.as_ref().is_none_or(|s| s.seq <= seq) {
+            log.snapshot = Some(Snapshot {
+                seq,
+                at: Instant::now(),
+                event,
+            });
+        }
+    }
+
+    /// Stops the flusher (the hub is gone).
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        self.shared.appended.notify_one();
+    }
+
+    /// Wakes the writers when the log grows, at the pace of the mode (see the module doc).
+    /// Runs until the hub is dropped.
+    pub fn spawn_flusher(&self, hub: Weak<Inner>) {
+        let shared = self.shared.clone();
+        if shared.settings.mode == PresenceMode::Off {
+            return;
+        }
+        tokio::spawn(async move {
+            loop {
+                shared.appended.notified().await;
+                if shared.closed.load(Ordering::Relaxed) {
+                    return;
+                }
+                match shared.settings.mode {
+                    PresenceMode::Off => return,
+                    PresenceMode::Users => {
+                        shared.publish();
+                        tokio::time::sleep(USERS_FLUSH_INTERVAL).await;
+                    }
+                    PresenceMode::Diff => {
+                        tokio::time::sleep(shared.settings.diff_interval).await;
+                        let Some(inner) = hub.upgrade() else { return };
+                        let hub = Hub { inner };
+                        let closed = {
+                            let mut state = hub.state();
+                            let count = state.users.len();
+                            hub.inner
+                                .presence
+                                .close_window(&mut state.presence_window, count)
+                        };
+                        drop(hub);
+                        if closed {
+                            shared.publish();
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn diff_event(diff: &DiffContent) -> Arc<Event> {
+    Event::new(
+        "presence-diff",
+        &PresenceDiff {
+            joins: &diff.joins,
+            leaves: &diff.leaves,
+            active_users_count: diff.active_users_count,
+            timestamp: &diff.timestamp,
+        },
+    )
+}
+
+impl Hub {
+    /// `active-users` as of now, and the log position it stands for: shared by every writer
+    /// that needs one within [`SNAPSHOT_REUSE`].
+    fn presence_snapshot(&self) -> (u64, Arc<Event>) {
+        let presence = &self.inner.presence;
+        if let Some(cached) = presence.cached_snapshot() {
+            return cached;
+        }
+        let (seq, users) = {
+            let state = self.state();
+            (presence.snapshot_seq(), state.online_users())
+        };
+        let users: Vec<UserObject> = users.into_iter().map(|u| u.user).collect();
+        let event = Event::new(
+            "active-users",
+            &ActiveUsers {
+                count: users.len(),
+                users,
+            },
+        );
+        presence.cache_snapshot(seq, event.clone());
+        (seq, event)
+    }
+}
+
+/// One connection's place in the presence log, read by its writer.
+pub struct PresenceCursor {
+    hub: Hub,
+    shared: Arc<Shared>,
+    published: watch::Receiver<u64>,
+    /// The first item not yet taken.
+    next: u64,
+    user_id: Arc<str>,
+}
+
+impl std::fmt::Debug for PresenceCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresenceCursor")
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+impl PresenceCursor {
+    /// Resolves when there is presence to take. Cancel-safe; pends forever when presence is
+    /// off or the hub is gone.
+    pub async fn changed(&mut self) {
+        loop {
+            if *self.published.borrow_and_update() > self.next {
+                return;
+            }
+            if self.published.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// Appends to `out` the presence events this connection has not had yet (see the module
+    /// doc for snapshots and merging).
+    pub fn take(&mut self, out: &mut Vec<Arc<Event>>) {
+        let published = *self.published.borrow();
+        if published <= self.next {
+            return;
+        }
+        let behind =
+            self.next < self.shared.log().first_seq() || published - self.next > MAX_BACKLOG;
+        if behind {
+            let (seq, snapshot) = self.hub.presence_snapshot();
+            out.push(snapshot);
+            self.next = seq;
+        }
+        let log = self.shared.log();
+        match self.shared.settings.mode {
+            PresenceMode::Users | PresenceMode::Off => out.extend(
+                log.range(self.next, published)
+                    .filter(|item| item.subject.as_deref() != Some(&*self.user_id))
+                    .map(|item| item.event.clone()),
+            ),
+            PresenceMode::Diff => {
+                let items: Vec<&Item> = log.range(self.next, published).collect();
+                match items.as_slice() {
+                    [] => {}
+                    [one] => out.push(one.event.clone()),
+                    several => out.push(merge_diffs(several)),
+                }
+            }
+        }
+        self.next = self.next.max(published);
+    }
+}
+
+/// Several pending `presence-diff`s as one, for a writer that was behind.
+fn merge_diffs(items: &[&Item]) -> Arc<Event> {
+    let mut window = Window::default();
+    let mut last = None;
+    for diff in items.iter().filter_map(|item| item.diff.as_deref()) {
+        for user in &diff.joins {
+            window.record(user.clone(), true);
+        }
+        for user in &diff.leaves {
+            window.record(user.clone(), false);
+        }
+        last = Some(diff);
+    }
+    let (joins, leaves) = window.take();
+    let (active_users_count, timestamp) = last.map_or((0, wire::now()), |d| {
+        (d.active_users_count, d.timestamp.clone())
+    });
+    diff_event(&DiffContent {
+        joins,
+        leaves,
+        active_users_count,
+        timestamp,
+    })
+}
+
+/// The changes of one `diff` window, merged: only a user whose state at the end differs from
+/// its state at the start is reported (joined then left: neither list).
+#[derive(Debug, Default)]
+pub(super) struct Window {
+    changes: HashMap<String, Change>,
+    /// First change order, so the lists read in the order things happened.
+    order: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Change {
+    was_online: bool,
+    online: bool,
+    user: UserObject,
+}
+
+impl Window {
+    /// A user came online (`joined`) or went offline.
+    pub fn record(&mut self, user: UserObject, joined: bool) {
+        match self.changes.get_mut(&user.user_id) {
+            Some(change) => {
+                change.online = joined;
+                change.user = user;
+            }
+            None => {
+                self.order.push(user.user_id.clone());
+                self.changes.insert(
+                    user.user_id.clone(),
+                    Change {
+                        was_online: !joined,
+                        online: joined,
+                        user,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Empties the window into (joins, leaves).
+    pub fn take(&mut self) -> (Vec<UserObject>, Vec<UserObject>) {
+        let mut joins = Vec::new();
+        let mut leaves = Vec::new();
+        for user_id in self.order.drain(..) {
+            let Some(change) = self.changes.remove(&user_id) else {
+                continue;
+            };
+            match (change.was_online, change.online) {
+                (false, true) => joins.push(change.user),
+                (true, false) => leaves.push(change.user),
+                _ => {}
+            }
+        }
+        (joins, leaves)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str) -> UserObject {
+        UserObject {
+            user_id: id.into(),
+            username: id.into(),
+            role: "USER".into(),
+            connected_at: wire::now(),
+            sessions: 1,
+        }
+    }
+
+    fn ids(users: &[UserObject]) -> Vec<&str> {
+        users.iter().map(|u| u.user_id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_window_reports_only_net_changes_in_the_order_they_happened() {
+        let mut window = Window::default();
+        window.record(user("b"), true);
+        window.record(user("a"), true);
+        window.record(user("gone"), false);
+        window.record(user("blink"), true);
+        window.record(user("blink"), false);
+        window.record(user("back"), false);
+        window.record(user("back"), true);
+        let (joins, leaves) = window.take();
+        assert_eq!(ids(&joins), ["b", "a"]);
+        assert_eq!(ids(&leaves), ["gone"]);
+        assert_eq!(window.take(), (vec![], vec![]), "taking empties it");
+    }
+
+    #[test]
+    fn a_log_keeps_its_newest_items_and_reads_ranges_by_sequence() {
+        let mut log = Log::default();
+        for i in 0..(LOG_CAPACITY as u64 + 10) {
+            log.push(None, Event::new("x", &i), None);
+        }
+        assert_eq!(log.first_seq(), 10);
+        let seqs: Vec<u64> = log.range(12, 15).map(|i| i.seq).collect();
+        assert_eq!(seqs, [12, 13, 14]);
+        let from_before: Vec<u64> = log.range(0, 12).map(|i| i.seq).collect();
+        assert_eq!(from_before, [10, 11], "what fell off the end is gone");
+    }
+
+    #[test]
+    fn pending_diffs_merge_into_one() {
+        let diff = |joins: &[&str], leaves: &[&str], seq| Item {
+            seq,
+            subject: None,
+            event: Event::new("presence-diff", &seq),
+            diff: Some(Arc::new(DiffContent {
+                joins: joins.iter().map(|id| user(id)).collect(),
+                leaves: leaves.iter().map(|id| user(id)).collect(),
+                active_users_count: seq as usize,
+                timestamp: wire::now(),
+            })),
+        };
+        let first = diff(&["a", "b"], &["old"], 1);
+        let second = diff(&["c"], &["a"], 2);
+        let merged = merge_diffs(&[&first, &second]);
+        let data: serde_json::Value = serde_json::from_str(merged.data_json()).expect("valid JSON");
+        let names = |key: &str| -> Vec<String> {
+            data[key]
+                .as_array()
+                .expect("a list")
+                .iter()
+                .map(|u| u["userId"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        };
+        assert_eq!(names("joins"), ["b", "c"]);
+        assert_eq!(names("leaves"), ["old"]);
+        assert_eq!(data["activeUsersCount"], 2);
+    }
+}
