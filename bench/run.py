@@ -44,7 +44,7 @@ def raise_fd_limit():
 class Server:
     """A fresh server process: switchboard (own temp data dir) or the Node peer."""
 
-    def __init__(self, kind):
+    def __init__(self, kind, extra_env=None):
         self.kind = kind
         self.dir = tempfile.mkdtemp(prefix="sb-bench-")
         env = {"PATH": os.environ.get("PATH", ""), "JWT_SECRET": SECRET}
@@ -59,6 +59,7 @@ class Server:
                 "OUTBOUND_QUEUE_CAPACITY": "8192",
                 "MAX_QUEUED_PER_USER": "100000",
             })
+            env.update(extra_env or {})
             cmd = [str(OPTS.server)]
         else:
             env.update({"PORT": "0"})
@@ -103,9 +104,9 @@ TARGETS = {
 }
 
 
-def run(target, scenario, args, timeout=600):
+def run(target, scenario, args, timeout=600, env=None):
     kind, proto = TARGETS[target]
-    server = Server(kind)
+    server = Server(kind, env)
     try:
         cmd = [str(BENCH), scenario, "--url", server.url, "--proto", proto, "--secret", SECRET,
                "--server-pid", server.pid, "--target", target] + [str(a) for a in args]
@@ -176,7 +177,7 @@ def fmt(v, digits=1):
 
 
 SCENARIOS = ["fanout", "fixed-rate", "broadcast", "private", "connect-rate", "connections",
-             "presence"]
+             "presence", "storm"]
 TARGET_KEYS = {"ws": "switchboard /ws", "sio": "switchboard Socket.IO", "node": "node socket.io 4.8"}
 OPTS = None
 
@@ -250,6 +251,26 @@ def main():
         for target in [t for t in ["switchboard /ws", "node socket.io 4.8"] if t in TARGETS]:
             record(run(target, "presence", ["--users", presence_users], timeout=900))
 
+    if "storm" in wanted:
+        # A restart's reconnect storm; then the fd cap at twice the rate, in both presence modes.
+        storms = [(5000, 1000, "users", ["ws", "sio", "node"])]
+        if not opts.quick:
+            storms += [(19000, 2000, "users", ["ws"]), (19000, 2000, "diff", ["ws"])]
+        for users, rate, mode, keys in storms:
+            print(f"reconnect storm: {users} users at {rate}/s, PRESENCE_EVENTS={mode}", flush=True)
+            for key in keys:
+                target = TARGET_KEYS[key]
+                if target not in TARGETS:
+                    continue
+                # The Node peer keeps nothing: no queued messages to wait for.
+                queued = 0 if key == "node" else 1
+                r = run(target, "storm", ["--users", users, "--rate", rate, "--queued", queued,
+                                          "--hold", 5, "--connect-concurrency", 256],
+                        timeout=900, env={"PRESENCE_EVENTS": mode, "MAX_CONNECTIONS": "19900"})
+                if r:
+                    r["presence_events"] = mode
+                record(r)
+
     write_summary(results)
 
 
@@ -280,6 +301,13 @@ def write_summary(results):
         lines.append(f"| presence, {r['users']:,} users | {r['target']} | {fmt(r['presence_frames_expected'])} "
                      f"user-connected frames in {fmt(r['seconds'])} s, server CPU {fmt(r.get('server_cpu_s'))} s "
                      f"({fmt(r.get('server_cpu_us_per_presence_frame'), 2)} µs/frame) |")
+    for r in by("storm"):
+        lines.append(f"| storm, {r['users']:,} users at {fmt(r['rate_per_sec'], 0)}/s, presence "
+                     f"{r.get('presence_events', 'users')} | {r['target']} | {fmt(r['connected'])} connected, "
+                     f"{fmt(r['timed_out'])} timed out, handshake p50 {fmt(r['handshake_p50_us'])} µs "
+                     f"p99 {fmt(r['handshake_p99_us'])} µs, all missed messages in "
+                     f"{fmt(r.get('all_caught_up_s'), 2)} s, {fmt(r['alive_after_hold'])} alive after the hold, "
+                     f"{fmt(r['frames_received'])} frames, server CPU {fmt(r.get('server_cpu_s'))} s |")
     (RESULTS / "summary.md").write_text("\n".join(lines) + "\n")
     fan = [r for r in results if r["scenario"] == "fanout"]
     svg_plot(fan, RESULTS / "fanout.svg")

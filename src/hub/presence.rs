@@ -12,9 +12,9 @@
 //!   `PRESENCE_DIFF_INTERVAL_MS` (`diff`, when it also closes the window into one
 //!   `presence-diff`). A burst therefore reaches each connection as a few coalesced writes.
 //! - Each writer reads the log from its own [`PresenceCursor`], after the messages queued for
-//!   it. A writer that fell more than [`MAX_BACKLOG`] items behind (or off the end of the log)
-//!   gets one `active-users { users, count }` snapshot in place of what it missed; in `diff`
-//!   mode, several pending diffs are merged into one.
+//!   it, at most [`MAX_BATCH`] events at a time. A writer that fell off the end of the log
+//!   ([`LOG_CAPACITY`] changes behind) gets one `active-users { users, count }` snapshot in
+//!   place of what it missed; in `diff` mode, several pending diffs are merged into one.
 //!
 //! The rule a client can rely on: presence events arrive in order; a snapshot replaces every
 //! change before it; a `presence-diff` may repeat a change a snapshot already showed (apply
@@ -32,10 +32,13 @@ use super::{Event, Hub, Inner};
 use crate::config::{PresenceMode, PresenceSettings};
 use crate::protocol::wire::{self, ActiveUsers, Presence, PresenceDiff, UserObject};
 
-/// Changes kept for writers that are behind.
-const LOG_CAPACITY: usize = 4096;
-/// Changes a writer may be behind before it gets a snapshot instead of each of them.
-pub const MAX_BACKLOG: u64 = 512;
+/// Changes kept for writers that are behind; a writer further behind gets a snapshot. A
+/// snapshot costs as much as the online users (every one of them), a backlog as much as its
+/// changes: with thousands online, one is cheaper than the other only far behind.
+const LOG_CAPACITY: usize = 16_384;
+/// Most presence events a writer takes at once, so that a client's own replies and messages
+/// go out between batches.
+pub const MAX_BATCH: u64 = 256;
 /// `users` mode: least time between two wake-ups of every writer.
 pub const USERS_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 /// How long one snapshot serves every writer that needs one (building it walks every online
@@ -70,7 +73,13 @@ struct Log {
     items: VecDeque<Item>,
     next_seq: u64,
     snapshot: Option<Snapshot>,
+    /// Recent merges of pending diffs, by range: writers woken by the same windows are
+    /// behind by the same ranges, and share one merge.
+    merged: VecDeque<(u64, u64, Arc<Event>)>,
 }
+
+/// Merges kept for sharing.
+const MERGES_KEPT: usize = 16;
 
 impl Log {
     fn first_seq(&self) -> u64 {
@@ -353,26 +362,51 @@ impl PresenceCursor {
         if published <= self.next {
             return;
         }
-        let behind =
-            self.next < self.shared.log().first_seq() || published - self.next > MAX_BACKLOG;
-        if behind {
+        if self.next < self.shared.log().first_seq() {
             let (seq, snapshot) = self.hub.presence_snapshot();
             out.push(snapshot);
             self.next = seq;
         }
         let log = self.shared.log();
         match self.shared.settings.mode {
-            PresenceMode::Users | PresenceMode::Off => out.extend(
-                log.range(self.next, published)
-                    .filter(|item| item.subject.as_deref() != Some(&*self.user_id))
-                    .map(|item| item.event.clone()),
-            ),
+            PresenceMode::Users | PresenceMode::Off => {
+                let until = published.min(self.next + MAX_BATCH);
+                out.extend(
+                    log.range(self.next, until)
+                        .filter(|item| item.subject.as_deref() != Some(&*self.user_id))
+                        .map(|item| item.event.clone()),
+                );
+                self.next = until;
+                return;
+            }
             PresenceMode::Diff => {
-                let items: Vec<&Item> = log.range(self.next, published).collect();
-                match items.as_slice() {
-                    [] => {}
-                    [one] => out.push(one.event.clone()),
-                    several => out.push(merge_diffs(several)),
+                let pending: Vec<Arc<DiffContent>> = log
+                    .range(self.next, published)
+                    .filter_map(|item| item.diff.clone())
+                    .collect();
+                let cached = log
+                    .merged
+                    .iter()
+                    .find(|(from, to, _)| (*from, *to) == (self.next, published))
+                    .map(|(_, _, event)| event.clone());
+                let single = log
+                    .range(self.next, published)
+                    .next()
+                    .map(|i| i.event.clone());
+                drop(log);
+                match (pending.len(), cached, single) {
+                    (0, _, _) => {}
+                    (1, _, Some(one)) => out.push(one),
+                    (_, Some(merged), _) => out.push(merged),
+                    _ => {
+                        let merged = merge_diffs(&pending);
+                        let mut log = self.shared.log();
+                        if log.merged.len() >= MERGES_KEPT {
+                            log.merged.pop_front();
+                        }
+                        log.merged.push_back((self.next, published, merged.clone()));
+                        out.push(merged);
+                    }
                 }
             }
         }
@@ -381,10 +415,10 @@ impl PresenceCursor {
 }
 
 /// Several pending `presence-diff`s as one, for a writer that was behind.
-fn merge_diffs(items: &[&Item]) -> Arc<Event> {
+fn merge_diffs(diffs: &[Arc<DiffContent>]) -> Arc<Event> {
     let mut window = Window::default();
     let mut last = None;
-    for diff in items.iter().filter_map(|item| item.diff.as_deref()) {
+    for diff in diffs {
         for user in &diff.joins {
             window.record(user.clone(), true);
         }
@@ -510,20 +544,17 @@ mod tests {
 
     #[test]
     fn pending_diffs_merge_into_one() {
-        let diff = |joins: &[&str], leaves: &[&str], seq| Item {
-            seq,
-            subject: None,
-            event: Event::new("presence-diff", &seq),
-            diff: Some(Arc::new(DiffContent {
+        let diff = |joins: &[&str], leaves: &[&str], count| {
+            Arc::new(DiffContent {
                 joins: joins.iter().map(|id| user(id)).collect(),
                 leaves: leaves.iter().map(|id| user(id)).collect(),
-                active_users_count: seq as usize,
+                active_users_count: count,
                 timestamp: wire::now(),
-            })),
+            })
         };
         let first = diff(&["a", "b"], &["old"], 1);
         let second = diff(&["c"], &["a"], 2);
-        let merged = merge_diffs(&[&first, &second]);
+        let merged = merge_diffs(&[first, second]);
         let data: serde_json::Value = serde_json::from_str(merged.data_json()).expect("valid JSON");
         let names = |key: &str| -> Vec<String> {
             data[key]

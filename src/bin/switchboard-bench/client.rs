@@ -111,6 +111,30 @@ pub async fn connect(
     token: &str,
     extra_query: &str,
 ) -> Result<(Conn, Duration), String> {
+    open(proto, server, source, token, extra_query, None).await
+}
+
+/// Like [`connect`], asking for everything after `last_message_id` (the query on `/ws`, the
+/// auth object on Socket.IO).
+pub async fn connect_resuming(
+    proto: Proto,
+    server: SocketAddr,
+    source: Option<IpAddr>,
+    token: &str,
+    last_message_id: u64,
+) -> Result<(Conn, Duration), String> {
+    let query = format!("&lastMessageId={last_message_id}");
+    open(proto, server, source, token, &query, Some(last_message_id)).await
+}
+
+async fn open(
+    proto: Proto,
+    server: SocketAddr,
+    source: Option<IpAddr>,
+    token: &str,
+    extra_query: &str,
+    resume: Option<u64>,
+) -> Result<(Conn, Duration), String> {
     let started = Instant::now();
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     if let Some(ip) = source {
@@ -132,9 +156,14 @@ pub async fn connect(
         .map_err(|e| format!("handshake: {e}"))?;
     if proto == Proto::Sio {
         expect_prefix(&mut ws, "0").await?;
-        ws.send(Message::text(format!("40{{\"token\":\"{token}\"}}")))
-            .await
-            .map_err(|e| format!("send connect: {e}"))?;
+        let resume = resume
+            .map(|id| format!(",\"lastMessageId\":{id}"))
+            .unwrap_or_default();
+        ws.send(Message::text(format!(
+            "40{{\"token\":\"{token}\"{resume}}}"
+        )))
+        .await
+        .map_err(|e| format!("send connect: {e}"))?;
         let reply = expect_prefix(&mut ws, "4").await?;
         if !reply.starts_with("40") {
             return Err(format!("refused: {reply}"));

@@ -12,6 +12,7 @@
 mod client;
 mod measure;
 mod scenarios;
+mod storm;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -42,6 +43,9 @@ enum Scenario {
     ConnectRate(ConnectRateArgs),
     /// N distinct users connecting one after the other: the cost of presence fan-out.
     Presence(PresenceArgs),
+    /// A reconnect storm: N users with queued messages reconnecting at R/s with
+    /// `lastMessageId`.
+    Storm(StormArgs),
 }
 
 /// Options every scenario shares.
@@ -122,6 +126,24 @@ struct PresenceArgs {
     users: usize,
 }
 
+#[derive(Debug, Args)]
+struct StormArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Distinct users reconnecting.
+    #[arg(long, default_value_t = 5000)]
+    users: usize,
+    /// Reconnections started per second.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Private messages queued for each user while it was away.
+    #[arg(long, default_value_t = 1)]
+    queued: u64,
+    /// Seconds to hold every connection after the last one had its chance to connect.
+    #[arg(long, default_value_t = 5)]
+    hold: u64,
+}
+
 impl Common {
     fn server(&self) -> SocketAddr {
         let host = self
@@ -171,6 +193,7 @@ async fn main() {
         Scenario::Private(a) => scenarios::flow(&a.common, scenarios::Flow::Private, &a).await,
         Scenario::ConnectRate(a) => scenarios::connect_rate(&a.common, a.total).await,
         Scenario::Presence(a) => scenarios::presence(&a.common, a.users).await,
+        Scenario::Storm(a) => storm::storm(&a).await,
     };
     match line {
         Ok(json) => println!("{json}"),
