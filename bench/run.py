@@ -10,6 +10,8 @@ with the load generator (target/release/switchboard-bench) on the same machine.
     # before/after a change: the same scenarios against another build of the server
     python3 bench/run.py --quick --only fanout,private --targets ws,sio \
         --server /path/to/old/switchboard --results /tmp/before
+    # catch-up on a stored history of 1,000,000 messages (written into the server's file)
+    python3 bench/run.py --only catchup --targets ws
 
 Writes bench/results/results.jsonl (one JSON line per run), bench/results/summary.md (the
 tables in the README) and bench/results/fanout.svg (deliveries/s, server CPU per delivery and
@@ -44,9 +46,12 @@ def raise_fd_limit():
 class Server:
     """A fresh server process: switchboard (own temp data dir) or the Node peer."""
 
-    def __init__(self, kind, extra_env=None):
+    def __init__(self, kind, data_dir=None, extra_env=None):
         self.kind = kind
-        self.dir = tempfile.mkdtemp(prefix="sb-bench-")
+        # A given directory belongs to the caller (it outlives the server); a fresh one is
+        # deleted when the server stops.
+        self.owns_dir = data_dir is None
+        self.dir = data_dir or tempfile.mkdtemp(prefix="sb-bench-")
         env = {"PATH": os.environ.get("PATH", ""), "JWT_SECRET": SECRET}
         if kind == "switchboard":
             env.update({
@@ -94,7 +99,8 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.drain.wait(timeout=5)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.owns_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 TARGETS = {
@@ -106,7 +112,7 @@ TARGETS = {
 
 def run(target, scenario, args, timeout=600, env=None):
     kind, proto = TARGETS[target]
-    server = Server(kind, env)
+    server = Server(kind, extra_env=env)
     try:
         cmd = [str(BENCH), scenario, "--url", server.url, "--proto", proto, "--secret", SECRET,
                "--server-pid", server.pid, "--target", target] + [str(a) for a in args]
@@ -119,6 +125,124 @@ def run(target, scenario, args, timeout=600, env=None):
         return result
     finally:
         server.stop()
+
+
+CATCHUP_READER = "catchup-reader"
+CATCHUP_ROOM = "catchup-room"
+CATCHUP_SIDE_ROOMS = [f"catchup-side-{n}" for n in range(9)]
+# The history is written with the server stopped; retention must not prune it at start.
+CATCHUP_ENV = {"MESSAGE_RETENTION_DAYS": "0", "MESSAGE_RETENTION_COUNT": "0"}
+
+
+def seed_history(db, stored, missed):
+    """Writes `stored` messages (ids 1..stored) into a migrated switchboard file whose server
+    is stopped, in one transaction, and returns the last id the catch-up reader saw. After
+    that id the reader may see exactly `missed` messages (every 5th id): mostly its room
+    `catchup-room`, and a sprinkle of every other way a message reaches it (public, private
+    to and from it, its role, its other rooms). Everything else is other people's traffic:
+    200 rooms it is not in, private messages between others, notices to another role. Private
+    messages have their (delivered) `deliveries` row, as the server writes them."""
+    import sqlite3
+    last_seen = stored - 5 * missed
+    if last_seen < 0:
+        raise ValueError("stored must be at least 5 x missed")
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+    def message(i):
+        """(event, target_kind, target, sender) of id i."""
+        if i > last_seen and (i - last_seen) % 5 == 0:
+            j = (i - last_seen) // 5 % 100
+            if j == 1:
+                return "broadcast-message", "all", None, "u1"
+            if j == 2:
+                return "private-message", "user", CATCHUP_READER, f"u{i % 1000}"
+            if j == 3:
+                return "role-notification", "role", "USER", "root"
+            if j == 4:
+                return "room-message", "room", CATCHUP_SIDE_ROOMS[i % 9], f"u{i % 1000}"
+            if j == 5:
+                return "private-message", "user", f"u{i % 1000}", CATCHUP_READER
+            return "room-message", "room", CATCHUP_ROOM, f"u{i % 1000}"
+        if i <= last_seen and i % 10 == 0:
+            return "room-message", "room", CATCHUP_ROOM, f"u{i % 1000}"
+        r = i % 10
+        if r < 6:
+            return "room-message", "room", f"room-{i % 200}", f"u{i % 1000}"
+        if r < 9:
+            return "private-message", "user", f"u{(i * 7) % 1000}", f"u{i % 1000}"
+        return "role-notification", "role", "ADMIN", "root"
+
+    body = "x" * 64
+    deliveries = []
+
+    def rows():
+        for i in range(1, stored + 1):
+            event, kind, target, sender = message(i)
+            sender_json = (f'{{"userId":"{sender}","username":"{sender}","role":"USER",'
+                           f'"connectedAt":"{now}","sessions":1}}')
+            extra = f',"room":"{target}"' if kind == "room" else (
+                f',"type":"info","targetRole":"{target}"' if kind == "role" else "")
+            payload = (f'{{"id":{i},"from":{sender_json},"message":"{body}",'
+                       f'"timestamp":"{now}"{extra}}}')
+            if kind == "user":
+                deliveries.append((target, i, now, now))
+            yield (i, event, kind, target, sender, body, "info" if kind == "role" else None,
+                   payload, None, 1, now)
+
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA synchronous = OFF")
+    con.execute("BEGIN")
+    con.executemany(
+        "INSERT INTO messages (message_id, event, target_kind, target, sender_id, body, type, "
+        "payload, client_msg_id, live_recipients, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        rows())
+    con.executemany("INSERT INTO deliveries (user_id, message_id, queued_at, delivered_at) "
+                    "VALUES (?,?,?,?)", deliveries)
+    con.executemany("INSERT INTO room_members (room, user_id, joined_at) VALUES (?,?,?)",
+                    [(room, CATCHUP_READER, now) for room in [CATCHUP_ROOM] + CATCHUP_SIDE_ROOMS])
+    # The next run hands out ids after the history.
+    con.execute("INSERT INTO counters (name, value) VALUES ('message_id_reserved_through', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)", (stored,))
+    con.execute("COMMIT")
+    con.close()
+    return last_seen
+
+
+def run_catchup(targets, stored, missed, timeout=900):
+    """The catch-up scenario on each switchboard target: a file migrated by the server under
+    test (so its migrations match), filled with the history while it is stopped, then a copy
+    per target served by a fresh start of it."""
+    template = tempfile.mkdtemp(prefix="sb-bench-history-")
+    results = []
+    try:
+        Server("switchboard", data_dir=template, extra_env=CATCHUP_ENV).stop()
+        started = time.time()
+        last_seen = seed_history(f"{template}/bench.db", stored, missed)
+        print(f"  wrote {stored:,} messages in {time.time() - started:.1f} s", flush=True)
+        for target in targets:
+            kind, proto = TARGETS[target]
+            if kind != "switchboard":
+                continue
+            data = tempfile.mkdtemp(prefix="sb-bench-")
+            shutil.copy(f"{template}/bench.db", f"{data}/bench.db")
+            server = Server(kind, data_dir=data, extra_env=CATCHUP_ENV)
+            try:
+                args = ["--last-message-id", last_seen, "--missed", missed, "--stored", stored]
+                cmd = [str(BENCH), "catchup", "--url", server.url, "--proto", proto, "--secret",
+                       SECRET, "--server-pid", server.pid, "--target", target] + [str(a) for a in args]
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+                if out.returncode != 0:
+                    print(f"  ! {target} catchup: {out.stderr.strip()[-300:]}", file=sys.stderr)
+                    continue
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                result["args"] = " ".join(str(a) for a in args)
+                results.append(result)
+            finally:
+                server.stop()
+                shutil.rmtree(data, ignore_errors=True)
+    finally:
+        shutil.rmtree(template, ignore_errors=True)
+    return results
 
 
 def svg_plot(points, path):
@@ -177,23 +301,25 @@ def fmt(v, digits=1):
 
 
 SCENARIOS = ["fanout", "fixed-rate", "broadcast", "private", "connect-rate", "connections",
-             "presence", "storm"]
+             "presence", "catchup", "storm"]
 TARGET_KEYS = {"ws": "switchboard /ws", "sio": "switchboard Socket.IO", "node": "node socket.io 4.8"}
 OPTS = None
 
 
 def main():
-    global OPTS, RESULTS, TARGETS
+    global OPTS, RESULTS, TARGETS, BENCH
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default=",".join(SCENARIOS),
                     help="comma-separated scenarios: " + ", ".join(SCENARIOS))
     ap.add_argument("--targets", default="ws,sio,node", help="comma-separated: ws, sio, node")
     ap.add_argument("--server", default=str(SERVER), help="the switchboard binary to measure")
+    ap.add_argument("--bench", default=str(BENCH), help="the switchboard-bench binary")
     ap.add_argument("--results", default=str(RESULTS), help="where results are written")
     opts = ap.parse_args()
     OPTS = opts
     RESULTS = Path(opts.results)
+    BENCH = Path(opts.bench)
     wanted = set(opts.only.split(","))
     TARGETS = {TARGET_KEYS[k]: TARGETS[TARGET_KEYS[k]] for k in opts.targets.split(",")}
     raise_fd_limit()
@@ -250,6 +376,11 @@ def main():
         print(f"presence ({presence_users} users joining one by one)", flush=True)
         for target in [t for t in ["switchboard /ws", "node socket.io 4.8"] if t in TARGETS]:
             record(run(target, "presence", ["--users", presence_users], timeout=900))
+
+    if "catchup" in wanted:
+        print("catch-up: 100,000 missed of 1,000,000 stored (switchboard only)", flush=True)
+        for r in run_catchup(TARGETS, 1_000_000, 100_000):
+            record(r)
 
     if "storm" in wanted:
         # A restart's reconnect storm; then the fd cap at twice the rate, in both presence modes.
@@ -308,6 +439,12 @@ def write_summary(results):
                      f"p99 {fmt(r['handshake_p99_us'])} µs, all missed messages in "
                      f"{fmt(r.get('all_caught_up_s'), 2)} s, {fmt(r['alive_after_hold'])} alive after the hold, "
                      f"{fmt(r['frames_received'])} frames, server CPU {fmt(r.get('server_cpu_s'))} s |")
+    for r in by("catchup"):
+        lines.append(f"| catch-up, {r['missed']:,} missed of {r['stored_messages']:,} stored | {r['target']} | "
+                     f"{fmt(r['replayed_per_sec'], 0)} replayed msg/s "
+                     f"(server CPU {fmt(r.get('server_cpu_us_per_replayed'), 2)} µs/msg), "
+                     f"`sync` page of 1,000 p50 {fmt(r['page_p50_us'] / 1000)} ms, "
+                     f"p99 {fmt(r['page_p99_us'] / 1000)} ms |")
     (RESULTS / "summary.md").write_text("\n".join(lines) + "\n")
     fan = [r for r in results if r["scenario"] == "fanout"]
     svg_plot(fan, RESULTS / "fanout.svg")

@@ -1,9 +1,11 @@
 //! The message log (`messages`) and the offline queue (`deliveries`): what a message row
-//! holds, the idempotency lookup, the replay behind the offline queue and `sync`, and the
-//! listings of the REST API. What a user may see is one rule, [`VISIBLE_TO_READER`], shared
-//! by the replay and the listing so that `sync` and `GET /websocket/messages` cannot
-//! disagree. Rows are inserted by the writer's batched INSERTs (`writer.rs`) and deleted by
-//! retention (`retention.rs`).
+//! holds, the idempotency lookup, the offline queue, and the listings of the REST API. What
+//! a user may see is one rule, [`VISIBLE_TO_READER`], applied as written by the listing and
+//! split into index-backed arms by the replay behind `sync` (`replay.rs`, where a page must
+//! not cost more as history grows); the tests below hold the two to the same answer on every
+//! kind of message, so that `sync` and `GET /websocket/messages` cannot disagree. Rows are
+//! inserted by the writer's batched INSERTs (`writer.rs`) and deleted by retention
+//! (`retention.rs`).
 
 use std::sync::LazyLock;
 
@@ -127,7 +129,8 @@ pub struct Reader<'a> {
 /// - notifications to its role (its role now, as its token says).
 ///
 /// Every query that applies it binds the reader at `?1` and `?2` and uses the alias `m` for
-/// `messages`.
+/// `messages`. `replay.rs` states it again as one arm per line above: a change here is a
+/// change there.
 const VISIBLE_TO_READER: &str = "(
     m.target_kind = 'all'
     OR (m.target_kind = 'user' AND (m.target = ?1
@@ -135,21 +138,6 @@ const VISIBLE_TO_READER: &str = "(
     OR (m.target_kind = 'room'
         AND m.target IN (SELECT room FROM room_members WHERE user_id = ?1))
     OR (m.target_kind = 'role' AND m.target = ?2))";
-
-/// [`replay_page`]'s query: `?1` user, `?2` role, `?3` since (or NULL), `?4` undelivered,
-/// `?5` cursor, `?6` until, `?7` limit. Built once: sqlx caches the statement by its text.
-static REPLAY_PAGE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT m.message_id, m.event, m.payload, (m.target_kind = 'user' AND m.target = ?1)
-         FROM messages m
-         WHERE m.message_id > ?5 AND m.message_id <= ?6 AND (
-             (?3 IS NOT NULL AND m.message_id > ?3 AND {VISIBLE_TO_READER})
-             OR (?4 AND m.message_id IN (SELECT message_id FROM deliveries
-                                         WHERE user_id = ?1 AND delivered_at IS NULL)))
-         ORDER BY m.message_id
-         LIMIT ?7"
-    )
-});
 
 /// [`list`]'s query: `?1` viewer user (NULL: an admin, who sees everything), `?2` its role,
 /// `?3` since, `?4` room filter, `?5` user filter, `?6` limit.
@@ -167,53 +155,8 @@ static LIST: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// SQLite integers are i64; ids never come near the top of that range.
-fn clamp(v: u64) -> i64 {
+pub(super) fn clamp(v: u64) -> i64 {
     v.min(i64::MAX as u64) as i64
-}
-
-/// One page of replay, named field by field (two ids, two bounds and a flag are easy to swap
-/// when passed by position).
-#[derive(Debug, Clone, Copy)]
-pub struct ReplayPage<'a> {
-    /// Whose view: the visibility rule and the offline queue are this user's.
-    pub reader: Reader<'a>,
-    /// Every message the reader may see ([`VISIBLE_TO_READER`]) with an id above this.
-    pub since: Option<u64>,
-    /// Also everything still in the reader's offline queue.
-    pub undelivered: bool,
-    /// Ids above this only: the last id of the previous page.
-    pub cursor: u64,
-    /// Ids up to this only: a [`Store::read_horizon`](super::Store::read_horizon), or a point
-    /// the caller flushed past.
-    pub until: u64,
-    /// Most rows; a page shorter than this is the last.
-    pub limit: u32,
-}
-
-/// One page of replay, oldest first, ids in `(cursor, until]`.
-pub(super) async fn replay_page(
-    pool: &SqlitePool,
-    page: ReplayPage<'_>,
-) -> Result<Vec<StoredMessage>, sqlx::Error> {
-    let rows: Vec<(i64, String, String, bool)> = sqlx::query_as(REPLAY_PAGE.as_str())
-        .bind(page.reader.user_id)
-        .bind(page.reader.role)
-        .bind(page.since.map(clamp))
-        .bind(page.undelivered)
-        .bind(clamp(page.cursor))
-        .bind(clamp(page.until))
-        .bind(i64::from(page.limit))
-        .fetch_all(pool)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, event, payload, to_reader)| StoredMessage {
-            id: id as u64,
-            event,
-            payload,
-            to_reader,
-        })
-        .collect())
 }
 
 /// Filters for listing stored messages.
@@ -314,7 +257,7 @@ pub(super) async fn last_stored_id(pool: &SqlitePool) -> Result<u64, sqlx::Error
 mod tests {
     use super::*;
     use crate::config::DatabaseSettings;
-    use crate::store::Store;
+    use crate::store::{ReplayPage, Store};
 
     /// A message from `sender` to `target`, as the hub would log it.
     fn record(

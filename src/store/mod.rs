@@ -11,7 +11,8 @@
 //!   queues stand);
 //! - `writer.rs`: the one writer task, which commits writes in groups and settles each once;
 //! - the SQL, by subject: `messages.rs` (the log, the offline queue, the visibility rule,
-//!   replay, listing, idempotency), `sessions.rs` (sessions and server runs), `rooms.rs`
+//!   listing, idempotency), `replay.rs` (the page behind `sync` and catch-up, the rule split
+//!   into index-backed arms), `sessions.rs` (sessions and server runs), `rooms.rs`
 //!   (memberships), `users.rs` (known users), `counters.rs` (named counters);
 //! - `ids.rs` (message ids from durable reservations) and [`retention`] (pruning).
 //!
@@ -23,6 +24,7 @@ mod counters;
 mod health;
 mod ids;
 mod messages;
+mod replay;
 pub mod retention;
 mod rooms;
 mod sessions;
@@ -46,9 +48,8 @@ use crate::config::DatabaseSettings;
 use crate::protocol::wire::timestamp;
 pub use health::WriteHealth;
 use ids::IdAllocator;
-pub use messages::{
-    ListFilter, MessageRecord, OriginalAck, Reader, ReplayPage, StoredMessage, TargetKind,
-};
+pub use messages::{ListFilter, MessageRecord, OriginalAck, Reader, StoredMessage, TargetKind};
+pub use replay::ReplayPage;
 pub use sessions::{SessionRow, UserHistory};
 use writer::WriteOp;
 
@@ -596,7 +597,7 @@ impl Store {
         page: ReplayPage<'_>,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let page = match &self.inner.backend {
-            Backend::Sqlite(pool) => messages::replay_page(pool, page).await,
+            Backend::Sqlite(pool) => replay::replay_page(pool, page).await,
         };
         page.map_err(self.failed("could not read a page of stored messages"))
     }

@@ -1,7 +1,8 @@
 //! Room membership (the `room_members` table). Membership belongs to the user, not to a
 //! connection, so it is stored: the hub loads it at start ([`memberships`]) and the writer
 //! records each join and leave ([`join`], [`leave`]). The visibility rule in
-//! [`super::messages`] reads this table too: a member sees a room's history.
+//! [`super::messages`] reads this table too, and the replay asks for a reader's rooms
+//! ([`of_user`]): a member sees a room's history.
 
 use sqlx::{SqliteConnection, SqlitePool};
 
@@ -43,4 +44,12 @@ pub(super) async fn leave(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// The rooms `user_id` is a member of now.
+pub(super) async fn of_user(pool: &SqlitePool, user_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT room FROM room_members WHERE user_id = ?1 ORDER BY room")
+        .bind(user_id)
+        .fetch_all(pool)
+        .await
 }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod bad_input;
+mod catchup;
 mod crash;
 mod embedded;
 mod events;

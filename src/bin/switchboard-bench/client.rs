@@ -104,6 +104,7 @@ fn config() -> WebSocketConfig {
 
 /// Opens a connection from `source` (spreading source addresses avoids running out of
 /// ephemeral ports), authenticates, and waits for `connected`. Returns it and the time taken.
+/// `extra_query` (`&name=value...`) is appended to the URL on both protocols.
 pub async fn connect(
     proto: Proto,
     server: SocketAddr,
@@ -149,7 +150,7 @@ async fn open(
     let _ = stream.set_nodelay(true);
     let url = match proto {
         Proto::Ws => format!("ws://{server}/ws?token={token}{extra_query}"),
-        Proto::Sio => format!("ws://{server}/socket.io/?EIO=4&transport=websocket"),
+        Proto::Sio => format!("ws://{server}/socket.io/?EIO=4&transport=websocket{extra_query}"),
     };
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config()))
         .await

@@ -9,6 +9,7 @@
 //! ```
 //! `bench/run.py` starts the servers (switchboard and the Node peer) and runs the matrix.
 
+mod catchup;
 mod client;
 mod measure;
 mod scenarios;
@@ -46,6 +47,9 @@ enum Scenario {
     /// A reconnect storm: N users with queued messages reconnecting at R/s with
     /// `lastMessageId`.
     Storm(StormArgs),
+    /// One client catching up on a large stored history (written by `bench/run.py`):
+    /// replayed messages/s, `sync` page latency.
+    Catchup(CatchupArgs),
 }
 
 /// Options every scenario shares.
@@ -144,6 +148,33 @@ struct StormArgs {
     hold: u64,
 }
 
+#[derive(Debug, Args)]
+struct CatchupArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The user that catches up (a member of the rooms its history was written for).
+    #[arg(long, default_value = "catchup-reader")]
+    user: String,
+    /// Its role.
+    #[arg(long, default_value = "USER")]
+    role: String,
+    /// The last message id it saw: it connects with `lastMessageId` set to this.
+    #[arg(long)]
+    last_message_id: u64,
+    /// Messages it may see after that id (the run fails if fewer are replayed).
+    #[arg(long)]
+    missed: u64,
+    /// Messages stored: `sync` cursors are spread over ids 0..stored.
+    #[arg(long)]
+    stored: u64,
+    /// Cursors to time a `sync` page at.
+    #[arg(long, default_value_t = 20)]
+    cursors: usize,
+    /// Rounds over the cursors.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+}
+
 impl Common {
     fn server(&self) -> SocketAddr {
         let host = self
@@ -194,6 +225,7 @@ async fn main() {
         Scenario::ConnectRate(a) => scenarios::connect_rate(&a.common, a.total).await,
         Scenario::Presence(a) => scenarios::presence(&a.common, a.users).await,
         Scenario::Storm(a) => storm::storm(&a).await,
+        Scenario::Catchup(a) => catchup::catchup(&a.common, &a).await,
     };
     match line {
         Ok(json) => println!("{json}"),
