@@ -10,16 +10,17 @@
 //! - One `std::sync::Mutex<State>`, never held across an `.await` (it cannot be: the guard
 //!   is not `Send`), so a plain mutex is cheaper than an async one.
 //! - Under it: decisions over the maps, id allocation, the store's channel send (never the
-//!   disk), `Event::new` for presence and replies (one serialization per event), and the
-//!   non-blocking `try_send` into each recipient's bounded queue. Sends stay under the lock
+//!   disk), `Event::new` for presence and replies (one serialization per event), the append
+//!   of a presence change to the [`presence`] log (O(1): presence never goes through the
+//!   queues), and the non-blocking `try_send` into each recipient's bounded queue. Sends stay under the lock
 //!   because that is what gives every connection the messages in id order and makes a new
 //!   connection's replay/live cut exact; a full queue closes that connection (slow consumer)
 //!   instead of waiting.
 //! - Not under it: the disk (acks wait for the commit after the lock is released), frame
 //!   encoding (each transport's writer encodes once per event), idempotency lookups in the
 //!   store, catch-up reads.
-//! - Order: the hub lock may take the store's small locks (queue counts, id allocator),
-//!   never the other way round.
+//! - Order: the hub lock may take the store's small locks (queue counts, id allocator) and
+//!   the presence log's, never the other way round.
 
 mod event;
 mod outbound;
