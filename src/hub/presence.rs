@@ -14,7 +14,9 @@
 //! - Each writer reads the log from its own [`PresenceCursor`], after the messages queued for
 //!   it, at most [`MAX_BATCH`] events at a time. A writer that fell off the end of the log
 //!   ([`LOG_CAPACITY`] changes behind) gets one `active-users { users, count }` snapshot in
-//!   place of what it missed; in `diff` mode, several pending diffs are merged into one.
+//!   place of what it missed; in `diff` mode, several pending diffs are merged into one. No
+//!   presence frame lists more than [`MAX_DIFF_USERS`] users but a snapshot: a larger window
+//!   or merge goes out as several diffs in a row.
 //!
 //! The rule a client can rely on: presence events arrive in order; a snapshot replaces every
 //! change before it; a `presence-diff` may repeat a change a snapshot already showed (apply
@@ -35,10 +37,13 @@ use crate::protocol::wire::{self, ActiveUsers, Presence, PresenceDiff, UserObjec
 /// Changes kept for writers that are behind; a writer further behind gets a snapshot. A
 /// snapshot costs as much as the online users (every one of them), a backlog as much as its
 /// changes: with thousands online, one is cheaper than the other only far behind.
-const LOG_CAPACITY: usize = 16_384;
+const LOG_CAPACITY: usize = 65_536;
 /// Most presence events a writer takes at once, so that a client's own replies and messages
 /// go out between batches.
 pub const MAX_BATCH: u64 = 256;
+/// Most users one `presence-diff` lists: a window (or a merge) with more changes goes out as
+/// several diffs in a row, so that no presence frame outgrows a connection's write buffer.
+pub const MAX_DIFF_USERS: usize = 256;
 /// `users` mode: least time between two wake-ups of every writer.
 pub const USERS_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 /// How long one snapshot serves every writer that needs one (building it walks every online
@@ -75,7 +80,7 @@ struct Log {
     snapshot: Option<Snapshot>,
     /// Recent merges of pending diffs, by range: writers woken by the same windows are
     /// behind by the same ranges, and share one merge.
-    merged: VecDeque<(u64, u64, Arc<Event>)>,
+    merged: VecDeque<(u64, u64, Arc<[Arc<Event>]>)>,
 }
 
 /// Merges kept for sharing.
@@ -193,14 +198,12 @@ impl PresenceFeed {
         if joins.is_empty() && leaves.is_empty() {
             return false;
         }
-        let diff = DiffContent {
-            joins,
-            leaves,
-            active_users_count,
-            timestamp: wire::now(),
-        };
-        let event = diff_event(&diff);
-        self.shared.log().push(None, event, Some(diff));
+        let timestamp = wire::now();
+        let mut log = self.shared.log();
+        for diff in chunks(joins, leaves, active_users_count, &timestamp) {
+            let event = diff_event(&diff);
+            log.push(None, event, Some(diff));
+        }
         true
     }
 
@@ -284,6 +287,35 @@ impl PresenceFeed {
             }
         });
     }
+}
+
+/// One window's (or merge's) changes as diffs of at most [`MAX_DIFF_USERS`] users each.
+fn chunks(
+    joins: Vec<UserObject>,
+    leaves: Vec<UserObject>,
+    active_users_count: usize,
+    timestamp: &str,
+) -> Vec<DiffContent> {
+    let diff = |joins: &[UserObject], leaves: &[UserObject]| DiffContent {
+        joins: joins.to_vec(),
+        leaves: leaves.to_vec(),
+        active_users_count,
+        timestamp: timestamp.to_owned(),
+    };
+    if joins.len() + leaves.len() <= MAX_DIFF_USERS {
+        return vec![DiffContent {
+            joins,
+            leaves,
+            active_users_count,
+            timestamp: timestamp.to_owned(),
+        }];
+    }
+    let mut out: Vec<DiffContent> = joins
+        .chunks(MAX_DIFF_USERS)
+        .map(|part| diff(part, &[]))
+        .collect();
+    out.extend(leaves.chunks(MAX_DIFF_USERS).map(|part| diff(&[], part)));
+    out
 }
 
 fn diff_event(diff: &DiffContent) -> Arc<Event> {
@@ -397,15 +429,15 @@ impl PresenceCursor {
                 match (pending.len(), cached, single) {
                     (0, _, _) => {}
                     (1, _, Some(one)) => out.push(one),
-                    (_, Some(merged), _) => out.push(merged),
+                    (_, Some(merged), _) => out.extend(merged.iter().cloned()),
                     _ => {
-                        let merged = merge_diffs(&pending);
+                        let merged: Arc<[Arc<Event>]> = merge_diffs(&pending).into();
+                        out.extend(merged.iter().cloned());
                         let mut log = self.shared.log();
                         if log.merged.len() >= MERGES_KEPT {
                             log.merged.pop_front();
                         }
-                        log.merged.push_back((self.next, published, merged.clone()));
-                        out.push(merged);
+                        log.merged.push_back((self.next, published, merged));
                     }
                 }
             }
@@ -414,8 +446,9 @@ impl PresenceCursor {
     }
 }
 
-/// Several pending `presence-diff`s as one, for a writer that was behind.
-fn merge_diffs(diffs: &[Arc<DiffContent>]) -> Arc<Event> {
+/// Several pending `presence-diff`s as one (in chunks of [`MAX_DIFF_USERS`]), for a writer
+/// that was behind.
+fn merge_diffs(diffs: &[Arc<DiffContent>]) -> Vec<Arc<Event>> {
     let mut window = Window::default();
     let mut last = None;
     for diff in diffs {
@@ -431,12 +464,10 @@ fn merge_diffs(diffs: &[Arc<DiffContent>]) -> Arc<Event> {
     let (active_users_count, timestamp) = last.map_or((0, wire::now()), |d| {
         (d.active_users_count, d.timestamp.clone())
     });
-    diff_event(&DiffContent {
-        joins,
-        leaves,
-        active_users_count,
-        timestamp,
-    })
+    chunks(joins, leaves, active_users_count, &timestamp)
+        .iter()
+        .map(diff_event)
+        .collect()
 }
 
 /// The changes of one `diff` window, merged: only a user whose state at the end differs from
@@ -530,6 +561,20 @@ mod tests {
     }
 
     #[test]
+    fn a_large_diff_goes_out_in_chunks_joins_first() {
+        let many: Vec<UserObject> = (0..MAX_DIFF_USERS + 10)
+            .map(|i| user(&format!("u{i}")))
+            .collect();
+        let parts = chunks(many, vec![user("gone")], 7, "t");
+        let sizes: Vec<(usize, usize)> = parts
+            .iter()
+            .map(|d| (d.joins.len(), d.leaves.len()))
+            .collect();
+        assert_eq!(sizes, [(MAX_DIFF_USERS, 0), (10, 0), (0, 1)]);
+        assert!(parts.iter().all(|d| d.active_users_count == 7));
+    }
+
+    #[test]
     fn a_log_keeps_its_newest_items_and_reads_ranges_by_sequence() {
         let mut log = Log::default();
         for i in 0..(LOG_CAPACITY as u64 + 10) {
@@ -555,7 +600,9 @@ mod tests {
         let first = diff(&["a", "b"], &["old"], 1);
         let second = diff(&["c"], &["a"], 2);
         let merged = merge_diffs(&[first, second]);
-        let data: serde_json::Value = serde_json::from_str(merged.data_json()).expect("valid JSON");
+        assert_eq!(merged.len(), 1, "small enough for one diff");
+        let data: serde_json::Value =
+            serde_json::from_str(merged[0].data_json()).expect("valid JSON");
         let names = |key: &str| -> Vec<String> {
             data[key]
                 .as_array()
