@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 pub use event::Event;
-pub use outbound::{CloseReason, Closer, DirectSink, Outbound, OutboundQueue, SinkError};
+pub use outbound::{CloseReason, Closer, Outbound, OutboundQueue};
 pub use publish::{Publish, PublishError, Published, Target};
 use state::State;
 

@@ -109,7 +109,7 @@ pub(crate) async fn socketio_guard(
     if let Err(refusal) = check_upgrade(headers) {
         return refusal;
     }
-    next.run(request).await
+    next.run(super::socketio::detach_request(request)).await
 }
 
 /// The rule socketioxide matches its path with: `/socket.io` itself or anything below it.

@@ -112,7 +112,7 @@ pub(crate) async fn upgrade(
 /// Runs one connection from registration to the recorded end.
 async fn serve_connection(socket: WebSocket, app: AppState, admitted: Admitted, meta: SessionMeta) {
     let (outbound, queue) = Outbound::channel(app.settings.limits.outbound_queue_capacity);
-    let receipts = Receipts::new(app.hub.store().clone(), admitted.identity.user_id.clone());
+    let mut receipts = Receipts::new(app.hub.store().clone(), admitted.identity.user_id.clone());
     let mut session = Session::open(&app, admitted, meta, outbound.clone());
     let span = session.span("ws");
     let (sink, stream) = socket.split();
@@ -124,7 +124,7 @@ async fn serve_connection(socket: WebSocket, app: AppState, admitted: Admitted, 
                 session.catch_up().await;
                 read_loop(stream, &mut session, &outbound, idle_timeout).await;
             },
-            write_loop(sink, queue, ping_interval, &receipts),
+            write_loop(sink, queue, ping_interval, &mut receipts),
         );
         session.close();
     }
@@ -218,15 +218,18 @@ async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     queue: OutboundQueue,
     ping_interval: Duration,
-    receipts: &Receipts,
+    receipts: &mut Receipts,
 ) {
     let OutboundQueue { mut rx, closer } = queue;
     let start = tokio::time::Instant::now() + ping_interval;
     let mut ping = tokio::time::interval_at(start, ping_interval);
+    // Registered with the closer once for the connection's life, not once per wake-up.
+    let closed = closer.closed();
+    tokio::pin!(closed);
     loop {
         let first = tokio::select! {
             biased;
-            () = closer.closed() => break,
+            () = &mut closed => break,
             event = rx.recv() => match event {
                 Some(event) => Some(event),
                 None => break,
@@ -245,7 +248,7 @@ async fn write_loop(
         };
         // A client that stopped reading can block a flush forever; closing must not wait.
         let written = tokio::select! {
-            () = closer.closed() => break,
+            () = &mut closed => break,
             written = write => written,
         };
         if written.is_err() {
@@ -280,7 +283,7 @@ async fn write_loop(
 async fn feed_queued(
     sink: &mut SplitSink<WebSocket, Message>,
     rx: &mut tokio::sync::mpsc::Receiver<Arc<Event>>,
-    receipts: &Receipts,
+    receipts: &mut Receipts,
 ) -> Result<(), axum::Error> {
     for _ in 0..MAX_COALESCED_FRAMES {
         match rx.try_recv() {
@@ -296,7 +299,7 @@ async fn feed_queued(
 async fn feed(
     sink: &mut SplitSink<WebSocket, Message>,
     event: &Event,
-    receipts: &Receipts,
+    receipts: &mut Receipts,
 ) -> Result<(), axum::Error> {
     if let Some(id) = event.delivery() {
         receipts.note(id);
