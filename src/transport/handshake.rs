@@ -9,7 +9,8 @@
 //!   `Origin` before its upgrade (403); socketioxide would upgrade, or open a polling
 //!   session, and refuse only at the Socket.IO connect. The guard refuses both transports
 //!   before socketioxide sees the request, and applies the handshake checks to its WebSocket
-//!   upgrades.
+//!   upgrades. What it lets through it hands on detached from hyper's read buffer
+//!   ([`detach_request`](super::socketio::detach_request)): engineioxide keeps the request.
 
 use std::sync::Arc;
 

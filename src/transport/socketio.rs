@@ -142,7 +142,8 @@ async fn authenticate(
 }
 
 async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
-    let Some(admitted) = socket.extensions.get::<Admitted>() else {
+    // Taken out: the socket's extensions live as long as the connection.
+    let Some(admitted) = socket.extensions.remove::<Admitted>() else {
         // The middleware always stores it; without it there is no one to serve.
         let _ = socket.disconnect();
         return;
@@ -340,7 +341,7 @@ async fn write_loop(
             Handed::Taken => {}
             Handed::Closing => break,
             // socketioxide's disconnect handler closes with the reason; nothing to write.
-            Handed::Gone => return closer.closed().await,
+            Handed::Gone => return closed.await,
         }
     }
     goodbye(socket, &mut rx, receipts, &closer, stalled).await;
