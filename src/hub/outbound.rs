@@ -1,10 +1,10 @@
 //! [`Outbound`]: the hub's only view of a connection. It can take an event (never waiting)
-//! and be closed with a reason. Either it is a bounded queue whose other end, an
-//! [`OutboundQueue`], the transport drains in its own writer task (`/ws`), or a
-//! [`DirectSink`] that hands the event straight to a transport with its own bounded queue and
-//! writer (Socket.IO: socketioxide), which saves a task hop per delivery. When the queue is
-//! full the connection is a slow consumer and is closed: one client that does not read never
-//! stalls anyone else.
+//! and be closed with a reason. It is a bounded queue whose other end, an [`OutboundQueue`],
+//! the transport drains in its own writer task, on both transports. When the queue is full the
+//! connection is a slow consumer and is closed: one client that does not read never stalls
+//! anyone else. Whatever a transport buffers behind its writer (tungstenite's write buffer,
+//! socketioxide's per-socket queue) makes the writer wait, never the hub: this queue is the
+//! one slow-consumer rule.
 
 use std::sync::{Arc, OnceLock};
 
@@ -108,31 +108,10 @@ impl Closer {
     }
 }
 
-/// Why a [`DirectSink`] did not take an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SinkError {
-    /// Its queue is full.
-    Full,
-    /// The connection is gone.
-    Closed,
-}
-
-/// A transport that takes events directly, without a writer task of ours.
-pub trait DirectSink: Send + Sync + 'static {
-    /// Hands over an event without waiting.
-    fn try_send(&self, event: &Event) -> Result<(), SinkError>;
-}
-
-#[derive(Clone)]
-enum Sink {
-    Queue(mpsc::Sender<Arc<Event>>),
-    Direct(Arc<dyn DirectSink>),
-}
-
 /// The sending side, held by the hub.
 #[derive(Clone)]
 pub struct Outbound {
-    sink: Sink,
+    tx: mpsc::Sender<Arc<Event>>,
     closer: Closer,
 }
 
@@ -143,9 +122,6 @@ impl std::fmt::Debug for Outbound {
             .finish()
     }
 }
-
-/// How long a replay waits before retrying a full direct sink.
-const DIRECT_RETRY: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The receiving side, drained by the transport's writer task.
 #[derive(Debug)]
@@ -163,63 +139,35 @@ impl Outbound {
         let closer = Closer::default();
         (
             Self {
-                sink: Sink::Queue(tx),
+                tx,
                 closer: closer.clone(),
             },
             OutboundQueue { rx, closer },
         )
     }
 
-    /// A connection served by a transport that takes events directly.
-    pub fn direct(sink: Arc<dyn DirectSink>) -> Self {
-        Self {
-            sink: Sink::Direct(sink),
-            closer: Closer::default(),
-        }
-    }
-
     /// Queues an event without waiting. A full queue closes the connection as a slow
     /// consumer. Returns whether the event was queued.
     pub fn send(&self, event: Arc<Event>) -> bool {
-        let full = match &self.sink {
-            Sink::Queue(tx) => match tx.try_send(event) {
-                Ok(()) => return true,
-                Err(mpsc::error::TrySendError::Full(_)) => true,
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            },
-            Sink::Direct(sink) => match sink.try_send(&event) {
-                Ok(()) => return true,
-                Err(SinkError::Full) => true,
-                Err(SinkError::Closed) => false,
-            },
-        };
-        if full {
-            if !self.closer.is_closed() {
-                tracing::warn!("outbound queue full: disconnecting a slow consumer");
+        match self.tx.try_send(event) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.closer.is_closed() {
+                    tracing::warn!("outbound queue full: disconnecting a slow consumer");
+                }
+                self.closer.close(CloseReason::SlowConsumer);
+                false
             }
-            self.closer.close(CloseReason::SlowConsumer);
         }
-        false
     }
 
     /// Queues an event, waiting for room in the queue (replay, which must not overflow it).
     /// Returns false if the connection closed meanwhile.
     pub async fn send_wait(&self, event: Arc<Event>) -> bool {
-        match &self.sink {
-            Sink::Queue(tx) => tokio::select! {
-                () = self.closer.closed() => false,
-                sent = tx.send(event) => sent.is_ok(),
-            },
-            Sink::Direct(sink) => loop {
-                match sink.try_send(&event) {
-                    Ok(()) => return true,
-                    Err(SinkError::Closed) => return false,
-                    Err(SinkError::Full) => tokio::select! {
-                        () = self.closer.closed() => return false,
-                        () = tokio::time::sleep(DIRECT_RETRY) => {}
-                    },
-                }
-            },
+        tokio::select! {
+            () = self.closer.closed() => false,
+            sent = self.tx.send(event) => sent.is_ok(),
         }
     }
 

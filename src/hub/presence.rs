@@ -80,8 +80,11 @@ struct Log {
     snapshot: Option<Snapshot>,
     /// Recent merges of pending diffs, by range: writers woken by the same windows are
     /// behind by the same ranges, and share one merge.
-    merged: VecDeque<(u64, u64, Arc<[Arc<Event>]>)>,
+    merged: VecDeque<Merged>,
 }
+
+/// Pending diffs from one sequence to another, merged (and chunked).
+type Merged = (u64, u64, Arc<[Arc<Event>]>);
 
 /// Merges kept for sharing.
 const MERGES_KEPT: usize = 16;

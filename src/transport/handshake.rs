@@ -9,7 +9,8 @@
 //!   `Origin` before its upgrade (403); socketioxide would upgrade, or open a polling
 //!   session, and refuse only at the Socket.IO connect. The guard refuses both transports
 //!   before socketioxide sees the request, and applies the handshake checks to its WebSocket
-//!   upgrades.
+//!   upgrades. What it lets through it hands on detached from hyper's read buffer
+//!   ([`detach_request`](super::socketio::detach_request)): engineioxide keeps the request.
 
 use std::sync::Arc;
 
@@ -109,7 +110,7 @@ pub(crate) async fn socketio_guard(
     if let Err(refusal) = check_upgrade(headers) {
         return refusal;
     }
-    next.run(request).await
+    next.run(super::socketio::detach_request(request)).await
 }
 
 /// The rule socketioxide matches its path with: `/socket.io` itself or anything below it.

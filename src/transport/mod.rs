@@ -1,7 +1,7 @@
 //! Transports translate frames to hub calls and hub events to frames, nothing more. Each
-//! connection gets an [`Outbound`](crate::hub::Outbound) (its bounded queue or direct sink)
-//! and a [`session::Session`], the lifecycle both transports share; the transport adds only
-//! its framing, its reader and its writer.
+//! connection gets an [`Outbound`](crate::hub::Outbound) (its bounded queue) and a
+//! [`session::Session`], the lifecycle both transports share; the transport adds only its
+//! framing, its reader and its writer (which drains that queue).
 //!
 //! - [`session`]: admission, open and catch-up, one client event, close; delivery receipts.
 //! - [`ws`]: plain WebSocket at `/ws`, JSON envelope.

@@ -14,15 +14,15 @@
 //! 4. [`Session::close`]: records why the connection ended and tells the hub.
 //!
 //! [`Receipts`] record which stored messages a connection's transport took, batched the same
-//! way on both: ids are noted as frames are handed over and written as one store call.
+//! way on both: each writer notes ids as it hands frames over and writes them as one store
+//! call per batch.
 
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
-use tokio::sync::Notify;
 use tracing::Instrument;
 
 use super::expiry;
@@ -243,6 +243,15 @@ impl Session {
     }
 }
 
+/// Resolves when a writer has presence to take (never, without a cursor): the writers'
+/// presence branch.
+pub(crate) async fn presence_changed(presence: &mut Option<PresenceCursor>) {
+    match presence {
+        Some(cursor) => cursor.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Whether a close reason means there is no client left to tell why.
 pub(crate) fn client_is_gone(reason: CloseReason) -> bool {
     matches!(
@@ -252,13 +261,12 @@ pub(crate) fn client_is_gone(reason: CloseReason) -> bool {
 }
 
 /// The deliveries of stored messages a connection's transport took, written to the store in
-/// batches: ids are noted as frames are handed over, and [`Receipts::flush`] writes whatever
-/// was noted as one store call.
+/// batches: the writer notes ids as it hands frames over, and [`Receipts::flush`] writes
+/// whatever was noted as one store call, once per batch the transport took.
 pub(crate) struct Receipts {
     store: Store,
     user_id: Arc<str>,
-    noted: Mutex<Vec<u64>>,
-    wake: Notify,
+    noted: Vec<u64>,
 }
 
 impl Receipts {
@@ -266,46 +274,20 @@ impl Receipts {
         Self {
             store,
             user_id,
-            noted: Mutex::new(Vec::new()),
-            wake: Notify::new(),
+            noted: Vec::new(),
         }
     }
 
     /// Notes that message `id` was handed to the transport.
-    pub fn note(&self, id: u64) {
-        self.noted().push(id);
-    }
-
-    /// Notes `id` and wakes [`Receipts::flush_when_noted`]: for transports that hand frames
-    /// over without a writer task of ours to flush after each write.
-    pub fn note_and_wake(&self, id: u64) {
-        self.note(id);
-        self.wake.notify_one();
+    pub fn note(&mut self, id: u64) {
+        self.noted.push(id);
     }
 
     /// Writes every delivery noted so far.
-    pub fn flush(&self) {
-        let ids = std::mem::take(&mut *self.noted());
-        if !ids.is_empty() {
-            self.store.delivered(&self.user_id, ids);
+    pub fn flush(&mut self) {
+        if !self.noted.is_empty() {
+            self.store
+                .delivered(&self.user_id, std::mem::take(&mut self.noted));
         }
-    }
-
-    /// Flushes whenever something was noted, until `closer` closes; then once more.
-    pub async fn flush_when_noted(&self, closer: &Closer) {
-        loop {
-            tokio::select! {
-                () = closer.closed() => break,
-                () = self.wake.notified() => self.flush(),
-            }
-        }
-        self.flush();
-    }
-
-    fn noted(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
-        // A panic while pushing an id leaves a valid Vec behind.
-        self.noted
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

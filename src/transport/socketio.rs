@@ -1,9 +1,8 @@
 //! The Socket.IO v4 transport at `/socket.io/`, through socketioxide (Engine.IO 4: polling and
 //! websocket, with the upgrade between them). Like `/ws`, it keeps only its framing: admission,
 //! opening, each client event and the close go through the [`session`](super::session) core
-//! shared with `/ws`; hub events go out through the
-//! connection's [`Outbound`], here a [`DirectSink`] that emits straight into socketioxide's
-//! own bounded per-socket queue (no writer task of ours: one task hop less per delivery).
+//! shared with `/ws`; hub events go out through the connection's [`Outbound`] queue, which
+//! this transport's writer drains, as `/ws` does.
 //!
 //! - **Authentication** is a connect middleware: the token from `auth.token`, else the
 //!   `Authorization: Bearer` header, else `?token=`; a refusal's text becomes the client's
@@ -14,16 +13,26 @@
 //!   them, in order, for this connection's one reader task.
 //! - **Acks** go through the Socket.IO acknowledgement callback with the same result object
 //!   as on `/ws`; refusals also emit `error`.
+//! - **The writer** moves what is queued into socketioxide's own per-socket queue (which its
+//!   engine.io task writes to the client), a batch per wake-up, recording delivery receipts
+//!   once per batch. When that queue is full it waits: only our queue overflowing makes a
+//!   slow consumer. On close it tells the client why (an `error` event) and disconnects it.
+//!   socketioxide offers no way to hand a socket a pre-encoded packet (its engine.io socket is
+//!   private; only its broadcast operators encode once, for sockets its adapter picks), so
+//!   each socket's `emit` encodes the packet from the event's shared raw JSON.
+//! - **Memory.** engineioxide keeps the opening request's parts for the connection's life;
+//!   [`detach_request`] copies their bytes first, so they do not pin hyper's read buffer.
 //!
 //! > **Warning:** socketioxide's `Data<T>` extractor silently skips a handler when the payload
 //! > does not deserialize; this transport never uses it, so a bad payload gets an `error`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Query};
-use axum::http::header;
+use axum::extract::{ConnectInfo, OriginalUri, Query, Request};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::adapter::LocalAdapter;
@@ -41,10 +50,16 @@ use super::ws::WsQuery;
 use crate::app::AppState;
 use crate::commands::{AckReply, CommandError};
 use crate::hub::{
-    CloseReason, Closer, DirectSink, Event, Outbound, PresenceCursor, SessionMeta, SinkError,
-    Transport,
+    CloseReason, Closer, Event, Outbound, OutboundQueue, PresenceCursor, SessionMeta, Transport,
 };
 use crate::protocol::ProtocolError;
+
+/// Most queued events moved into socketioxide per writer wake-up, between receipts flushes.
+const MAX_COALESCED_FRAMES: usize = 256;
+/// How long the writer waits before offering an event again to a full socketioxide queue.
+const FULL_RETRY: Duration = Duration::from_millis(1);
+/// How long a closing connection may take to hand over what is queued and say why.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Builds the Socket.IO layer and its handle, with limits from the configuration.
 pub(crate) fn layer(app: &AppState) -> (SocketIoLayer, SocketIo) {
@@ -66,6 +81,36 @@ pub(crate) fn layer(app: &AppState) -> (SocketIoLayer, SocketIo) {
         .build_layer();
     io.ns("/", on_connect.with(authenticate));
     (layer, io)
+}
+
+/// The request with its URI (and axum's copy of it, `OriginalUri`) and header values copied
+/// into allocations of their own. hyper parses them as slices of the connection's read buffer
+/// (8 KiB at least), and engineioxide keeps the opening request's parts for the whole
+/// connection: without the copy, every idle Socket.IO connection would hold on to that buffer.
+pub(crate) fn detach_request(request: Request) -> Request {
+    let (mut parts, body) = request.into_parts();
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        let copy = match HeaderValue::from_bytes(value.as_bytes()) {
+            Ok(mut copy) => {
+                copy.set_sensitive(value.is_sensitive());
+                copy
+            }
+            // Cannot happen for a value hyper accepted; sharing it is still correct.
+            Err(_) => value.clone(),
+        };
+        headers.append(name.clone(), copy);
+    }
+    parts.headers = headers;
+    if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri;
+    }
+    if let Some(OriginalUri(original)) = parts.extensions.get_mut::<OriginalUri>()
+        && let Ok(uri) = Uri::try_from(original.to_string())
+    {
+        *original = uri;
+    }
+    Request::from_parts(parts, body)
 }
 
 /// A refused Socket.IO connection; its text is the client's `connect_error` message.
@@ -99,7 +144,8 @@ async fn authenticate(
 }
 
 async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
-    let Some(admitted) = socket.extensions.get::<Admitted>() else {
+    // Taken out: the socket's extensions live as long as the connection.
+    let Some(admitted) = socket.extensions.remove::<Admitted>() else {
         // The middleware always stores it; without it there is no one to serve.
         let _ = socket.disconnect();
         return;
@@ -117,36 +163,53 @@ async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
             .and_then(|v| v.to_str().ok())
             .map(String::from),
     };
-    let receipts = Arc::new(Receipts::new(
-        app.hub.store().clone(),
-        admitted.identity.user_id.clone(),
-    ));
-    let outbound = Outbound::direct(Arc::new(SocketSink {
-        socket: socket.clone(),
-        receipts: receipts.clone(),
-    }));
+    let receipts = Receipts::new(app.hub.store().clone(), admitted.identity.user_id.clone());
+    let (outbound, queue) = Outbound::channel(app.settings.limits.outbound_queue_capacity);
     // Bounded so that a flood is cut by the rate limiter's verdicts, not by memory: a
     // client gets `burst` events admitted and `max_strikes` refused before it is closed.
     let limits = &app.settings.limits;
     let capacity =
         (limits.rate_limit_burst as usize + limits.rate_limit_max_strikes as usize).max(1);
     let (inbox, inbound) = mpsc::channel(capacity);
-    socket.extensions.insert(outbound.closer().clone());
+    let link = Link {
+        closer: outbound.closer().clone(),
+        stalled: Arc::default(),
+    };
+    socket.extensions.insert(link.clone());
     socket.on_fallback(Inbox(inbox));
     socket.on_disconnect(on_disconnect);
+    // A socket that went away before the handler above was in place will never call it.
+    if !socket.connected() {
+        link.closer.close(CloseReason::ClientClosed);
+    }
     let session = Session::open(&app, admitted, meta, outbound);
     let span = session.span("socketio");
-    app.connections
-        .spawn(serve_session(socket, session, inbound, receipts).instrument(span));
+    app.connections.spawn(
+        serve_session(socket, session, inbound, queue, receipts, link.stalled).instrument(span),
+    );
+}
+
+/// What socketioxide's disconnect handler needs of a connection: its closer, and whether its
+/// writer is waiting on a full socketioxide queue.
+#[derive(Clone)]
+struct Link {
+    closer: Closer,
+    stalled: Arc<AtomicBool>,
 }
 
 async fn on_disconnect(socket: SocketRef, reason: DisconnectReason) {
-    let Some(closer) = socket.extensions.get::<Closer>() else {
+    let Some(Link { closer, stalled }) = socket.extensions.get::<Link>() else {
         return;
     };
     closer.close(match reason {
         DisconnectReason::TransportClose | DisconnectReason::ClientNSDisconnect => {
             CloseReason::ClientClosed
+        }
+        // engine.io queues its pings behind our events; when that queue stays full, the ping
+        // cannot go out and engineioxide reports a heartbeat timeout for what is a client
+        // that does not read.
+        DisconnectReason::HeartbeatTimeout if stalled.load(Ordering::Relaxed) => {
+            CloseReason::SlowConsumer
         }
         DisconnectReason::HeartbeatTimeout => CloseReason::IdleTimeout,
         DisconnectReason::ClosingServer => CloseReason::ServerShutdown,
@@ -187,9 +250,9 @@ impl MessageHandler<LocalAdapter, InboxMarker> for Inbox {
         };
         if let Err(mpsc::error::TrySendError::Full(_)) =
             self.0.try_send(Inbound { event, data, ack })
-            && let Some(closer) = s.extensions.get::<Closer>()
+            && let Some(link) = s.extensions.get::<Link>()
         {
-            closer.close(CloseReason::RateLimited);
+            link.closer.close(CloseReason::RateLimited);
         }
     }
 }
@@ -198,18 +261,17 @@ async fn serve_session(
     socket: SocketRef,
     mut session: Session,
     inbound: mpsc::Receiver<Inbound>,
-    receipts: Arc<Receipts>,
+    queue: OutboundQueue,
+    mut receipts: Receipts,
+    stalled: Arc<AtomicBool>,
 ) {
-    let closer = session.closer().clone();
     let presence = session.take_presence();
     tokio::join!(
         async {
             session.catch_up().await;
             read_loop(&mut session, inbound).await;
         },
-        receipts.flush_when_noted(&closer),
-        disconnect_when_closed(&socket, &closer),
-        emit_presence(&socket, presence, &closer),
+        write_loop(&socket, queue, presence, &mut receipts, &stalled),
     );
     session.close();
 }
@@ -241,71 +303,171 @@ async fn read_loop(session: &mut Session, mut inbound: mpsc::Receiver<Inbound>) 
     }
 }
 
-/// Hands events straight to socketioxide, which queues them per socket (bounded by
-/// `OUTBOUND_QUEUE_CAPACITY`) for its own writer task.
-struct SocketSink {
-    socket: SocketRef,
-    receipts: Arc<Receipts>,
+/// Moves the connection's queued events into socketioxide until the connection closes, then
+/// tells the client why and disconnects it.
+async fn write_loop(
+    socket: &SocketRef,
+    queue: OutboundQueue,
+    mut presence: Option<PresenceCursor>,
+    receipts: &mut Receipts,
+    stalled: &AtomicBool,
+) {
+    let OutboundQueue { mut rx, closer } = queue;
+    // Registered with the closer once for the connection's life, not once per wake-up.
+    let closed = closer.closed();
+    tokio::pin!(closed);
+    let mut presence_events = Vec::new();
+    loop {
+        // Queued events first: a client's replies and messages never wait behind presence.
+        let first = tokio::select! {
+            biased;
+            () = &mut closed => break,
+            event = rx.recv() => match event {
+                Some(event) => Some(event),
+                None => break,
+            },
+            () = session::presence_changed(&mut presence) => None,
+        };
+        let mut handed = Handed::Taken;
+        match first {
+            Some(first) => {
+                handed = hand_over(socket, &first, receipts, stalled, Some(&closer)).await;
+                for _ in 0..MAX_COALESCED_FRAMES {
+                    if handed != Handed::Taken {
+                        break;
+                    }
+                    match rx.try_recv() {
+                        Ok(event) => {
+                            handed =
+                                hand_over(socket, &event, receipts, stalled, Some(&closer)).await;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            // Presence waits for room in socketioxide's queue like any event, so it never
+            // makes a slow consumer: only our own queue overflowing does.
+            None => {
+                if let Some(cursor) = presence.as_mut() {
+                    cursor.take(&mut presence_events);
+                }
+                for event in presence_events.drain(..) {
+                    if handed != Handed::Taken {
+                        break;
+                    }
+                    handed = hand_over(socket, &event, receipts, stalled, Some(&closer)).await;
+                }
+                presence_events.clear();
+            }
+        }
+        // socketioxide took these frames: their messages count as delivered.
+        receipts.flush();
+        match handed {
+            Handed::Taken => {}
+            Handed::Closing => break,
+            // socketioxide's disconnect handler closes with the reason; nothing to write.
+            Handed::Gone => return closed.await,
+        }
+    }
+    goodbye(socket, &mut rx, receipts, &closer, stalled).await;
 }
 
-impl DirectSink for SocketSink {
-    fn try_send(&self, event: &Event) -> Result<(), SinkError> {
-        match self.socket.emit(event.name(), event.data_raw()) {
+/// What became of an event offered to socketioxide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handed {
+    /// socketioxide queued it for the client.
+    Taken,
+    /// The connection was asked to close while socketioxide's queue was full.
+    Closing,
+    /// The socket is disconnected.
+    Gone,
+}
+
+/// Offers `event` to socketioxide's queue, waiting while it is full (until `closer`, if
+/// given, closes), and notes the delivery it completes.
+async fn hand_over(
+    socket: &SocketRef,
+    event: &Event,
+    receipts: &mut Receipts,
+    stalled: &AtomicBool,
+    closer: Option<&Closer>,
+) -> Handed {
+    loop {
+        match socket.emit(event.name(), event.data_raw()) {
             Ok(()) => {
                 if let Some(id) = event.delivery() {
-                    self.receipts.note_and_wake(id);
+                    receipts.note(id);
                 }
-                Ok(())
+                return Handed::Taken;
             }
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => Err(SinkError::Full),
-            Err(_) => Err(SinkError::Closed),
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
+            Err(SendError::Socket(SocketError::Closed)) => return Handed::Gone,
+            Err(e) => {
+                // Our payloads are JSON already; nothing else can fail to encode.
+                tracing::error!(error = %e, event = event.name(), "could not encode an event");
+                return Handed::Taken;
+            }
+        }
+        // socketioxide has no signal for room in its queue: look again shortly. Meanwhile
+        // our queue takes what arrives, and closes the connection when it overflows.
+        stalled.store(true, Ordering::Relaxed);
+        let closing = match closer {
+            Some(closer) => tokio::select! {
+                () = closer.closed() => true,
+                () = tokio::time::sleep(FULL_RETRY) => false,
+            },
+            None => {
+                tokio::time::sleep(FULL_RETRY).await;
+                false
+            }
+        };
+        stalled.store(false, Ordering::Relaxed);
+        if closing {
+            return Handed::Closing;
         }
     }
 }
 
-/// Emits presence as the feed publishes it, waiting while socketioxide's queue is full:
-/// presence never makes a slow consumer.
-async fn emit_presence(socket: &SocketRef, presence: Option<PresenceCursor>, closer: &Closer) {
-    let Some(mut cursor) = presence else { return };
-    let mut events = Vec::new();
-    loop {
-        tokio::select! {
-            () = closer.closed() => return,
-            () = cursor.changed() => {}
-        }
-        cursor.take(&mut events);
-        for event in events.drain(..) {
-            loop {
-                match socket.emit(event.name(), event.data_raw()) {
-                    Ok(()) => break,
-                    Err(SendError::Socket(SocketError::InternalChannelFull)) => tokio::select! {
-                        () = closer.closed() => return,
-                        () = tokio::time::sleep(PRESENCE_RETRY) => {}
-                    },
-                    Err(_) => return,
-                }
-            }
-        }
-    }
-}
-
-/// How long presence waits before retrying a full socketioxide queue.
-const PRESENCE_RETRY: Duration = Duration::from_millis(5);
-
-/// Waits until the hub (slow consumer, shutdown, kick) or the reader (rate limit) closes the
-/// session, then tells the client why and disconnects it; Socket.IO has no close reason.
-async fn disconnect_when_closed(socket: &SocketRef, closer: &Closer) {
-    closer.closed().await;
+/// After the hub (slow consumer, shutdown, kick), the token clock or the reader (rate limit)
+/// closed the session: what was queued before the close goes out (an error explaining it, a
+/// last message; except for a slow consumer, whose queue is the problem), then the `error`
+/// event naming the reason (Socket.IO has no close reason), then the disconnect. Bounded by
+/// `CLOSE_GRACE`: a client that stopped reading must not hold the connection open.
+async fn goodbye(
+    socket: &SocketRef,
+    rx: &mut mpsc::Receiver<Arc<Event>>,
+    receipts: &mut Receipts,
+    closer: &Closer,
+    stalled: &AtomicBool,
+) {
     let reason = closer.reason().unwrap_or(CloseReason::ClientClosed);
     // After a heartbeat timeout socketioxide has already dropped the transport.
     if session::client_is_gone(reason) || reason == CloseReason::IdleTimeout {
         return;
     }
     if reason != CloseReason::SlowConsumer {
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            for _ in 0..MAX_COALESCED_FRAMES {
+                let Ok(event) = rx.try_recv() else { break };
+                if hand_over(socket, &event, receipts, stalled, None).await != Handed::Taken {
+                    break;
+                }
+            }
+        })
+        .await;
+        receipts.flush();
         let _ = socket.emit(
             "error",
             &serde_json::json!({ "message": reason.describe(), "code": reason.as_str() }),
         );
     }
-    let _ = socket.clone().disconnect();
+    // socketioxide's disconnect needs room in its queue for the disconnect packet; when a
+    // client that reads nothing keeps it full, engine.io's heartbeat (whose ping cannot be
+    // queued either) ends the transport within a ping interval.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Err(SocketError::InternalChannelFull) = socket.clone().disconnect() {
+            tokio::time::sleep(FULL_RETRY).await;
+        }
+    })
+    .await;
 }

@@ -114,7 +114,7 @@ pub(crate) async fn upgrade(
 /// Runs one connection from registration to the recorded end.
 async fn serve_connection(socket: WebSocket, app: AppState, admitted: Admitted, meta: SessionMeta) {
     let (outbound, queue) = Outbound::channel(app.settings.limits.outbound_queue_capacity);
-    let receipts = Receipts::new(app.hub.store().clone(), admitted.identity.user_id.clone());
+    let mut receipts = Receipts::new(app.hub.store().clone(), admitted.identity.user_id.clone());
     let mut session = Session::open(&app, admitted, meta, outbound.clone());
     let presence = session.take_presence();
     let span = session.span("ws");
@@ -127,7 +127,7 @@ async fn serve_connection(socket: WebSocket, app: AppState, admitted: Admitted, 
                 session.catch_up().await;
                 read_loop(stream, &mut session, &outbound, idle_timeout).await;
             },
-            write_loop(sink, queue, presence, ping_interval, &receipts),
+            write_loop(sink, queue, presence, ping_interval, &mut receipts),
         );
         session.close();
     }
@@ -229,23 +229,26 @@ async fn write_loop(
     queue: OutboundQueue,
     presence: Option<PresenceCursor>,
     ping_interval: Duration,
-    receipts: &Receipts,
+    receipts: &mut Receipts,
 ) {
     let OutboundQueue { mut rx, closer } = queue;
     let start = tokio::time::Instant::now() + ping_interval;
     let mut ping = tokio::time::interval_at(start, ping_interval);
     let mut presence = presence;
     let mut presence_events = Vec::new();
+    // Registered with the closer once for the connection's life, not once per wake-up.
+    let closed = closer.closed();
+    tokio::pin!(closed);
     loop {
         // Queued events first: a client's replies and messages never wait behind presence.
         let wake = tokio::select! {
             biased;
-            () = closer.closed() => break,
+            () = &mut closed => break,
             event = rx.recv() => match event {
                 Some(event) => Wake::Event(event),
                 None => break,
             },
-            () = presence_changed(&mut presence) => Wake::Presence,
+            () = session::presence_changed(&mut presence) => Wake::Presence,
             _ = ping.tick() => Wake::Ping,
         };
         let write = async {
@@ -268,7 +271,7 @@ async fn write_loop(
         };
         // A client that stopped reading can block a flush forever; closing must not wait.
         let written = tokio::select! {
-            () = closer.closed() => break,
+            () = &mut closed => break,
             written = write => written,
         };
         if written.is_err() {
@@ -299,19 +302,11 @@ async fn write_loop(
     let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
 }
 
-/// Resolves when the connection has presence to take (never, without a cursor).
-async fn presence_changed(presence: &mut Option<PresenceCursor>) {
-    match presence {
-        Some(cursor) => cursor.changed().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Feeds whatever is already queued (up to a bound) without flushing.
 async fn feed_queued(
     sink: &mut SplitSink<WebSocket, Message>,
     rx: &mut tokio::sync::mpsc::Receiver<Arc<Event>>,
-    receipts: &Receipts,
+    receipts: &mut Receipts,
 ) -> Result<(), axum::Error> {
     for _ in 0..MAX_COALESCED_FRAMES {
         match rx.try_recv() {
@@ -327,7 +322,7 @@ async fn feed_queued(
 async fn feed(
     sink: &mut SplitSink<WebSocket, Message>,
     event: &Event,
-    receipts: &Receipts,
+    receipts: &mut Receipts,
 ) -> Result<(), axum::Error> {
     if let Some(id) = event.delivery() {
         receipts.note(id);

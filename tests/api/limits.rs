@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -111,6 +112,65 @@ async fn a_client_that_does_not_read_is_dropped_without_stalling_others() {
     );
     sender.emit_ack("get-active-users", Value::Null, 1).await;
     assert_eq!(sender.wait_for("active-users").await["count"], 2);
+}
+
+#[tokio::test]
+async fn a_socketio_client_that_does_not_read_is_dropped_as_a_slow_consumer() {
+    let app = spawn_app_with(|s| {
+        s.limits.outbound_queue_capacity = 16;
+        s.limits.rate_limit_per_sec = 100_000;
+        s.limits.rate_limit_burst = 100_000;
+    })
+    .await;
+    // A raw Engine.IO websocket: it connects to the namespace, takes `connected`, and then
+    // never reads again, so socketioxide's queue fills and then ours overflows.
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", app.addr);
+    let (mut sleeper, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("upgrade within the timeout")
+        .expect("upgrade accepted");
+    let connect = json!({ "token": app.token("sleeper", "USER") });
+    sleeper
+        .send(Message::text(format!("40{connect}")))
+        .await
+        .expect("connect packet sent");
+    loop {
+        let frame = tokio::time::timeout(WAIT, sleeper.next())
+            .await
+            .expect("a frame within the timeout")
+            .expect("stream open")
+            .expect("frame readable");
+        if frame
+            .to_text()
+            .is_ok_and(|t| t.starts_with(r#"42["connected""#))
+        {
+            break;
+        }
+    }
+    let (mut sender, _) = app.user("sender", "USER").await;
+    let (mut watcher, _) = app.user("watcher", "USER").await;
+    sender.expect("user-connected").await;
+
+    let big = "z".repeat(4000);
+    let mut sent = 0;
+    loop {
+        sender.emit("send-message", json!({"message": big})).await;
+        sent += 1;
+        assert!(sent < 20_000, "the sleeper was never dropped");
+        let (event, data) = watcher.next_event().await;
+        if event == "user-disconnected" {
+            assert_eq!(data["user"]["userId"], "sleeper");
+            break;
+        }
+        assert_eq!(event, "broadcast-message");
+    }
+    assert_eq!(
+        reason_of(&app, &mut watcher, "sleeper").await.as_deref(),
+        Some("slow_consumer")
+    );
+    sender.emit_ack("get-active-users", Value::Null, 1).await;
+    assert_eq!(sender.wait_for("active-users").await["count"], 2);
+    drop(sleeper);
 }
 
 #[tokio::test]

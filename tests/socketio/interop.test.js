@@ -253,6 +253,13 @@ test('a private message to an offline user is queued and delivered on reconnect'
   assert.equal(queued.id, sent.id);
   assert.equal(queued.message, 'while you were away');
   back.disconnect();
+
+  // The writer recorded the delivery: the next connection is not sent it again (a replay
+  // would arrive before the answer to its first event).
+  const again = await sioUser(server.url, 'q-bob');
+  await again.ack('get-active-users');
+  assert.ok(!again.events.queue.some((e) => e.event === 'private-message'), 'delivered once');
+  again.disconnect();
   alice.disconnect();
 });
 
