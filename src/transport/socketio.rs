@@ -54,6 +54,12 @@ use crate::hub::{
 };
 use crate::protocol::ProtocolError;
 
+/// socketioxide's own per-socket queue: a hand-off between our writer and its, not a buffer.
+/// Our bounded queue (`OUTBOUND_QUEUE_CAPACITY`) is where a slow client's backlog waits and
+/// the slow-consumer rule applies; what socketioxide already holds is first-in first-out,
+/// so a small hand-off is what keeps a reply or a message from waiting behind thousands of
+/// presence events handed over before it.
+const HANDOFF_QUEUE: usize = 128;
 /// Most queued events moved into socketioxide per writer wake-up, between receipts flushes.
 const MAX_COALESCED_FRAMES: usize = 256;
 /// How long the writer waits before offering an event again to a full socketioxide queue.
@@ -74,7 +80,7 @@ pub(crate) fn layer(app: &AppState) -> (SocketIoLayer, SocketIo) {
                 .max(Duration::from_secs(1)),
         )
         .max_payload(limits.max_frame_bytes as u64)
-        .max_buffer_size(limits.outbound_queue_capacity)
+        .max_buffer_size(HANDOFF_QUEUE.min(limits.outbound_queue_capacity))
         .ws_read_buffer_size(limits.ws_read_buffer_bytes)
         .ws_max_message_size(limits.max_frame_bytes)
         .ws_max_frame_size(limits.max_frame_bytes)
