@@ -32,7 +32,7 @@ use std::time::SystemTime;
 
 pub use event::Event;
 pub use outbound::{CloseReason, Closer, DirectSink, Outbound, OutboundQueue, SinkError};
-pub use publish::{Publish, PublishError, Published, Target};
+pub use publish::{PendingPublish, Publish, PublishError, Published, Target};
 use state::State;
 
 use crate::auth::Identity;

@@ -13,7 +13,8 @@
 //!   message handler that runs synchronously in socketioxide's receive path and only queues
 //!   them, in order, for this connection's one reader task.
 //! - **Acks** go through the Socket.IO acknowledgement callback with the same result object
-//!   as on `/ws`; refusals also emit `error`.
+//!   as on `/ws`, in event order as the session's pipeline yields them (the reader takes the
+//!   next event while earlier messages wait for their commit); refusals also emit `error`.
 //!
 //! > **Warning:** socketioxide's `Data<T>` extractor silently skips a handler when the payload
 //! > does not deserialize; this transport never uses it, so a bad payload gets an `error`.
@@ -204,6 +205,7 @@ async fn serve_session(
         async {
             session.catch_up().await;
             read_loop(&mut session, inbound).await;
+            session.send_all_acks().await;
         },
         receipts.flush_when_noted(&closer),
         disconnect_when_closed(&socket, &closer),
@@ -214,9 +216,11 @@ async fn serve_session(
 async fn read_loop(session: &mut Session, mut inbound: mpsc::Receiver<Inbound>) {
     let closer = session.closer().clone();
     loop {
+        // A full pipeline takes nothing from the inbox until its oldest ack leaves.
         let message = tokio::select! {
             () = closer.closed() => return,
-            message = inbound.recv() => match message {
+            () = session.send_next_ack() => continue,
+            message = inbound.recv(), if session.has_room() => match message {
                 Some(m) => m,
                 None => return,
             },
@@ -227,7 +231,7 @@ async fn read_loop(session: &mut Session, mut inbound: mpsc::Receiver<Inbound>) 
             Err(e) => Err(CommandError::Protocol(ProtocolError::frame(e))),
         };
         let flow = session
-            .handle(event, |result| {
+            .handle(event, move |result| {
                 // A client that asked for no ack makes this a no-op.
                 let _ = ack.send(&AckReply::of(result));
             })
