@@ -159,23 +159,25 @@ pub async fn execute(caller: &Caller, event: &str, data: Option<&Value>) -> Pend
 
 async fn run(caller: &Caller, event: &str, data: Option<&Value>) -> Result<Pending, CommandError> {
     let ready = Pending::ready;
-    Ok(match ClientEvent::parse(event, data, caller.limits.parse)? {
-        ClientEvent::GetActiveUsers => ready(get_active_users::apply(caller)),
-        ClientEvent::GetUsersStats => ready(get_users_stats::apply(caller).await),
-        ClientEvent::SendMessage {
-            message,
-            to,
-            client_msg_id,
-        } => send_message::apply(caller, message, to, client_msg_id).await?,
-        ClientEvent::JoinRoom(room) => ready(join_room::apply(caller, room)),
-        ClientEvent::LeaveRoom(room) => ready(leave_room::apply(caller, room)),
-        ClientEvent::RoomMessage {
-            room,
-            message,
-            client_msg_id,
-        } => room_message::apply(caller, room, message, client_msg_id).await?,
-        ClientEvent::Sync { since } => ready(sync::apply(caller, since).await),
-        ClientEvent::RefreshToken { token } => ready(refresh_token::apply(caller, &token)),
-        ClientEvent::Unknown(name) => return Err(CommandError::UnknownEvent(name)),
-    })
+    Ok(
+        match ClientEvent::parse(event, data, caller.limits.parse)? {
+            ClientEvent::GetActiveUsers => ready(get_active_users::apply(caller)),
+            ClientEvent::GetUsersStats => ready(get_users_stats::apply(caller).await),
+            ClientEvent::SendMessage {
+                message,
+                to,
+                client_msg_id,
+            } => send_message::apply(caller, message, to, client_msg_id).await?,
+            ClientEvent::JoinRoom(room) => ready(join_room::apply(caller, room)),
+            ClientEvent::LeaveRoom(room) => ready(leave_room::apply(caller, room)),
+            ClientEvent::RoomMessage {
+                room,
+                message,
+                client_msg_id,
+            } => room_message::apply(caller, room, message, client_msg_id).await?,
+            ClientEvent::Sync { since } => ready(sync::apply(caller, since).await),
+            ClientEvent::RefreshToken { token } => ready(refresh_token::apply(caller, &token)),
+            ClientEvent::Unknown(name) => return Err(CommandError::UnknownEvent(name)),
+        },
+    )
 }

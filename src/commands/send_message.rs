@@ -25,7 +25,7 @@ pub(super) async fn apply(
         Some(to) => ("private-message", Target::User(to.as_str().to_owned())),
     };
     let durable = publish_chat(caller, event, target, &message, client_msg_id.as_ref()).await?;
-    Ok(Pending::later(async move {
-        durable.await.map(Ack::Published)
-    }))
+    Ok(Pending::later(
+        async move { durable.await.map(Ack::Published) },
+    ))
 }

@@ -14,6 +14,7 @@ mod limits;
 mod lingering;
 mod messages;
 mod persistence;
+mod pipeline;
 mod rest;
 mod startup;
 mod tokens;
