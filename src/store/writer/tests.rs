@@ -118,6 +118,14 @@ const POISON_JOINS: &str = "CREATE TRIGGER poison_joins BEFORE INSERT ON room_me
 const POISON_RESERVATIONS: &str = "CREATE TRIGGER poison_reservations BEFORE UPDATE ON counters
      WHEN NEW.name = 'message_id_reserved_through' BEGIN SELECT RAISE(ABORT, 'injected'); END";
 
+#[test]
+fn chunks_are_full_then_powers_of_two() {
+    assert_eq!(chunk_sizes(0).collect::<Vec<_>>(), Vec::<usize>::new());
+    assert_eq!(chunk_sizes(1).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(chunk_sizes(300).collect::<Vec<_>>(), vec![256, 32, 8, 4]);
+    assert_eq!(chunk_sizes(512).collect::<Vec<_>>(), vec![256, 256]);
+}
+
 // The tests below run on tokio's current-thread runtime: writes sent without an `.await`
 // between them are all queued before the writer runs, so its `recv_many` takes them as one
 // batch.
