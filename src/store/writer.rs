@@ -16,7 +16,7 @@
 //!   cache and reads the pages again; the writer's connection is the only one that writes,
 //!   so its cache stays warm. Readers keep the pool.
 //! - **Receipts folded into their message.** A private message and the receipt of its live
-//!   delivery usually meet in one batch; the delivery row is then inserted already
+//!   delivery often meet in one batch; the delivery row is then inserted already
 //!   delivered instead of inserted, indexed as pending and updated.
 //!
 //! **Every write is settled exactly once, by the attempt that decides it.** [`commit_all`]
