@@ -3,6 +3,10 @@
 //! point that every transport calls, so `/ws` and Socket.IO behave identically; [`notify`] is
 //! the same for the REST API and the embedded handle. Refusals are [`CommandError`]s, each
 //! with a stable code ([`error`]); what goes back on the wire is in [`reply`].
+//!
+//! [`execute`] runs a command's ordered part (parse, checks, routing: everything that must
+//! happen in frame order) and returns a [`Pending`] ack: ready at once for most commands, the
+//! wait for the commit for a stored message. The caller may run the next event meanwhile.
 
 mod error;
 mod get_active_users;
@@ -16,8 +20,12 @@ mod room_message;
 mod send_message;
 mod sync;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 pub use error::CommandError;
@@ -70,25 +78,52 @@ impl Caller {
     }
 }
 
+/// The ack of a command whose ordered part has run: resolves to its [`Outcome`] once there is
+/// nothing left to wait for (for a stored message, its commit). Owns what it waits on, so a
+/// session can hold several while it reads on.
+#[must_use = "the ack is sent only once this resolves"]
+pub struct Pending(BoxFuture<'static, Outcome>);
+
+impl Pending {
+    /// An outcome known now.
+    pub fn ready(outcome: Outcome) -> Self {
+        Self(Box::pin(std::future::ready(outcome)))
+    }
+
+    fn later(outcome: impl Future<Output = Outcome> + Send + 'static) -> Self {
+        Self(Box::pin(outcome))
+    }
+}
+
+impl Future for Pending {
+    type Output = Outcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
 /// Stores and routes a client's chat message (`broadcast-message`, `private-message` or
-/// `room-message`) and acknowledges it once durable; a resend with the same key gets the
-/// original's ack instead.
+/// `room-message`): once this returns, it has its id and its live copies are queued; the
+/// result resolves to its ack once durable. A resend with the same key gets the original's
+/// ack instead.
 async fn publish_chat(
     caller: &Caller,
     event: &'static str,
     target: Target,
     message: &MessageText,
     client_msg_id: Option<&ClientMsgId>,
-) -> Result<PublishedAck, CommandError> {
+) -> Result<impl Future<Output = Result<PublishedAck, CommandError>> + Send + 'static, CommandError>
+{
     let from = caller.hub.user_of(caller.session)?;
     let timestamp = wire::now();
     let room = match &target {
         Target::Room(room) => Some(room.as_str().to_owned()),
         _ => None,
     };
-    let published = caller
+    let pending = caller
         .hub
-        .publish(Publish {
+        .begin_publish(Publish {
             event: event.into(),
             target,
             sender_session: Some(caller.session),
@@ -108,28 +143,41 @@ async fn publish_chat(
             },
         })
         .await?;
-    Ok(PublishedAck::from(&published))
+    Ok(async move {
+        let published = pending.durable().await?;
+        Ok(PublishedAck::from(&published))
+    })
 }
 
-/// Parses and runs one client event.
-pub async fn execute(caller: &Caller, event: &str, data: Option<&Value>) -> Outcome {
-    match ClientEvent::parse(event, data, caller.limits.parse)? {
-        ClientEvent::GetActiveUsers => get_active_users::apply(caller),
-        ClientEvent::GetUsersStats => get_users_stats::apply(caller).await,
-        ClientEvent::SendMessage {
-            message,
-            to,
-            client_msg_id,
-        } => send_message::apply(caller, message, to, client_msg_id).await,
-        ClientEvent::JoinRoom(room) => join_room::apply(caller, room),
-        ClientEvent::LeaveRoom(room) => leave_room::apply(caller, room),
-        ClientEvent::RoomMessage {
-            room,
-            message,
-            client_msg_id,
-        } => room_message::apply(caller, room, message, client_msg_id).await,
-        ClientEvent::Sync { since } => sync::apply(caller, since).await,
-        ClientEvent::RefreshToken { token } => refresh_token::apply(caller, &token),
-        ClientEvent::Unknown(name) => Err(CommandError::UnknownEvent(name)),
+/// Parses one client event and runs its ordered part; the result resolves to its ack.
+pub async fn execute(caller: &Caller, event: &str, data: Option<&Value>) -> Pending {
+    match run(caller, event, data).await {
+        Ok(pending) => pending,
+        Err(e) => Pending::ready(Err(e)),
     }
+}
+
+async fn run(caller: &Caller, event: &str, data: Option<&Value>) -> Result<Pending, CommandError> {
+    let ready = Pending::ready;
+    Ok(
+        match ClientEvent::parse(event, data, caller.limits.parse)? {
+            ClientEvent::GetActiveUsers => ready(get_active_users::apply(caller)),
+            ClientEvent::GetUsersStats => ready(get_users_stats::apply(caller).await),
+            ClientEvent::SendMessage {
+                message,
+                to,
+                client_msg_id,
+            } => send_message::apply(caller, message, to, client_msg_id).await?,
+            ClientEvent::JoinRoom(room) => ready(join_room::apply(caller, room)),
+            ClientEvent::LeaveRoom(room) => ready(leave_room::apply(caller, room)),
+            ClientEvent::RoomMessage {
+                room,
+                message,
+                client_msg_id,
+            } => room_message::apply(caller, room, message, client_msg_id).await?,
+            ClientEvent::Sync { since } => ready(sync::apply(caller, since).await),
+            ClientEvent::RefreshToken { token } => ready(refresh_token::apply(caller, &token)),
+            ClientEvent::Unknown(name) => return Err(CommandError::UnknownEvent(name)),
+        },
+    )
 }

@@ -6,7 +6,7 @@
 //! `error`. Ack, once committed: `{ ok, id, delivered, queued: false, room }`; a resend with
 //! the same `clientMsgId` gets the original's ack.
 
-use super::{Ack, Caller, Outcome, publish_chat};
+use super::{Ack, Caller, CommandError, Pending, publish_chat};
 use crate::hub::Target;
 use crate::protocol::payloads::{ClientMsgId, MessageText, RoomName};
 
@@ -15,9 +15,9 @@ pub(super) async fn apply(
     room: RoomName,
     message: MessageText,
     client_msg_id: Option<ClientMsgId>,
-) -> Outcome {
+) -> Result<Pending, CommandError> {
     let target = Target::Room(room.clone());
-    let mut ack = publish_chat(
+    let durable = publish_chat(
         caller,
         "room-message",
         target,
@@ -25,6 +25,9 @@ pub(super) async fn apply(
         client_msg_id.as_ref(),
     )
     .await?;
-    ack.room = Some(room.as_str().to_owned());
-    Ok(Ack::Published(ack))
+    Ok(Pending::later(async move {
+        let mut ack = durable.await?;
+        ack.room = Some(room.as_str().to_owned());
+        Ok(Ack::Published(ack))
+    }))
 }

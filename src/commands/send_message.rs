@@ -10,7 +10,7 @@
 //! the same `clientMsgId` gets the original's ack (with `duplicate: true`) and is neither
 //! stored nor delivered again.
 
-use super::{Ack, Caller, Outcome, publish_chat};
+use super::{Ack, Caller, CommandError, Pending, publish_chat};
 use crate::hub::Target;
 use crate::protocol::payloads::{ClientMsgId, MessageText, TargetUserId};
 
@@ -19,12 +19,13 @@ pub(super) async fn apply(
     message: MessageText,
     to: Option<TargetUserId>,
     client_msg_id: Option<ClientMsgId>,
-) -> Outcome {
+) -> Result<Pending, CommandError> {
     let (event, target) = match to {
         None => ("broadcast-message", Target::All),
         Some(to) => ("private-message", Target::User(to.as_str().to_owned())),
     };
-    publish_chat(caller, event, target, &message, client_msg_id.as_ref())
-        .await
-        .map(Ack::Published)
+    let durable = publish_chat(caller, event, target, &message, client_msg_id.as_ref()).await?;
+    Ok(Pending::later(
+        async move { durable.await.map(Ack::Published) },
+    ))
 }

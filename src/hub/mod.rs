@@ -36,7 +36,7 @@ pub use event::Event;
 pub use outbound::{CloseReason, Closer, Outbound, OutboundQueue};
 pub use presence::PresenceCursor;
 use presence::PresenceFeed;
-pub use publish::{Publish, PublishError, Published, Target};
+pub use publish::{PendingPublish, Publish, PublishError, Published, Target};
 use state::State;
 
 use crate::auth::Identity;

@@ -12,6 +12,10 @@
 //!    it marks.
 //! 3. **After the lock**: the caller waits for the commit. Live delivery never waited for the
 //!    disk; the acknowledgement does.
+//!
+//! Steps 1 and 2 are [`Hub::begin_publish`]; step 3 is the [`PendingPublish`] it returns, so
+//! that a connection can route its next message while this one waits for its commit (the
+//! session's pipeline, `transport/session.rs`). [`Hub::publish`] is both, back to back.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -111,20 +115,59 @@ impl Published {
     }
 }
 
+/// A message that was routed (or a resend, answered by its original) and whose commit is
+/// still to come: what is left of a publish once its order is fixed.
+#[must_use = "the sender is acknowledged only once this resolves"]
+pub struct PendingPublish {
+    hub: Hub,
+    published: Published,
+    /// The sender and its key, forgotten should the message not be stored; `None` for a
+    /// resend, whose original settles its own key.
+    key: Option<(Arc<str>, String)>,
+}
+
+impl PendingPublish {
+    /// Waits until the message is durable: its result, or `NotStored`.
+    pub async fn durable(mut self) -> Result<Published, PublishError> {
+        if self.published.durable().await {
+            return Ok(self.published);
+        }
+        if let Some((sender_id, key)) = &self.key {
+            // Not stored, so not sent as far as the sender knows: its resend is new.
+            self.hub
+                .state()
+                .recent_keys
+                .forget(sender_id, key, self.published.id);
+        }
+        Err(PublishError::NotStored)
+    }
+}
+
 impl Hub {
     /// Publishes a message and waits until it is durable (see the module doc for the steps).
     pub async fn publish<P: Serialize>(
         &self,
         p: Publish<'_, P>,
     ) -> Result<Published, PublishError> {
+        self.begin_publish(p).await?.durable().await
+    }
+
+    /// The ordered part of a publish (steps 1 and 2): once it returns, the message has its
+    /// id and its live copies are queued; the commit is awaited through the result. Messages
+    /// begun one after the other get increasing ids and reach each connection in that order.
+    pub async fn begin_publish<P: Serialize>(
+        &self,
+        p: Publish<'_, P>,
+    ) -> Result<PendingPublish, PublishError> {
         if let Some(key) = p.client_msg_id
-            && let Some(mut original) = self.original_of(&p.sender_id, key).await?
+            && let Some(original) = self.original_of(&p.sender_id, key).await?
         {
             // An original still in flight answers when it is settled, as it does itself.
-            if !original.durable().await {
-                return Err(PublishError::NotStored);
-            }
-            return Ok(original);
+            return Ok(PendingPublish {
+                hub: self.clone(),
+                published: original,
+                key: None,
+            });
         }
         self.inner
             .store
@@ -132,18 +175,13 @@ impl Hub {
             .await
             .map_err(|_| PublishError::NotStored)?;
         let sender_id = p.sender_id.clone();
-        let key = p.client_msg_id;
-        let mut published = self.route(p)?;
-        if !published.durable().await {
-            if let Some(key) = key {
-                // Not stored, so not sent as far as the sender knows: its resend is new.
-                self.state()
-                    .recent_keys
-                    .forget(&sender_id, key, published.id);
-            }
-            return Err(PublishError::NotStored);
-        }
-        Ok(published)
+        let key = p.client_msg_id.map(String::from);
+        let published = self.route(p)?;
+        Ok(PendingPublish {
+            hub: self.clone(),
+            key: key.map(|key| (sender_id, key)),
+            published,
+        })
     }
 
     /// The message `sender_id` already sent with `key`, as first acknowledged: remembered

@@ -1,10 +1,23 @@
 //! The one writer task. Every write is a [`WriteOp`] on a channel; the task takes whatever has
-//! queued up (up to [`MAX_BATCH`]) and commits it in one transaction (group commit). Within
-//! the batch, consecutive messages are inserted with multi-row INSERTs: sqlx-sqlite runs every
-//! statement on its worker thread, so a statement per row makes that round trip (not SQLite)
-//! the limit (measured by `benches/write_path.rs`: ~45k rows/s with one row per statement,
-//! ~160k/s with up to 256). Should a batch fail, its writes are retried one transaction each,
+//! queued up (up to [`MAX_BATCH`]) and commits it in one transaction (group commit), on a
+//! connection of its own. Should a batch fail, its writes are retried one transaction each,
 //! so one bad write cannot take the others down with it.
+//!
+//! What a batch costs:
+//! - **Statements.** sqlx-sqlite runs every statement on its worker thread, a round trip of
+//!   two thread wake-ups, so rows of a kind are gathered: multi-row INSERTs with bound values
+//!   in power-of-two chunks (a few cached statement texts; a statement per row made the round
+//!   trip the limit, ~45k rows/s against ~160k/s in `benches/write_path.rs`). One statement
+//!   per table over a JSON array (`INSERT ... SELECT ... FROM json_each(?1)`) was tried and
+//!   measured slower: SQLite parsing the JSON cost more than the round trips it saved
+//!   (pipelined: ~40k against ~100k messages/s). Receipts, an UPDATE by key, do use
+//!   `json_each`: one statement whatever their number.
+//! - **Its own connection.** A pooled connection that another one wrote behind drops its page
+//!   cache and reads the pages again; the writer's connection is the only one that writes,
+//!   so its cache stays warm. Readers keep the pool.
+//! - **Receipts folded into their message.** A private message and the receipt of its live
+//!   delivery often meet in one batch; the delivery row is then inserted already
+//!   delivered instead of inserted, indexed as pending and updated.
 //!
 //! **Every write is settled exactly once, by the attempt that decides it.** [`commit_all`]
 //! only runs SQL: it reads the writes and, on success, returns what the commit taught
@@ -21,7 +34,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
@@ -135,6 +149,13 @@ pub(super) enum WriteOp {
     },
     /// Answered once everything sent before it is committed.
     Flush(oneshot::Sender<()>),
+    /// Tests only: a statement for the writer's own connection (a `PRAGMA` that only holds
+    /// per connection), run in the batch that takes it; `done` is answered when settled.
+    #[cfg(test)]
+    OnWriterConnection {
+        sql: String,
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// What a committed transaction taught that its settlement needs.
@@ -156,12 +177,13 @@ pub(super) async fn run(
     shared: Arc<Shared>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut conn = Writer { pool, own: None };
     loop {
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
             break;
         }
         let stop = batch.iter().any(|op| matches!(op, WriteOp::Stop { .. }));
-        write_batch(&pool, &mut batch, run_id, &shared).await;
+        write_batch(&mut conn, &mut batch, run_id, &shared).await;
         if stop {
             // Writes that raced the stop are not attempted: the pool closes next.
             rx.close();
@@ -170,14 +192,56 @@ pub(super) async fn run(
             break;
         }
     }
+    // The connection goes back to the pool, which closes it with the others.
+    drop(conn);
+}
+
+/// The writer's connection: taken from the pool once and kept (so its page cache stays
+/// warm), taken again should it break.
+struct Writer {
+    pool: SqlitePool,
+    own: Option<PoolConnection<Sqlite>>,
+}
+
+impl Writer {
+    async fn connection(&mut self) -> Result<&mut SqliteConnection, sqlx::Error> {
+        if self.own.is_none() {
+            self.own = Some(self.pool.acquire().await?);
+        }
+        match &mut self.own {
+            Some(own) => Ok(&mut **own),
+            None => Err(sqlx::Error::PoolClosed),
+        }
+    }
+
+    /// Gives up a connection that failed below SQL (an I/O or protocol error): the next
+    /// attempt takes a fresh one.
+    fn after(&mut self, result: &Result<Facts, sqlx::Error>) {
+        if matches!(
+            result,
+            Err(sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed)
+        ) && let Some(own) = self.own.take()
+        {
+            drop(own.detach());
+        }
+    }
+
+    async fn commit_all(&mut self, batch: &[WriteOp], run_id: i64) -> Result<Facts, sqlx::Error> {
+        let result = match self.connection().await {
+            Ok(conn) => commit_all(conn, batch, run_id).await,
+            Err(e) => Err(e),
+        };
+        self.after(&result);
+        result
+    }
 }
 
 /// Commits `batch` in one transaction, or else each write in its own, and settles every
 /// write with the outcome of the attempt that decided it. Leaves `batch` empty.
-async fn write_batch(pool: &SqlitePool, batch: &mut Vec<WriteOp>, run_id: i64, shared: &Shared) {
+async fn write_batch(conn: &mut Writer, batch: &mut Vec<WriteOp>, run_id: i64, shared: &Shared) {
     // The health is noted before the writes are settled: a sender told "not stored" finds
     // `/readyz` already saying so.
-    match commit_all(pool, batch, run_id).await {
+    match conn.commit_all(batch, run_id).await {
         Ok(facts) => {
             shared.health.committed();
             settle(shared, batch.drain(..), Outcome::Committed(facts));
@@ -188,7 +252,7 @@ async fn write_batch(pool: &SqlitePool, batch: &mut Vec<WriteOp>, run_id: i64, s
             let mut any_failed = false;
             for op in batch.drain(..) {
                 let single = [op];
-                let outcome = match commit_all(pool, &single, run_id).await {
+                let outcome = match conn.commit_all(&single, run_id).await {
                     Ok(facts) => Outcome::Committed(facts),
                     Err(e) => {
                         tracing::error!(error = %e, write = ?single[0],
@@ -231,6 +295,8 @@ fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outc
             WriteOp::RevokeTokens { committed, .. } => {
                 committed.send_replace(Some(ok));
             }
+            #[cfg(test)]
+            WriteOp::OnWriterConnection { done, .. } => flushes.push(done),
             WriteOp::SeenUser { .. }
             | WriteOp::OpenSession { .. }
             | WriteOp::CloseSession { .. }
@@ -258,17 +324,18 @@ fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outc
 /// Runs the SQL of `batch` in one transaction. Reads the writes only: their watchers are
 /// for [`settle`], once the outcome is known.
 async fn commit_all(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     batch: &[WriteOp],
     run_id: i64,
 ) -> Result<Facts, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    // Each statement costs a round trip to sqlx's worker thread, so writes of a kind are
-    // gathered into one statement (or a few chunks) per batch. Gathering reorders them,
-    // in phases that keep every dependency: users before their sessions, messages before
-    // the receipts that mark them, and everything else in the order it was sent.
+    let mut tx = conn.begin().await?;
+    // Writes of a kind are gathered into a few statements (see the module doc).
+    // Gathering reorders them, in phases that keep every dependency: users before their
+    // sessions, messages before the receipts that mark them, and everything else in the
+    // order it was sent.
     upsert_users(&mut tx, batch).await?;
     open_sessions(&mut tx, batch).await?;
+    let mut receipts = Receipts::of(batch);
     let records: Vec<&MessageRecord> = batch
         .iter()
         .filter_map(|op| match op {
@@ -277,14 +344,15 @@ async fn commit_all(
         })
         .collect();
     insert_messages(&mut tx, &records).await?;
-    let facts = Facts {
-        delivered: mark_delivered(&mut tx, batch).await?,
-    };
+    insert_deliveries(&mut tx, &records, &mut receipts).await?;
+    mark_delivered(&mut tx, &mut receipts).await?;
     for op in batch {
         apply(&mut tx, op, run_id).await?;
     }
     tx.commit().await?;
-    Ok(facts)
+    Ok(Facts {
+        delivered: receipts.counts,
+    })
 }
 
 /// Chunk sizes for `n` rows: full chunks, then the powers of two that make up the rest.
@@ -383,50 +451,74 @@ async fn open_sessions(
     Ok(())
 }
 
-/// Marks the deliveries of a run of receipts in one statement, and reports per user how many
-/// rows changed (the offline queue lengths follow them).
-async fn mark_delivered(
-    tx: &mut Transaction<'_, Sqlite>,
-    run: &[WriteOp],
-) -> Result<HashMap<String, u64>, sqlx::Error> {
-    let mut counts = HashMap::new();
-    let mut pairs = Vec::new();
-    let mut at = "";
-    for op in run {
-        // Only receipts; any other write in `run` is someone else's.
-        if let WriteOp::MarkDelivered {
-            user_id,
-            ids,
-            at: when,
-        } = op
-        {
-            pairs.extend(ids.iter().map(|id| (user_id.as_str(), *id)));
-            at = when;
+/// The receipts of a batch, and per user how many deliveries they marked so far (the
+/// offline queue lengths follow the counts once the batch commits).
+struct Receipts<'a> {
+    /// `(user, message id)` → when, the first receipt of each pair.
+    pending: HashMap<(&'a str, u64), &'a str>,
+    counts: HashMap<String, u64>,
+}
+
+impl<'a> Receipts<'a> {
+    fn of(batch: &'a [WriteOp]) -> Self {
+        let mut pending = HashMap::new();
+        for op in batch {
+            if let WriteOp::MarkDelivered { user_id, ids, at } = op {
+                for id in ids {
+                    pending
+                        .entry((user_id.as_str(), *id))
+                        .or_insert(at.as_str());
+                }
+            }
+        }
+        Self {
+            pending,
+            counts: HashMap::new(),
         }
     }
-    if pairs.is_empty() {
-        return Ok(counts);
+
+    /// Takes the receipt of `user_id` for message `id`, if the batch has one: when it was
+    /// delivered. Counted as a delivery, committed with the batch.
+    fn take(&mut self, user_id: &'a str, id: u64) -> Option<&'a str> {
+        let at = self.pending.remove(&(user_id, id))?;
+        *self.counts.entry(user_id.to_owned()).or_default() += 1;
+        Some(at)
     }
-    let pairs = serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into());
+}
+
+/// Marks the deliveries of the receipts left over (for messages of earlier batches) in one
+/// statement, counting the rows it changed.
+async fn mark_delivered(
+    tx: &mut Transaction<'_, Sqlite>,
+    receipts: &mut Receipts<'_>,
+) -> Result<(), sqlx::Error> {
+    if receipts.pending.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(&str, u64, &str)> = receipts
+        .pending
+        .iter()
+        .map(|(&(user_id, id), &at)| (user_id, id, at))
+        .collect();
     let users: Vec<String> = sqlx::query_scalar(
-        "UPDATE deliveries SET delivered_at = ?2
-         WHERE delivered_at IS NULL
-           AND (user_id, message_id) IN
-               (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
-                FROM json_each(?1))
-         RETURNING user_id",
+        "UPDATE deliveries SET delivered_at = marked.at
+         FROM (SELECT value ->> 0 AS user_id, value ->> 1 AS message_id, value ->> 2 AS at
+               FROM json_each(?1)) AS marked
+         WHERE deliveries.delivered_at IS NULL
+           AND deliveries.user_id = marked.user_id
+           AND deliveries.message_id = marked.message_id
+         RETURNING deliveries.user_id",
     )
-    .bind(pairs)
-    .bind(at)
+    .bind(serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
     .fetch_all(&mut **tx)
     .await?;
     for user in users {
-        *counts.entry(user).or_default() += 1;
+        *receipts.counts.entry(user).or_default() += 1;
     }
-    Ok(counts)
+    Ok(())
 }
 
-/// Inserts messages, then their delivery rows (the foreign key wants that order).
+/// Inserts the messages of a batch, a multi-row INSERT per chunk.
 async fn insert_messages(
     tx: &mut Transaction<'_, Sqlite>,
     records: &[&MessageRecord],
@@ -454,20 +546,41 @@ async fn insert_messages(
         });
         insert.build().execute(&mut **tx).await?;
     }
-    let addressed: Vec<(&str, &MessageRecord)> = records
+    Ok(())
+}
+
+/// Inserts the delivery rows of the batch's addressed messages (after the messages: the
+/// foreign key wants that order), a multi-row INSERT per chunk; a row whose receipt is in
+/// the batch goes in already delivered.
+async fn insert_deliveries<'a>(
+    tx: &mut Transaction<'_, Sqlite>,
+    records: &[&'a MessageRecord],
+    receipts: &mut Receipts<'a>,
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<(&str, u64, &str, Option<&str>)> = records
         .iter()
-        .filter_map(|r| r.recipient.as_deref().map(|u| (u, *r)))
+        .filter_map(|r| {
+            let user_id = r.recipient.as_deref()?;
+            Some((
+                user_id,
+                r.id,
+                r.created_at.as_str(),
+                receipts.take(user_id, r.id),
+            ))
+        })
         .collect();
-    let mut rest = &addressed[..];
-    for size in chunk_sizes(addressed.len()) {
+    let mut rest = &rows[..];
+    for size in chunk_sizes(rows.len()) {
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
-        let mut insert =
-            QueryBuilder::<Sqlite>::new("INSERT INTO deliveries (user_id, message_id, queued_at) ");
-        insert.push_values(chunk, |mut row, (user_id, r)| {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO deliveries (user_id, message_id, queued_at, delivered_at) ",
+        );
+        insert.push_values(chunk, |mut row, (user_id, id, queued_at, delivered_at)| {
             row.push_bind(*user_id)
-                .push_bind(r.id as i64)
-                .push_bind(&r.created_at);
+                .push_bind(*id as i64)
+                .push_bind(*queued_at)
+                .push_bind(*delivered_at);
         });
         insert.build().execute(&mut **tx).await?;
     }
@@ -505,6 +618,10 @@ async fn apply(
         WriteOp::Alive { at } => sessions::run_alive(tx, run_id, at).await?,
         WriteOp::Stop { at } => sessions::run_stopped(tx, run_id, at).await?,
         WriteOp::Flush(_) => {}
+        #[cfg(test)]
+        WriteOp::OnWriterConnection { sql, .. } => {
+            sqlx::query(sql).execute(&mut **tx).await?;
+        }
     }
     Ok(())
 }

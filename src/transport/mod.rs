@@ -4,6 +4,7 @@
 //! framing, its reader and its writer (which drains that queue).
 //!
 //! - [`session`]: admission, open and catch-up, one client event, close; delivery receipts.
+//! - [`pipeline`]: a connection's acks in flight, sent in frame order as commits land.
 //! - [`ws`]: plain WebSocket at `/ws`, JSON envelope.
 //! - [`socketio`]: Socket.IO v4 at `/socket.io/` through socketioxide.
 //! - [`rate_limit`]: the per-connection token bucket the session applies.
@@ -15,6 +16,7 @@
 pub(crate) mod expiry;
 pub(crate) mod handshake;
 pub(crate) mod linger;
+pub(crate) mod pipeline;
 pub(crate) mod rate_limit;
 pub(crate) mod session;
 pub(crate) mod socketio;

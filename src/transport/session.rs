@@ -9,8 +9,11 @@
 //!    session row) and starts its token clock ([`expiry`]: `token-expiring`, then the close
 //!    with `token_expired`; `refresh-token` renews it); [`Session::catch_up`] then replays
 //!    what the client is owed.
-//! 3. [`Session::handle`]: one client event: rate limit, execute, `error` on refusal, then the
-//!    ack through the transport's own channel.
+//! 3. [`Session::handle`]: one client event: rate limit, then the command's ordered part;
+//!    its ack (after `error` on refusal) goes through the transport's own channel once its
+//!    outcome is known, in frame order ([`pipeline`](super::pipeline)). The transport's
+//!    reader reads on while [`Session::has_room`], and sends the acks as
+//!    [`Session::send_next_ack`] yields them.
 //! 4. [`Session::close`]: records why the connection ended and tells the hub.
 //!
 //! [`Receipts`] record which stored messages a connection's transport took, batched the same
@@ -26,10 +29,11 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::expiry;
+use super::pipeline::{AckFn, Pipeline};
 use super::rate_limit::{RateLimiter, Verdict};
 use crate::app::AppState;
 use crate::auth::{AuthError, Identity};
-use crate::commands::{self, Caller, CommandError, Credentials, Outcome};
+use crate::commands::{self, Caller, CommandError, Credentials, Outcome, Pending};
 use crate::hub::{CloseReason, Closer, Outbound, PresenceCursor, SessionMeta};
 use crate::store::Store;
 
@@ -126,6 +130,10 @@ pub(crate) struct Session {
     replay_until: u64,
     /// Until the transport's writer takes it.
     presence: Option<PresenceCursor>,
+    /// Acks not sent yet, in frame order.
+    acks: Pipeline,
+    /// See [`Session::acks_send_errors`].
+    ack_sends_errors: bool,
 }
 
 impl Session {
@@ -173,6 +181,8 @@ impl Session {
             resume_from: admitted.resume_from,
             replay_until: registered.replay_until,
             presence: Some(registered.presence),
+            acks: Pipeline::for_queue(limits.outbound_queue_capacity),
+            ack_sends_errors: false,
             app: app.clone(),
         }
     }
@@ -186,32 +196,70 @@ impl Session {
         }
     }
 
-    /// Handles one client event: the rate limit, then the command (or the transport's
-    /// refusal of the frame, `event`'s error). A refusal sends `error { message, code }` first;
-    /// then `ack` gets the result, to answer through the transport's own ack channel.
-    /// Breaks when the connection must close (refused too often).
+    /// Handles one client event: the rate limit, then the command's ordered part (or the
+    /// transport's refusal of the frame, `event`'s error). `ack` gets the result, to answer
+    /// through the transport's own ack channel, once it is known and every earlier frame's
+    /// ack has gone ([`Session::send_next_ack`]); a refusal sends `error { message, code }`
+    /// just before it. Breaks when the connection must close (refused too often), after
+    /// sending every ack still owed.
     pub async fn handle(
         &mut self,
         event: Result<(&str, Option<&Value>), CommandError>,
-        ack: impl FnOnce(&Outcome),
+        ack: impl FnOnce(&Outcome) + Send + 'static,
     ) -> ControlFlow<()> {
         let verdict = self.limiter.check(Instant::now());
-        let result = match (verdict, event) {
+        let pending = match (verdict, event) {
             (Verdict::Admit, Ok((name, data))) => commands::execute(&self.caller, name, data).await,
-            (Verdict::Admit, Err(e)) => Err(e),
-            (Verdict::Refuse | Verdict::Disconnect, _) => Err(CommandError::RateLimited(
-                self.app.settings.limits.rate_limit_per_sec,
+            (Verdict::Admit, Err(e)) => Pending::ready(Err(e)),
+            (Verdict::Refuse | Verdict::Disconnect, _) => Pending::ready(Err(
+                CommandError::RateLimited(self.app.settings.limits.rate_limit_per_sec),
             )),
         };
-        if let Err(e) = &result {
-            self.caller.outbound.send(commands::error_event(e));
-        }
-        ack(&result);
+        self.acks.push(pending, Box::new(ack));
         if verdict == Verdict::Disconnect {
+            self.send_all_acks().await;
             self.caller.outbound.close(CloseReason::RateLimited);
             return ControlFlow::Break(());
         }
         ControlFlow::Continue(())
+    }
+
+    /// Whether the transport may read another event: fewer than
+    /// [`MAX_IN_FLIGHT`](super::pipeline::MAX_IN_FLIGHT) acks are waiting.
+    pub fn has_room(&self) -> bool {
+        self.acks.has_room()
+    }
+
+    /// Sends the oldest waiting ack once its outcome is known. Never resolves while no ack
+    /// waits, so a reader can `select!` on it beside its next frame.
+    pub async fn send_next_ack(&mut self) {
+        let (outcome, ack) = self.acks.next().await;
+        self.send_ack(&outcome, ack);
+    }
+
+    /// Sends every waiting ack, each once its outcome is known: when the reader stops, so
+    /// that each message's commit is still seen through (a failed one frees its
+    /// idempotency key) and acks owed before a close go out first.
+    pub async fn send_all_acks(&mut self) {
+        while !self.acks.is_empty() {
+            self.send_next_ack().await;
+        }
+    }
+
+    fn send_ack(&self, outcome: &Outcome, ack: AckFn) {
+        if let Err(e) = outcome
+            && !self.ack_sends_errors
+        {
+            self.caller.outbound.send(commands::error_event(e));
+        }
+        ack(outcome);
+    }
+
+    /// For a transport whose acks bypass the outbound queue (Socket.IO's ack callback): its
+    /// ack function sends a refusal's `error` event itself, on the same path, so the two
+    /// stay in order.
+    pub fn acks_send_errors(&mut self) {
+        self.ack_sends_errors = true;
     }
 
     /// Tells the hub the connection is gone, with the reason it was closed for (a client

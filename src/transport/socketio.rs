@@ -12,7 +12,8 @@
 //!   message handler that runs synchronously in socketioxide's receive path and only queues
 //!   them, in order, for this connection's one reader task.
 //! - **Acks** go through the Socket.IO acknowledgement callback with the same result object
-//!   as on `/ws`; refusals also emit `error`.
+//!   as on `/ws`, in event order as the session's pipeline yields them (the reader takes the
+//!   next event while earlier messages wait for their commit); refusals also emit `error`.
 //! - **The writer** moves what is queued into socketioxide's own per-socket queue (which its
 //!   engine.io task writes to the client), a batch per wake-up, recording delivery receipts
 //!   once per batch. When that queue is full it waits: only our queue overflowing makes a
@@ -48,7 +49,7 @@ use tracing::Instrument;
 use super::session::{self, Admitted, Receipts, Session};
 use super::ws::WsQuery;
 use crate::app::AppState;
-use crate::commands::{AckReply, CommandError};
+use crate::commands::{self, AckReply, CommandError};
 use crate::hub::{
     CloseReason, Closer, Event, Outbound, OutboundQueue, PresenceCursor, SessionMeta, Transport,
 };
@@ -188,7 +189,8 @@ async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
     if !socket.connected() {
         link.closer.close(CloseReason::ClientClosed);
     }
-    let session = Session::open(&app, admitted, meta, outbound);
+    let mut session = Session::open(&app, admitted, meta, outbound);
+    session.acks_send_errors();
     let span = session.span("socketio");
     app.connections.spawn(
         serve_session(socket, session, inbound, queue, receipts, link.stalled).instrument(span),
@@ -275,19 +277,26 @@ async fn serve_session(
     tokio::join!(
         async {
             session.catch_up().await;
-            read_loop(&mut session, inbound).await;
+            read_loop(&socket, &mut session, inbound).await;
+            session.send_all_acks().await;
         },
         write_loop(&socket, queue, presence, &mut receipts, &stalled),
     );
     session.close();
 }
 
-async fn read_loop(session: &mut Session, mut inbound: mpsc::Receiver<Inbound>) {
+async fn read_loop(
+    socket: &SocketRef,
+    session: &mut Session,
+    mut inbound: mpsc::Receiver<Inbound>,
+) {
     let closer = session.closer().clone();
     loop {
+        // A full pipeline takes nothing from the inbox until its oldest ack leaves.
         let message = tokio::select! {
             () = closer.closed() => return,
-            message = inbound.recv() => match message {
+            () = session.send_next_ack() => continue,
+            message = inbound.recv(), if session.has_room() => match message {
                 Some(m) => m,
                 None => return,
             },
@@ -298,9 +307,18 @@ async fn read_loop(session: &mut Session, mut inbound: mpsc::Receiver<Inbound>) 
             Err(e) => Err(CommandError::Protocol(ProtocolError::frame(e))),
         };
         let flow = session
-            .handle(event, |result| {
-                // A client that asked for no ack makes this a no-op.
-                let _ = ack.send(&AckReply::of(result));
+            .handle(event, {
+                let socket = socket.clone();
+                move |result| {
+                    // Straight to socketioxide like the ack itself (not through our writer),
+                    // so that the refusal's `error` stays just ahead of its ack.
+                    if let Err(e) = result {
+                        let error = commands::error_event(e);
+                        let _ = socket.emit(error.name(), error.data_raw());
+                    }
+                    // A client that asked for no ack makes this a no-op.
+                    let _ = ack.send(&AckReply::of(result));
+                }
             })
             .await;
         if flow.is_break() {

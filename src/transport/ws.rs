@@ -9,7 +9,9 @@
 //! After it, one reader and one writer per connection:
 //!
 //! - the reader decodes the JSON envelope, hands each event to the session, and answers the
-//!   frame's `ack` id with an `ack` event; it closes on idle timeout or an oversized frame;
+//!   frame's `ack` id with an `ack` event as the session's pipeline yields it (it reads on
+//!   while earlier messages wait for their commit); it closes on idle timeout or an
+//!   oversized frame;
 //! - the writer drains the outbound queue, coalescing whatever is queued into one socket
 //!   write, encodes each event's frame once for all `/ws` recipients, pings on an interval,
 //!   and sends a close frame with the reason's code when told to stop.
@@ -126,6 +128,7 @@ async fn serve_connection(socket: WebSocket, app: AppState, admitted: Admitted, 
             async {
                 session.catch_up().await;
                 read_loop(stream, &mut session, &outbound, idle_timeout).await;
+                session.send_all_acks().await;
             },
             write_loop(sink, queue, presence, ping_interval, &mut receipts),
         );
@@ -143,9 +146,11 @@ async fn read_loop(
 ) {
     let closer = outbound.closer().clone();
     loop {
+        // A full pipeline reads nothing until its oldest ack leaves.
         let next = tokio::select! {
             () = closer.closed() => return await_close_reply(&mut stream).await,
-            next = tokio::time::timeout(idle_timeout, stream.next()) => next,
+            () = session.send_next_ack() => continue,
+            next = tokio::time::timeout(idle_timeout, stream.next()), if session.has_room() => next,
         };
         let message = match next {
             Err(_) => return outbound.close(CloseReason::IdleTimeout),
@@ -170,8 +175,9 @@ async fn read_loop(
             Ok(frame) => (Ok((frame.event.as_str(), frame.data.as_ref())), frame.ack),
             Err(e) => (Err(e.clone().into()), ClientFrame::ack_of_invalid(&text)),
         };
+        let to = outbound.clone();
         let flow = session
-            .handle(event, |result| send_ack(outbound, ack, result))
+            .handle(event, move |result| send_ack(&to, ack, result))
             .await;
         if flow.is_break() {
             return;

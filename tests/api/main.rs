@@ -15,6 +15,7 @@ mod limits;
 mod lingering;
 mod messages;
 mod persistence;
+mod pipeline;
 mod presence;
 mod rest;
 mod startup;

@@ -281,6 +281,57 @@ test('a resend with the same clientMsgId gets the original ack', async () => {
   alice.disconnect();
 });
 
+test('back-to-back messages are acked in event order, each once stored; a refusal in its place', async () => {
+  const bob = await sioUser(server.url, 'pipe-bob');
+  assert.equal((await bob.ack('join-room', { room: 'pipe' })).ok, true);
+  const alice = await sioUser(server.url, 'pipe-alice');
+  // Acks and `error` events in the order they arrive (callbacks run as packets are read).
+  const arrivals = [];
+  alice.onAny((event) => { if (event === 'error') arrivals.push('error'); });
+  const acks = [];
+  const frames = 51;
+  for (let frame = 1; frame <= frames; frame += 1) {
+    let event = 'send-message';
+    let data = { message: `m${frame}`, to: 'pipe-bob' };
+    if (frame === 1) [event, data] = ['join-room', { room: 'pipe' }];
+    else if (frame === 26) data = { message: '', to: 'pipe-bob' };
+    else if (frame % 2 === 1) [event, data] = ['room-message', { room: 'pipe', message: `m${frame}` }];
+    acks.push(new Promise((resolve, reject) => {
+      alice.timeout(WAIT_MS).emit(event, data, (err, ack) => {
+        if (err) return reject(err);
+        arrivals.push(frame);
+        return resolve(ack);
+      });
+    }));
+  }
+  const results = await Promise.all(acks);
+
+  const expected = [];
+  for (let frame = 1; frame <= frames; frame += 1) {
+    if (frame === 26) expected.push('error');
+    expected.push(frame);
+  }
+  assert.deepEqual(arrivals, expected, 'acks in event order, the refusal after its error');
+  assert.equal(results[25].ok, false);
+  assert.equal(results[25].code, 'bad_payload');
+  let lastId = 0;
+  const auth = { Authorization: `Bearer ${token('pipe-alice')}` };
+  for (const [i, ack] of results.entries()) {
+    if (i === 0 || i === 25) continue;
+    assert.equal(ack.ok, true, JSON.stringify(ack));
+    assert.ok(ack.id > lastId, `ids follow event order: ${ack.id} after ${lastId}`);
+    lastId = ack.id;
+    const response = await fetch(`${server.url}/websocket/messages?since=${ack.id - 1}&limit=1`, { headers: auth });
+    const page = await response.json();
+    assert.equal(page.messages[0]?.id, ack.id, `message ${ack.id} stored`);
+    assert.equal(page.messages[0].data.message, `m${i + 1}`);
+  }
+  // The room messages reached bob, so the join (event 1) ran before them.
+  for (let n = 0; n < 25; n += 1) await bob.events.next('room-message');
+  alice.disconnect();
+  bob.disconnect();
+});
+
 void WAIT_MS;
 
 test('a token that expires: token-expiring, then error token_expired and a server-side disconnect; a refresh renews it', async () => {

@@ -253,27 +253,26 @@ async fn a_failed_id_reservation_is_asked_again_once_the_database_recovers() {
     assert_eq!(told(next_rx).await, Some(true), "publishing proceeds");
 }
 
-/// Sets `PRAGMA max_page_count` on every connection of the store's pool: SQLite's own way
-/// of saying "full" (`SQLITE_FULL`, as on a full disk). The limit holds per connection, so
-/// every pooled connection is held at once and limited; they stay in the pool afterwards.
-/// `None` limits the file to the pages it has now.
+/// Sets `PRAGMA max_page_count` on the writer's connection: SQLite's own way of saying
+/// "full" (`SQLITE_FULL`, as on a full disk). The limit holds per connection, and the writer
+/// keeps its own. `None` limits the file to the pages it has now.
 async fn limit_pages(f: &Fixture, pages: Option<u64>) {
     f.store.flush().await;
     let Backend::Sqlite(pool) = &f.store.inner.backend;
-    let mut held = Vec::new();
-    for _ in 0..pool.options().get_max_connections() {
-        let mut conn = pool.acquire().await.expect("a pooled connection");
-        let now: i64 = sqlx::query_scalar("PRAGMA page_count")
-            .fetch_one(&mut *conn)
-            .await
-            .expect("page count");
-        let limit = pages.unwrap_or(now as u64);
-        sqlx::query(&format!("PRAGMA max_page_count = {limit}"))
-            .execute(&mut *conn)
-            .await
-            .expect("limit the pages");
-        held.push(conn);
-    }
+    let now: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(pool)
+        .await
+        .expect("page count");
+    let limit = pages.unwrap_or(now as u64);
+    let (done, limited) = oneshot::channel();
+    f.store.write(WriteOp::OnWriterConnection {
+        sql: format!("PRAGMA max_page_count = {limit}"),
+        done,
+    });
+    timeout(PROMPTLY, limited)
+        .await
+        .expect("the writer runs the pragma within the timeout")
+        .expect("the writer answers");
 }
 
 #[tokio::test]
@@ -328,4 +327,42 @@ async fn the_write_health_probe_sees_recovery_without_other_traffic() {
 
     // Assert: the probe committed, so the store reports ok again.
     assert_eq!(health.map(|h| h.is_ok()), Ok(true));
+}
+
+async fn delivered_at(f: &mut Fixture, user_id: &str, id: u64) -> Option<String> {
+    sqlx::query_scalar("SELECT delivered_at FROM deliveries WHERE user_id = ?1 AND message_id = ?2")
+        .bind(user_id)
+        .bind(id as i64)
+        .fetch_one(&mut f.sql)
+        .await
+        .expect("the delivery row")
+}
+
+#[tokio::test]
+async fn a_receipt_marks_its_delivery_in_its_messages_batch_and_in_a_later_one() {
+    // Arrange
+    let mut f = Fixture::open(ids::BLOCK).await;
+    let (folded, message, folded_rx) = f.message("folded", Some("bob"));
+
+    // Act: the message and its receipt in one batch.
+    f.store.write(message);
+    f.store.delivered("bob", vec![folded]);
+
+    // Assert
+    assert_eq!(told(folded_rx).await, Some(true));
+    f.store.flush().await;
+    assert!(delivered_at(&mut f, "bob", folded).await.is_some());
+    assert_eq!(f.store.queued_for("bob"), 0, "counted as delivered once");
+
+    // Act: a receipt in a batch after its message's.
+    let (later, message, later_rx) = f.message("later", Some("bob"));
+    f.store.write(message);
+    assert_eq!(told(later_rx).await, Some(true));
+    assert_eq!(f.store.queued_for("bob"), 1);
+    f.store.delivered("bob", vec![later, folded]);
+    f.store.flush().await;
+
+    // Assert: marked; the receipt repeated for the first one changes nothing.
+    assert!(delivered_at(&mut f, "bob", later).await.is_some());
+    assert_eq!(f.store.queued_for("bob"), 0);
 }
