@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Runs the benchmark matrix: switchboard over /ws, switchboard over Socket.IO, and the Node
-Socket.IO reference peer (bench/peers/node-socketio), each scenario against a fresh server,
-with the load generator (target/release/switchboard-bench) on the same machine.
+"""Runs the benchmark matrix: switchboard over /ws, switchboard over Socket.IO, and two
+reference peers with the same events in memory, the Node Socket.IO 4.8 one
+(bench/peers/node-socketio) and a bare socketioxide one (bench/peers/socketioxide-bare), each
+scenario against a fresh server, with the load generator (target/release/switchboard-bench) on
+the same machine.
 
     cargo build --release --bins
     (cd bench/peers/node-socketio && npm ci)
+    cargo build --release --manifest-path bench/peers/socketioxide-bare/Cargo.toml
     python3 bench/run.py            # the full matrix (~10 minutes)
     python3 bench/run.py --quick    # a smaller one (~3 minutes)
     # before/after a change: the same scenarios against another build of the server
@@ -12,6 +15,13 @@ with the load generator (target/release/switchboard-bench) on the same machine.
         --server /path/to/old/switchboard --results /tmp/before
     # catch-up on a stored history of 1,000,000 messages (written into the server's file)
     python3 bench/run.py --only catchup --targets ws
+    # the socketioxide peer built elsewhere (another CARGO_TARGET_DIR)
+    python3 bench/run.py --quick --targets bare,sio --bare /tmp/tgt/release/socketioxide-bare
+
+Targets (--targets): ws, sio (switchboard), node (the Node peer), bare (the socketioxide peer).
+The default is all four, or the first three with a note when the socketioxide peer's binary
+is missing. --bare names that binary; its default is $BARE_PEER_BIN, else
+bench/peers/socketioxide-bare/target/release/socketioxide-bare.
 
 Writes bench/results/results.jsonl (one JSON line per run), bench/results/summary.md (the
 tables in the README) and bench/results/fanout.svg (deliveries/s, server CPU per delivery and
@@ -33,6 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "target" / "release" / "switchboard-bench"
 SERVER = ROOT / "target" / "release" / "switchboard"  # --server overrides
 PEER = ROOT / "bench" / "peers" / "node-socketio"
+BARE = Path(os.environ.get("BARE_PEER_BIN") or
+            ROOT / "bench" / "peers" / "socketioxide-bare" / "target" / "release" / "socketioxide-bare")
 RESULTS = ROOT / "bench" / "results"
 SECRET = "bench-secret-0123456789abcdef0123"
 
@@ -44,7 +56,8 @@ def raise_fd_limit():
 
 
 class Server:
-    """A fresh server process: switchboard (own temp data dir) or the Node peer."""
+    """A fresh server process: switchboard (own temp data dir), the Node peer or the bare
+    socketioxide peer (both in memory)."""
 
     def __init__(self, kind, data_dir=None, extra_env=None):
         self.kind = kind
@@ -66,6 +79,9 @@ class Server:
             })
             env.update(extra_env or {})
             cmd = [str(OPTS.server)]
+        elif kind == "bare":
+            env.update({"PORT": "0"})
+            cmd = [str(OPTS.bare)]
         else:
             env.update({"PORT": "0"})
             cmd = ["node", str(PEER / "server.js")]
@@ -107,6 +123,7 @@ TARGETS = {
     "switchboard /ws": ("switchboard", "ws"),
     "switchboard Socket.IO": ("switchboard", "sio"),
     "node socket.io 4.8": ("node", "sio"),
+    "socketioxide bare": ("bare", "sio"),
 }
 
 
@@ -251,7 +268,7 @@ def svg_plot(points, path):
                ("server_cpu_us_per_delivery", "server CPU µs / delivery"),
                ("latency_p99_us", "p99 latency µs")]
     colors = {"switchboard /ws": "#1f77b4", "switchboard Socket.IO": "#2ca02c",
-              "node socket.io 4.8": "#d62728"}
+              "node socket.io 4.8": "#d62728", "socketioxide bare": "#ff7f0e"}
     w, h, pad = 300, 220, 45
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w*3+20}" height="{h+60}" '
            'font-family="sans-serif" font-size="11">']
@@ -302,7 +319,8 @@ def fmt(v, digits=1):
 
 SCENARIOS = ["fanout", "fixed-rate", "broadcast", "private", "connect-rate", "connections",
              "presence", "catchup", "storm"]
-TARGET_KEYS = {"ws": "switchboard /ws", "sio": "switchboard Socket.IO", "node": "node socket.io 4.8"}
+TARGET_KEYS = {"ws": "switchboard /ws", "sio": "switchboard Socket.IO", "node": "node socket.io 4.8",
+               "bare": "socketioxide bare"}
 OPTS = None
 
 
@@ -312,15 +330,27 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default=",".join(SCENARIOS),
                     help="comma-separated scenarios: " + ", ".join(SCENARIOS))
-    ap.add_argument("--targets", default="ws,sio,node", help="comma-separated: ws, sio, node")
+    ap.add_argument("--targets", default=None,
+                    help="comma-separated: ws, sio, node, bare (default: all whose binary exists)")
     ap.add_argument("--server", default=str(SERVER), help="the switchboard binary to measure")
     ap.add_argument("--bench", default=str(BENCH), help="the switchboard-bench binary")
+    ap.add_argument("--bare", default=str(BARE),
+                    help="the socketioxide-bare peer binary (default: $BARE_PEER_BIN, else the "
+                         "peer's own target/release)")
     ap.add_argument("--results", default=str(RESULTS), help="where results are written")
     opts = ap.parse_args()
     OPTS = opts
     RESULTS = Path(opts.results)
     BENCH = Path(opts.bench)
     wanted = set(opts.only.split(","))
+    if opts.targets is None:
+        opts.targets = "ws,sio,node"
+        if Path(opts.bare).is_file():
+            opts.targets += ",bare"
+        else:
+            print(f"note: no socketioxide peer at {opts.bare}, leaving target 'bare' out (build it "
+                  "with cargo build --release --manifest-path "
+                  "bench/peers/socketioxide-bare/Cargo.toml, or pass --bare)", flush=True)
     TARGETS = {TARGET_KEYS[k]: TARGETS[TARGET_KEYS[k]] for k in opts.targets.split(",")}
     raise_fd_limit()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -374,7 +404,8 @@ def main():
                        ["--connections", idle, "--users", 100, "--hold", 5]))
     if "presence" in wanted:
         print(f"presence ({presence_users} users joining one by one)", flush=True)
-        for target in [t for t in ["switchboard /ws", "node socket.io 4.8"] if t in TARGETS]:
+        for target in [t for t in ["switchboard /ws", "node socket.io 4.8", "socketioxide bare"]
+                       if t in TARGETS]:
             record(run(target, "presence", ["--users", presence_users], timeout=900))
 
     if "catchup" in wanted:
@@ -384,7 +415,7 @@ def main():
 
     if "storm" in wanted:
         # A restart's reconnect storm; then the fd cap at twice the rate, in both presence modes.
-        storms = [(5000, 1000, "users", ["ws", "sio", "node"])]
+        storms = [(5000, 1000, "users", ["ws", "sio", "node", "bare"])]
         if not opts.quick:
             storms += [(19000, 2000, "users", ["ws"]), (19000, 2000, "diff", ["ws"])]
         for users, rate, mode, keys in storms:
@@ -393,8 +424,8 @@ def main():
                 target = TARGET_KEYS[key]
                 if target not in TARGETS:
                     continue
-                # The Node peer keeps nothing: no queued messages to wait for.
-                queued = 0 if key == "node" else 1
+                # The peers keep nothing: no queued messages to wait for.
+                queued = 0 if key in ("node", "bare") else 1
                 r = run(target, "storm", ["--users", users, "--rate", rate, "--queued", queued,
                                           "--hold", 5, "--connect-concurrency", 256],
                         timeout=900, env={"PRESENCE_EVENTS": mode, "MAX_CONNECTIONS": "19900"})

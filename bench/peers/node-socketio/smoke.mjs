@@ -1,6 +1,8 @@
 // Smoke check of the Node.js Socket.IO reference peer (server.js): starts it with PORT=0,
 // drives it with socket.io-client, checks events, payloads and acks, stops it.
 // Run: `npm ci && node smoke.mjs`. Exits non-zero on the first failure.
+// SMOKE_SERVER=/path/to/binary runs the same checks against another peer with the same env and
+// output contract (bench/peers/socketioxide-bare).
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -64,7 +66,10 @@ async function refused(options) {
 // ---- start the server --------------------------------------------------------------------------
 
 const here = dirname(fileURLToPath(import.meta.url));
-const server = spawn(process.execPath, [join(here, 'server.js')], {
+const [command, args] = process.env.SMOKE_SERVER
+  ? [process.env.SMOKE_SERVER, []]
+  : [process.execPath, [join(here, 'server.js')]];
+const server = spawn(command, args, {
   env: { ...process.env, PORT: '0', JWT_SECRET: SECRET },
   stdio: ['ignore', 'inherit', 'pipe'],
 });
