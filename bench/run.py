@@ -400,8 +400,10 @@ def main():
     if "connections" in wanted:
         print(f"idle connections ({idle})", flush=True)
         for target in TARGETS:
+            # MAX_CONNECTIONS (10,000 by default) would refuse the rest with 503.
             record(run(target, "connections",
-                       ["--connections", idle, "--users", 100, "--hold", 5]))
+                       ["--connections", idle, "--users", 100, "--hold", 5],
+                       env={"MAX_CONNECTIONS": "19900"}))
     if "presence" in wanted:
         print(f"presence ({presence_users} users joining one by one)", flush=True)
         for target in [t for t in ["switchboard /ws", "node socket.io 4.8", "socketioxide bare"]
