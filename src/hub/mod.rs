@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 pub use event::Event;
-pub use outbound::{CloseReason, Closer, Outbound, OutboundQueue};
+pub use outbound::{CloseReason, Closer, Handoff, Outbound, OutboundQueue};
 pub use presence::PresenceCursor;
 use presence::PresenceFeed;
 pub use publish::{PendingPublish, Publish, PublishError, Published, Target};

@@ -108,11 +108,24 @@ impl Closer {
     }
 }
 
+/// A transport that can take an event at once when nothing is queued before it, sparing the
+/// hop through its writer task (Socket.IO: socketioxide has a queue and a writer of its own).
+/// It must keep order: hand an event over only while the queue is empty and its writer is not
+/// handing anything over, and otherwise let it be queued.
+pub trait Handoff: Send + Sync + 'static {
+    /// Tries to hand `event` over directly; `queue` is the connection's queue, to check that
+    /// it is empty. False: the event is queued instead.
+    fn try_direct(&self, event: &Arc<Event>, queue: &mpsc::Sender<Arc<Event>>) -> bool;
+    /// Something was queued: the writer must look.
+    fn queued(&self);
+}
+
 /// The sending side, held by the hub.
 #[derive(Clone)]
 pub struct Outbound {
     tx: mpsc::Sender<Arc<Event>>,
     closer: Closer,
+    handoff: Option<Arc<dyn Handoff>>,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -141,16 +154,32 @@ impl Outbound {
             Self {
                 tx,
                 closer: closer.clone(),
+                handoff: None,
             },
             OutboundQueue { rx, closer },
         )
     }
 
-    /// Queues an event without waiting. A full queue closes the connection as a slow
-    /// consumer. Returns whether the event was queued.
+    /// Like [`Outbound::channel`], for a transport that takes events directly when it can.
+    pub fn with_handoff(capacity: usize, handoff: Arc<dyn Handoff>) -> (Self, OutboundQueue) {
+        let (mut outbound, queue) = Self::channel(capacity);
+        outbound.handoff = Some(handoff);
+        (outbound, queue)
+    }
+
+    /// Queues an event without waiting (or hands it over directly, see [`Handoff`]). A full
+    /// queue closes the connection as a slow consumer. Returns whether the event was taken.
     pub fn send(&self, event: Arc<Event>) -> bool {
+        if let Some(handoff) = &self.handoff
+            && handoff.try_direct(&event, &self.tx)
+        {
+            return true;
+        }
         match self.tx.try_send(event) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.wake_writer();
+                true
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if !self.closer.is_closed() {
@@ -165,9 +194,19 @@ impl Outbound {
     /// Queues an event, waiting for room in the queue (replay, which must not overflow it).
     /// Returns false if the connection closed meanwhile.
     pub async fn send_wait(&self, event: Arc<Event>) -> bool {
-        tokio::select! {
+        let sent = tokio::select! {
             () = self.closer.closed() => false,
             sent = self.tx.send(event) => sent.is_ok(),
+        };
+        if sent {
+            self.wake_writer();
+        }
+        sent
+    }
+
+    fn wake_writer(&self) {
+        if let Some(handoff) = &self.handoff {
+            handoff.queued();
         }
     }
 

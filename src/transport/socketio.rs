@@ -43,7 +43,7 @@ use socketioxide::handler::{ConnectHandler, MessageHandler, Value as PacketValue
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::{SendError, SocketError};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::Instrument;
 
 use super::session::{self, Admitted, Receipts, Session};
@@ -51,7 +51,8 @@ use super::ws::WsQuery;
 use crate::app::AppState;
 use crate::commands::{self, AckReply, CommandError};
 use crate::hub::{
-    CloseReason, Closer, Event, Outbound, OutboundQueue, PresenceCursor, SessionMeta, Transport,
+    CloseReason, Closer, Event, Handoff, Outbound, OutboundQueue, PresenceCursor, SessionMeta,
+    Transport,
 };
 use crate::protocol::ProtocolError;
 
@@ -171,7 +172,13 @@ async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
             .map(String::from),
     };
     let receipts = Receipts::new(app.hub.store().clone(), admitted.identity.user_id.clone());
-    let (outbound, queue) = Outbound::channel(app.settings.limits.outbound_queue_capacity);
+    let handoff = Arc::new(SocketHandoff {
+        socket: socket.clone(),
+        handing: tokio::sync::Mutex::new(()),
+        queued: Notify::new(),
+    });
+    let (outbound, queue) =
+        Outbound::with_handoff(app.settings.limits.outbound_queue_capacity, handoff.clone());
     // Bounded so that a flood is cut by the rate limiter's verdicts, not by memory: a
     // client gets `burst` events admitted and `max_strikes` refused before it is closed.
     let limits = &app.settings.limits;
@@ -193,7 +200,16 @@ async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
     session.acks_send_errors();
     let span = session.span("socketio");
     app.connections.spawn(
-        serve_session(socket, session, inbound, queue, receipts, link.stalled).instrument(span),
+        serve_session(
+            socket,
+            session,
+            inbound,
+            queue,
+            handoff,
+            receipts,
+            link.stalled,
+        )
+        .instrument(span),
     );
 }
 
@@ -270,6 +286,7 @@ async fn serve_session(
     mut session: Session,
     inbound: mpsc::Receiver<Inbound>,
     queue: OutboundQueue,
+    handoff: Arc<SocketHandoff>,
     mut receipts: Receipts,
     stalled: Arc<AtomicBool>,
 ) {
@@ -280,7 +297,7 @@ async fn serve_session(
             read_loop(&socket, &mut session, inbound).await;
             session.send_all_acks().await;
         },
-        write_loop(&socket, queue, presence, &mut receipts, &stalled),
+        write_loop(&socket, queue, &handoff, presence, &mut receipts, &stalled),
     );
     session.close();
 }
@@ -332,6 +349,7 @@ async fn read_loop(
 async fn write_loop(
     socket: &SocketRef,
     queue: OutboundQueue,
+    handoff: &SocketHandoff,
     mut presence: Option<PresenceCursor>,
     receipts: &mut Receipts,
     stalled: &AtomicBool,
@@ -343,46 +361,46 @@ async fn write_loop(
     let mut presence_events = Vec::new();
     loop {
         // Queued events first: a client's replies and messages never wait behind presence.
-        let first = tokio::select! {
+        let queued = tokio::select! {
             biased;
             () = &mut closed => break,
-            event = rx.recv() => match event {
-                Some(event) => Some(event),
-                None => break,
-            },
-            () = session::presence_changed(&mut presence) => None,
+            () = handoff.queued.notified() => true,
+            () = session::presence_changed(&mut presence) => false,
         };
         let mut handed = Handed::Taken;
-        match first {
-            Some(first) => {
-                handed = hand_over(socket, &first, receipts, stalled, Some(&closer)).await;
-                for _ in 0..MAX_COALESCED_FRAMES {
-                    if handed != Handed::Taken {
-                        break;
+        if queued {
+            // While this batch is handed over, the hub queues behind it instead of handing
+            // events over directly.
+            let _handing = handoff.handing.lock().await;
+            for taken in 0.. {
+                if handed != Handed::Taken {
+                    break;
+                }
+                if taken == MAX_COALESCED_FRAMES {
+                    // The rest next time round, after presence had its turn.
+                    handoff.queued.notify_one();
+                    break;
+                }
+                match rx.try_recv() {
+                    Ok(event) => {
+                        handed = hand_over(socket, &event, receipts, stalled, Some(&closer)).await;
                     }
-                    match rx.try_recv() {
-                        Ok(event) => {
-                            handed =
-                                hand_over(socket, &event, receipts, stalled, Some(&closer)).await;
-                        }
-                        Err(_) => break,
-                    }
+                    Err(_) => break,
                 }
             }
+        } else {
             // Presence waits for room in socketioxide's queue like any event, so it never
             // makes a slow consumer: only our own queue overflowing does.
-            None => {
-                if let Some(cursor) = presence.as_mut() {
-                    cursor.take(&mut presence_events);
-                }
-                for event in presence_events.drain(..) {
-                    if handed != Handed::Taken {
-                        break;
-                    }
-                    handed = hand_over(socket, &event, receipts, stalled, Some(&closer)).await;
-                }
-                presence_events.clear();
+            if let Some(cursor) = presence.as_mut() {
+                cursor.take(&mut presence_events);
             }
+            for event in presence_events.drain(..) {
+                if handed != Handed::Taken {
+                    break;
+                }
+                handed = hand_over(socket, &event, receipts, stalled, Some(&closer)).await;
+            }
+            presence_events.clear();
         }
         // socketioxide took these frames: their messages count as delivered.
         receipts.flush();
@@ -394,6 +412,40 @@ async fn write_loop(
         }
     }
     goodbye(socket, &mut rx, receipts, &closer, stalled).await;
+}
+
+/// The direct path into socketioxide ([`Handoff`]): an event with nothing queued before it
+/// goes from the hub straight into socketioxide's queue, as the writer would have put it
+/// there one task hop later. Order holds because events are handed to socketioxide only
+/// under `handing`, by the writer for a batch or by the hub for one event, and the hub hands
+/// over only while our queue is empty.
+struct SocketHandoff {
+    socket: SocketRef,
+    /// Async: the writer holds it while it waits for room in socketioxide's queue.
+    handing: tokio::sync::Mutex<()>,
+    /// Something was queued for the writer.
+    queued: Notify,
+}
+
+impl Handoff for SocketHandoff {
+    fn try_direct(&self, event: &Arc<Event>, queue: &mpsc::Sender<Arc<Event>>) -> bool {
+        // A stored message for one user is recorded as delivered by the writer's receipts.
+        if event.delivery().is_some() {
+            return false;
+        }
+        let Ok(_handing) = self.handing.try_lock() else {
+            return false;
+        };
+        if queue.capacity() != queue.max_capacity() {
+            return false;
+        }
+        // Full or closed: queued instead, for the writer to wait on or to find gone.
+        self.socket.emit(event.name(), event.data_raw()).is_ok()
+    }
+
+    fn queued(&self) {
+        self.queued.notify_one();
+    }
 }
 
 /// What became of an event offered to socketioxide.
