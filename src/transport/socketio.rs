@@ -27,6 +27,7 @@
 //! > **Warning:** socketioxide's `Data<T>` extractor silently skips a handler when the payload
 //! > does not deserialize; this transport never uses it, so a bad payload gets an `error`.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +65,9 @@ use crate::protocol::ProtocolError;
 const HANDOFF_QUEUE: usize = 128;
 /// Most queued events moved into socketioxide per writer wake-up, between receipts flushes.
 const MAX_COALESCED_FRAMES: usize = 256;
+/// How long presence that found socketioxide's queue full waits before it is offered again:
+/// long enough for the queue to drain well below full.
+const PRESENCE_RETRY: Duration = Duration::from_millis(20);
 /// How long the writer waits before offering an event again to a full socketioxide queue.
 const FULL_RETRY: Duration = Duration::from_millis(1);
 /// How long a closing connection may take to hand over what is queued and say why.
@@ -358,14 +362,16 @@ async fn write_loop(
     // Registered with the closer once for the connection's life, not once per wake-up.
     let closed = closer.closed();
     tokio::pin!(closed);
-    let mut presence_events = Vec::new();
+    // Presence taken from the cursor that socketioxide had no room for yet, oldest first.
+    let mut presence_events = VecDeque::new();
     loop {
         // Queued events first: a client's replies and messages never wait behind presence.
         let queued = tokio::select! {
             biased;
             () = &mut closed => break,
             () = handoff.queued.notified() => true,
-            () = session::presence_changed(&mut presence) => false,
+            () = session::presence_changed(&mut presence), if presence_events.is_empty() => false,
+            () = tokio::time::sleep(PRESENCE_RETRY), if !presence_events.is_empty() => false,
         };
         let mut handed = Handed::Taken;
         if queued {
@@ -389,18 +395,14 @@ async fn write_loop(
                 }
             }
         } else {
-            // Presence waits for room in socketioxide's queue like any event, so it never
-            // makes a slow consumer: only our own queue overflowing does.
-            if let Some(cursor) = presence.as_mut() {
-                cursor.take(&mut presence_events);
+            if presence_events.is_empty()
+                && let Some(cursor) = presence.as_mut()
+            {
+                let mut taken = Vec::new();
+                cursor.take(&mut taken);
+                presence_events.extend(taken);
             }
-            for event in presence_events.drain(..) {
-                if handed != Handed::Taken {
-                    break;
-                }
-                handed = hand_over(socket, &event, receipts, stalled, Some(&closer)).await;
-            }
-            presence_events.clear();
+            handed = offer_presence(socket, &mut presence_events);
         }
         // socketioxide took these frames: their messages count as delivered.
         receipts.flush();
@@ -412,6 +414,25 @@ async fn write_loop(
         }
     }
     goodbye(socket, &mut rx, receipts, &closer, stalled).await;
+}
+
+/// Hands presence to socketioxide until its queue is full, never waiting: what does not fit
+/// stays in `pending` for another try after [`PRESENCE_RETRY`]. engineioxide sends its
+/// heartbeat ping through the same queue and disconnects the client when it finds it full,
+/// so presence must leave room rather than keep it topped up (as a waiting message does).
+fn offer_presence(socket: &SocketRef, pending: &mut VecDeque<Arc<Event>>) -> Handed {
+    while let Some(event) = pending.front() {
+        match socket.emit(event.name(), event.data_raw()) {
+            Ok(()) => {}
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => break,
+            Err(SendError::Socket(SocketError::Closed)) => return Handed::Gone,
+            Err(e) => {
+                tracing::error!(error = %e, event = event.name(), "could not encode an event")
+            }
+        }
+        pending.pop_front();
+    }
+    Handed::Taken
 }
 
 /// The direct path into socketioxide ([`Handoff`]): an event with nothing queued before it
