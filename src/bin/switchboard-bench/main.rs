@@ -104,6 +104,10 @@ struct FlowArgs {
     /// arrived), the maximal rate the server sustains for one sender.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    /// Closed loop only: messages a sender keeps waiting for their ack (1: the next message
+    /// once the previous ack arrived).
+    #[arg(long, default_value_t = 1)]
+    window: usize,
     /// Seconds to send.
     #[arg(long, default_value_t = 10)]
     duration: u64,

@@ -359,12 +359,19 @@ struct Sent {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// How a sender paces its messages: `rate` per second (open loop), or, at 0, closed loop with
+/// up to `window` messages waiting for their ack.
+struct Pace {
+    rate: f64,
+    window: usize,
+}
+
 async fn send(
     mut conn: Conn,
     index: usize,
     event: &'static str,
     data: impl Fn(&str) -> String,
-    rate: f64,
+    Pace { rate, window }: Pace,
     until: Instant,
     pad: String,
     progress: Arc<Progress>,
@@ -381,15 +388,14 @@ async fn send(
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         t
     });
-    let mut in_flight = false;
     loop {
         let now = Instant::now();
         if now >= until && pending.is_empty() {
             break;
         }
-        let may_send = now < until && (interval.is_some() || !in_flight);
+        let may_send = now < until && (interval.is_some() || pending.len() < window);
         if may_send && interval.is_none() {
-            // Closed loop: next message as soon as the previous ack arrived.
+            // Closed loop: the next message as soon as fewer than `window` wait for an ack.
             let text = format!("b{index}:{seq}:{}:{pad}", measure::now_nanos());
             let frame = client::encode(conn.proto, event, &data(&text), Some(seq + 1));
             if conn.send(&frame).await.is_err() {
@@ -398,7 +404,6 @@ async fn send(
             seq += 1;
             progress.sent[index].store(seq, Ordering::Release);
             pending.push_back(Instant::now());
-            in_flight = true;
         }
         let frame = tokio::select! {
             _ = async { tick.as_mut().expect("open loop").tick().await }, if may_send && interval.is_some() => {
@@ -425,7 +430,6 @@ async fn send(
                     out.ack_latencies.push(at.elapsed().as_micros() as u64);
                 }
                 out.acked += 1;
-                in_flight = false;
             }
             Frame::Ping => {
                 let _ = conn.send("3").await;
@@ -511,7 +515,10 @@ pub async fn flow(common: &Common, kind: Flow, args: &FlowArgs) -> Result<Value,
                 i,
                 client_event,
                 data,
-                args.rate,
+                Pace {
+                    rate: args.rate,
+                    window: args.window.max(1),
+                },
                 until,
                 pad,
                 progress,
