@@ -358,7 +358,6 @@ struct Sent {
     ack_latencies: Vec<u64>,
 }
 
-#[allow(clippy::too_many_arguments)]
 /// How a sender paces its messages: `rate` per second (open loop), or, at 0, closed loop with
 /// up to `window` messages waiting for their ack.
 struct Pace {
@@ -366,6 +365,7 @@ struct Pace {
     window: usize,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn send(
     mut conn: Conn,
     index: usize,
