@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::client::{self, Conn, Frame, Proto};
-use crate::measure::{CpuWindow, percentiles};
+use crate::measure::{CpuWindow, percentiles, round};
 use crate::{CatchupArgs, Common};
 
 /// What one `sync-complete` said, and how many replayed frames came before it.
@@ -105,13 +105,7 @@ pub async fn catchup(common: &Common, args: &CatchupArgs) -> Result<Value, Strin
 
     let pages = latencies.len();
     let page = percentiles(&mut latencies);
-    let mut m = serde_json::Map::new();
-    m.insert("scenario".into(), "catchup".into());
-    m.insert("target".into(), common.target.clone().into());
-    m.insert(
-        "proto".into(),
-        format!("{:?}", common.proto).to_lowercase().into(),
-    );
+    let mut m = common.line("catchup");
     m.insert("stored_messages".into(), args.stored.into());
     m.insert("missed".into(), args.missed.into());
     m.insert("replayed".into(), replayed.into());
@@ -157,10 +151,4 @@ pub async fn catchup(common: &Common, args: &CatchupArgs) -> Result<Value, Strin
         ));
     }
     Ok(Value::Object(m))
-}
-
-/// Rounds to `places` decimals (the other scenarios' JSON lines do the same).
-fn round(v: f64, places: i32) -> f64 {
-    let f = 10f64.powi(places);
-    (v * f).round() / f
 }

@@ -180,6 +180,18 @@ struct CatchupArgs {
 }
 
 impl Common {
+    /// The start of a scenario's JSON line: its name, the target's label and the protocol.
+    fn line(&self, scenario: &str) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("scenario".into(), scenario.into());
+        m.insert("target".into(), self.target.clone().into());
+        m.insert(
+            "proto".into(),
+            format!("{:?}", self.proto).to_lowercase().into(),
+        );
+        m
+    }
+
     fn server(&self) -> SocketAddr {
         let host = self
             .url

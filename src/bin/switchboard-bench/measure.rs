@@ -88,3 +88,9 @@ pub fn percentiles(samples: &mut [u64]) -> Percentiles {
         max_us: samples[samples.len() - 1],
     }
 }
+
+/// Rounds to `places` decimals, for the JSON lines.
+pub fn round(v: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (v * f).round() / f
+}

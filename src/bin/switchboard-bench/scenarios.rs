@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{self, Conn, Frame, Proto};
-use crate::measure::{self, CpuWindow, percentiles};
+use crate::measure::{self, CpuWindow, percentiles, round};
 use crate::{Common, FlowArgs, source_for};
 
 /// Builds a client event's data from the message text.
@@ -95,22 +95,6 @@ async fn probe_http(common: &Common) -> Option<u64> {
     Some(started.elapsed().as_micros() as u64)
 }
 
-fn base(common: &Common, scenario: &str) -> serde_json::Map<String, Value> {
-    let mut m = serde_json::Map::new();
-    m.insert("scenario".into(), scenario.into());
-    m.insert("target".into(), common.target.clone().into());
-    m.insert(
-        "proto".into(),
-        format!("{:?}", common.proto).to_lowercase().into(),
-    );
-    m
-}
-
-fn round(v: f64, places: i32) -> f64 {
-    let f = 10f64.powi(places);
-    (v * f).round() / f
-}
-
 pub async fn connections(
     common: &Common,
     n: usize,
@@ -148,7 +132,7 @@ pub async fn connections(
     }
     let connect = percentiles(&mut latencies);
     let probe = percentiles(&mut probes);
-    let mut m = base(common, "connections");
+    let mut m = common.line("connections");
     m.insert("connections".into(), n.into());
     m.insert("users".into(), users.into());
     m.insert("connect_seconds".into(), round(connect_secs, 3).into());
@@ -204,7 +188,7 @@ pub async fn connect_rate(common: &Common, total: usize) -> Result<Value, String
     let secs = started.elapsed().as_secs_f64();
     let (server_cpu, own_cpu) = cpu.stop();
     let lat = percentiles(&mut latencies);
-    let mut m = base(common, "connect-rate");
+    let mut m = common.line("connect-rate");
     m.insert("handshakes".into(), latencies.len().into());
     m.insert("failed".into(), failed.into());
     m.insert(
@@ -254,7 +238,7 @@ pub async fn presence(common: &Common, users: usize) -> Result<Value, String> {
     }
     let expected = (users as u64) * (users as u64 - 1) / 2;
     let lat = percentiles(&mut latencies);
-    let mut m = base(common, "presence");
+    let mut m = common.line("presence");
     m.insert("users".into(), users.into());
     m.insert("seconds".into(), round(secs, 3).into());
     m.insert("presence_frames_expected".into(), expected.into());
@@ -551,14 +535,11 @@ pub async fn flow(common: &Common, kind: Flow, args: &FlowArgs) -> Result<Value,
         .sum();
     let lat = percentiles(&mut total.latencies);
     let ack = percentiles(&mut ack_latencies);
-    let mut m = base(
-        common,
-        match kind {
-            Flow::Fanout => "fanout",
-            Flow::Broadcast => "broadcast",
-            Flow::Private => "private",
-        },
-    );
+    let mut m = common.line(match kind {
+        Flow::Fanout => "fanout",
+        Flow::Broadcast => "broadcast",
+        Flow::Private => "private",
+    });
     m.insert("receivers".into(), receivers_n.into());
     m.insert("senders".into(), senders_n.into());
     m.insert(

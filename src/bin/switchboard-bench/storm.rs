@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{self, Conn, Frame};
-use crate::measure::{CpuWindow, percentiles, rss_kib};
+use crate::measure::{CpuWindow, percentiles, round, rss_kib};
 use crate::{Common, StormArgs, source_for};
 
 /// How long one client may take to connect and get `connected`.
@@ -97,13 +97,7 @@ pub async fn storm(args: &StormArgs) -> Result<Value, String> {
         .then(|| caught_up.iter().max().map(|us| *us as f64 / 1e6))
         .flatten();
 
-    let mut m = serde_json::Map::new();
-    m.insert("scenario".into(), "storm".into());
-    m.insert("target".into(), common.target.clone().into());
-    m.insert(
-        "proto".into(),
-        format!("{:?}", common.proto).to_lowercase().into(),
-    );
+    let mut m = common.line("storm");
     m.insert("users".into(), users.into());
     m.insert("rate_per_sec".into(), args.rate.into());
     m.insert("queued_per_user".into(), args.queued.into());
@@ -253,11 +247,6 @@ fn ack_id(text: &str) -> Option<u64> {
         .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().ok()
-}
-
-fn round(v: f64, places: i32) -> f64 {
-    let f = 10f64.powi(places);
-    (v * f).round() / f
 }
 
 #[cfg(test)]
