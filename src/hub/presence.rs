@@ -392,14 +392,14 @@ impl PresenceCursor {
 
     /// Appends to `out` the presence events this connection has not had yet (see the module
     /// doc for snapshots and merging).
-    pub fn take(&mut self, out: &mut Vec<Arc<Event>>) {
+    pub fn take(&mut self, out: &mut impl Extend<Arc<Event>>) {
         let published = *self.published.borrow();
         if published <= self.next {
             return;
         }
         if self.next < self.shared.log().first_seq() {
             let (seq, snapshot) = self.hub.presence_snapshot();
-            out.push(snapshot);
+            out.extend([snapshot]);
             self.next = seq;
         }
         let log = self.shared.log();
@@ -431,7 +431,7 @@ impl PresenceCursor {
                 drop(log);
                 match (pending.len(), cached, single) {
                     (0, _, _) => {}
-                    (1, _, Some(one)) => out.push(one),
+                    (1, _, Some(one)) => out.extend([one]),
                     (_, Some(merged), _) => out.extend(merged.iter().cloned()),
                     _ => {
                         let merged: Arc<[Arc<Event>]> = merge_diffs(&pending).into();

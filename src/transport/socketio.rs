@@ -335,7 +335,7 @@ async fn read_loop(
                     // so that the refusal's `error` stays just ahead of its ack.
                     if let Err(e) = result {
                         let error = commands::error_event(e);
-                        let _ = socket.emit(error.name(), error.data_raw());
+                        emit(&socket, &error);
                     }
                     // A client that asked for no ack makes this a no-op.
                     let _ = ack.send(&AckReply::of(result));
@@ -398,9 +398,7 @@ async fn write_loop(
             if presence_events.is_empty()
                 && let Some(cursor) = presence.as_mut()
             {
-                let mut taken = Vec::new();
-                cursor.take(&mut taken);
-                presence_events.extend(taken);
+                cursor.take(&mut presence_events);
             }
             handed = offer_presence(socket, &mut presence_events);
         }
@@ -422,17 +420,37 @@ async fn write_loop(
 /// so presence must leave room rather than keep it topped up (as a waiting message does).
 fn offer_presence(socket: &SocketRef, pending: &mut VecDeque<Arc<Event>>) -> Handed {
     while let Some(event) = pending.front() {
-        match socket.emit(event.name(), event.data_raw()) {
-            Ok(()) => {}
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => break,
-            Err(SendError::Socket(SocketError::Closed)) => return Handed::Gone,
-            Err(e) => {
-                tracing::error!(error = %e, event = event.name(), "could not encode an event")
-            }
+        match emit(socket, event) {
+            Emitted::Taken => {}
+            Emitted::Full => break,
+            Emitted::Gone => return Handed::Gone,
         }
         pending.pop_front();
     }
     Handed::Taken
+}
+
+/// What socketioxide did with one event offered to its queue.
+enum Emitted {
+    /// Queued for the client (or dropped as unencodable, which is logged).
+    Taken,
+    /// Its queue is full.
+    Full,
+    /// The socket is disconnected.
+    Gone,
+}
+
+fn emit(socket: &SocketRef, event: &Event) -> Emitted {
+    match socket.emit(event.name(), event.data_raw()) {
+        Ok(()) => Emitted::Taken,
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => Emitted::Full,
+        Err(SendError::Socket(SocketError::Closed)) => Emitted::Gone,
+        Err(e) => {
+            // Our payloads are JSON already; nothing else can fail to encode.
+            tracing::error!(error = %e, event = event.name(), "could not encode an event");
+            Emitted::Taken
+        }
+    }
 }
 
 /// The direct path into socketioxide ([`Handoff`]): an event with nothing queued before it
@@ -461,7 +479,7 @@ impl Handoff for SocketHandoff {
             return false;
         }
         // Full or closed: queued instead, for the writer to wait on or to find gone.
-        self.socket.emit(event.name(), event.data_raw()).is_ok()
+        matches!(emit(&self.socket, event), Emitted::Taken)
     }
 
     fn queued(&self) {
@@ -490,20 +508,15 @@ async fn hand_over(
     closer: Option<&Closer>,
 ) -> Handed {
     loop {
-        match socket.emit(event.name(), event.data_raw()) {
-            Ok(()) => {
+        match emit(socket, event) {
+            Emitted::Taken => {
                 if let Some(id) = event.delivery() {
                     receipts.note(id);
                 }
                 return Handed::Taken;
             }
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
-            Err(SendError::Socket(SocketError::Closed)) => return Handed::Gone,
-            Err(e) => {
-                // Our payloads are JSON already; nothing else can fail to encode.
-                tracing::error!(error = %e, event = event.name(), "could not encode an event");
-                return Handed::Taken;
-            }
+            Emitted::Full => {}
+            Emitted::Gone => return Handed::Gone,
         }
         // socketioxide has no signal for room in its queue: look again shortly. Meanwhile
         // our queue takes what arrives, and closes the connection when it overflows.

@@ -233,14 +233,13 @@ enum Wake {
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     queue: OutboundQueue,
-    presence: Option<PresenceCursor>,
+    mut presence: Option<PresenceCursor>,
     ping_interval: Duration,
     receipts: &mut Receipts,
 ) {
     let OutboundQueue { mut rx, closer } = queue;
     let start = tokio::time::Instant::now() + ping_interval;
     let mut ping = tokio::time::interval_at(start, ping_interval);
-    let mut presence = presence;
     let mut presence_events = Vec::new();
     // Registered with the closer once for the connection's life, not once per wake-up.
     let closed = closer.closed();

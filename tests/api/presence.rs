@@ -113,7 +113,7 @@ async fn presence_never_makes_a_slow_consumer_of_a_client_catching_up() {
 
     // Alice connects and reads only `connected`: her replay backs up into the socket.
     let (mut alice, _) = app.user("alice", "USER").await;
-    let visitors = join_all((0..30).map(|i| {
+    join_all((0..30).map(|i| {
         let app = &app;
         async move {
             let (visitor, _) = app.user(&format!("visitor{i}"), "USER").await;
@@ -121,7 +121,6 @@ async fn presence_never_makes_a_slow_consumer_of_a_client_catching_up() {
         }
     }))
     .await;
-    assert_eq!(visitors.len(), 30);
 
     let mut replayed = 0;
     let mut presence = 0;
