@@ -9,6 +9,7 @@
 //! - [`config`]: the settings tree, read from the environment (and `.env`), with a default and a
 //!   doc line next to every field.
 //! - [`telemetry`]: the tracing subscriber (readable or JSON logs).
+//! - [`metrics`]: the Prometheus metrics of one gateway (`GET /metrics`).
 //! - [`auth`]: where a token is found in a request, how it is verified (the algorithm is fixed by
 //!   configuration) and how its claims become an [`auth::Identity`].
 //! - [`protocol`]: pure wire types, no I/O: the `/ws` envelope, client events and their
@@ -36,6 +37,7 @@ mod commands;
 pub mod config;
 pub mod handle;
 pub mod hub;
+pub mod metrics;
 pub mod protocol;
 pub mod shutdown;
 pub mod startup;

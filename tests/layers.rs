@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// Lowest first. Modules in one layer are siblings and may not name each other.
 const LAYERS: &[&[&str]] = &[
     &["protocol", "config"],
-    &["auth", "telemetry"],
+    &["auth", "telemetry", "metrics"],
     &["store"],
     &["hub"],
     &["commands"],

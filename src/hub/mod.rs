@@ -172,6 +172,11 @@ impl Hub {
         Ok(hub)
     }
 
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &std::sync::Arc<crate::metrics::Metrics> {
+        self.inner.store.metrics()
+    }
+
     /// The store, for commands that read history.
     pub fn store(&self) -> &Store {
         &self.inner.store

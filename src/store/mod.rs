@@ -45,6 +45,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Identity;
 use crate::config::DatabaseSettings;
+use crate::metrics::Metrics;
 use crate::protocol::wire::timestamp;
 pub use health::WriteHealth;
 use ids::IdAllocator;
@@ -156,6 +157,8 @@ struct Shared {
     pruned_through: AtomicU64,
     /// Whether the writer's most recent attempt committed.
     health: health::HealthCell,
+    /// The gateway's metrics: the writer records its batches, the hub and the doors the rest.
+    metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -285,6 +288,11 @@ impl Store {
                 }
             }
         });
+    }
+
+    /// The gateway's metrics (one set per store, so one per gateway).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.shared.metrics
     }
 
     /// The database file.

@@ -17,6 +17,7 @@ use super::counters::{PRUNED_THROUGH, RESERVED_THROUGH, counter, raise_counter};
 use super::ids::IdAllocator;
 use super::{Shared, StoreError, messages, sessions};
 use crate::config::{DatabaseSettings, Synchronous};
+use crate::metrics::Metrics;
 use crate::protocol::wire::timestamp;
 
 /// A migrated, recovered database, ready for the writer.
@@ -132,6 +133,7 @@ async fn message_state(pool: &SqlitePool, id_block: u64) -> Result<Shared, sqlx:
         pending: Mutex::new(pending),
         pruned_through: AtomicU64::new(pruned),
         health: Default::default(),
+        metrics: Metrics::shared(),
     })
 }
 
