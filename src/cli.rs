@@ -1,5 +1,6 @@
 //! The command line: `switchboard [serve]` runs the server, `switchboard token` mints a token
-//! with the configured key, `switchboard check-config` validates the configuration.
+//! with the configured key, `switchboard check-config` validates the configuration,
+//! `switchboard backup <file>` copies the live database.
 
 use std::error::Error;
 use std::time::Duration;
@@ -37,6 +38,17 @@ pub enum Command {
     /// Check the configuration and the key, then exit.
     #[command(after_long_help = env_help())]
     CheckConfig,
+    /// Copy the database (DATABASE_URL) to a new file while the server runs, and check the
+    /// copy. Restore by stopping the server and putting the copy in place of the database.
+    #[command(after_long_help = env_help())]
+    Backup(BackupArgs),
+}
+
+/// `switchboard backup` options.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The file to write; it must not exist.
+    pub file: std::path::PathBuf,
 }
 
 /// `switchboard token` options.
@@ -90,6 +102,14 @@ pub fn check_config() -> Result<(), CliError> {
     prepare_generated_secret_dir(&settings)?;
     crate::auth::Verifier::from_settings(&settings.jwt)?;
     println!("configuration is valid:\n{settings:#?}");
+    Ok(())
+}
+
+/// `switchboard backup`: prints what the copy holds on stdout.
+pub async fn backup(args: BackupArgs) -> Result<(), CliError> {
+    let settings = Settings::from_env()?;
+    let report = crate::store::backup::backup(&settings.database.path, &args.file).await?;
+    print!("{report}");
     Ok(())
 }
 

@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
         Command::Serve => switchboard::cli::serve().await,
         Command::Token(args) => switchboard::cli::token(args),
         Command::CheckConfig => switchboard::cli::check_config(),
+        Command::Backup(args) => switchboard::cli::backup(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,8 @@
 //! exist: how far message ids are reserved ([`RESERVED_THROUGH`], see [`super::ids`]) and the
 //! highest id retention deleted ([`PRUNED_THROUGH`], so that `sync` can say history is
 //! incomplete). A counter only ever rises, so a late or repeated write cannot move it back.
+//! A third lives only in backup copies (`backup_taken_at_ms`, see [`super::backup`]) and is
+//! removed once the restored copy's ids have moved past it.
 
 use sqlx::SqlitePool;
 
@@ -36,5 +38,14 @@ where
     .bind(value.min(i64::MAX as u64) as i64)
     .execute(executor)
     .await?;
+    Ok(())
+}
+
+/// Removes a named counter: only for the backup marker, once acted on.
+pub(super) async fn forget_counter(pool: &SqlitePool, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM counters WHERE name = ?1")
+        .bind(name)
+        .execute(pool)
+        .await?;
     Ok(())
 }

@@ -9,6 +9,8 @@
 //!   runs it (one variant, SQLite; see "Store backends" in `docs/architecture.md`);
 //! - `sqlite.rs`: opening the SQLite file (pragmas, migrations, crash recovery, where ids and
 //!   queues stand);
+//! - `backup.rs`: `switchboard backup` (a checked `VACUUM INTO` copy, marked so that a
+//!   restored copy never hands out an id twice);
 //! - `writer.rs`: the one writer task, which commits writes in groups and settles each once;
 //! - the SQL, by subject: `messages.rs` (the log, the offline queue, the visibility rule,
 //!   listing, idempotency), `replay.rs` (the page behind `sync` and catch-up, the rule split
@@ -20,6 +22,7 @@
 //! can call them under its lock. Reads go to the database directly; one that must see writes
 //! already sent waits first ([`Store::flush`], [`Store::read_horizon`]).
 
+pub mod backup;
 mod counters;
 mod health;
 mod ids;

@@ -13,7 +13,8 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::watch;
 
-use super::counters::{PRUNED_THROUGH, RESERVED_THROUGH, counter, raise_counter};
+use super::backup::{BACKUP_TAKEN_AT_MS, restored_id_floor};
+use super::counters::{PRUNED_THROUGH, RESERVED_THROUGH, counter, forget_counter, raise_counter};
 use super::ids::IdAllocator;
 use super::{Shared, StoreError, messages, sessions};
 use crate::config::{DatabaseSettings, Synchronous};
@@ -122,10 +123,25 @@ async fn message_state(pool: &SqlitePool, id_block: u64) -> Result<Shared, sqlx:
     let reserved = counter(pool, RESERVED_THROUGH).await?;
     let pruned = counter(pool, PRUNED_THROUGH).await?;
     let max_id = messages::last_stored_id(pool).await?;
-    // Every id up to the old reservation may have been seen live before a crash.
-    let last_used = reserved.max(max_id).max(pruned);
+    // Every id up to the old reservation may have been seen live before a crash; and never
+    // below a stored id, whatever the counter says (a file restored or edited by hand).
+    let mut last_used = reserved.max(max_id).max(pruned);
+    let taken_at = counter(pool, BACKUP_TAKEN_AT_MS).await?;
+    if taken_at > 0 {
+        let floor = restored_id_floor(last_used, taken_at, SystemTime::now(), id_block);
+        tracing::warn!(
+            reserved = last_used,
+            next_id = floor + 1,
+            "this database is a restored backup: message ids continue past any the original server can have handed out since the copy"
+        );
+        last_used = floor;
+    }
     let through = last_used + id_block;
     raise_counter(pool, RESERVED_THROUGH, through).await?;
+    if taken_at > 0 {
+        // After the reservation is durable: a crash in between moves ids once more, harmless.
+        forget_counter(pool, BACKUP_TAKEN_AT_MS).await?;
+    }
     let pending: HashMap<String, u64> = messages::queue_lengths(pool).await?.into_iter().collect();
     Ok(Shared {
         ids: IdAllocator::new(last_used, through, id_block),

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod backup;
 mod bad_input;
 mod catchup;
 mod crash;
