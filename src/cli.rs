@@ -108,7 +108,16 @@ pub fn check_config() -> Result<(), CliError> {
 /// `switchboard backup`: prints what the copy holds on stdout.
 pub async fn backup(args: BackupArgs) -> Result<(), CliError> {
     let settings = Settings::from_env()?;
-    let report = crate::store::backup::backup(&settings.database.path, &args.file).await?;
+    let Some(path) = settings.database.sqlite_path() else {
+        return Err(
+            "switchboard backup copies a SQLite file; DATABASE_URL names a PostgreSQL \
+                    database, whose backups are PostgreSQL's own: use pg_dump (for example \
+                    `pg_dump --format=custom --file=switchboard.dump \"$DATABASE_URL\"`) \
+                    and pg_restore"
+                .into(),
+        );
+    };
+    let report = crate::store::backup::backup(path, &args.file).await?;
     print!("{report}");
     Ok(())
 }
@@ -116,10 +125,11 @@ pub async fn backup(args: BackupArgs) -> Result<(), CliError> {
 /// With the default database location, the data directory (and the generated secret in it)
 /// may not exist yet when `token` runs before the first `serve`.
 fn prepare_generated_secret_dir(settings: &Settings) -> Result<(), CliError> {
-    if settings.database.is_default
-        && matches!(settings.jwt.key, JwtKeySource::GeneratedSecretFile(_))
+    if settings.database.is_default()
+        && let JwtKeySource::GeneratedSecretFile(file) = &settings.jwt.key
+        && let Some(dir) = file.parent()
     {
-        std::fs::create_dir_all(settings.database.data_dir())?;
+        std::fs::create_dir_all(dir)?;
     }
     Ok(())
 }

@@ -15,9 +15,9 @@ use clap::{Arg, Args, Command, FromArgMatches, ValueEnum};
 use jsonwebtoken::Algorithm;
 
 use super::{
-    ConfigError, ConnectionLimits, CorsOrigins, DEFAULT_DATABASE_PATH, DatabaseSettings,
-    GENERATED_SECRET_FILE, JwtKeySource, JwtSettings, Limits, LogFormat, PresenceSettings,
-    RetentionSettings, Settings, Synchronous,
+    ConfigError, ConnectionLimits, CorsOrigins, DEFAULT_DATABASE_PATH, DatabaseLocation,
+    DatabaseSettings, GENERATED_SECRET_FILE, JwtKeySource, JwtSettings, Limits, LogFormat,
+    PostgresUrl, PresenceSettings, RetentionSettings, Settings, Synchronous,
 };
 
 /// Every variable, in the order of `.env.example`. No `Debug`: it holds the JWT secret.
@@ -28,8 +28,11 @@ pub(super) struct EnvSettings {
     bind_addr: SocketAddr,
     /// The SQLite file: `sqlite://path`, `sqlite:path` or a plain path. With the default, the
     /// ./data directory is created; an explicit path whose directory is missing is an error.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/switchboard.db", value_parser = database_path)]
-    database_url: PathBuf,
+    /// Or a PostgreSQL database: `postgres://user:password@host:port/dbname` (also
+    /// `postgresql://`; the database must exist, the tables are created), which needs
+    /// JWT_SECRET.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/switchboard.db", value_parser = database_location)]
+    database_url: DatabaseLocation,
     /// `normal`: a commit survives a crash of the process (WAL); `full`: also a power loss (an
     /// fsync per group commit, slower).
     #[arg(long, env = "SQLITE_SYNCHRONOUS", default_value = "normal", value_parser = choice::<Synchronous>)]
@@ -109,9 +112,7 @@ impl EnvSettings {
     /// generated secret, and the algorithm decides which key is needed.
     pub(super) fn into_settings(self) -> Result<Settings, ConfigError> {
         let database = DatabaseSettings {
-            // Spelling out the default path (as `.env.example` does) still counts as the default.
-            is_default: self.database_url == Path::new(DEFAULT_DATABASE_PATH),
-            path: self.database_url,
+            location: self.database_url,
             synchronous: self.sqlite_synchronous,
             retention: self.retention,
         };
@@ -129,9 +130,19 @@ impl EnvSettings {
                 });
             }
             (true, Some(secret), _) => JwtKeySource::Secret(secret),
-            (true, None, _) => {
-                JwtKeySource::GeneratedSecretFile(database.data_dir().join(GENERATED_SECRET_FILE))
-            }
+            (true, None, _) => match database.data_dir() {
+                Some(dir) => JwtKeySource::GeneratedSecretFile(dir.join(GENERATED_SECRET_FILE)),
+                None => {
+                    return Err(ConfigError {
+                        name: "JWT_SECRET".into(),
+                        value: String::new(),
+                        reason: "must be set with a PostgreSQL DATABASE_URL: a secret generated \
+                                 into one machine's data directory would not be shared by the \
+                                 other nodes on the database"
+                            .into(),
+                    });
+                }
+            },
             (false, _, Some(file)) => JwtKeySource::PublicKeyFile(file),
             (false, _, None) => {
                 return Err(ConfigError {
@@ -285,7 +296,10 @@ fn algorithm(s: &str) -> Result<Algorithm, String> {
     })
 }
 
-fn database_path(url: &str) -> Result<PathBuf, String> {
+fn database_location(url: &str) -> Result<DatabaseLocation, String> {
+    if let Some(url) = PostgresUrl::parse(url) {
+        return Ok(DatabaseLocation::Postgres(url));
+    }
     let path = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -294,7 +308,12 @@ fn database_path(url: &str) -> Result<PathBuf, String> {
     if path.is_empty() || path == ":memory:" {
         return Err("must name a file (switchboard keeps its history on disk)".into());
     }
-    Ok(PathBuf::from(path))
+    let path = PathBuf::from(path);
+    Ok(DatabaseLocation::Sqlite {
+        // Spelling out the default path (as `.env.example` does) still counts as the default.
+        is_default: path == Path::new(DEFAULT_DATABASE_PATH),
+        path,
+    })
 }
 
 /// A comma-separated list; blanks between commas are dropped.

@@ -38,7 +38,7 @@ pub struct ConfigError {
 pub struct Settings {
     /// `BIND_ADDR`: where the HTTP server listens (port 0 picks a free port).
     pub bind_addr: SocketAddr,
-    /// Where the SQLite file lives.
+    /// Where the data lives (a SQLite file or PostgreSQL) and how long it is kept.
     pub database: DatabaseSettings,
     /// How tokens are verified (and minted by `switchboard token`).
     pub jwt: JwtSettings,
@@ -56,37 +56,130 @@ pub struct Settings {
     pub presence: PresenceSettings,
 }
 
-/// Where the SQLite file lives.
+/// Where the data lives and how long it is kept.
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
-    /// `DATABASE_URL`, reduced to the file it names.
-    pub path: PathBuf,
-    /// True for the default location `data/switchboard.db`: only then is the directory
-    /// created, so that a typo in an explicit path is an error, not a new empty database.
-    pub is_default: bool,
-    /// `SQLITE_SYNCHRONOUS`: how durable a commit is.
+    /// `DATABASE_URL`: a SQLite file or a PostgreSQL database.
+    pub location: DatabaseLocation,
+    /// `SQLITE_SYNCHRONOUS`: how durable a commit is (SQLite only).
     pub synchronous: Synchronous,
     /// How long messages are kept.
     pub retention: RetentionSettings,
 }
 
+/// Which database `DATABASE_URL` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    /// One SQLite file, written by this process alone (the default).
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// True for the default location `data/switchboard.db`: only then is the directory
+        /// created, so that a typo in an explicit path is an error, not a new empty database.
+        is_default: bool,
+    },
+    /// A PostgreSQL database (`postgres://` or `postgresql://`), which cluster mode shares
+    /// between nodes.
+    Postgres(PostgresUrl),
+}
+
+/// A `postgres://` URL. Its `Debug` and `Display` hide the password, so that the settings
+/// can be printed (`switchboard check-config`) and the location named in errors.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    /// Accepts `postgres://...` and `postgresql://...`; `None` for anything else.
+    pub fn parse(url: &str) -> Option<Self> {
+        let url = url.trim();
+        (url.starts_with("postgres://") || url.starts_with("postgresql://"))
+            .then(|| Self(url.to_owned()))
+    }
+
+    /// The whole URL, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // scheme://user:password@host... -> scheme://user:***@host...
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("postgres", &self.0));
+        match rest.split_once('@') {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                write!(f, "{scheme}://{user}:***@{host}")
+            }
+            _ => write!(f, "{scheme}://{rest}"),
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({self})")
+    }
+}
+
+impl std::fmt::Display for DatabaseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite { path, .. } => write!(f, "{}", path.display()),
+            Self::Postgres(url) => write!(f, "{url}"),
+        }
+    }
+}
+
 impl DatabaseSettings {
-    /// A database at `path` with every other setting at its default.
+    /// A SQLite database at `path` with every other setting at its default.
     pub fn at(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
         Self {
-            is_default: path == Path::new(DEFAULT_DATABASE_PATH),
-            path,
+            location: DatabaseLocation::Sqlite {
+                is_default: path == Path::new(DEFAULT_DATABASE_PATH),
+                path,
+            },
             ..Settings::defaults().database
         }
     }
 
-    /// The directory that holds the database file (and the generated JWT secret).
-    pub fn data_dir(&self) -> PathBuf {
-        match self.path.parent() {
+    /// A PostgreSQL database with every other setting at its default.
+    pub fn postgres(url: PostgresUrl) -> Self {
+        Self {
+            location: DatabaseLocation::Postgres(url),
+            ..Settings::defaults().database
+        }
+    }
+
+    /// The SQLite file, if the data lives in one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match &self.location {
+            DatabaseLocation::Sqlite { path, .. } => Some(path),
+            DatabaseLocation::Postgres(_) => None,
+        }
+    }
+
+    /// Whether this is the default location, whose directory is created when missing.
+    pub fn is_default(&self) -> bool {
+        matches!(
+            self.location,
+            DatabaseLocation::Sqlite {
+                is_default: true,
+                ..
+            }
+        )
+    }
+
+    /// The directory that holds the SQLite file (and the generated JWT secret). With
+    /// PostgreSQL there is none: the secret must be given (`JWT_SECRET`), since every node
+    /// on the database must share it.
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        let path = self.sqlite_path()?;
+        Some(match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
-        }
+        })
     }
 }
 
@@ -347,7 +440,7 @@ mod tests {
     fn defaults_need_no_environment_and_generate_a_secret_next_to_the_database() {
         let s = load(&[]).expect("defaults are valid");
         assert_eq!(s.bind_addr.to_string(), "127.0.0.1:3000");
-        assert!(s.database.is_default);
+        assert!(s.database.is_default());
         assert!(matches!(
             s.jwt.key,
             JwtKeySource::GeneratedSecretFile(ref p) if p.ends_with("data/jwt-secret")
@@ -505,7 +598,7 @@ mod tests {
         assert_eq!(format!("{:?}", s.limits), format!("{:?}", d.limits));
         assert_eq!(s.database.retention, d.database.retention);
         assert_eq!(s.connections, d.connections);
-        assert!(!s.database.is_default);
+        assert!(!s.database.is_default());
         assert_eq!(s.bind_addr.port(), 0);
     }
 
@@ -518,7 +611,7 @@ mod tests {
             "sqlite://x/y.db?mode=rwc",
         ] {
             let s = load(&[("DATABASE_URL", url)]).expect(url);
-            assert_eq!(s.database.path, PathBuf::from("x/y.db"), "{url}");
+            assert_eq!(s.database.sqlite_path(), Some(Path::new("x/y.db")), "{url}");
         }
     }
 }

@@ -4,9 +4,16 @@
 //! the whole reserved block, leaving a gap but never reusing an id a client may have seen.
 //!
 //! One reservation is asked at a time (`requesting`). The writer settles each request once:
-//! [`IdAllocator::reserved`] when it committed, [`IdAllocator::reservation_failed`] when it
-//! did not, and either way the next allocation or waiting publisher may ask again.
+//! [`IdAllocator::reserved`] (or [`IdAllocator::reserved_block`]) when it committed,
+//! [`IdAllocator::reservation_failed`] when it did not, and either way the next allocation or
+//! waiting publisher may ask again.
+//!
+//! On PostgreSQL a reservation is one atomic "add a block to the counter, return the new
+//! bound", so that nodes sharing the database get disjoint blocks. One node alone gets each
+//! block right after the previous one; with several, a block may start past a gap (the ids
+//! other nodes took): it is kept aside and used once the current block runs out.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::watch;
@@ -21,6 +28,9 @@ pub struct IdAllocator {
     next: AtomicU64,
     reserved: watch::Sender<u64>,
     requesting: AtomicBool,
+    /// A block `(first, through)` reserved past a gap, used once the current one runs out. A
+    /// std Mutex: taken for a copy, never across an await (allocation runs under the hub lock).
+    after_gap: Mutex<Option<(u64, u64)>>,
     /// Ids per reservation; the thresholds below are fractions of it.
     block: u64,
 }
@@ -33,8 +43,35 @@ impl IdAllocator {
             next: AtomicU64::new(last_used + 1),
             reserved: watch::Sender::new(reserved_through),
             requesting: AtomicBool::new(false),
+            after_gap: Mutex::new(None),
             block: block.max(4),
         }
+    }
+
+    /// Ids per reservation.
+    pub fn block(&self) -> u64 {
+        self.block
+    }
+
+    fn after_gap(&self) -> std::sync::MutexGuard<'_, Option<(u64, u64)>> {
+        self.after_gap
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Ids reserved from `next` on: the rest of the current block, plus a block past a gap.
+    fn remaining(&self, next: u64) -> u64 {
+        let reserved = *self.reserved.borrow();
+        self.remaining_past(reserved, next)
+    }
+
+    /// [`Self::remaining`] with the current block's end already read.
+    fn remaining_past(&self, reserved: u64, next: u64) -> u64 {
+        let current = (reserved + 1).saturating_sub(next);
+        let later = self
+            .after_gap()
+            .map_or(0, |(first, through)| through + 1 - first);
+        current + later
     }
 
     /// A new block is requested when fewer ids than this remain reserved.
@@ -62,17 +99,24 @@ impl IdAllocator {
     /// Takes the next id. Returns it and, when the reservation runs low, the new bound to
     /// reserve (the caller sends it to the writer).
     pub fn allocate(&self) -> (u64, Option<u64>) {
-        let id = self.next.fetch_add(1, Ordering::AcqRel);
+        let mut id = self.next.fetch_add(1, Ordering::AcqRel);
         let reserved = *self.reserved.borrow();
         if id > reserved {
-            tracing::error!(id, reserved, "message id allocated past its reservation");
+            if let Some((first, through)) = self.after_gap().take() {
+                // The current block ran out: continue in the one past the gap. Callers are
+                // serialized by the hub lock, so nobody allocates between these two steps.
+                id = first;
+                self.next.store(first + 1, Ordering::Release);
+                self.reserved.send_modify(|r| *r = (*r).max(through));
+            } else {
+                tracing::error!(id, reserved, "message id allocated past its reservation");
+            }
         }
         (id, self.request_if_low(id))
     }
 
     fn request_if_low(&self, id: u64) -> Option<u64> {
-        let reserved = *self.reserved.borrow();
-        if reserved.saturating_sub(id) < self.request_below()
+        if self.remaining(id + 1) < self.request_below()
             && !self.requesting.swap(true, Ordering::AcqRel)
         {
             Some(id + self.block)
@@ -84,8 +128,7 @@ impl IdAllocator {
     /// Whether a publisher must wait for a reservation, and the bound to request if so.
     pub fn needs_headroom(&self) -> Option<Option<u64>> {
         let next = self.peek_next();
-        let reserved = *self.reserved.borrow();
-        if reserved.saturating_sub(next) >= self.wait_below() {
+        if self.remaining(next) > self.wait_below() {
             return None;
         }
         Some(self.request_if_low(next))
@@ -95,14 +138,29 @@ impl IdAllocator {
     /// return while a request fails: the caller bounds the wait and asks again.
     pub async fn wait_for_headroom(&self) {
         let mut rx = self.reserved.subscribe();
-        let want = self.peek_next() + self.wait_below();
-        let _ = rx.wait_for(|r| *r >= want).await;
+        let _ = rx
+            .wait_for(|r| self.remaining_past(*r, self.peek_next()) > self.wait_below())
+            .await;
     }
 
     /// Called by the writer once a reservation up to `through` is committed.
     pub fn reserved(&self, through: u64) {
         self.reserved.send_modify(|r| *r = (*r).max(through));
         self.requesting.store(false, Ordering::Release);
+    }
+
+    /// Called by the writer once a reservation of the ids `first..=through` is committed:
+    /// right after the current block (one node), or past a gap that other nodes' blocks
+    /// took, kept for when the current block runs out.
+    pub fn reserved_block(&self, first: u64, through: u64) {
+        if first <= *self.reserved.borrow() + 1 {
+            self.reserved(through);
+            return;
+        }
+        *self.after_gap() = Some((first, through));
+        self.requesting.store(false, Ordering::Release);
+        // Wakes the publishers waiting for headroom: they count this block too.
+        self.reserved.send_modify(|_| {});
     }
 
     /// Called by the writer when a reservation could not be committed: the reservation stays
@@ -138,6 +196,31 @@ mod tests {
         ids.reservation_failed();
 
         assert_eq!(ids.allocate(), (13, Some(13 + BLOCK)));
+    }
+
+    #[test]
+    fn a_block_past_a_gap_is_used_once_the_current_one_runs_out() {
+        // Arrange: ids 11..=14 reserved, then a block that another node's reservation pushed
+        // past ids 15..=99.
+        let ids = IdAllocator::new(10, 14, 8);
+        let (_, request) = ids.allocate();
+        assert!(request.is_some(), "few ids left: a block is requested");
+        ids.reserved_block(100, 107);
+
+        // Act
+        let taken: Vec<u64> = (0..8).map(|_| ids.allocate().0).collect();
+
+        // Assert
+        assert_eq!(taken, [12, 13, 14, 100, 101, 102, 103, 104]);
+        assert_eq!(ids.last_allocated(), 104);
+    }
+
+    #[test]
+    fn a_block_right_after_the_current_one_extends_it() {
+        let ids = IdAllocator::new(10, 14, 8);
+        ids.reserved_block(15, 22);
+        let taken: Vec<u64> = (0..6).map(|_| ids.allocate().0).collect();
+        assert_eq!(taken, [11, 12, 13, 14, 15, 16]);
     }
 
     #[test]

@@ -90,11 +90,17 @@ pub(super) async fn find_by_client_msg_id(
     .bind(client_msg_id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(id, live, kind)| OriginalAck {
+    Ok(row.map(original_ack))
+}
+
+/// What the original was acknowledged with, from its `(message_id, live_recipients,
+/// target_kind)`: queued when it went to a user nobody received live.
+pub(super) fn original_ack((id, live, kind): (i64, i64, String)) -> OriginalAck {
+    OriginalAck {
         id: id as u64,
         delivered: live as u64,
         queued: kind == "user" && live == 0,
-    }))
+    }
 }
 
 /// A stored message as it is replayed.
@@ -119,8 +125,9 @@ pub struct Reader<'a> {
     pub role: &'a str,
 }
 
-/// The visibility rule: whether the reader whose user id is bound as `?1` and whose role is
-/// bound as `?2` may see the message `m`. A reader sees
+/// The visibility rule: whether the reader whose user id is bound as `$1` and whose role is
+/// bound as `$2` may see the message `m`. Written once for both backends (`$n` is a
+/// positional parameter to SQLite through sqlx as to PostgreSQL). A reader sees
 /// - public messages (`all`);
 /// - messages to it, and the private messages it sent (only `private-message`: a
 ///   notification to a user is not replayed to whoever sent it);
@@ -128,29 +135,29 @@ pub struct Reader<'a> {
 ///   leaving closes it);
 /// - notifications to its role (its role now, as its token says).
 ///
-/// Every query that applies it binds the reader at `?1` and `?2` and uses the alias `m` for
-/// `messages`. `replay.rs` states it again as one arm per line above: a change here is a
-/// change there.
+/// Every query that applies it binds the reader at `$1` and `$2` and uses the alias `m` for
+/// `messages`. `replay.rs` (and `postgres/replay.rs`) state it again as one arm per line
+/// above: a change here is a change there.
 const VISIBLE_TO_READER: &str = "(
     m.target_kind = 'all'
-    OR (m.target_kind = 'user' AND (m.target = ?1
-        OR (m.sender_id = ?1 AND m.event = 'private-message')))
+    OR (m.target_kind = 'user' AND (m.target = $1
+        OR (m.sender_id = $1 AND m.event = 'private-message')))
     OR (m.target_kind = 'room'
-        AND m.target IN (SELECT room FROM room_members WHERE user_id = ?1))
-    OR (m.target_kind = 'role' AND m.target = ?2))";
+        AND m.target IN (SELECT room FROM room_members WHERE user_id = $1))
+    OR (m.target_kind = 'role' AND m.target = $2))";
 
-/// [`list`]'s query: `?1` viewer user (NULL: an admin, who sees everything), `?2` its role,
-/// `?3` since, `?4` room filter, `?5` user filter, `?6` limit.
-static LIST: LazyLock<String> = LazyLock::new(|| {
+/// [`list`]'s query, for both backends: `$1` viewer user (NULL: an admin, who sees
+/// everything), `$2` its role, `$3` since, `$4` room filter, `$5` user filter, `$6` limit.
+pub(super) static LIST: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT m.message_id, m.event, m.payload
          FROM messages m
-         WHERE m.message_id > ?3
-           AND (?4 IS NULL OR (m.target_kind = 'room' AND m.target = ?4))
-           AND (?5 IS NULL OR m.sender_id = ?5 OR (m.target_kind = 'user' AND m.target = ?5))
-           AND (?1 IS NULL OR {VISIBLE_TO_READER})
+         WHERE m.message_id > $3
+           AND ($4 IS NULL OR (m.target_kind = 'room' AND m.target = $4))
+           AND ($5 IS NULL OR m.sender_id = $5 OR (m.target_kind = 'user' AND m.target = $5))
+           AND ($1 IS NULL OR {VISIBLE_TO_READER})
          ORDER BY m.message_id
-         LIMIT ?6"
+         LIMIT $6"
     )
 });
 
@@ -188,15 +195,19 @@ pub(super) async fn list(
         .bind(i64::from(filter.limit))
         .fetch_all(pool)
         .await?;
-    Ok(rows
-        .into_iter()
+    Ok(listed(rows))
+}
+
+/// Listed rows `(message_id, event, payload)` as messages.
+pub(super) fn listed(rows: Vec<(i64, String, String)>) -> Vec<StoredMessage> {
+    rows.into_iter()
         .map(|(id, event, payload)| StoredMessage {
             id: id as u64,
             event,
             payload,
             to_reader: false,
         })
-        .collect())
+        .collect()
 }
 
 /// A user's undelivered messages, oldest first, with when each was queued.
@@ -215,8 +226,12 @@ pub(super) async fn undelivered(
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
+    Ok(queued(rows))
+}
+
+/// Offline-queue rows `(message_id, event, payload, queued_at)` as messages to the reader.
+pub(super) fn queued(rows: Vec<(i64, String, String, String)>) -> Vec<(StoredMessage, String)> {
+    rows.into_iter()
         .map(|(id, event, payload, queued_at)| {
             (
                 StoredMessage {
@@ -228,7 +243,7 @@ pub(super) async fn undelivered(
                 queued_at,
             )
         })
-        .collect())
+        .collect()
 }
 
 /// Undelivered rows per user: the offline queue lengths, loaded once at start and then kept
@@ -286,11 +301,21 @@ mod tests {
 
     #[tokio::test]
     async fn sync_and_the_message_listing_show_a_reader_the_same_messages() {
-        // Arrange: one message of each kind the rule tells apart, and bob in room "a".
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let store = Store::open(&DatabaseSettings::at(dir.path().join("rule.db")))
-            .await
-            .expect("open the store");
+        same_answer(&DatabaseSettings::at(dir.path().join("rule.db"))).await;
+    }
+
+    #[tokio::test]
+    async fn sync_and_the_message_listing_show_a_reader_the_same_messages_on_postgres() {
+        let name = "sync_and_the_message_listing_show_a_reader_the_same_messages_on_postgres";
+        if let Some(db) = crate::store::postgres::testing::database(name).await {
+            same_answer(&db.settings).await;
+        }
+    }
+
+    async fn same_answer(settings: &DatabaseSettings) {
+        // Arrange: one message of each kind the rule tells apart, and bob in room "a".
+        let store = Store::open(settings).await.expect("open the store");
         store.room_joined("a", "bob", "2024-01-01T00:00:00Z");
         let messages = [
             ("broadcast-message", (TargetKind::All, None), "alice"),

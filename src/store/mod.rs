@@ -6,9 +6,11 @@
 //!
 //! Where things are:
 //! - here: [`Store`], the whole API, and `Backend`, the one place that says which database
-//!   runs it (one variant, SQLite; see "Store backends" in `docs/architecture.md`);
-//! - `sqlite.rs`: opening the SQLite file (pragmas, migrations, crash recovery, where ids and
-//!   queues stand);
+//!   runs it (SQLite or PostgreSQL; see "Store backends" in `docs/architecture.md`), and what
+//!   opening decides whatever the database ([`start_state`]: where ids and queues stand);
+//! - `sqlite.rs`: opening the SQLite file (pragmas, migrations, crash recovery);
+//! - `postgres/`: the PostgreSQL backend, one file per SQLite file it mirrors (opening, the
+//!   writer's `commit_all`, the reads, retention's deletes);
 //! - `backup.rs`: `switchboard backup` (a checked `VACUUM INTO` copy, marked so that a
 //!   restored copy never hands out an id twice);
 //! - `writer.rs`: the one writer task, which commits writes in groups and settles each once;
@@ -27,6 +29,7 @@ mod counters;
 mod health;
 mod ids;
 mod messages;
+mod postgres;
 mod replay;
 pub mod retention;
 mod rooms;
@@ -37,17 +40,17 @@ mod writer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use sqlx::SqlitePool;
+use sqlx::{PgPool, SqlitePool};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::auth::Identity;
-use crate::config::DatabaseSettings;
+use crate::config::{DatabaseLocation, DatabaseSettings};
 use crate::metrics::Metrics;
 use crate::protocol::wire::timestamp;
 pub use health::WriteHealth;
@@ -72,12 +75,12 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// A database step failed.
-    #[error("{context} ({path}): {source}{hint}", hint = sqlite::hint(.source))]
+    #[error("{context} ({database}): {source}{hint}", hint = hint(.source))]
     Sql {
         /// What was being done.
         context: &'static str,
-        /// The database file.
-        path: PathBuf,
+        /// The database file or URL (without its password).
+        database: String,
         /// The cause.
         source: sqlx::Error,
     },
@@ -91,20 +94,20 @@ pub enum StoreError {
     /// The file is another program's database: it holds tables but no migration history,
     /// and migrating it would mix our tables into it.
     #[error(
-        "{path} is not a switchboard database: it holds tables ({tables}) but no migration \
-         history; point DATABASE_URL at a new file or at a switchboard database"
+        "{database} is not a switchboard database: it holds tables ({tables}) but no \
+         migration history; point DATABASE_URL at a new database or at a switchboard database"
     )]
     Foreign {
-        /// The database file.
-        path: PathBuf,
+        /// The database file or URL.
+        database: String,
         /// Some of its tables.
         tables: String,
     },
     /// A migration failed.
-    #[error("could not apply migrations to {path}: {source}")]
+    #[error("could not apply migrations to {database}: {source}")]
     Migrate {
-        /// The database file.
-        path: PathBuf,
+        /// The database file or URL.
+        database: String,
         /// The cause.
         source: sqlx::migrate::MigrateError,
     },
@@ -132,7 +135,7 @@ pub struct Store {
 
 struct Inner {
     backend: Backend,
-    path: PathBuf,
+    location: DatabaseLocation,
     writes: mpsc::UnboundedSender<WriteOp>,
     next_session_id: AtomicU64,
     shared: Arc<Shared>,
@@ -140,12 +143,93 @@ struct Inner {
     writer_task: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// The database the store runs on. Every read matches on it, so a second backend is a new
+/// The database the store runs on. Every read matches on it, so a new backend is a new
 /// variant whose missing arms the compiler lists; writes reach it through the writer task.
 /// Why an enum and not a trait: see "Store backends" in `docs/architecture.md`.
+#[derive(Clone)]
 enum Backend {
     /// One SQLite file, written by this process alone.
     Sqlite(SqlitePool),
+    /// A PostgreSQL database; in cluster mode (to come) shared by several nodes.
+    Postgres(PgPool),
+}
+
+impl Backend {
+    async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Self::Sqlite(pool) => pool.is_closed(),
+            Self::Postgres(pool) => pool.is_closed(),
+        }
+    }
+}
+
+/// A migrated, recovered database, ready for the writer: what each backend's `open` returns.
+struct Opened {
+    backend: Backend,
+    /// This run's row in `server_runs`, kept alive by the writer.
+    run_id: i64,
+    /// The highest session id stored: new ones continue after it.
+    last_session_id: u64,
+    shared: Shared,
+}
+
+/// Where ids and queues stand once a backend has read them: every id up to `last_used` may
+/// have been seen (nothing is handed out at or below it), ids up to `reserved_through` are
+/// reserved durably; `pruned` is the highest id retention deleted, `pending` the offline
+/// queue lengths.
+struct StartState {
+    last_used: u64,
+    reserved_through: u64,
+    id_block: u64,
+    pruned: u64,
+    pending: HashMap<String, u64>,
+}
+
+/// The state the writer and the store share, from where a backend found ids and queues.
+fn start_state(state: StartState) -> Shared {
+    Shared {
+        ids: IdAllocator::new(state.last_used, state.reserved_through, state.id_block),
+        committed: watch::Sender::new(state.last_used),
+        pending: Mutex::new(state.pending),
+        pruned_through: AtomicU64::new(state.pruned),
+        health: Default::default(),
+        metrics: Metrics::shared(),
+    }
+}
+
+/// Refuses a database that holds tables (`tables`, sorted) but no migration history:
+/// another program's, which migrating would fill with our tables (or fail on a table of the
+/// same name).
+fn refuse_foreign(tables: &[String], database: &DatabaseLocation) -> Result<(), StoreError> {
+    if tables.is_empty() || tables.iter().any(|t| t == "_sqlx_migrations") {
+        return Ok(());
+    }
+    let mut named: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
+    if tables.len() > named.len() {
+        named.push("...");
+    }
+    Err(StoreError::Foreign {
+        database: database.to_string(),
+        tables: named.join(", "),
+    })
+}
+
+/// What an operator can do about a database error, appended to its message (empty when
+/// there is nothing to add); only SQLite's errors have hints so far.
+fn hint(error: &sqlx::Error) -> &'static str {
+    match error.as_database_error() {
+        Some(e) if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+            sqlite::hint(error)
+        }
+        _ => "",
+    }
 }
 
 /// State the writer and the rest of the store share.
@@ -253,19 +337,24 @@ impl Store {
         settings: &DatabaseSettings,
         id_block: u64,
     ) -> Result<Self, StoreError> {
-        let opened = sqlite::open(settings, id_block).await?;
+        let opened = match &settings.location {
+            DatabaseLocation::Sqlite { path, is_default } => {
+                sqlite::open(settings, path, *is_default, id_block).await?
+            }
+            DatabaseLocation::Postgres(url) => postgres::open(settings, url, id_block).await?,
+        };
         let shared = Arc::new(opened.shared);
         let (writes, rx) = mpsc::unbounded_channel();
         let writer_task = tokio::spawn(writer::run(
-            opened.pool.clone(),
+            opened.backend.clone(),
             rx,
             opened.run_id,
             shared.clone(),
         ));
         let store = Self {
             inner: Arc::new(Inner {
-                backend: Backend::Sqlite(opened.pool),
-                path: settings.path.clone(),
+                backend: opened.backend,
+                location: settings.location.clone(),
                 writes,
                 next_session_id: AtomicU64::new(opened.last_session_id + 1),
                 shared,
@@ -298,15 +387,16 @@ impl Store {
         &self.inner.shared.metrics
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// Where the data lives (a SQLite file or a PostgreSQL database).
+    pub fn location(&self) -> &DatabaseLocation {
+        &self.inner.location
     }
 
     /// Whether the database answers a trivial query.
     pub async fn is_reachable(&self) -> bool {
         match &self.inner.backend {
             Backend::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
+            Backend::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
         }
     }
 
@@ -346,36 +436,37 @@ impl Store {
         {
             tracing::error!(error = %e, "store writer task failed");
         }
-        match &self.inner.backend {
-            Backend::Sqlite(pool) => pool.close().await,
-        }
+        self.inner.backend.close().await;
     }
 
     /// Whether [`Store::close`] has closed the database (background tasks stop on it).
     fn is_closed(&self) -> bool {
-        match &self.inner.backend {
-            Backend::Sqlite(pool) => pool.is_closed(),
-        }
+        self.inner.backend.is_closed()
     }
 
     /// What the hub rebuilds its live state from: room memberships and known users.
     pub async fn load_live_state(&self) -> Result<LiveState, StoreError> {
-        match &self.inner.backend {
-            Backend::Sqlite(pool) => Ok(LiveState {
-                memberships: rooms::memberships(pool)
-                    .await
-                    .map_err(self.failed("could not load room memberships"))?,
-                known_users: users::known_users(pool)
-                    .await
-                    .map_err(self.failed("could not load known users"))?,
-            }),
-        }
+        let (memberships, known_users) = match &self.inner.backend {
+            Backend::Sqlite(pool) => (
+                rooms::memberships(pool).await,
+                users::known_users(pool).await,
+            ),
+            Backend::Postgres(pool) => (
+                postgres::rooms::memberships(pool).await,
+                postgres::users::known_users(pool).await,
+            ),
+        };
+        Ok(LiveState {
+            memberships: memberships.map_err(self.failed("could not load room memberships"))?,
+            known_users: known_users.map_err(self.failed("could not load known users"))?,
+        })
     }
 
     /// Every stored token revocation, `(user_id, not_before)`, for the verifier at start.
     pub async fn token_revocations(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let rows = match &self.inner.backend {
             Backend::Sqlite(pool) => users::token_revocations(pool).await,
+            Backend::Postgres(pool) => postgres::users::token_revocations(pool).await,
         };
         let rows = rows.map_err(self.failed("could not load token revocations"))?;
         Ok(rows
@@ -528,7 +619,10 @@ impl Store {
         while let Some(request) = ids.needs_headroom() {
             // `None` while a request is in flight; a failed one was settled and is asked anew.
             if let Some(through) = request {
-                self.write(WriteOp::ReserveIds { through });
+                self.write(WriteOp::ReserveIds {
+                    through,
+                    block: ids.block(),
+                });
             }
             let left = ID_HEADROOM_GIVE_UP.saturating_sub(started.elapsed());
             if left.is_zero() {
@@ -547,9 +641,13 @@ impl Store {
 
     /// The next message id. Synchronous, for use under the hub lock.
     pub fn allocate_message_id(&self) -> u64 {
-        let (id, request) = self.inner.shared.ids.allocate();
+        let ids = &self.inner.shared.ids;
+        let (id, request) = ids.allocate();
         if let Some(through) = request {
-            self.write(WriteOp::ReserveIds { through });
+            self.write(WriteOp::ReserveIds {
+                through,
+                block: ids.block(),
+            });
         }
         id
     }
@@ -609,6 +707,7 @@ impl Store {
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let page = match &self.inner.backend {
             Backend::Sqlite(pool) => replay::replay_page(pool, page).await,
+            Backend::Postgres(pool) => postgres::replay::replay_page(pool, page).await,
         };
         page.map_err(self.failed("could not read a page of stored messages"))
     }
@@ -623,6 +722,7 @@ impl Store {
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let rows = match &self.inner.backend {
             Backend::Sqlite(pool) => messages::list(pool, filter, viewer).await,
+            Backend::Postgres(pool) => postgres::messages::list(pool, filter, viewer).await,
         };
         rows.map_err(self.failed("could not list stored messages"))
     }
@@ -635,6 +735,7 @@ impl Store {
     ) -> Result<Vec<(StoredMessage, String)>, StoreError> {
         let rows = match &self.inner.backend {
             Backend::Sqlite(pool) => messages::undelivered(pool, user_id, limit).await,
+            Backend::Postgres(pool) => postgres::messages::undelivered(pool, user_id, limit).await,
         };
         rows.map_err(self.failed("could not read an offline queue"))
     }
@@ -648,6 +749,9 @@ impl Store {
     ) -> Result<Option<OriginalAck>, StoreError> {
         let found = match &self.inner.backend {
             Backend::Sqlite(pool) => messages::find_by_client_msg_id(pool, sender_id, key).await,
+            Backend::Postgres(pool) => {
+                postgres::messages::find_by_client_msg_id(pool, sender_id, key).await
+            }
         };
         found.map_err(self.failed("could not look up an idempotency key"))
     }
@@ -661,6 +765,7 @@ impl Store {
     ) -> Result<HashMap<String, UserHistory>, StoreError> {
         let history = match &self.inner.backend {
             Backend::Sqlite(pool) => sessions::history(pool, user_ids, now).await,
+            Backend::Postgres(pool) => postgres::sessions::history(pool, user_ids, now).await,
         };
         history.map_err(self.failed("could not read session history"))
     }
@@ -673,6 +778,7 @@ impl Store {
     ) -> Result<Vec<SessionRow>, StoreError> {
         let rows = match &self.inner.backend {
             Backend::Sqlite(pool) => sessions::sessions_of(pool, user_id, limit).await,
+            Backend::Postgres(pool) => postgres::sessions::sessions_of(pool, user_id, limit).await,
         };
         rows.map_err(self.failed("could not read a user's sessions"))
     }
@@ -681,7 +787,7 @@ impl Store {
     fn failed(&self, context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
         move |source| StoreError::Sql {
             context,
-            path: self.inner.path.clone(),
+            database: self.inner.location.to_string(),
             source,
         }
     }

@@ -61,6 +61,26 @@ pub struct ReplayPage<'a> {
     pub limit: u32,
 }
 
+impl ReplayPage<'_> {
+    /// The lower bound of the visible arms (public, to the reader, ..., its rooms): past the
+    /// cursor and past `since`; `None` without `since`, when only the queue is read.
+    pub(super) fn visible_after(&self) -> Option<u64> {
+        self.since.map(|since| since.max(self.cursor))
+    }
+}
+
+/// Replayed rows `(message_id, event, payload, to the reader)` as messages.
+pub(super) fn replayed(rows: Vec<(i64, String, String, bool)>) -> Vec<StoredMessage> {
+    rows.into_iter()
+        .map(|(id, event, payload, to_reader)| StoredMessage {
+            id: id as u64,
+            event,
+            payload,
+            to_reader,
+        })
+        .collect()
+}
+
 /// Which arms a statement holds.
 #[derive(Debug, Clone, Copy)]
 struct Arms {
@@ -151,7 +171,7 @@ async fn run(
         return Ok(Vec::new());
     }
     let sql = arms.statement();
-    let visible_after = page.since.map(|since| clamp(since.max(page.cursor)));
+    let visible_after = page.visible_after().map(clamp);
     let mut query = sqlx::query_as::<_, (i64, String, String, bool)>(&sql)
         .bind(page.reader.user_id)
         .bind(page.reader.role)
@@ -162,16 +182,7 @@ async fn run(
     for room in rooms {
         query = query.bind(room);
     }
-    let rows = query.fetch_all(pool).await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, event, payload, to_reader)| StoredMessage {
-            id: id as u64,
-            event,
-            payload,
-            to_reader,
-        })
-        .collect())
+    Ok(replayed(query.fetch_all(pool).await?))
 }
 
 #[cfg(test)]
@@ -205,12 +216,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_in_more_rooms_than_one_statement_holds_pages_through_all_in_order() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        pages_through_rooms(&DatabaseSettings::at(dir.path().join("rooms.db"))).await;
+    }
+
+    #[tokio::test]
+    async fn a_reader_in_many_rooms_pages_through_all_in_order_on_postgres() {
+        let name = "a_reader_in_many_rooms_pages_through_all_in_order_on_postgres";
+        if let Some(db) = crate::store::postgres::testing::database(name).await {
+            pages_through_rooms(&db.settings).await;
+        }
+    }
+
+    async fn pages_through_rooms(settings: &DatabaseSettings) {
         // Arrange: bob in more rooms than one statement's arms, messages spread over them
         // (and over a room he is not in, and public ones) in an order unrelated to the rooms.
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let store = Store::open(&DatabaseSettings::at(dir.path().join("rooms.db")))
-            .await
-            .expect("open the store");
+        let store = Store::open(settings).await.expect("open the store");
         let rooms = ROOM_ARMS_PER_STATEMENT + 7;
         for r in 0..rooms {
             store.room_joined(&format!("r{r}"), "bob", "2024-01-01T00:00:00Z");
@@ -276,7 +297,9 @@ mod tests {
         let store = Store::open(&DatabaseSettings::at(dir.path().join("plan.db")))
             .await
             .expect("open the store");
-        let super::super::Backend::Sqlite(pool) = &store.inner.backend;
+        let super::super::Backend::Sqlite(pool) = &store.inner.backend else {
+            unreachable!("opened on a SQLite file")
+        };
         let shapes = [
             Arms {
                 visible: true,

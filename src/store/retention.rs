@@ -10,12 +10,12 @@ use std::time::SystemTime;
 use sqlx::SqlitePool;
 
 use super::counters::{PRUNED_THROUGH, raise_counter};
-use super::{Backend, Store};
+use super::{Backend, Store, postgres};
 use crate::config::RetentionSettings;
 use crate::protocol::wire::timestamp;
 
 /// Rows deleted per transaction.
-const CHUNK: i64 = 2000;
+pub(super) const CHUNK: i64 = 2000;
 
 /// What one pruning pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,44 +57,42 @@ pub(super) fn spawn(store: Store, settings: RetentionSettings) {
     });
 }
 
+/// Which messages a chunk deletes (besides those still queued, which stay).
+pub(super) enum Cutoff {
+    /// Created before this wire timestamp.
+    OlderThan(String),
+    /// Beyond the newest this many.
+    BeyondNewest(u64),
+}
+
 /// One pass: deletes, oldest first, what is older than `max_age` or beyond the newest
 /// `max_count` messages, keeping every message still queued for delivery.
 pub async fn prune(
     store: &Store,
     settings: &RetentionSettings,
 ) -> Result<PruneReport, sqlx::Error> {
-    match &store.inner.backend {
-        Backend::Sqlite(pool) => prune_sqlite(store, pool, settings).await,
-    }
-}
-
-async fn prune_sqlite(
-    store: &Store,
-    pool: &SqlitePool,
-    settings: &RetentionSettings,
-) -> Result<PruneReport, sqlx::Error> {
-    let mut report = PruneReport::default();
+    let mut cutoffs = Vec::new();
     if let Some(max_age) = settings.max_age {
-        let cutoff = timestamp(SystemTime::now() - max_age);
-        loop {
-            let ids = delete_chunk(store, pool, "m.created_at < ?1", &cutoff).await?;
-            if !record(&mut report, &ids) {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+        cutoffs.push(Cutoff::OlderThan(timestamp(SystemTime::now() - max_age)));
     }
     if let Some(max_count) = settings.max_count {
-        let offset = max_count.min(i64::MAX as u64).to_string();
+        cutoffs.push(Cutoff::BeyondNewest(max_count));
+    }
+    let mut report = PruneReport::default();
+    for cutoff in &cutoffs {
         loop {
-            let ids = delete_chunk(
-                store,
-                pool,
-                "m.message_id <= (SELECT message_id FROM messages ORDER BY message_id DESC
-                                   LIMIT 1 OFFSET CAST(?1 AS INTEGER))",
-                &offset,
-            )
-            .await?;
+            // Each chunk is its own transaction, which also raises the pruned-through
+            // counter; `sync` learns of the hole at once, so a pass that fails later still
+            // reports the hole it made.
+            let ids = match &store.inner.backend {
+                Backend::Sqlite(pool) => delete_chunk(pool, cutoff).await?,
+                Backend::Postgres(pool) => {
+                    postgres::retention::delete_chunk(pool, cutoff, CHUNK).await?
+                }
+            };
+            if let Some(max) = ids.iter().max() {
+                store.note_pruned(*max as u64);
+            }
             if !record(&mut report, &ids) {
                 break;
             }
@@ -113,15 +111,16 @@ fn record(report: &mut PruneReport, ids: &[i64]) -> bool {
     ids.len() as i64 == CHUNK
 }
 
-/// Deletes one chunk in its own transaction and makes its highest id known at once (to the
-/// counter in the same transaction, to `sync` after the commit), so a pass that fails later
-/// still reports the hole it made.
-async fn delete_chunk(
-    store: &Store,
-    pool: &SqlitePool,
-    condition: &str,
-    param: &str,
-) -> Result<Vec<i64>, sqlx::Error> {
+/// Deletes one chunk in its own transaction, raising the pruned-through counter with it.
+async fn delete_chunk(pool: &SqlitePool, cutoff: &Cutoff) -> Result<Vec<i64>, sqlx::Error> {
+    let (condition, param) = match cutoff {
+        Cutoff::OlderThan(at) => ("m.created_at < ?1", at.clone()),
+        Cutoff::BeyondNewest(n) => (
+            "m.message_id <= (SELECT message_id FROM messages ORDER BY message_id DESC
+                               LIMIT 1 OFFSET CAST(?1 AS INTEGER))",
+            (*n).min(i64::MAX as u64).to_string(),
+        ),
+    };
     let sql = format!(
         "DELETE FROM messages WHERE message_id IN (
              SELECT m.message_id FROM messages m
@@ -141,8 +140,5 @@ async fn delete_chunk(
         raise_counter(&mut *tx, PRUNED_THROUGH, *max as u64).await?;
     }
     tx.commit().await?;
-    if let Some(max) = ids.iter().max() {
-        store.note_pruned(*max as u64);
-    }
     Ok(ids)
 }

@@ -108,7 +108,7 @@ pub(super) async fn history(
     now: &str,
 ) -> Result<HashMap<String, UserHistory>, sqlx::Error> {
     let ids = serde_json::to_string(user_ids).unwrap_or_else(|_| "[]".into());
-    let rows: Vec<(String, i64, f64, String)> = sqlx::query_as(
+    let rows: Vec<HistoryRow> = sqlx::query_as(
         "SELECT s.user_id,
                 COUNT(*),
                 SUM(MAX(0, julianday(COALESCE(s.disconnected_at, ?2)) - julianday(s.connected_at)))
@@ -122,8 +122,15 @@ pub(super) async fn history(
     .bind(now)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
+    Ok(history_of(rows))
+}
+
+/// Per user, `(user_id, sessions, seconds connected, first seen)` as both backends read it.
+pub(super) type HistoryRow = (String, i64, f64, String);
+
+/// The history rows, keyed by user.
+pub(super) fn history_of(rows: Vec<HistoryRow>) -> HashMap<String, UserHistory> {
+    rows.into_iter()
         .map(|(user_id, count, seconds, first_seen)| {
             (
                 user_id,
@@ -134,7 +141,7 @@ pub(super) async fn history(
                 },
             )
         })
-        .collect())
+        .collect()
 }
 
 /// One stored session, as the REST API lists it.

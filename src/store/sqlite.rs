@@ -1,58 +1,51 @@
 //! Opening the SQLite backend: the file's directory, the pragmas (WAL, `synchronous`,
 //! foreign keys), the migrations, the crash recovery of sessions, and where message ids and
 //! offline queues stand. What comes out ([`Opened`]) is everything [`Store`](super::Store)
-//! needs to start its writer; a second backend would have its own `open` returning the same.
+//! needs to start its writer; `postgres/mod.rs` returns the same for PostgreSQL.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use tokio::sync::watch;
 
 use super::backup::{BACKUP_TAKEN_AT_MS, restored_id_floor};
 use super::counters::{PRUNED_THROUGH, RESERVED_THROUGH, counter, forget_counter, raise_counter};
-use super::ids::IdAllocator;
-use super::{Shared, StoreError, messages, sessions};
+use super::{Backend, Opened, Shared, StartState, StoreError, messages, sessions, start_state};
 use crate::config::{DatabaseSettings, Synchronous};
-use crate::metrics::Metrics;
 use crate::protocol::wire::timestamp;
 
-/// A migrated, recovered database, ready for the writer.
-pub(super) struct Opened {
-    pub(super) pool: SqlitePool,
-    /// This run's row in `server_runs`, kept alive by the writer.
-    pub(super) run_id: i64,
-    /// The highest session id stored: new ones continue after it.
-    pub(super) last_session_id: u64,
-    pub(super) shared: Shared,
-}
-
-/// Opens (creating if needed) the database file, migrates it, closes the sessions a crash
-/// left open, records this run and reserves the first block of `id_block` message ids.
-pub(super) async fn open(settings: &DatabaseSettings, id_block: u64) -> Result<Opened, StoreError> {
-    let path = &settings.path;
+/// Opens (creating if needed) the database file at `path`, migrates it, closes the sessions a
+/// crash left open, records this run and reserves the first block of `id_block` message ids.
+/// Only the default location (`is_default`) gets its directory created.
+pub(super) async fn open(
+    settings: &DatabaseSettings,
+    path: &Path,
+    is_default: bool,
+    id_block: u64,
+) -> Result<Opened, StoreError> {
     let sql = |context| {
-        let path = path.clone();
+        let database = path.display().to_string();
         move |source| StoreError::Sql {
             context,
-            path,
+            database,
             source,
         }
     };
-    let pool = connect(settings).await?;
+    let pool = connect(settings, path, is_default).await?;
     check_writable(&pool)
         .await
         .map_err(sql("the database cannot be written"))?;
-    refuse_foreign(&pool, path).await?;
+    let tables = tables(&pool)
+        .await
+        .map_err(sql("could not read the database's tables"))?;
+    super::refuse_foreign(&tables, &settings.location)?;
     sqlx::migrate!("./migrations")
         .run(&pool)
         .await
         .map_err(|source| StoreError::Migrate {
-            path: path.clone(),
+            database: path.display().to_string(),
             source,
         })?;
     let now = timestamp(SystemTime::now());
@@ -75,7 +68,7 @@ pub(super) async fn open(settings: &DatabaseSettings, id_block: u64) -> Result<O
         .await
         .map_err(sql("could not read the message log state"))?;
     Ok(Opened {
-        pool,
+        backend: Backend::Sqlite(pool),
         run_id,
         last_session_id,
         shared,
@@ -83,10 +76,17 @@ pub(super) async fn open(settings: &DatabaseSettings, id_block: u64) -> Result<O
 }
 
 /// Checks (or creates, for the default location) the file's directory and connects.
-async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, StoreError> {
-    let path = settings.path.clone();
-    let dir = settings.data_dir();
-    if settings.is_default {
+async fn connect(
+    settings: &DatabaseSettings,
+    path: &Path,
+    is_default: bool,
+) -> Result<SqlitePool, StoreError> {
+    let path = path.to_path_buf();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if is_default {
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDirectory {
             path: dir.clone(),
             source,
@@ -113,7 +113,7 @@ async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, StoreError> 
         .await
         .map_err(|source| StoreError::Sql {
             context: "could not open the database",
-            path,
+            database: path.display().to_string(),
             source,
         })
 }
@@ -143,14 +143,13 @@ async fn message_state(pool: &SqlitePool, id_block: u64) -> Result<Shared, sqlx:
         forget_counter(pool, BACKUP_TAKEN_AT_MS).await?;
     }
     let pending: HashMap<String, u64> = messages::queue_lengths(pool).await?.into_iter().collect();
-    Ok(Shared {
-        ids: IdAllocator::new(last_used, through, id_block),
-        committed: watch::Sender::new(last_used),
-        pending: Mutex::new(pending),
-        pruned_through: AtomicU64::new(pruned),
-        health: Default::default(),
-        metrics: Metrics::shared(),
-    })
+    Ok(start_state(StartState {
+        last_used,
+        reserved_through: through,
+        id_block,
+        pruned,
+        pending,
+    }))
 }
 
 /// Writes once and rolls it back: a read-only file (or a directory where the -wal file
@@ -165,31 +164,14 @@ async fn check_writable(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     rolled_back
 }
 
-/// Refuses a file that holds tables but no migration history: another program's database,
-/// which migrating would fill with our tables (or fail on a table of the same name).
-async fn refuse_foreign(pool: &SqlitePool, path: &Path) -> Result<(), StoreError> {
-    let tables: Vec<String> = sqlx::query_scalar(
+/// The database's tables, sorted, for [`super::refuse_foreign`].
+async fn tables(pool: &SqlitePool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
         "SELECT name FROM sqlite_master
          WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY name",
     )
     .fetch_all(pool)
     .await
-    .map_err(|source| StoreError::Sql {
-        context: "could not read the database's tables",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if tables.is_empty() || tables.iter().any(|t| t == "_sqlx_migrations") {
-        return Ok(());
-    }
-    let mut named: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
-    if tables.len() > named.len() {
-        named.push("...");
-    }
-    Err(StoreError::Foreign {
-        path: path.to_path_buf(),
-        tables: named.join(", "),
-    })
 }
 
 /// What an operator can do about a database error, appended to its message (empty when

@@ -35,12 +35,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{Connection, Database, Pool, QueryBuilder, Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::Shared;
 use super::counters::{RESERVED_THROUGH, raise_counter};
 use super::messages::MessageRecord;
+use super::{Backend, Shared, postgres};
 use super::{rooms, sessions, users};
 
 /// Most writes committed in one transaction.
@@ -132,10 +132,13 @@ pub(super) enum WriteOp {
         /// Told `Some(true)` once committed, `Some(false)` if it could not be stored.
         committed: watch::Sender<Option<bool>>,
     },
-    /// Reserve message ids up to `through`.
+    /// Reserve message ids: up to `through` (SQLite, one writer), or the next `block` ids
+    /// of the shared counter, whatever other nodes took (PostgreSQL).
     ReserveIds {
         /// New reservation bound.
         through: u64,
+        /// Ids per reservation.
+        block: u64,
     },
     /// The server is alive at this time.
     Alive {
@@ -159,9 +162,13 @@ pub(super) enum WriteOp {
 }
 
 /// What a committed transaction taught that its settlement needs.
-struct Facts {
+#[derive(Default)]
+pub(super) struct Facts {
     /// Per user, how many deliveries the receipts marked (the offline queue lengths follow).
-    delivered: HashMap<String, u64>,
+    pub(super) delivered: HashMap<String, u64>,
+    /// The ids `(first, through)` a reservation took from a shared counter (PostgreSQL);
+    /// `None` when the batch's reservation is the bound it asked for (SQLite).
+    pub(super) reserved: Option<(u64, u64)>,
 }
 
 /// How the attempt that decides a set of writes ended.
@@ -171,13 +178,16 @@ enum Outcome {
 }
 
 pub(super) async fn run(
-    pool: SqlitePool,
+    backend: Backend,
     mut rx: mpsc::UnboundedReceiver<WriteOp>,
     run_id: i64,
     shared: Arc<Shared>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut conn = Writer { pool, own: None };
+    let mut conn = match backend {
+        Backend::Sqlite(pool) => Writer::Sqlite(Own { pool, own: None }),
+        Backend::Postgres(pool) => Writer::Postgres(Own { pool, own: None }),
+    };
     loop {
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
             break;
@@ -196,15 +206,21 @@ pub(super) async fn run(
     drop(conn);
 }
 
-/// The writer's connection: taken from the pool once and kept (so its page cache stays
-/// warm), taken again should it break.
-struct Writer {
-    pool: SqlitePool,
-    own: Option<PoolConnection<Sqlite>>,
+/// The writer's connection, per backend.
+enum Writer {
+    Sqlite(Own<Sqlite>),
+    Postgres(Own<sqlx::Postgres>),
 }
 
-impl Writer {
-    async fn connection(&mut self) -> Result<&mut SqliteConnection, sqlx::Error> {
+/// A connection taken from the pool once and kept (so SQLite's page cache stays warm and
+/// PostgreSQL's prepared statements stay prepared), taken again should it break.
+struct Own<DB: Database> {
+    pool: Pool<DB>,
+    own: Option<PoolConnection<DB>>,
+}
+
+impl<DB: Database> Own<DB> {
+    async fn connection(&mut self) -> Result<&mut DB::Connection, sqlx::Error> {
         if self.own.is_none() {
             self.own = Some(self.pool.acquire().await?);
         }
@@ -225,14 +241,28 @@ impl Writer {
             drop(own.detach());
         }
     }
+}
 
+impl Writer {
     async fn commit_all(&mut self, batch: &[WriteOp], run_id: i64) -> Result<Facts, sqlx::Error> {
-        let result = match self.connection().await {
-            Ok(conn) => commit_all(conn, batch, run_id).await,
-            Err(e) => Err(e),
-        };
-        self.after(&result);
-        result
+        match self {
+            Self::Sqlite(own) => {
+                let result = match own.connection().await {
+                    Ok(conn) => commit_all(conn, batch, run_id).await,
+                    Err(e) => Err(e),
+                };
+                own.after(&result);
+                result
+            }
+            Self::Postgres(own) => {
+                let result = match own.connection().await {
+                    Ok(conn) => postgres::writer::commit_all(conn, batch, run_id).await,
+                    Err(e) => Err(e),
+                };
+                own.after(&result);
+                result
+            }
+        }
     }
 }
 
@@ -274,7 +304,11 @@ async fn write_batch(conn: &mut Writer, batch: &mut Vec<WriteOp>, run_id: i64, s
 /// Publishes what one attempt decided for `ops`, consuming them so that none is settled
 /// twice. Flushes are answered last, once everything before them is visible.
 fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outcome) {
-    let ok = matches!(outcome, Outcome::Committed(_));
+    let facts = match outcome {
+        Outcome::Committed(facts) => Some(facts),
+        Outcome::Failed => None,
+    };
+    let ok = facts.is_some();
     let mut highest = None;
     let mut flushes = Vec::new();
     for op in ops {
@@ -289,7 +323,12 @@ fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outc
                 }
                 highest = highest.max(Some(record.id));
             }
-            WriteOp::ReserveIds { through } if ok => shared.ids.reserved(through),
+            WriteOp::ReserveIds { through, .. } if ok => {
+                match facts.as_ref().and_then(|f| f.reserved) {
+                    Some((first, through)) => shared.ids.reserved_block(first, through),
+                    None => shared.ids.reserved(through),
+                }
+            }
             WriteOp::ReserveIds { .. } => shared.ids.reservation_failed(),
             WriteOp::Flush(done) => flushes.push(done),
             WriteOp::RevokeTokens { committed, .. } => {
@@ -307,7 +346,7 @@ fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outc
             | WriteOp::Stop { .. } => {}
         }
     }
-    if let Outcome::Committed(facts) = outcome {
+    if let Some(facts) = facts {
         for (user_id, n) in facts.delivered {
             shared.note_delivered(&user_id, n);
         }
@@ -333,18 +372,12 @@ async fn commit_all(
     // Gathering reorders them, in phases that keep every dependency: users before their
     // sessions, messages before the receipts that mark them, and everything else in the
     // order it was sent.
-    upsert_users(&mut tx, batch).await?;
-    open_sessions(&mut tx, batch).await?;
+    upsert_users(&mut tx, &seen_users(batch)).await?;
+    open_sessions(&mut tx, &opened_sessions(batch)).await?;
     let mut receipts = Receipts::of(batch);
-    let records: Vec<&MessageRecord> = batch
-        .iter()
-        .filter_map(|op| match op {
-            WriteOp::Message { record, .. } => Some(&**record),
-            _ => None,
-        })
-        .collect();
+    let records = records(batch);
     insert_messages(&mut tx, &records).await?;
-    insert_deliveries(&mut tx, &records, &mut receipts).await?;
+    insert_deliveries(&mut tx, &delivery_rows(&records, &mut receipts)).await?;
     mark_delivered(&mut tx, &mut receipts).await?;
     for op in batch {
         apply(&mut tx, op, run_id).await?;
@@ -352,7 +385,126 @@ async fn commit_all(
     tx.commit().await?;
     Ok(Facts {
         delivered: receipts.counts,
+        reserved: None,
     })
+}
+
+// ---- What a batch writes, gathered by kind: shared by both backends' `commit_all` ----
+
+/// A user seen in a batch, once however many times it connected: first and last time,
+/// name and role from the last connection (what the upserts one after the other would
+/// leave; PostgreSQL refuses one upsert that touches a row twice).
+pub(super) struct SeenUser<'a> {
+    pub(super) user_id: &'a str,
+    pub(super) username: &'a str,
+    pub(super) role: &'a str,
+    pub(super) first_at: &'a str,
+    pub(super) last_at: &'a str,
+}
+
+/// The users a batch saw, in the order first seen.
+pub(super) fn seen_users(batch: &[WriteOp]) -> Vec<SeenUser<'_>> {
+    let mut rows: Vec<SeenUser<'_>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for op in batch {
+        if let WriteOp::SeenUser {
+            user_id,
+            username,
+            role,
+            at,
+        } = op
+        {
+            match index.get(user_id.as_str()) {
+                Some(&i) => {
+                    let row = &mut rows[i];
+                    row.username = username;
+                    row.role = role;
+                    row.last_at = at;
+                }
+                None => {
+                    index.insert(user_id, rows.len());
+                    rows.push(SeenUser {
+                        user_id,
+                        username,
+                        role,
+                        first_at: at,
+                        last_at: at,
+                    });
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// A session a batch opened.
+pub(super) struct OpenedSession<'a> {
+    pub(super) session_id: i64,
+    pub(super) user_id: &'a str,
+    pub(super) transport: &'static str,
+    pub(super) remote_addr: Option<&'a str>,
+    pub(super) user_agent: Option<&'a str>,
+    pub(super) at: &'a str,
+}
+
+/// The sessions a batch opened, in order.
+pub(super) fn opened_sessions(batch: &[WriteOp]) -> Vec<OpenedSession<'_>> {
+    batch
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::OpenSession {
+                session_id,
+                user_id,
+                transport,
+                remote_addr,
+                user_agent,
+                at,
+            } => Some(OpenedSession {
+                session_id: *session_id as i64,
+                user_id,
+                transport,
+                remote_addr: remote_addr.as_deref(),
+                user_agent: user_agent.as_deref(),
+                at,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The messages a batch logs, in id order.
+pub(super) fn records(batch: &[WriteOp]) -> Vec<&MessageRecord> {
+    batch
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::Message { record, .. } => Some(&**record),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A delivery row: recipient, message id, queued at, delivered at (when its receipt is in
+/// the same batch).
+pub(super) type DeliveryRow<'a> = (&'a str, u64, &'a str, Option<&'a str>);
+
+/// The delivery rows of the batch's addressed messages; a row whose receipt is in the batch
+/// takes it (and goes in already delivered).
+pub(super) fn delivery_rows<'a>(
+    records: &[&'a MessageRecord],
+    receipts: &mut Receipts<'a>,
+) -> Vec<DeliveryRow<'a>> {
+    records
+        .iter()
+        .filter_map(|r| {
+            let user_id = r.recipient.as_deref()?;
+            Some((
+                user_id,
+                r.id,
+                r.created_at.as_str(),
+                receipts.take(user_id, r.id),
+            ))
+        })
+        .collect()
 }
 
 /// Chunk sizes for `n` rows: full chunks, then the powers of two that make up the rest.
@@ -369,38 +521,21 @@ fn chunk_sizes(n: usize) -> impl Iterator<Item = usize> {
 /// Inserts or refreshes the users of a batch, a multi-row upsert per chunk.
 async fn upsert_users(
     tx: &mut Transaction<'_, Sqlite>,
-    batch: &[WriteOp],
+    rows: &[SeenUser<'_>],
 ) -> Result<(), sqlx::Error> {
-    let rows: Vec<[&str; 4]> = batch
-        .iter()
-        .filter_map(|op| match op {
-            WriteOp::SeenUser {
-                user_id,
-                username,
-                role,
-                at,
-            } => Some([
-                user_id.as_str(),
-                username.as_str(),
-                role.as_str(),
-                at.as_str(),
-            ]),
-            _ => None,
-        })
-        .collect();
-    let mut rest = &rows[..];
+    let mut rest = rows;
     for size in chunk_sizes(rows.len()) {
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
         let mut upsert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO users (user_id, username, role, first_seen_at, last_seen_at) ",
         );
-        upsert.push_values(chunk, |mut row, [user_id, username, role, at]| {
-            row.push_bind(*user_id)
-                .push_bind(*username)
-                .push_bind(*role)
-                .push_bind(*at)
-                .push_bind(*at);
+        upsert.push_values(chunk, |mut row, user| {
+            row.push_bind(user.user_id)
+                .push_bind(user.username)
+                .push_bind(user.role)
+                .push_bind(user.first_at)
+                .push_bind(user.last_at);
         });
         upsert.push(
             " ON CONFLICT (user_id) DO UPDATE SET username = excluded.username,
@@ -414,13 +549,9 @@ async fn upsert_users(
 /// Inserts the sessions opened in a batch, a multi-row INSERT per chunk.
 async fn open_sessions(
     tx: &mut Transaction<'_, Sqlite>,
-    batch: &[WriteOp],
+    rows: &[OpenedSession<'_>],
 ) -> Result<(), sqlx::Error> {
-    let rows: Vec<&WriteOp> = batch
-        .iter()
-        .filter(|op| matches!(op, WriteOp::OpenSession { .. }))
-        .collect();
-    let mut rest = &rows[..];
+    let mut rest = rows;
     for size in chunk_sizes(rows.len()) {
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
@@ -428,23 +559,13 @@ async fn open_sessions(
             "INSERT INTO sessions
              (session_id, user_id, transport, remote_addr, user_agent, connected_at) ",
         );
-        insert.push_values(chunk, |mut row, op| {
-            if let WriteOp::OpenSession {
-                session_id,
-                user_id,
-                transport,
-                remote_addr,
-                user_agent,
-                at,
-            } = op
-            {
-                row.push_bind(*session_id as i64)
-                    .push_bind(user_id.as_str())
-                    .push_bind(*transport)
-                    .push_bind(remote_addr.as_deref())
-                    .push_bind(user_agent.as_deref())
-                    .push_bind(at.as_str());
-            }
+        insert.push_values(chunk, |mut row, s| {
+            row.push_bind(s.session_id)
+                .push_bind(s.user_id)
+                .push_bind(s.transport)
+                .push_bind(s.remote_addr)
+                .push_bind(s.user_agent)
+                .push_bind(s.at);
         });
         insert.build().execute(&mut **tx).await?;
     }
@@ -453,14 +574,14 @@ async fn open_sessions(
 
 /// The receipts of a batch, and per user how many deliveries they marked so far (the
 /// offline queue lengths follow the counts once the batch commits).
-struct Receipts<'a> {
+pub(super) struct Receipts<'a> {
     /// `(user, message id)` → when, the first receipt of each pair.
-    pending: HashMap<(&'a str, u64), &'a str>,
-    counts: HashMap<String, u64>,
+    pub(super) pending: HashMap<(&'a str, u64), &'a str>,
+    pub(super) counts: HashMap<String, u64>,
 }
 
 impl<'a> Receipts<'a> {
-    fn of(batch: &'a [WriteOp]) -> Self {
+    pub(super) fn of(batch: &'a [WriteOp]) -> Self {
         let mut pending = HashMap::new();
         for op in batch {
             if let WriteOp::MarkDelivered { user_id, ids, at } = op {
@@ -550,26 +671,12 @@ async fn insert_messages(
 }
 
 /// Inserts the delivery rows of the batch's addressed messages (after the messages: the
-/// foreign key wants that order), a multi-row INSERT per chunk; a row whose receipt is in
-/// the batch goes in already delivered.
-async fn insert_deliveries<'a>(
+/// foreign key wants that order), a multi-row INSERT per chunk.
+async fn insert_deliveries(
     tx: &mut Transaction<'_, Sqlite>,
-    records: &[&'a MessageRecord],
-    receipts: &mut Receipts<'a>,
+    rows: &[DeliveryRow<'_>],
 ) -> Result<(), sqlx::Error> {
-    let rows: Vec<(&str, u64, &str, Option<&str>)> = records
-        .iter()
-        .filter_map(|r| {
-            let user_id = r.recipient.as_deref()?;
-            Some((
-                user_id,
-                r.id,
-                r.created_at.as_str(),
-                receipts.take(user_id, r.id),
-            ))
-        })
-        .collect();
-    let mut rest = &rows[..];
+    let mut rest = rows;
     for size in chunk_sizes(rows.len()) {
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
@@ -612,7 +719,7 @@ async fn apply(
             at,
             ..
         } => users::revoke_tokens(tx, user_id, *not_before, at).await?,
-        WriteOp::ReserveIds { through } => {
+        WriteOp::ReserveIds { through, .. } => {
             raise_counter(&mut **tx, RESERVED_THROUGH, *through).await?;
         }
         WriteOp::Alive { at } => sessions::run_alive(tx, run_id, at).await?,

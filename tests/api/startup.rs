@@ -98,7 +98,7 @@ async fn a_database_in_a_missing_directory_is_a_clear_error() {
         .env_clear()
         .env("JWT_SECRET", SECRET)
         .env("BIND_ADDR", "127.0.0.1:0")
-        .env("DATABASE_URL", settings.path.display().to_string())
+        .env("DATABASE_URL", settings.location.to_string())
         .output()
         .expect("the binary runs");
     assert!(!output.status.success(), "non-zero exit");

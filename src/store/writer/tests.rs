@@ -243,7 +243,9 @@ async fn a_failed_id_reservation_is_asked_again_once_the_database_recovers() {
         matches!(waited, Ok(Ok(()))),
         "no reservation is asked again: {waited:?}"
     );
-    let Backend::Sqlite(pool) = &f.store.inner.backend;
+    let Backend::Sqlite(pool) = &f.store.inner.backend else {
+        unreachable!("the fixture opens a SQLite file")
+    };
     let reserved = counter(pool, RESERVED_THROUGH)
         .await
         .expect("read the reservation");
@@ -258,7 +260,9 @@ async fn a_failed_id_reservation_is_asked_again_once_the_database_recovers() {
 /// keeps its own. `None` limits the file to the pages it has now.
 async fn limit_pages(f: &Fixture, pages: Option<u64>) {
     f.store.flush().await;
-    let Backend::Sqlite(pool) = &f.store.inner.backend;
+    let Backend::Sqlite(pool) = &f.store.inner.backend else {
+        unreachable!("the fixture opens a SQLite file")
+    };
     let now: i64 = sqlx::query_scalar("PRAGMA page_count")
         .fetch_one(pool)
         .await

@@ -1,0 +1,205 @@
+//! The PostgreSQL backend (`DATABASE_URL=postgres://...`): the same tables and meanings as
+//! SQLite's (`migrations/postgres/`), one file here per SQLite file it mirrors, holding only
+//! SQL. What is not SQL is shared with SQLite and lives above: the intent API and
+//! [`WriteOp`](super::writer::WriteOp), the writer's loop, gathering and settle-once
+//! (`writer.rs`), the id allocator (`ids.rs`), retention's passes (`retention.rs`), the
+//! visibility rule (`messages.rs`).
+//!
+//! What PostgreSQL answers differently, ahead of cluster mode (several nodes, one database):
+//! an id reservation is one atomic "add a block, return the bound" (`counters.rs`), so nodes
+//! get disjoint blocks; crash recovery closes only this node's session rows
+//! ([`NODE_ID`], the `node_id` columns). One node today: see "Store backends" in
+//! `docs/architecture.md` for what several still need.
+
+pub(super) mod counters;
+pub(super) mod messages;
+pub(super) mod replay;
+pub(super) mod retention;
+pub(super) mod rooms;
+pub(super) mod sessions;
+pub(super) mod users;
+pub(super) mod writer;
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use super::counters::PRUNED_THROUGH;
+use super::{Backend, Opened, Shared, StartState, StoreError, start_state};
+use crate::config::{DatabaseSettings, PostgresUrl};
+use crate::protocol::wire::timestamp;
+
+/// The node this process is, in `sessions.node_id` and `server_runs.node_id`. One node
+/// today, so a constant (the columns' default); cluster mode will take it from `NODE_ID`.
+pub(super) const NODE_ID: &str = "default";
+
+/// How long opening waits for a connection: a database that does not answer in this long
+/// is reported, not waited on.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to the database at `url`, migrates it, closes the sessions a crash of this node
+/// left open, records this run and reserves the first block of `id_block` message ids.
+pub(super) async fn open(
+    settings: &DatabaseSettings,
+    url: &PostgresUrl,
+    id_block: u64,
+) -> Result<Opened, StoreError> {
+    let sql = |context| {
+        let database = url.to_string();
+        move |source| StoreError::Sql {
+            context,
+            database,
+            source,
+        }
+    };
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect(url.expose())
+        .await
+        .map_err(sql("could not connect to the database"))?;
+    let tables = tables(&pool)
+        .await
+        .map_err(sql("could not read the database's tables"))?;
+    super::refuse_foreign(&tables, &settings.location)?;
+    // sqlx takes an advisory lock around the migrations: nodes starting together take turns.
+    sqlx::migrate!("./migrations/postgres")
+        .run(&pool)
+        .await
+        .map_err(|source| StoreError::Migrate {
+            database: url.to_string(),
+            source,
+        })?;
+    let now = timestamp(SystemTime::now());
+    let closed = sessions::close_orphaned(&pool, NODE_ID, &now)
+        .await
+        .map_err(sql(
+            "could not close the sessions left open by the last run",
+        ))?;
+    if closed > 0 {
+        tracing::warn!(
+            closed,
+            "closed sessions left open by a crash (reason server_restart)"
+        );
+    }
+    let run_id = sessions::start_run(&pool, NODE_ID, &now)
+        .await
+        .map_err(sql("could not record this server run"))?;
+    let last_session_id = sessions::last_session_id(&pool)
+        .await
+        .map_err(sql("could not read the last session id"))?;
+    let shared = message_state(&pool, id_block)
+        .await
+        .map_err(sql("could not read the message log state"))?;
+    Ok(Opened {
+        backend: Backend::Postgres(pool),
+        run_id,
+        last_session_id,
+        shared,
+    })
+}
+
+/// Reserves the first block durably (past every stored or pruned id, whatever the counter
+/// says) and loads the queue lengths.
+async fn message_state(pool: &PgPool, id_block: u64) -> Result<Shared, sqlx::Error> {
+    let pruned = counters::counter(pool, PRUNED_THROUGH).await?;
+    let max_id = messages::last_stored_id(pool).await?;
+    let (first, through) = counters::reserve_block(pool, max_id.max(pruned), id_block).await?;
+    let pending: HashMap<String, u64> = messages::queue_lengths(pool).await?.into_iter().collect();
+    Ok(start_state(StartState {
+        last_used: first - 1,
+        reserved_through: through,
+        id_block,
+        pruned,
+        pending,
+    }))
+}
+
+/// The tables of the current schema, sorted, for [`super::refuse_foreign`].
+async fn tables(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = current_schema() ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Test databases on the local PostgreSQL, one per test, so tests run in parallel and leave
+/// nothing behind (tests/api/helpers.rs has the same for the integration tests).
+#[cfg(test)]
+pub(crate) mod testing {
+    use sqlx::{Connection, PgConnection};
+
+    use crate::config::{DatabaseSettings, PostgresUrl};
+
+    /// Where the server is: `TEST_POSTGRES_URL`, else the local one with trust auth.
+    fn server() -> String {
+        std::env::var("TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+    }
+
+    /// A database of its own, dropped (with any connection left to it) when this drops.
+    pub(crate) struct TestDatabase {
+        name: String,
+        /// Settings that point the store at it.
+        pub(crate) settings: DatabaseSettings,
+    }
+
+    /// A fresh database, or `None` after a loud SKIPPED line when PostgreSQL cannot be
+    /// reached; with `CI=true` that is a failure instead.
+    pub(crate) async fn database(test: &str) -> Option<TestDatabase> {
+        let admin = match PgConnection::connect(&format!("{}/postgres", server())).await {
+            Ok(conn) => conn,
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("PostgreSQL is unreachable and CI=true: {e}")
+            }
+            Err(e) => {
+                eprintln!("SKIPPED {test} on PostgreSQL: unreachable ({e})");
+                return None;
+            }
+        };
+        let mut admin = admin;
+        let name = format!("sb_test_{:016x}", rand_u64());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create a test database");
+        let url = PostgresUrl::parse(&format!("{}/{name}", server())).expect("a postgres URL");
+        Some(TestDatabase {
+            name,
+            settings: DatabaseSettings::postgres(url),
+        })
+    }
+
+    fn rand_u64() -> u64 {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("random bytes");
+        u64::from_le_bytes(bytes)
+    }
+
+    impl Drop for TestDatabase {
+        fn drop(&mut self) {
+            // Drop runs outside async (also while a failed test unwinds): a thread of its own
+            // with a runtime of its own. FORCE ends connections a store left open.
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                runtime.block_on(async {
+                    let mut admin =
+                        PgConnection::connect(&format!("{}/postgres", server())).await?;
+                    sqlx::query(&sql).execute(&mut admin).await.map(|_| ())
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("could not drop the test database {}", self.name);
+            }
+        }
+    }
+}

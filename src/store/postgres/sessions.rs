@@ -1,0 +1,144 @@
+//! Sessions and server runs on PostgreSQL; see `../sessions.rs`. Crash recovery closes only
+//! the rows of this node (`node_id`): in a cluster the other nodes' sessions are alive.
+
+use std::collections::HashMap;
+
+use sqlx::{PgConnection, PgPool};
+
+use super::super::sessions::{HistoryRow, SessionRow, UserHistory, history_of};
+
+/// Closes every session row `node_id` left open, with reason `server_restart`, at the last
+/// moment that node's previous run was known to be alive (never before the session began).
+/// Returns how many.
+pub(in crate::store) async fn close_orphaned(
+    pool: &PgPool,
+    node_id: &str,
+    now: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE sessions
+         SET disconnect_reason = 'server_restart',
+             disconnected_at = GREATEST(connected_at, COALESCE(
+                 (SELECT last_alive_at FROM server_runs WHERE node_id = $2
+                  ORDER BY run_id DESC LIMIT 1), $1))
+         WHERE disconnected_at IS NULL AND node_id = $2",
+    )
+    .bind(now)
+    .bind(node_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Records the start of this server run of `node_id`; returns its id.
+pub(in crate::store) async fn start_run(
+    pool: &PgPool,
+    node_id: &str,
+    now: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO server_runs (started_at, last_alive_at, node_id) VALUES ($1, $1, $2)
+         RETURNING run_id",
+    )
+    .bind(now)
+    .bind(node_id)
+    .fetch_one(pool)
+    .await
+}
+
+/// The highest session id ever stored (0 if none): new ids continue after it.
+pub(in crate::store) async fn last_session_id(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(session_id), 0) FROM sessions")
+        .fetch_one(pool)
+        .await?;
+    Ok(max.max(0) as u64)
+}
+
+/// Records that the run is alive at `at`.
+pub(in crate::store) async fn run_alive(
+    conn: &mut PgConnection,
+    run_id: i64,
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE server_runs SET last_alive_at = $2 WHERE run_id = $1")
+        .bind(run_id)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records that the run ended cleanly at `at`.
+pub(in crate::store) async fn run_stopped(
+    conn: &mut PgConnection,
+    run_id: i64,
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE server_runs SET last_alive_at = $2, stopped_at = $2 WHERE run_id = $1")
+        .bind(run_id)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Closes a session row with its reason; a row already closed keeps its first ending.
+pub(in crate::store) async fn close(
+    conn: &mut PgConnection,
+    session_id: u64,
+    at: &str,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sessions SET disconnected_at = $2, disconnect_reason = $3
+         WHERE session_id = $1 AND disconnected_at IS NULL",
+    )
+    .bind(session_id as i64)
+    .bind(at)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The stored history of each of `user_ids`, live sessions measured up to `now`. The text
+/// times are read as `timestamptz` for the arithmetic.
+pub(in crate::store) async fn history(
+    pool: &PgPool,
+    user_ids: &[String],
+    now: &str,
+) -> Result<HashMap<String, UserHistory>, sqlx::Error> {
+    let rows: Vec<HistoryRow> = sqlx::query_as(
+        "SELECT s.user_id,
+                COUNT(*),
+                COALESCE(SUM(GREATEST(0, EXTRACT(EPOCH FROM
+                    COALESCE(s.disconnected_at, $2)::timestamptz
+                    - s.connected_at::timestamptz))), 0)::float8,
+                u.first_seen_at
+         FROM sessions s JOIN users u ON u.user_id = s.user_id
+         WHERE s.user_id = ANY($1)
+         GROUP BY s.user_id, u.first_seen_at",
+    )
+    .bind(user_ids)
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    Ok(history_of(rows))
+}
+
+/// A user's sessions, newest first.
+pub(in crate::store) async fn sessions_of(
+    pool: &PgPool,
+    user_id: &str,
+    limit: u32,
+) -> Result<Vec<SessionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT session_id, transport, remote_addr, user_agent, connected_at, disconnected_at,
+                disconnect_reason
+         FROM sessions WHERE user_id = $1 ORDER BY session_id DESC LIMIT $2",
+    )
+    .bind(user_id)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+}

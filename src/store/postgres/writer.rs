@@ -1,0 +1,239 @@
+//! The writer's `commit_all` on PostgreSQL: the SQL of one batch in one transaction. The
+//! loop, the gathering of writes by kind and settle-once are `../writer.rs`'s, shared with
+//! SQLite; this only runs statements.
+//!
+//! Rows of a kind go in as one statement over arrays (`INSERT ... SELECT * FROM UNNEST($1,
+//! $2, ...)`): one statement text whatever the number of rows, so it is prepared once per
+//! connection, and a round trip per table instead of per row. Multi-row `VALUES` built with
+//! `QueryBuilder` were measured against it (`docs/architecture.md`, "Store backends").
+
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
+
+use super::super::messages::MessageRecord;
+use super::super::writer::{
+    DeliveryRow, Facts, OpenedSession, Receipts, SeenUser, WriteOp, delivery_rows, opened_sessions,
+    records, seen_users,
+};
+use super::{NODE_ID, counters, rooms, sessions, users};
+
+/// Runs the SQL of `batch` in one transaction (the phases of the SQLite `commit_all`: users
+/// before their sessions, messages before the receipts that mark them, then everything else
+/// in the order it was sent).
+pub(in crate::store) async fn commit_all(
+    conn: &mut PgConnection,
+    batch: &[WriteOp],
+    run_id: i64,
+) -> Result<Facts, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    upsert_users(&mut tx, &seen_users(batch)).await?;
+    open_sessions(&mut tx, &opened_sessions(batch)).await?;
+    let mut receipts = Receipts::of(batch);
+    let records = records(batch);
+    insert_messages(&mut tx, &records).await?;
+    insert_deliveries(&mut tx, &delivery_rows(&records, &mut receipts)).await?;
+    mark_delivered(&mut tx, &mut receipts).await?;
+    let mut reserved = None;
+    for op in batch {
+        if let Some(block) = apply(&mut tx, op, run_id).await? {
+            reserved = Some(block);
+        }
+    }
+    tx.commit().await?;
+    Ok(Facts {
+        delivered: receipts.counts,
+        reserved,
+    })
+}
+
+async fn upsert_users(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[SeenUser<'_>],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let column = |f: for<'r> fn(&'r SeenUser<'r>) -> &'r str| {
+        rows.iter().map(|u| f(u)).collect::<Vec<&str>>()
+    };
+    sqlx::query(
+        "INSERT INTO users (user_id, username, role, first_seen_at, last_seen_at)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+         ON CONFLICT (user_id) DO UPDATE SET username = excluded.username,
+             role = excluded.role, last_seen_at = excluded.last_seen_at",
+    )
+    .bind(column(|u| u.user_id))
+    .bind(column(|u| u.username))
+    .bind(column(|u| u.role))
+    .bind(column(|u| u.first_at))
+    .bind(column(|u| u.last_at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn open_sessions(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[OpenedSession<'_>],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO sessions
+             (session_id, user_id, transport, remote_addr, user_agent, connected_at, node_id)
+         SELECT s.*, $7 FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[],
+                                    $5::text[], $6::text[]) AS s",
+    )
+    .bind(rows.iter().map(|s| s.session_id).collect::<Vec<i64>>())
+    .bind(rows.iter().map(|s| s.user_id).collect::<Vec<&str>>())
+    .bind(rows.iter().map(|s| s.transport).collect::<Vec<&str>>())
+    .bind(
+        rows.iter()
+            .map(|s| s.remote_addr)
+            .collect::<Vec<Option<&str>>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|s| s.user_agent)
+            .collect::<Vec<Option<&str>>>(),
+    )
+    .bind(rows.iter().map(|s| s.at).collect::<Vec<&str>>())
+    .bind(NODE_ID)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_messages(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[&MessageRecord],
+) -> Result<(), sqlx::Error> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let text = |f: fn(&MessageRecord) -> &str| records.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let maybe =
+        |f: fn(&MessageRecord) -> Option<&str>| records.iter().map(|r| f(r)).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO messages (message_id, event, target_kind, target, sender_id, body,
+             type, payload, client_msg_id, live_recipients, created_at)
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[])",
+    )
+    .bind(records.iter().map(|r| r.id as i64).collect::<Vec<i64>>())
+    .bind(text(|r| &r.event))
+    .bind(text(|r| r.target_kind.as_str()))
+    .bind(maybe(|r| r.target.as_deref()))
+    .bind(text(|r| &r.sender_id))
+    .bind(text(|r| &r.body))
+    .bind(maybe(|r| r.kind.as_deref()))
+    .bind(text(|r| &r.payload))
+    .bind(maybe(|r| r.client_msg_id.as_deref()))
+    .bind(
+        records
+            .iter()
+            .map(|r| r.live_recipients.min(i64::MAX as u64) as i64)
+            .collect::<Vec<i64>>(),
+    )
+    .bind(text(|r| &r.created_at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// After the messages: the foreign key wants that order.
+async fn insert_deliveries(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[DeliveryRow<'_>],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO deliveries (user_id, message_id, queued_at, delivered_at)
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[])",
+    )
+    .bind(rows.iter().map(|r| r.0).collect::<Vec<&str>>())
+    .bind(rows.iter().map(|r| r.1 as i64).collect::<Vec<i64>>())
+    .bind(rows.iter().map(|r| r.2).collect::<Vec<&str>>())
+    .bind(rows.iter().map(|r| r.3).collect::<Vec<Option<&str>>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Marks the deliveries of the receipts left over (for messages of earlier batches) in one
+/// statement, counting the rows it changed.
+async fn mark_delivered(
+    tx: &mut Transaction<'_, Postgres>,
+    receipts: &mut Receipts<'_>,
+) -> Result<(), sqlx::Error> {
+    if receipts.pending.is_empty() {
+        return Ok(());
+    }
+    let (mut users, mut ids, mut ats) = (Vec::new(), Vec::new(), Vec::new());
+    for (&(user_id, id), &at) in &receipts.pending {
+        users.push(user_id);
+        ids.push(id as i64);
+        ats.push(at);
+    }
+    let marked: Vec<String> = sqlx::query_scalar(
+        "UPDATE deliveries SET delivered_at = marked.at
+         FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS marked (user_id, message_id, at)
+         WHERE deliveries.delivered_at IS NULL
+           AND deliveries.user_id = marked.user_id
+           AND deliveries.message_id = marked.message_id
+         RETURNING deliveries.user_id",
+    )
+    .bind(users)
+    .bind(ids)
+    .bind(ats)
+    .fetch_all(&mut **tx)
+    .await?;
+    for user in marked {
+        *receipts.counts.entry(user).or_default() += 1;
+    }
+    Ok(())
+}
+
+/// Runs one write that is not gathered into the array statements; a reservation returns
+/// the ids it took.
+async fn apply(
+    tx: &mut Transaction<'_, Postgres>,
+    op: &WriteOp,
+    run_id: i64,
+) -> Result<Option<(u64, u64)>, sqlx::Error> {
+    match op {
+        // Gathered by `commit_all` before the others run.
+        WriteOp::SeenUser { .. }
+        | WriteOp::OpenSession { .. }
+        | WriteOp::Message { .. }
+        | WriteOp::MarkDelivered { .. } => {}
+        WriteOp::CloseSession {
+            session_id,
+            at,
+            reason,
+        } => sessions::close(tx, *session_id, at, reason).await?,
+        WriteOp::JoinRoom { room, user_id, at } => rooms::join(tx, room, user_id, at).await?,
+        WriteOp::LeaveRoom { room, user_id } => rooms::leave(tx, room, user_id).await?,
+        WriteOp::RevokeTokens {
+            user_id,
+            not_before,
+            at,
+            ..
+        } => users::revoke_tokens(tx, user_id, *not_before, at).await?,
+        WriteOp::ReserveIds { block, .. } => {
+            // The next block of the shared counter, not the bound asked for: other nodes
+            // may have reserved past it.
+            return Ok(Some(counters::reserve_block(&mut **tx, 0, *block).await?));
+        }
+        WriteOp::Alive { at } => sessions::run_alive(tx, run_id, at).await?,
+        WriteOp::Stop { at } => sessions::run_stopped(tx, run_id, at).await?,
+        WriteOp::Flush(_) => {}
+        #[cfg(test)]
+        WriteOp::OnWriterConnection { sql, .. } => {
+            sqlx::query(sql).execute(&mut **tx).await?;
+        }
+    }
+    Ok(None)
+}
