@@ -11,8 +11,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use sqlx::SqlitePool;
-use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
+use sqlx::{Connection, FromRow, PgConnection, PgPool, Postgres, Sqlite, SqlitePool};
+use switchboard::config::{DatabaseSettings, PostgresUrl};
 use switchboard::{Gateway, Settings};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
@@ -39,7 +41,9 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 /// A running gateway on a fresh database.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The SQLite file (empty on PostgreSQL: see [`TestApp::place`]).
     pub db_path: PathBuf,
+    place: Place,
     stop: CancellationToken,
     server: Option<tokio::task::JoinHandle<()>>,
     _dir: Option<TempDir>,
@@ -61,8 +65,97 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// Starts a gateway on an existing database file (for restarts).
 pub async fn spawn_app_on(db_path: &Path, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_at(&Place::Sqlite(db_path.to_path_buf()), tweak).await
+}
+
+/// The database a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A database of its own on the local PostgreSQL.
+    Postgres,
+}
+
+/// Runs each `async fn name(backend: Backend)` listed as two tests, `sqlite::name` and
+/// `postgres::name`: the same assertions on both stores.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::helpers::Backend::Postgres).await
+            })*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// Where a gateway's data lives; a clone restarts a gateway on the same data. A PostgreSQL
+/// database is dropped once the last clone is gone.
+#[derive(Clone)]
+pub enum Place {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database.
+    Postgres(std::sync::Arc<PgDatabase>),
+}
+
+impl Place {
+    fn database(&self) -> DatabaseSettings {
+        match self {
+            Self::Sqlite(path) => DatabaseSettings::at(path),
+            Self::Postgres(db) => DatabaseSettings::postgres(db.url.clone()),
+        }
+    }
+
+    /// `DATABASE_URL` for a child process.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Postgres(db) => db.url.expose().to_owned(),
+        }
+    }
+
+    /// A fresh place on `backend`; `None` when PostgreSQL is unreachable (outside CI), after
+    /// a loud SKIPPED line naming `test`. The temporary directory of a SQLite file goes to
+    /// the caller to keep.
+    pub async fn fresh(backend: Backend, test: &str) -> Option<(Self, Option<TempDir>)> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path = dir.path().join("switchboard.db");
+                Some((Self::Sqlite(path), Some(dir)))
+            }
+            Backend::Postgres => {
+                let db = PgDatabase::create(test).await?;
+                Some((Self::Postgres(std::sync::Arc::new(db)), None))
+            }
+        }
+    }
+}
+
+/// Starts a gateway on `backend` with default test settings adjusted by `tweak`; `None`
+/// when the test must be skipped (PostgreSQL unreachable outside CI).
+pub async fn spawn_on(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let (place, dir) = Place::fresh(backend, &test).await?;
+    let mut app = spawn_app_at(&place, tweak).await;
+    app._dir = dir;
+    Some(app)
+}
+
+/// Starts a gateway on the data at `place` (for restarts).
+pub async fn spawn_app_at(place: &Place, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     LazyLock::force(&TRACING);
-    let mut settings = Settings::for_database(db_path, SECRET);
+    let mut settings = Settings::for_database("unused.db", SECRET);
+    settings.database = place.database();
     tweak(&mut settings);
     let gateway = Gateway::build(settings).await.expect("gateway starts");
     let addr = gateway.local_addr();
@@ -75,7 +168,11 @@ pub async fn spawn_app_on(db_path: &Path, tweak: impl FnOnce(&mut Settings)) -> 
     });
     TestApp {
         addr,
-        db_path: db_path.to_path_buf(),
+        db_path: match place {
+            Place::Sqlite(path) => path.clone(),
+            Place::Postgres(_) => PathBuf::new(),
+        },
+        place: place.clone(),
         stop,
         server: Some(server),
         _dir: None,
@@ -178,6 +275,16 @@ impl TestApp {
         open_db(&self.db_path).await
     }
 
+    /// Where the data lives: restart on it with [`spawn_app_at`].
+    pub fn place(&self) -> Place {
+        self.place.clone()
+    }
+
+    /// The database directly, SQLite or PostgreSQL, as an operator would query it.
+    pub async fn sql(&self) -> Sql {
+        Sql::open(&self.place).await
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         self.stop.cancel();
@@ -198,6 +305,134 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+/// A test database of its own on the local PostgreSQL (`TEST_POSTGRES_URL`, else
+/// `postgres://postgres@127.0.0.1:5432`), dropped when this drops, even after a failure.
+pub struct PgDatabase {
+    name: String,
+    url: PostgresUrl,
+}
+
+fn postgres_server() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+impl PgDatabase {
+    /// Creates one; `None` after a loud SKIPPED line when PostgreSQL is unreachable, except
+    /// with `CI=true`, where that fails the test.
+    pub async fn create(test: &str) -> Option<Self> {
+        let mut admin = match PgConnection::connect(&format!("{}/postgres", postgres_server()))
+            .await
+        {
+            Ok(conn) => conn,
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("PostgreSQL is unreachable and CI=true: {e}")
+            }
+            Err(e) => {
+                eprintln!(
+                    "\n*** SKIPPED {test} on PostgreSQL: {e} (set CI=true to fail instead) ***\n"
+                );
+                return None;
+            }
+        };
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).expect("random bytes");
+        let name = format!("sb_test_{:016x}", u64::from_le_bytes(random));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+        let url = PostgresUrl::parse(&format!("{}/{name}", postgres_server())).expect("a URL");
+        Some(Self { name, url })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Drop is not async, and may run while a failed test unwinds: a thread with its own
+        // runtime. FORCE ends the connections a gateway still holds.
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                let mut admin =
+                    PgConnection::connect(&format!("{}/postgres", postgres_server())).await?;
+                sqlx::query(&sql).execute(&mut admin).await.map(|_| ())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop the test database {}", self.name);
+        }
+    }
+}
+
+/// A connection pool to either database, for assertions written once: `$1`, `$2`, ... are
+/// positional parameters on both.
+pub enum Sql {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Sql {
+    async fn open(place: &Place) -> Self {
+        match place {
+            Place::Sqlite(path) => Self::Sqlite(open_db(path).await),
+            Place::Postgres(db) => Self::Postgres(
+                PgPool::connect(db.url.expose())
+                    .await
+                    .expect("database opens"),
+            ),
+        }
+    }
+
+    /// Every row of `sql`, binding `binds` as `$1`, `$2`, ...
+    pub async fn rows<T>(&self, sql: &str, binds: &[&str]) -> Vec<T>
+    where
+        T: Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow>,
+    {
+        match self {
+            Self::Sqlite(pool) => {
+                let mut query = sqlx::query_as::<Sqlite, T>(sql);
+                for b in binds {
+                    query = query.bind(*b);
+                }
+                query.fetch_all(pool).await
+            }
+            Self::Postgres(pool) => {
+                let mut query = sqlx::query_as::<Postgres, T>(sql);
+                for b in binds {
+                    query = query.bind(*b);
+                }
+                query.fetch_all(pool).await
+            }
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The one row of `sql`.
+    pub async fn row<T>(&self, sql: &str, binds: &[&str]) -> T
+    where
+        T: Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow>,
+    {
+        let mut rows = self.rows::<T>(sql, binds).await;
+        assert_eq!(rows.len(), 1, "{sql}: one row");
+        rows.remove(0)
+    }
+
+    /// The one value of `sql` (a one-column row).
+    pub async fn scalar<T>(&self, sql: &str, binds: &[&str]) -> T
+    where
+        T: Send + Unpin,
+        (T,): for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow>,
+    {
+        self.row::<(T,)>(sql, binds).await.0
     }
 }
 
@@ -397,19 +632,28 @@ pub struct BinaryServer {
 impl BinaryServer {
     /// Starts the binary on `db_path` with extra environment, and waits for its listen line.
     pub async fn start(db_path: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_at(&Place::Sqlite(db_path.to_path_buf()), env).await
+    }
+
+    /// Starts the binary on the data at `place`.
+    pub async fn start_at(place: &Place, env: &[(&str, &str)]) -> Self {
         let binary = std::env::var("SWITCHBOARD_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").to_string());
-        Self::start_program(Path::new(&binary), db_path, env).await
+        Self::start_program_at(Path::new(&binary), place, env).await
     }
 
     /// Starts any program that serves the gateway (the binary, or an example embedding it).
     pub async fn start_program(program: &Path, db_path: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_program_at(program, &Place::Sqlite(db_path.to_path_buf()), env).await
+    }
+
+    async fn start_program_at(program: &Path, place: &Place, env: &[(&str, &str)]) -> Self {
         use std::io::{BufRead, BufReader};
         let mut command = std::process::Command::new(program);
         command
             .env_clear()
             .env("BIND_ADDR", "127.0.0.1:0")
-            .env("DATABASE_URL", format!("sqlite://{}", db_path.display()))
+            .env("DATABASE_URL", place.url())
             .env("JWT_SECRET", SECRET)
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::null())
@@ -510,12 +754,12 @@ pub fn parse_listen_line(line: &str) -> Option<SocketAddr> {
 pub async fn reason_of(app: &TestApp, flusher: &mut WsClient, user_id: &str) -> Option<String> {
     flusher.emit("get-users-stats", Value::Null).await;
     flusher.wait_for("users-stats").await;
-    sqlx::query_scalar(
-        "SELECT disconnect_reason FROM sessions WHERE user_id = ?
-         ORDER BY session_id DESC LIMIT 1",
-    )
-    .bind(user_id)
-    .fetch_one(&app.db().await)
-    .await
-    .expect("session row")
+    app.sql()
+        .await
+        .scalar(
+            "SELECT disconnect_reason FROM sessions WHERE user_id = $1
+             ORDER BY session_id DESC LIMIT 1",
+            &[user_id],
+        )
+        .await
 }

@@ -1,13 +1,22 @@
-//! Session history in SQLite: rows per connection, statistics that grow over reconnects, a
-//! graceful stop that closes every row, and a crash whose open rows the next start closes.
+//! Session history, on SQLite and on PostgreSQL: rows per connection, statistics that grow
+//! over reconnects, a graceful stop that closes every row, and a crash whose open rows the
+//! next start closes.
 
 use serde_json::Value;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn every_connection_gets_a_session_row_with_its_details_and_end() {
-    let app = spawn_app().await;
+on_both_backends!(
+    every_connection_gets_a_session_row_with_its_details_and_end,
+    statistics_count_past_sessions_after_reconnects,
+    a_graceful_stop_sends_close_frames_and_closes_every_row,
+    a_restart_after_a_crash_closes_the_rows_left_open,
+);
+
+async fn every_connection_gets_a_session_row_with_its_details_and_end(backend: Backend) {
+    let Some(app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     let (alice, _) = app.user("alice", "ADMIN").await;
     alice.close().await;
     let (mut bob, _) = app.user("bob", "USER").await;
@@ -15,23 +24,25 @@ async fn every_connection_gets_a_session_row_with_its_details_and_end() {
     bob.emit("get-users-stats", Value::Null).await;
     bob.expect("users-stats").await;
 
+    let sql = app.sql().await;
     let row: (
         String,
+        Option<String>,
+        Option<String>,
         String,
         Option<String>,
-        String,
         Option<String>,
-        Option<String>,
-    ) = sqlx::query_as(
-        "SELECT transport, remote_addr, user_agent, connected_at, disconnected_at,
+    ) = sql
+        .row(
+            "SELECT transport, remote_addr, user_agent, connected_at, disconnected_at,
                     disconnect_reason
              FROM sessions WHERE user_id = 'alice'",
-    )
-    .fetch_one(&app.db().await)
-    .await
-    .expect("alice's session row");
+            &[],
+        )
+        .await;
     assert_eq!(row.0, "ws");
-    assert!(row.1.starts_with("127.0.0.1:"), "{}", row.1);
+    let remote = row.1.clone().unwrap_or_default();
+    assert!(remote.starts_with("127.0.0.1:"), "{remote}");
     assert!(row.3.ends_with('Z'), "{}", row.3);
     assert!(
         row.4.as_deref().is_some_and(|d| d >= row.3.as_str()),
@@ -39,17 +50,19 @@ async fn every_connection_gets_a_session_row_with_its_details_and_end() {
     );
     assert_eq!(row.5.as_deref(), Some("client_closed"));
 
-    let user: (String, String) =
-        sqlx::query_as("SELECT username, role FROM users WHERE user_id = 'alice'")
-            .fetch_one(&app.db().await)
-            .await
-            .expect("alice's user row");
+    let user: (String, String) = sql
+        .row(
+            "SELECT username, role FROM users WHERE user_id = 'alice'",
+            &[],
+        )
+        .await;
     assert_eq!(user, ("Alice".into(), "ADMIN".into()));
 }
 
-#[tokio::test]
-async fn statistics_count_past_sessions_after_reconnects() {
-    let app = spawn_app().await;
+async fn statistics_count_past_sessions_after_reconnects(backend: Backend) {
+    let Some(app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     let (mut watcher, _) = app.user("watcher", "USER").await;
     let mut first_seen = None;
     let mut last_total = 0;
@@ -80,25 +93,28 @@ async fn statistics_count_past_sessions_after_reconnects() {
     }
 }
 
-#[tokio::test]
-async fn a_graceful_stop_sends_close_frames_and_closes_every_row() {
-    let mut app = spawn_app().await;
+async fn a_graceful_stop_sends_close_frames_and_closes_every_row(backend: Backend) {
+    let Some(mut app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     let dir = app.take_dir();
-    let db_path = app.db_path.clone();
+    let place = app.place();
     let (mut alice, _) = app.user("alice", "USER").await;
     let (mut bob, _) = app.user("bob", "USER").await;
     alice.expect("user-connected").await;
+    let sql = app.sql().await;
 
     app.stop().await;
     for client in [&mut alice, &mut bob] {
         let close = client.expect_close().await.expect("a close frame");
         assert_eq!(u16::from(close.code), 1001);
     }
-    let reasons: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT user_id, disconnect_reason FROM sessions ORDER BY user_id")
-            .fetch_all(&open_db(&db_path).await)
-            .await
-            .expect("rows");
+    let reasons: Vec<(String, Option<String>)> = sql
+        .rows(
+            "SELECT user_id, disconnect_reason FROM sessions ORDER BY user_id",
+            &[],
+        )
+        .await;
     assert_eq!(
         reasons,
         vec![
@@ -106,21 +122,23 @@ async fn a_graceful_stop_sends_close_frames_and_closes_every_row() {
             ("bob".into(), Some("server_shutdown".into())),
         ]
     );
-    let stopped: Option<String> =
-        sqlx::query_scalar("SELECT stopped_at FROM server_runs ORDER BY run_id DESC LIMIT 1")
-            .fetch_one(&open_db(&db_path).await)
-            .await
-            .expect("run row");
+    let stopped: Option<String> = sql
+        .scalar(
+            "SELECT stopped_at FROM server_runs ORDER BY run_id DESC LIMIT 1",
+            &[],
+        )
+        .await;
     assert!(stopped.is_some(), "the run records its stop");
-    drop(dir);
+    drop((dir, place));
 }
 
-#[tokio::test]
-async fn a_restart_after_a_crash_closes_the_rows_left_open() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db_path = dir.path().join("crash.db");
+async fn a_restart_after_a_crash_closes_the_rows_left_open(backend: Backend) {
+    let test = "a_restart_after_a_crash_closes_the_rows_left_open";
+    let Some((place, _dir)) = Place::fresh(backend, test).await else {
+        return;
+    };
 
-    let server = BinaryServer::start(&db_path, &[]).await;
+    let server = BinaryServer::start_at(&place, &[]).await;
     let mut alice = server.user("alice", "").await;
     alice.expect("connected").await;
     // Stats flush the store: the session row is committed before the crash.
@@ -128,21 +146,24 @@ async fn a_restart_after_a_crash_closes_the_rows_left_open() {
     alice.wait_for("users-stats").await;
     server.kill();
 
-    let restarted = spawn_app_on(&db_path, |_| {}).await;
-    let row: (Option<String>, Option<String>, String) = sqlx::query_as(
-        "SELECT disconnect_reason, disconnected_at, connected_at FROM sessions WHERE user_id = 'alice'",
-    )
-    .fetch_one(&restarted.db().await)
-    .await
-    .expect("alice's row");
+    let restarted = spawn_app_at(&place, |_| {}).await;
+    let sql = restarted.sql().await;
+    let row: (Option<String>, Option<String>, String) = sql
+        .row(
+            "SELECT disconnect_reason, disconnected_at, connected_at FROM sessions
+             WHERE user_id = 'alice'",
+            &[],
+        )
+        .await;
     assert_eq!(row.0.as_deref(), Some("server_restart"));
     let ended = row.1.expect("closed at some time");
     assert!(ended >= row.2, "{ended} is not before {}", row.2);
-    let open: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE disconnected_at IS NULL")
-            .fetch_one(&restarted.db().await)
-            .await
-            .expect("count");
+    let open: i64 = sql
+        .scalar(
+            "SELECT COUNT(*) FROM sessions WHERE disconnected_at IS NULL",
+            &[],
+        )
+        .await;
     assert_eq!(open, 0);
     restarted.stop().await;
 }
