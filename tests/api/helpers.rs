@@ -108,7 +108,8 @@ pub enum Place {
 }
 
 impl Place {
-    fn database(&self) -> DatabaseSettings {
+    /// Settings that open a store on it (every other setting at its default).
+    pub fn settings(&self) -> DatabaseSettings {
         match self {
             Self::Sqlite(path) => DatabaseSettings::at(path),
             Self::Postgres(db) => DatabaseSettings::postgres(db.url.clone()),
@@ -155,7 +156,7 @@ pub async fn spawn_on(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Op
 pub async fn spawn_app_at(place: &Place, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     LazyLock::force(&TRACING);
     let mut settings = Settings::for_database("unused.db", SECRET);
-    settings.database = place.database();
+    settings.database = place.settings();
     tweak(&mut settings);
     let gateway = Gateway::build(settings).await.expect("gateway starts");
     let addr = gateway.local_addr();

@@ -6,6 +6,17 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+on_both_backends!(
+    every_stored_message_carries_a_growing_id_in_payload_and_ack,
+    a_private_message_to_an_offline_user_is_queued_and_delivered_in_order_on_connect,
+    room_membership_survives_reconnects_and_restarts,
+    reconnecting_with_last_message_id_replays_exactly_what_the_user_may_see,
+    sync_replays_the_callers_view_and_nothing_else,
+    a_resend_with_the_same_client_msg_id_is_acknowledged_but_not_stored_twice,
+    ids_keep_growing_across_restarts,
+    retention_prunes_old_messages_keeps_queued_ones_and_sync_reports_the_hole,
+);
+
 /// Flushes the store behind everything `client` caused (a stats request flushes it).
 async fn settle(client: &mut WsClient) {
     client.emit("get-users-stats", Value::Null).await;
@@ -20,9 +31,10 @@ async fn register(app: &TestApp, users: &[&str]) {
     }
 }
 
-#[tokio::test]
-async fn every_stored_message_carries_a_growing_id_in_payload_and_ack() {
-    let app = spawn_app().await;
+async fn every_stored_message_carries_a_growing_id_in_payload_and_ack(backend: Backend) {
+    let Some(app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     let (mut alice, _) = app.user("alice", "USER").await;
     let (mut bob, _) = app.user("bob", "USER").await;
     alice.expect("user-connected").await;
@@ -56,12 +68,14 @@ async fn every_stored_message_carries_a_growing_id_in_payload_and_ack() {
     assert_eq!(a2["queued"], false);
 
     // Acknowledged means committed: the rows are there without any further flush.
-    let stored: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(
-        "SELECT message_id, event, target_kind, target FROM messages ORDER BY message_id",
-    )
-    .fetch_all(&app.db().await)
-    .await
-    .expect("rows");
+    let stored: Vec<(i64, String, String, Option<String>)> = app
+        .sql()
+        .await
+        .rows(
+            "SELECT message_id, event, target_kind, target FROM messages ORDER BY message_id",
+            &[],
+        )
+        .await;
     let expected = vec![
         (
             ids[0] as i64,
@@ -85,9 +99,12 @@ async fn every_stored_message_carries_a_growing_id_in_payload_and_ack() {
     assert_eq!(stored, expected);
 }
 
-#[tokio::test]
-async fn a_private_message_to_an_offline_user_is_queued_and_delivered_in_order_on_connect() {
-    let app = spawn_app().await;
+async fn a_private_message_to_an_offline_user_is_queued_and_delivered_in_order_on_connect(
+    backend: Backend,
+) {
+    let Some(app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     register(&app, &["bob"]).await;
     let (mut alice, _) = app.user("alice", "USER").await;
     let mut ids = Vec::new();
@@ -115,12 +132,14 @@ async fn a_private_message_to_an_offline_user_is_queued_and_delivered_in_order_o
     let (mut bob, _) = app.user("bob", "USER").await;
     bob.expect_silence().await;
     settle(&mut bob).await;
-    let undelivered: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM deliveries WHERE user_id = 'bob' AND delivered_at IS NULL",
-    )
-    .fetch_one(&app.db().await)
-    .await
-    .expect("count");
+    let undelivered: i64 = app
+        .sql()
+        .await
+        .scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE user_id = 'bob' AND delivered_at IS NULL",
+            &[],
+        )
+        .await;
     assert_eq!(undelivered, 0);
 }
 
@@ -191,9 +210,10 @@ async fn the_offline_queue_is_bounded_and_the_sender_is_told() {
     );
 }
 
-#[tokio::test]
-async fn room_membership_survives_reconnects_and_restarts() {
-    let mut app = spawn_app().await;
+async fn room_membership_survives_reconnects_and_restarts(backend: Backend) {
+    let Some(mut app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     let dir = app.take_dir();
     let (mut alice, _) = app.user("alice", "USER").await;
     alice.emit("join-room", json!({"room": "general"})).await;
@@ -208,9 +228,9 @@ async fn room_membership_survives_reconnects_and_restarts() {
     assert_eq!(connected["rooms"], json!(["general"]));
     alice.close().await;
 
-    let db_path = app.db_path.clone();
+    let place = app.place();
     app.stop().await;
-    let app = spawn_app_on(&db_path, |_| {}).await;
+    let app = spawn_app_at(&place, |_| {}).await;
     let (_alice, connected) = app.user("alice", "USER").await;
     assert_eq!(connected["rooms"], json!(["general"]));
     let (mut bob, _) = app.user("bob", "USER").await;
@@ -230,9 +250,10 @@ async fn room_membership_survives_reconnects_and_restarts() {
     drop(dir);
 }
 
-#[tokio::test]
-async fn reconnecting_with_last_message_id_replays_exactly_what_the_user_may_see() {
-    let app = spawn_app().await;
+async fn reconnecting_with_last_message_id_replays_exactly_what_the_user_may_see(backend: Backend) {
+    let Some(app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     register(&app, &["carol"]).await;
     let (mut alice, _) = app.user("alice", "USER").await;
     let (mut bob, _) = app.user("bob", "USER").await;
@@ -296,9 +317,10 @@ async fn reconnecting_with_last_message_id_replays_exactly_what_the_user_may_see
     bob.expect_silence().await;
 }
 
-#[tokio::test]
-async fn sync_replays_the_callers_view_and_nothing_else() {
-    let app = spawn_app().await;
+async fn sync_replays_the_callers_view_and_nothing_else(backend: Backend) {
+    let Some(app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     register(&app, &["carol"]).await;
     let (mut alice, _) = app.user("alice", "USER").await;
     let (mut bob, _) = app.user("bob", "USER").await;
@@ -438,9 +460,12 @@ async fn bad_last_message_id_is_refused_before_the_upgrade() {
     assert!(body.contains("lastMessageId"), "{body}");
 }
 
-#[tokio::test]
-async fn a_resend_with_the_same_client_msg_id_is_acknowledged_but_not_stored_twice() {
-    let mut app = spawn_app().await;
+async fn a_resend_with_the_same_client_msg_id_is_acknowledged_but_not_stored_twice(
+    backend: Backend,
+) {
+    let Some(mut app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     let dir = app.take_dir();
     let (mut alice, _) = app.user("alice", "USER").await;
     let (mut bob, _) = app.user("bob", "USER").await;
@@ -465,34 +490,39 @@ async fn a_resend_with_the_same_client_msg_id_is_acknowledged_but_not_stored_twi
     assert_ne!(bobs["id"], first["id"]);
 
     // After a restart the key is still known (found in the database).
-    let db_path = app.db_path.clone();
+    let place = app.place();
     app.stop().await;
-    let app = spawn_app_on(&db_path, |_| {}).await;
+    let app = spawn_app_at(&place, |_| {}).await;
     let (mut alice, _) = app.user("alice", "USER").await;
     let after = alice
         .say(json!({"message": "once", "clientMsgId": "k-1"}), 4)
         .await;
     assert_eq!(after["id"], first["id"]);
     assert_eq!(after["duplicate"], true);
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE sender_id = 'alice'")
-        .fetch_one(&app.db().await)
+    let rows: i64 = app
+        .sql()
         .await
-        .expect("count");
+        .scalar(
+            "SELECT COUNT(*) FROM messages WHERE sender_id = 'alice'",
+            &[],
+        )
+        .await;
     assert_eq!(rows, 1);
     drop(dir);
 }
 
-#[tokio::test]
-async fn ids_keep_growing_across_restarts() {
-    let mut app = spawn_app().await;
+async fn ids_keep_growing_across_restarts(backend: Backend) {
+    let Some(mut app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     let dir = app.take_dir();
     let (mut alice, _) = app.user("alice", "USER").await;
     let before = alice.say(json!({"message": "a"}), 1).await["id"]
         .as_u64()
         .expect("id");
-    let db_path = app.db_path.clone();
+    let place = app.place();
     app.stop().await;
-    let app = spawn_app_on(&db_path, |_| {}).await;
+    let app = spawn_app_at(&place, |_| {}).await;
     let (mut alice, _) = app.user("alice", "USER").await;
     let after = alice.say(json!({"message": "b"}), 1).await["id"]
         .as_u64()
@@ -501,13 +531,16 @@ async fn ids_keep_growing_across_restarts() {
     drop(dir);
 }
 
-#[tokio::test]
-async fn retention_prunes_old_messages_keeps_queued_ones_and_sync_reports_the_hole() {
+async fn retention_prunes_old_messages_keeps_queued_ones_and_sync_reports_the_hole(
+    backend: Backend,
+) {
     use std::time::Duration;
-    use switchboard::config::{DatabaseSettings, RetentionSettings};
+    use switchboard::config::RetentionSettings;
     use switchboard::store::{Store, retention};
 
-    let mut app = spawn_app().await;
+    let Some(mut app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     let dir = app.take_dir();
     register(&app, &["bob"]).await;
     let (mut alice, _) = app.user("alice", "USER").await;
@@ -518,13 +551,11 @@ async fn retention_prunes_old_messages_keeps_queued_ones_and_sync_reports_the_ho
     for n in 0..5 {
         public.push(alice.say(json!({"message": format!("p{n}")}), 10 + n).await);
     }
-    let db_path = app.db_path.clone();
+    let place = app.place();
     app.stop().await;
 
     // One pass keeping the newest two messages.
-    let store = Store::open(&DatabaseSettings::at(&db_path))
-        .await
-        .expect("store");
+    let store = Store::open(&place.settings()).await.expect("store");
     let report = retention::prune(
         &store,
         &RetentionSettings {
@@ -542,7 +573,7 @@ async fn retention_prunes_old_messages_keeps_queued_ones_and_sync_reports_the_ho
     );
     assert_eq!(report.highest_id, public[2]["id"].as_u64().expect("id"));
 
-    let app = spawn_app_on(&db_path, |_| {}).await;
+    let app = spawn_app_at(&place, |_| {}).await;
     let (mut bob, _) = app.user("bob", "USER").await;
     assert_eq!(bob.expect("private-message").await["id"], queued["id"]);
     bob.emit("sync", json!({"since": 0})).await;

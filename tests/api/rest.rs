@@ -6,6 +6,12 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+on_both_backends!(
+    a_notification_to_an_offline_or_unknown_user_is_queued_and_delivered_on_connect,
+    an_idempotency_key_makes_a_retry_return_the_original,
+    session_history_queue_and_messages_follow_the_visibility_rules,
+);
+
 async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
     let response = request.send().await.expect("response");
     let status = response.status();
@@ -221,9 +227,12 @@ async fn a_notification_reaches_each_connection_of_the_user_with_the_contract_pa
     assert_eq!(n["id"], body["id"]);
 }
 
-#[tokio::test]
-async fn a_notification_to_an_offline_or_unknown_user_is_queued_and_delivered_on_connect() {
-    let app = spawn_app().await;
+async fn a_notification_to_an_offline_or_unknown_user_is_queued_and_delivered_on_connect(
+    backend: Backend,
+) {
+    let Some(app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     for user in ["dave", "never-seen"] {
         let (status, body) = send(
             app.rest(
@@ -297,9 +306,10 @@ async fn broadcast_and_role_notifications_reach_the_right_connections() {
     assert_eq!(user.expect("sync-complete").await["count"], 1);
 }
 
-#[tokio::test]
-async fn an_idempotency_key_makes_a_retry_return_the_original() {
-    let app = spawn_app().await;
+async fn an_idempotency_key_makes_a_retry_return_the_original(backend: Backend) {
+    let Some(app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     let (mut bob, _) = app.user("bob", "USER").await;
     let post = || {
         app.rest(Method::POST, "/websocket/broadcast", "root", "ADMIN")
@@ -315,9 +325,10 @@ async fn an_idempotency_key_makes_a_retry_return_the_original() {
     bob.expect_silence().await;
 }
 
-#[tokio::test]
-async fn session_history_queue_and_messages_follow_the_visibility_rules() {
-    let app = spawn_app().await;
+async fn session_history_queue_and_messages_follow_the_visibility_rules(backend: Backend) {
+    let Some(app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     let (mut alice, _) = app.user("alice", "USER").await;
     let (mut bob, _) = app.user("bob", "USER").await;
     alice.expect("user-connected").await;

@@ -295,18 +295,21 @@ async fn a_revoke_closes_the_users_connections_refuses_older_tokens_and_accepts_
     bob.close().await;
 }
 
-#[tokio::test]
-async fn a_revocation_survives_a_restart() {
-    let mut app = spawn_app().await;
+on_both_backends!(a_revocation_survives_a_restart);
+
+async fn a_revocation_survives_a_restart(backend: Backend) {
+    let Some(mut app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     let dir = app.take_dir();
     let old = token_for("alice", "USER", in_an_hour(), Some(now_secs()));
     let not_before = revoke(&app, "alice").await["notBefore"]
         .as_u64()
         .expect("notBefore");
-    let db_path = app.db_path.clone();
+    let place = app.place();
     app.stop().await;
 
-    let restarted = spawn_app_on(&db_path, |_| {}).await;
+    let restarted = spawn_app_at(&place, |_| {}).await;
     let (status, body) = refused(&restarted, &old).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("token revoked"), "{body}");
@@ -317,10 +320,11 @@ async fn a_revocation_survives_a_restart() {
     .await
     .close()
     .await;
-    let stored: (String, i64) = sqlx::query_as("SELECT user_id, not_before FROM token_revocations")
-        .fetch_one(&restarted.db().await)
+    let stored: (String, i64) = restarted
+        .sql()
         .await
-        .expect("the row");
+        .row("SELECT user_id, not_before FROM token_revocations", &[])
+        .await;
     assert_eq!(stored, ("alice".to_string(), not_before as i64));
     drop(dir);
 }
