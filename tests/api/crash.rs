@@ -1,6 +1,6 @@
-//! Crash safety: the release binary is killed with SIGKILL in the middle of a burst; on the
-//! same file, every acknowledged message is stored, queued ones are delivered, and public
-//! ones are replayable with `sync`.
+//! Crash safety, on SQLite and on PostgreSQL: the release binary is killed with SIGKILL in
+//! the middle of a burst; on the same data, every acknowledged message is stored, queued ones
+//! are delivered, and public ones are replayable with `sync`.
 
 use std::collections::BTreeSet;
 
@@ -11,17 +11,20 @@ use crate::helpers::*;
 const BURST: u64 = 3000;
 const KILL_AFTER_ACKS: usize = 800;
 
-#[tokio::test]
-async fn every_acknowledged_message_survives_a_sigkill() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db_path = dir.path().join("crash.db");
+on_both_backends!(every_acknowledged_message_survives_a_sigkill);
+
+async fn every_acknowledged_message_survives_a_sigkill(backend: Backend) {
+    let test = "every_acknowledged_message_survives_a_sigkill";
+    let Some((place, _dir)) = Place::fresh(backend, test).await else {
+        return;
+    };
     let unlimited = [
         ("RATE_LIMIT_PER_SEC", "1000000"),
         ("RATE_LIMIT_BURST", "1000000"),
         ("OUTBOUND_QUEUE_CAPACITY", "100000"),
         ("MAX_QUEUED_PER_USER", "100000"),
     ];
-    let server = BinaryServer::start(&db_path, &unlimited).await;
+    let server = BinaryServer::start_at(&place, &unlimited).await;
     let bob = server.user("bob", "").await;
     bob.close().await;
     let mut alice = server.user("alice", "").await;
@@ -52,13 +55,14 @@ async fn every_acknowledged_message_survives_a_sigkill() {
     server.kill();
     drop(alice);
 
-    let app = spawn_app_on(&db_path, |_| {}).await;
-    let stored: BTreeSet<u64> = sqlx::query_scalar::<_, i64>("SELECT message_id FROM messages")
-        .fetch_all(&app.db().await)
+    let app = spawn_app_at(&place, |_| {}).await;
+    let stored: BTreeSet<u64> = app
+        .sql()
         .await
-        .expect("ids")
+        .rows::<(i64,)>("SELECT message_id FROM messages", &[])
+        .await
         .into_iter()
-        .map(|id| id as u64)
+        .map(|(id,)| id as u64)
         .collect();
     let missing: Vec<_> = acked_private
         .union(&acked_public)

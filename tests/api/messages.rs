@@ -521,13 +521,24 @@ async fn ids_keep_growing_across_restarts(backend: Backend) {
         .as_u64()
         .expect("id");
     let place = app.place();
+    let sql = app.sql().await;
     app.stop().await;
+    let reserved: i64 = sql
+        .scalar(
+            "SELECT value FROM counters WHERE name = 'message_id_reserved_through'",
+            &[],
+        )
+        .await;
     let app = spawn_app_at(&place, |_| {}).await;
     let (mut alice, _) = app.user("alice", "USER").await;
     let after = alice.say(json!({"message": "b"}), 1).await["id"]
         .as_u64()
         .expect("id");
     assert!(after > before, "{after} > {before}");
+    assert!(
+        after > reserved as u64,
+        "{after} continues past the first run's reservation {reserved}"
+    );
     drop(dir);
 }
 
