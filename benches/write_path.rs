@@ -16,7 +16,10 @@
 //! 500), `BENCH_PIPELINED` (messages in the pipelined runs, default 100000),
 //! `BENCH_PRODUCERS` (comma-separated, default `1,64,1024`),
 //! `BENCH_SYNC` (`normal`, `full` or `both`, the default). The temporary directory follows
-//! `TMPDIR`.
+//! `TMPDIR`. `BENCH_POSTGRES=postgres://user@host:port` runs the store scenarios (`group`,
+//! `pipelined`) on PostgreSQL instead, each in a database of its own created on that server
+//! and dropped after (labelled `postgres` in place of the synchronous mode; `per_tx` stays
+//! SQLite's).
 //!
 //! Output: a human-readable line per scenario, then one JSON line per scenario.
 
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use switchboard::config::{DatabaseSettings, Synchronous};
+use switchboard::config::{DatabaseSettings, PostgresUrl, Synchronous};
 use switchboard::store::{MessageRecord, Store, TargetKind};
 
 const CREATED_AT: &str = "2026-11-26T07:01:02.345Z";
@@ -198,16 +201,82 @@ impl Figures {
 }
 
 fn sync_name(s: Synchronous) -> &'static str {
+    if postgres_server().is_some() {
+        return "postgres";
+    }
     match s {
         Synchronous::Normal => "normal",
         Synchronous::Full => "full",
     }
 }
 
-async fn open_store(dir: &tempfile::TempDir, sync: Synchronous) -> Store {
+/// The server `BENCH_POSTGRES` names, if the store scenarios run on PostgreSQL.
+fn postgres_server() -> Option<String> {
+    std::env::var("BENCH_POSTGRES").ok().filter(|s| !s.is_empty())
+}
+
+/// A database of a scenario's own on the `BENCH_POSTGRES` server; dropped by [`Self::drop`].
+struct BenchDatabase {
+    server: String,
+    name: String,
+}
+
+impl BenchDatabase {
+    async fn create(server: &str) -> Self {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+            .await
+            .expect("BENCH_POSTGRES reachable");
+        let name = format!("sb_bench_{}", std::process::id());
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .expect("drop an old bench database");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create the bench database");
+        Self {
+            server: server.to_owned(),
+            name,
+        }
+    }
+
+    async fn drop(self) {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", self.server))
+            .await
+            .expect("BENCH_POSTGRES reachable");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&mut admin)
+            .await
+            .expect("drop the bench database");
+    }
+}
+
+async fn open_store(
+    dir: &tempfile::TempDir,
+    sync: Synchronous,
+) -> (Store, Option<BenchDatabase>) {
+    if let Some(server) = postgres_server() {
+        let db = BenchDatabase::create(&server).await;
+        let url = PostgresUrl::parse(&format!("{server}/{}", db.name)).expect("a postgres URL");
+        let store = Store::open(&DatabaseSettings::postgres(url))
+            .await
+            .expect("open the store");
+        return (store, Some(db));
+    }
     let mut settings = DatabaseSettings::at(dir.path().join("bench.db"));
     settings.synchronous = sync;
-    Store::open(&settings).await.expect("open the store")
+    (Store::open(&settings).await.expect("open the store"), None)
+}
+
+/// Closes the store, then drops its PostgreSQL database if it had one.
+async fn close_store(store: Store, db: Option<BenchDatabase>) {
+    store.close().await;
+    if let Some(db) = db {
+        db.drop().await;
+    }
 }
 
 /// Sends one message through the store and waits for its ack; true if committed.
@@ -249,7 +318,7 @@ where
 
 async fn group_closed_loop(sync: Synchronous, producers: usize, cfg: Config) -> Figures {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = open_store(&dir, sync).await;
+    let (store, db) = open_store(&dir, sync).await;
     let window = Window::new(cfg.warmup, cfg.secs);
     let sender = store.clone();
     let tally = closed_loop(producers, window, move || {
@@ -258,7 +327,7 @@ async fn group_closed_loop(sync: Synchronous, producers: usize, cfg: Config) -> 
     })
     .await;
     let total = store.last_message_id();
-    store.close().await;
+    close_store(store, db).await;
     Figures {
         scenario: "group",
         synchronous: sync_name(sync),
@@ -273,7 +342,7 @@ async fn group_closed_loop(sync: Synchronous, producers: usize, cfg: Config) -> 
 
 async fn group_pipelined(sync: Synchronous, cfg: Config) -> Figures {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = open_store(&dir, sync).await;
+    let (store, db) = open_store(&dir, sync).await;
     let n = cfg.pipelined;
     let start = Instant::now();
     let mut waiting = Vec::with_capacity(n as usize);
@@ -294,7 +363,7 @@ async fn group_pipelined(sync: Synchronous, cfg: Config) -> Figures {
         tally.record(&window, sent, ok);
     }
     let secs = start.elapsed().as_secs_f64();
-    store.close().await;
+    close_store(store, db).await;
     Figures {
         scenario: "pipelined",
         synchronous: sync_name(sync),
@@ -406,6 +475,8 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let syncs: Vec<Synchronous> = match std::env::var("BENCH_SYNC").as_deref() {
+        // PostgreSQL has no synchronous mode of ours: one pass.
+        _ if postgres_server().is_some() => vec![Synchronous::Normal],
         Ok("normal") => vec![Synchronous::Normal],
         Ok("full") => vec![Synchronous::Full],
         _ => vec![Synchronous::Normal, Synchronous::Full],
@@ -448,7 +519,7 @@ fn main() {
                 run(group_pipelined(sync, cfg).await);
             }
             for &c in &producers {
-                if wanted(&format!("per_tx/{s}/c={c}")) {
+                if postgres_server().is_none() && wanted(&format!("per_tx/{s}/c={c}")) {
                     run(per_tx_closed_loop(sync, c, cfg).await);
                 }
             }
