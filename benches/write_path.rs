@@ -212,7 +212,9 @@ fn sync_name(s: Synchronous) -> &'static str {
 
 /// The server `BENCH_POSTGRES` names, if the store scenarios run on PostgreSQL.
 fn postgres_server() -> Option<String> {
-    std::env::var("BENCH_POSTGRES").ok().filter(|s| !s.is_empty())
+    std::env::var("BENCH_POSTGRES")
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 /// A database of a scenario's own on the `BENCH_POSTGRES` server; dropped by [`Self::drop`].
@@ -247,17 +249,17 @@ impl BenchDatabase {
         let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", self.server))
             .await
             .expect("BENCH_POSTGRES reachable");
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&mut admin)
-            .await
-            .expect("drop the bench database");
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("drop the bench database");
     }
 }
 
-async fn open_store(
-    dir: &tempfile::TempDir,
-    sync: Synchronous,
-) -> (Store, Option<BenchDatabase>) {
+async fn open_store(dir: &tempfile::TempDir, sync: Synchronous) -> (Store, Option<BenchDatabase>) {
     if let Some(server) = postgres_server() {
         let db = BenchDatabase::create(&server).await;
         let url = PostgresUrl::parse(&format!("{server}/{}", db.name)).expect("a postgres URL");

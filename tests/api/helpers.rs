@@ -316,6 +316,16 @@ pub struct PgDatabase {
     url: PostgresUrl,
 }
 
+/// Says loudly that `test` did not run on PostgreSQL. Written to stderr itself, not through
+/// `eprintln!`, which the test harness captures (and hides) for a test that passes.
+fn skipped(test: &str, cause: &dyn std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!! SKIPPED {test} on PostgreSQL: unreachable ({cause}); with CI=true this fails !!\n"
+    );
+}
+
 fn postgres_server() -> String {
     std::env::var("TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
@@ -325,20 +335,17 @@ impl PgDatabase {
     /// Creates one; `None` after a loud SKIPPED line when PostgreSQL is unreachable, except
     /// with `CI=true`, where that fails the test.
     pub async fn create(test: &str) -> Option<Self> {
-        let mut admin = match PgConnection::connect(&format!("{}/postgres", postgres_server()))
-            .await
-        {
-            Ok(conn) => conn,
-            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-                panic!("PostgreSQL is unreachable and CI=true: {e}")
-            }
-            Err(e) => {
-                eprintln!(
-                    "\n*** SKIPPED {test} on PostgreSQL: {e} (set CI=true to fail instead) ***\n"
-                );
-                return None;
-            }
-        };
+        let mut admin =
+            match PgConnection::connect(&format!("{}/postgres", postgres_server())).await {
+                Ok(conn) => conn,
+                Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                    panic!("PostgreSQL is unreachable and CI=true: {e}")
+                }
+                Err(e) => {
+                    skipped(test, &e);
+                    return None;
+                }
+            };
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).expect("random bytes");
         let name = format!("sb_test_{:016x}", u64::from_le_bytes(random));
