@@ -38,8 +38,9 @@ pub enum Command {
     /// Check the configuration and the key, then exit.
     #[command(after_long_help = env_help())]
     CheckConfig,
-    /// Copy the database (DATABASE_URL) to a new file while the server runs, and check the
-    /// copy. Restore by stopping the server and putting the copy in place of the database.
+    /// Copy the SQLite database (DATABASE_URL) to a new file while the server runs, and check
+    /// the copy. Restore by stopping the server and putting the copy in place of the database.
+    /// (PostgreSQL: use pg_dump.)
     #[command(after_long_help = env_help())]
     Backup(BackupArgs),
 }

@@ -2,7 +2,8 @@
 //!
 //! A self-hosted real-time gateway: clients connect over Socket.IO or plain WebSocket with
 //! a JWT, the gateway tracks who is online, routes messages to everyone, one user, a role or a
-//! room, and remembers sessions, room membership and every message in an embedded SQLite file.
+//! room, and remembers sessions, room membership and every message in an embedded SQLite file
+//! (or a PostgreSQL database).
 //!
 //! ## Layout
 //!
@@ -19,8 +20,9 @@
 //! - [`commands`]: one file per client event; each turns a parsed event into hub calls.
 //! - [`transport`]: the plain WebSocket endpoint `/ws` and the Socket.IO endpoint
 //!   `/socket.io/`; both only translate between frames and hub calls.
-//! - [`store`]: everything durable (sqlx + SQLite): users and sessions, the message log, the
-//!   offline queue and room membership, written by one writer task that commits in groups.
+//! - [`store`]: everything durable (sqlx + SQLite, or PostgreSQL): users and sessions, the
+//!   message log, the offline queue and room membership, written by one writer task that
+//!   commits in groups.
 //! - [`api`]: the REST management API under `/websocket/`, health, and the OpenAPI document
 //!   derived from the handlers and their body types.
 //! - [`handle`]: [`GatewayHandle`], the embedded Rust API (send to a user, a role, everyone).

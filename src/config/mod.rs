@@ -603,6 +603,34 @@ mod tests {
     }
 
     #[test]
+    fn a_postgres_url_selects_postgresql_needs_a_jwt_secret_and_hides_its_password() {
+        for url in [
+            "postgres://sb:hunter2@db.internal:5432/switchboard",
+            "postgresql://sb:hunter2@db.internal:5432/switchboard",
+        ] {
+            let s = load(&[
+                ("DATABASE_URL", url),
+                ("JWT_SECRET", "a-secret-of-16-bytes"),
+            ])
+            .expect(url);
+            let DatabaseLocation::Postgres(pg) = &s.database.location else {
+                panic!("{url} is PostgreSQL");
+            };
+            assert_eq!(pg.expose(), url);
+            assert!(s.database.sqlite_path().is_none());
+            let shown = format!("{} {:?} {s:?}", s.database.location, s.database.location);
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(
+                shown.contains("sb:***@db.internal:5432/switchboard"),
+                "{shown}"
+            );
+        }
+        let error = load(&[("DATABASE_URL", "postgres://localhost/switchboard")])
+            .expect_err("no JWT_SECRET");
+        assert_eq!(error.name, "JWT_SECRET");
+    }
+
+    #[test]
     fn database_url_forms_all_name_a_file() {
         for url in [
             "sqlite://x/y.db",

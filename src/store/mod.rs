@@ -7,7 +7,7 @@
 //! Where things are:
 //! - here: [`Store`], the whole API, and `Backend`, the one place that says which database
 //!   runs it (SQLite or PostgreSQL; see "Store backends" in `docs/architecture.md`), and what
-//!   opening decides whatever the database ([`start_state`]: where ids and queues stand);
+//!   opening decides whatever the database (`start_state`: where ids and queues stand);
 //! - `sqlite.rs`: opening the SQLite file (pragmas, migrations, crash recovery);
 //! - `postgres/`: the PostgreSQL backend, one file per SQLite file it mirrors (opening, the
 //!   writer's `commit_all`, the reads, retention's deletes);
