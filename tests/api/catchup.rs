@@ -8,6 +8,11 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+on_both_backends!(
+    one_catch_up_replays_every_kind_once_interleaved_in_id_order,
+    a_page_that_ends_exactly_at_the_limit_is_followed_by_an_empty_one,
+);
+
 /// Creates the users (they are "known" once they have connected) and disconnects them.
 async fn register(app: &TestApp, users: &[&str]) {
     for user in users {
@@ -70,10 +75,11 @@ fn id_of(ack: &Value) -> u64 {
     ack["id"].as_u64().expect("an id")
 }
 
-#[tokio::test]
-async fn one_catch_up_replays_every_kind_once_interleaved_in_id_order() {
+async fn one_catch_up_replays_every_kind_once_interleaved_in_id_order(backend: Backend) {
     // Arrange: bob in rooms a and b; alice also in c, which bob is not in.
-    let app = spawn_app().await;
+    let Some(app) = spawn_on(backend, |_| {}).await else {
+        return;
+    };
     register(&app, &["carol"]).await;
     let (mut bob, _) = app.user("bob", "USER").await;
     let (mut alice, _) = app.user("alice", "USER").await;
@@ -159,15 +165,17 @@ async fn one_catch_up_replays_every_kind_once_interleaved_in_id_order() {
     bob.expect_silence().await;
 }
 
-#[tokio::test]
-async fn a_page_that_ends_exactly_at_the_limit_is_followed_by_an_empty_one() {
+async fn a_page_that_ends_exactly_at_the_limit_is_followed_by_an_empty_one(backend: Backend) {
     // Arrange: exactly one page (1000) of what bob may see, every kind in turn, each
     // followed by a message of a room he is not in; and one more of those at the end.
-    let app = spawn_app_with(|s| {
+    let Some(app) = spawn_on(backend, |s| {
         s.limits.rate_limit_per_sec = 100_000;
         s.limits.rate_limit_burst = 100_000;
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let (mut bob, _) = app.user("bob", "USER").await;
     let (mut alice, _) = app.user("alice", "USER").await;
     join(&mut bob, "a").await;
