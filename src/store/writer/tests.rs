@@ -1,53 +1,230 @@
-//! The writer against a real SQLite file. Failures are injected with SQL through a second
-//! connection (triggers that abort the statement they guard), and each test checks that every
-//! write was settled once, with the outcome the attempt that decided it reached.
+//! The writer against a real SQLite file and a real PostgreSQL database. Failures are injected
+//! with SQL through a second connection (triggers that abort the statement they guard), and
+//! each test checks that every write was settled once, with the outcome the attempt that
+//! decided it reached. Most run on both backends (`sqlite::` and `postgres::`); the full disk
+//! is SQLite's own.
 
 use std::path::Path;
 use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, SqliteConnection};
+use sqlx::{Connection, PgConnection, SqliteConnection};
 use tempfile::TempDir;
 use tokio::sync::watch;
 use tokio::time::timeout;
 
 use super::*;
-use crate::config::DatabaseSettings;
-use crate::store::counters::{RESERVED_THROUGH, counter};
+use crate::config::{DatabaseLocation, DatabaseSettings};
+use crate::store::counters::RESERVED_THROUGH;
 use crate::store::messages::TargetKind;
 use crate::store::{Backend, Store, StoreError, ids};
 
 /// Long enough for any settled write on a loaded machine; a hang takes longer.
 const PROMPTLY: Duration = Duration::from_secs(5);
 
-/// A store on its own file, and a second connection to that file to inject failures with.
-struct Fixture {
-    store: Store,
-    sql: SqliteConnection,
-    _dir: TempDir,
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Sqlite,
+    Postgres,
 }
 
-impl Fixture {
-    async fn open(id_block: u64) -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("writer.db");
-        let store = Store::open_with(&DatabaseSettings::at(&path), id_block)
-            .await
-            .expect("open the store");
-        let sql = second_connection(&path).await;
-        Self {
-            store,
-            sql,
-            _dir: dir,
+/// Runs each `async fn name(kind: Kind)` as `sqlite::name` and `postgres::name`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Kind::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Kind::Postgres).await
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    a_message_is_acknowledged_as_stored_when_a_later_write_in_its_batch_fails,
+    a_poisoned_message_is_reported_not_stored_and_its_batch_mates_are_stored,
+    a_failed_message_settles_the_watermark_so_readers_do_not_wait_for_it,
+    a_publisher_gets_an_error_instead_of_hanging_when_ids_cannot_be_reserved,
+    a_failed_id_reservation_is_asked_again_once_the_database_recovers,
+    the_write_health_probe_sees_recovery_without_other_traffic,
+    a_receipt_marks_its_delivery_in_its_messages_batch_and_in_a_later_one,
+);
+
+/// The second connection, to the same database as the store's.
+enum Injector {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+/// A write that fails once injected, until cured.
+#[derive(Debug, Clone, Copy)]
+enum Poison {
+    /// Inserting a message whose body is `poison`.
+    Messages,
+    /// Joining the room `poison`.
+    Joins,
+    /// Raising the id reservation.
+    Reservations,
+}
+
+impl Poison {
+    fn trigger(self) -> (&'static str, &'static str, &'static str) {
+        // (name, SQLite condition and table, PostgreSQL condition and table)
+        match self {
+            Self::Messages => (
+                "poison_messages",
+                "BEFORE INSERT ON messages WHEN NEW.body = 'poison'",
+                "BEFORE INSERT ON messages FOR EACH ROW WHEN (NEW.body = 'poison')",
+            ),
+            Self::Joins => (
+                "poison_joins",
+                "BEFORE INSERT ON room_members WHEN NEW.room = 'poison'",
+                "BEFORE INSERT ON room_members FOR EACH ROW WHEN (NEW.room = 'poison')",
+            ),
+            Self::Reservations => (
+                "poison_reservations",
+                "BEFORE UPDATE ON counters WHEN NEW.name = 'message_id_reserved_through'",
+                "BEFORE UPDATE ON counters FOR EACH ROW
+                 WHEN (NEW.name = 'message_id_reserved_through')",
+            ),
         }
     }
 
-    /// Runs `statement` (a trigger that makes some write fail, or its removal).
-    async fn inject(&mut self, statement: &str) {
-        sqlx::query(statement)
-            .execute(&mut self.sql)
+    fn table(self) -> &'static str {
+        match self {
+            Self::Messages => "messages",
+            Self::Joins => "room_members",
+            Self::Reservations => "counters",
+        }
+    }
+}
+
+/// A store on a database of its own, and a second connection to it to inject failures with.
+struct Fixture {
+    store: Store,
+    sql: Injector,
+    _dir: Option<TempDir>,
+    _db: Option<crate::store::postgres::testing::TestDatabase>,
+}
+
+impl Fixture {
+    /// `None` when PostgreSQL is unreachable (outside CI; the helper says so).
+    async fn open(kind: Kind, id_block: u64) -> Option<Self> {
+        match kind {
+            Kind::Sqlite => {
+                let dir = tempfile::tempdir().expect("a temporary directory");
+                let path = dir.path().join("writer.db");
+                let store = Store::open_with(&DatabaseSettings::at(&path), id_block)
+                    .await
+                    .expect("open the store");
+                let sql = Injector::Sqlite(second_connection(&path).await);
+                Some(Self {
+                    store,
+                    sql,
+                    _dir: Some(dir),
+                    _db: None,
+                })
+            }
+            Kind::Postgres => {
+                let test = std::thread::current().name().unwrap_or("writer").to_owned();
+                let db = crate::store::postgres::testing::database(&test).await?;
+                let store = Store::open_with(&db.settings, id_block)
+                    .await
+                    .expect("open the store");
+                let DatabaseLocation::Postgres(url) = &db.settings.location else {
+                    unreachable!("a PostgreSQL test database")
+                };
+                let mut conn = PgConnection::connect(url.expose())
+                    .await
+                    .expect("a second connection to the database");
+                sqlx::query(
+                    "CREATE FUNCTION injected() RETURNS trigger LANGUAGE plpgsql
+                     AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$",
+                )
+                .execute(&mut conn)
+                .await
+                .expect("the failing trigger function");
+                Some(Self {
+                    store,
+                    sql: Injector::Postgres(conn),
+                    _dir: None,
+                    _db: Some(db),
+                })
+            }
+        }
+    }
+
+    /// Makes the writes `poison` names fail from now on.
+    async fn inject(&mut self, poison: Poison) {
+        let (name, sqlite, postgres) = poison.trigger();
+        match &mut self.sql {
+            Injector::Sqlite(conn) => sqlx::query(&format!(
+                "CREATE TRIGGER {name} {sqlite} BEGIN SELECT RAISE(ABORT, 'injected'); END"
+            ))
+            .execute(conn)
             .await
-            .expect("inject through the second connection");
+            .map(drop),
+            Injector::Postgres(conn) => sqlx::query(&format!(
+                "CREATE TRIGGER {name} {postgres} EXECUTE FUNCTION injected()"
+            ))
+            .execute(conn)
+            .await
+            .map(drop),
+        }
+        .expect("inject through the second connection");
+    }
+
+    /// Lets the writes `poison` names succeed again.
+    async fn cure(&mut self, poison: Poison) {
+        let (name, _, _) = poison.trigger();
+        match &mut self.sql {
+            Injector::Sqlite(conn) => sqlx::query(&format!("DROP TRIGGER {name}"))
+                .execute(conn)
+                .await
+                .map(drop),
+            Injector::Postgres(conn) => {
+                sqlx::query(&format!("DROP TRIGGER {name} ON {}", poison.table()))
+                    .execute(conn)
+                    .await
+                    .map(drop)
+            }
+        }
+        .expect("cure through the second connection");
+    }
+
+    /// The one value of `sql` (`$1` bound to `text`, and `$2` to `number` if given), read on
+    /// the second connection.
+    async fn scalar<T>(&mut self, sql: &str, text: &str, number: Option<i64>) -> T
+    where
+        T: Send + Unpin,
+        (T,): for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        let row: (T,) = match &mut self.sql {
+            Injector::Sqlite(conn) => {
+                let query = sqlx::query_as(sql).bind(text);
+                match number {
+                    Some(n) => query.bind(n).fetch_one(conn).await,
+                    None => query.fetch_one(conn).await,
+                }
+            }
+            Injector::Postgres(conn) => {
+                let query = sqlx::query_as(sql).bind(text);
+                match number {
+                    Some(n) => query.bind(n).fetch_one(conn).await,
+                    None => query.fetch_one(conn).await,
+                }
+            }
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        row.0
     }
 
     /// A message from `alice` with `body`, its id, and the receiver its sender waits on.
@@ -88,11 +265,8 @@ impl Fixture {
     }
 
     async fn rows_with_body(&mut self, body: &str) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE body = ?1")
-            .bind(body)
-            .fetch_one(&mut self.sql)
+        self.scalar("SELECT COUNT(*) FROM messages WHERE body = $1", body, None)
             .await
-            .expect("count messages")
     }
 }
 
@@ -111,13 +285,6 @@ async fn told(mut rx: watch::Receiver<Option<bool>>) -> Option<bool> {
     answer.ok().and_then(|v| *v)
 }
 
-const POISON_MESSAGES: &str = "CREATE TRIGGER poison_messages BEFORE INSERT ON messages
-     WHEN NEW.body = 'poison' BEGIN SELECT RAISE(ABORT, 'injected'); END";
-const POISON_JOINS: &str = "CREATE TRIGGER poison_joins BEFORE INSERT ON room_members
-     WHEN NEW.room = 'poison' BEGIN SELECT RAISE(ABORT, 'injected'); END";
-const POISON_RESERVATIONS: &str = "CREATE TRIGGER poison_reservations BEFORE UPDATE ON counters
-     WHEN NEW.name = 'message_id_reserved_through' BEGIN SELECT RAISE(ABORT, 'injected'); END";
-
 #[test]
 fn chunks_are_full_then_powers_of_two() {
     assert_eq!(chunk_sizes(0).collect::<Vec<_>>(), Vec::<usize>::new());
@@ -130,11 +297,12 @@ fn chunks_are_full_then_powers_of_two() {
 // between them are all queued before the writer runs, so its `recv_many` takes them as one
 // batch.
 
-#[tokio::test]
-async fn a_message_is_acknowledged_as_stored_when_a_later_write_in_its_batch_fails() {
+async fn a_message_is_acknowledged_as_stored_when_a_later_write_in_its_batch_fails(kind: Kind) {
     // Arrange
-    let mut f = Fixture::open(ids::BLOCK).await;
-    f.inject(POISON_JOINS).await;
+    let Some(mut f) = Fixture::open(kind, ids::BLOCK).await else {
+        return;
+    };
+    f.inject(Poison::Joins).await;
     let (_, good, good_rx) = f.message("good", None);
 
     // Act: one batch, whose room join fails after the message was inserted.
@@ -151,11 +319,12 @@ async fn a_message_is_acknowledged_as_stored_when_a_later_write_in_its_batch_fai
     assert_eq!(f.rows_with_body("good").await, 1, "stored exactly once");
 }
 
-#[tokio::test]
-async fn a_poisoned_message_is_reported_not_stored_and_its_batch_mates_are_stored() {
+async fn a_poisoned_message_is_reported_not_stored_and_its_batch_mates_are_stored(kind: Kind) {
     // Arrange
-    let mut f = Fixture::open(ids::BLOCK).await;
-    f.inject(POISON_MESSAGES).await;
+    let Some(mut f) = Fixture::open(kind, ids::BLOCK).await else {
+        return;
+    };
+    f.inject(Poison::Messages).await;
     let (_, first, first_rx) = f.message("first", None);
     let (_, poison, poison_rx) = f.message("poison", Some("bob"));
     let (_, last, last_rx) = f.message("last", None);
@@ -183,11 +352,12 @@ async fn a_poisoned_message_is_reported_not_stored_and_its_batch_mates_are_store
     );
 }
 
-#[tokio::test]
-async fn a_failed_message_settles_the_watermark_so_readers_do_not_wait_for_it() {
+async fn a_failed_message_settles_the_watermark_so_readers_do_not_wait_for_it(kind: Kind) {
     // Arrange
-    let mut f = Fixture::open(ids::BLOCK).await;
-    f.inject(POISON_MESSAGES).await;
+    let Some(mut f) = Fixture::open(kind, ids::BLOCK).await else {
+        return;
+    };
+    f.inject(Poison::Messages).await;
     let (id, poison, _poison_rx) = f.message("poison", None);
 
     // Act: the only message fails; nothing commits after it.
@@ -202,22 +372,23 @@ async fn a_failed_message_settles_the_watermark_so_readers_do_not_wait_for_it() 
 
 /// Opens a store reserving 8 ids at a time with reservations failing, and allocates until
 /// a reservation was requested, failed, and publishers must wait for the next one.
-async fn run_out_of_ids_while_reservations_fail() -> Fixture {
-    let mut f = Fixture::open(8).await;
-    f.inject(POISON_RESERVATIONS).await;
+async fn run_out_of_ids_while_reservations_fail(kind: Kind) -> Option<Fixture> {
+    let mut f = Fixture::open(kind, 8).await?;
+    f.inject(Poison::Reservations).await;
     // Ids 1..=8 are reserved at open; id 5 leaves fewer than 4 and requests more, id 6
     // leaves fewer than 2, where publishers wait.
     for _ in 0..6 {
         f.store.allocate_message_id();
     }
     f.store.flush().await;
-    f
+    Some(f)
 }
 
-#[tokio::test]
-async fn a_publisher_gets_an_error_instead_of_hanging_when_ids_cannot_be_reserved() {
+async fn a_publisher_gets_an_error_instead_of_hanging_when_ids_cannot_be_reserved(kind: Kind) {
     // Arrange
-    let f = run_out_of_ids_while_reservations_fail().await;
+    let Some(f) = run_out_of_ids_while_reservations_fail(kind).await else {
+        return;
+    };
 
     // Act
     let waited = timeout(Duration::from_secs(20), f.store.ensure_id_headroom()).await;
@@ -229,11 +400,12 @@ async fn a_publisher_gets_an_error_instead_of_hanging_when_ids_cannot_be_reserve
     );
 }
 
-#[tokio::test]
-async fn a_failed_id_reservation_is_asked_again_once_the_database_recovers() {
+async fn a_failed_id_reservation_is_asked_again_once_the_database_recovers(kind: Kind) {
     // Arrange
-    let mut f = run_out_of_ids_while_reservations_fail().await;
-    f.inject("DROP TRIGGER poison_reservations").await;
+    let Some(mut f) = run_out_of_ids_while_reservations_fail(kind).await else {
+        return;
+    };
+    f.cure(Poison::Reservations).await;
 
     // Act
     let waited = timeout(PROMPTLY, f.store.ensure_id_headroom()).await;
@@ -243,12 +415,13 @@ async fn a_failed_id_reservation_is_asked_again_once_the_database_recovers() {
         matches!(waited, Ok(Ok(()))),
         "no reservation is asked again: {waited:?}"
     );
-    let Backend::Sqlite(pool) = &f.store.inner.backend else {
-        unreachable!("the fixture opens a SQLite file")
-    };
-    let reserved = counter(pool, RESERVED_THROUGH)
-        .await
-        .expect("read the reservation");
+    let reserved: i64 = f
+        .scalar(
+            "SELECT value FROM counters WHERE name = $1",
+            RESERVED_THROUGH,
+            None,
+        )
+        .await;
     assert!(reserved > 8, "reserved through {reserved}");
     let (_, next, next_rx) = f.message("after", None);
     f.store.write(next);
@@ -282,7 +455,9 @@ async fn limit_pages(f: &Fixture, pages: Option<u64>) {
 #[tokio::test]
 async fn a_full_database_answers_not_stored_reports_failing_and_recovers_when_space_returns() {
     // Arrange: a body that needs new pages, and a file that may not grow.
-    let f = Fixture::open(ids::BLOCK).await;
+    let Some(f) = Fixture::open(Kind::Sqlite, ids::BLOCK).await else {
+        return;
+    };
     let big = "x".repeat(256 * 1024);
     limit_pages(&f, None).await;
 
@@ -316,11 +491,12 @@ async fn a_full_database_answers_not_stored_reports_failing_and_recovers_when_sp
     assert!(f.store.last_write_health().is_ok());
 }
 
-#[tokio::test]
-async fn the_write_health_probe_sees_recovery_without_other_traffic() {
+async fn the_write_health_probe_sees_recovery_without_other_traffic(kind: Kind) {
     // Arrange: one failed message, then the cause removed.
-    let mut f = Fixture::open(ids::BLOCK).await;
-    f.inject(POISON_MESSAGES).await;
+    let Some(mut f) = Fixture::open(kind, ids::BLOCK).await else {
+        return;
+    };
+    f.inject(Poison::Messages).await;
     let (_, poison, poison_rx) = f.message("poison", None);
     f.store.write(poison);
     assert_eq!(told(poison_rx).await, Some(false));
@@ -334,18 +510,19 @@ async fn the_write_health_probe_sees_recovery_without_other_traffic() {
 }
 
 async fn delivered_at(f: &mut Fixture, user_id: &str, id: u64) -> Option<String> {
-    sqlx::query_scalar("SELECT delivered_at FROM deliveries WHERE user_id = ?1 AND message_id = ?2")
-        .bind(user_id)
-        .bind(id as i64)
-        .fetch_one(&mut f.sql)
-        .await
-        .expect("the delivery row")
+    f.scalar(
+        "SELECT delivered_at FROM deliveries WHERE user_id = $1 AND message_id = $2",
+        user_id,
+        Some(id as i64),
+    )
+    .await
 }
 
-#[tokio::test]
-async fn a_receipt_marks_its_delivery_in_its_messages_batch_and_in_a_later_one() {
+async fn a_receipt_marks_its_delivery_in_its_messages_batch_and_in_a_later_one(kind: Kind) {
     // Arrange
-    let mut f = Fixture::open(ids::BLOCK).await;
+    let Some(mut f) = Fixture::open(kind, ids::BLOCK).await else {
+        return;
+    };
     let (folded, message, folded_rx) = f.message("folded", Some("bob"));
 
     // Act: the message and its receipt in one batch.
