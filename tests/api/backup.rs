@@ -14,13 +14,23 @@ use crate::helpers::*;
 /// Runs the real binary's `backup` subcommand against `db` (as an operator would, from
 /// another process), returning its exit success and its stdout + stderr.
 async fn run_backup(db: &Path, file: &Path) -> (bool, String) {
+    run_backup_of(
+        &format!("sqlite://{}", db.display()),
+        db.parent().expect("db dir"),
+        file,
+    )
+    .await
+}
+
+/// `switchboard backup <file>` against `database_url`, run in `dir`.
+async fn run_backup_of(database_url: &str, dir: &Path, file: &Path) -> (bool, String) {
     let binary = std::env::var("SWITCHBOARD_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").to_string());
     let mut command = std::process::Command::new(binary);
     command
         .env_clear()
-        .current_dir(db.parent().expect("db dir"))
-        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .current_dir(dir)
+        .env("DATABASE_URL", database_url)
         .env("JWT_SECRET", SECRET)
         .arg("backup")
         .arg(file);
@@ -202,4 +212,21 @@ async fn ids_never_start_below_the_highest_stored_message_whatever_the_counter_s
     client.close().await;
     restarted.stop().await;
     drop(dir);
+}
+
+#[tokio::test]
+async fn a_backup_of_a_postgresql_database_is_refused_with_a_pointer_to_pg_dump() {
+    // Arrange: no server needed, the refusal comes before any connection.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let copy = dir.path().join("copy.db");
+
+    // Act
+    let url = "postgres://switchboard:hunter2@127.0.0.1:5432/switchboard";
+    let (ok, said) = run_backup_of(url, dir.path(), &copy).await;
+
+    // Assert
+    assert!(!ok, "a non-zero exit: {said}");
+    assert!(said.contains("pg_dump"), "{said}");
+    assert!(!said.contains("hunter2"), "the password stays out: {said}");
+    assert!(!copy.exists(), "nothing written");
 }
