@@ -142,3 +142,95 @@ async fn delete_chunk(pool: &SqlitePool, cutoff: &Cutoff) -> Result<Vec<i64>, sq
     tx.commit().await?;
     Ok(ids)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::DatabaseSettings;
+    use crate::store::{MessageRecord, TargetKind};
+
+    /// A public message, or one queued for bob, created at `at`.
+    fn record(id: u64, at: &str, queued: bool) -> MessageRecord {
+        MessageRecord {
+            id,
+            event: if queued {
+                "private-message"
+            } else {
+                "broadcast-message"
+            }
+            .into(),
+            target_kind: if queued {
+                TargetKind::User
+            } else {
+                TargetKind::All
+            },
+            target: queued.then(|| "bob".to_owned()),
+            sender_id: "alice".into(),
+            body: format!("m{id}"),
+            kind: None,
+            payload: "{}".into(),
+            client_msg_id: None,
+            live_recipients: 0,
+            created_at: at.into(),
+            recipient: queued.then(|| "bob".to_owned()),
+        }
+    }
+
+    /// Three old messages (one still queued for bob) and two new ones; one pass by age.
+    async fn prunes_by_age_keeping_queued(settings: &DatabaseSettings) {
+        // Arrange: a store whose own retention task is off, so only this pass deletes.
+        let mut settings = settings.clone();
+        settings.retention.max_age = None;
+        settings.retention.max_count = None;
+        let store = Store::open(&settings).await.expect("open the store");
+        let old = "2020-01-01T00:00:00.000Z";
+        let now = crate::protocol::wire::now();
+        let mut ids = Vec::new();
+        for (at, queued) in [(old, false), (old, true), (old, false)]
+            .into_iter()
+            .chain([(now.as_str(), false), (now.as_str(), false)])
+        {
+            let id = store.allocate_message_id();
+            let _ = store.log_message(record(id, at, queued));
+            ids.push(id);
+        }
+        store.flush().await;
+
+        // Act
+        let report = prune(
+            &store,
+            &RetentionSettings {
+                max_age: Some(Duration::from_secs(86_400)),
+                max_count: None,
+                interval: Duration::from_secs(60),
+            },
+        )
+        .await
+        .expect("prune");
+
+        // Assert
+        assert_eq!(report.deleted, 2, "the old public ones: {report:?}");
+        assert_eq!(report.highest_id, ids[2]);
+        assert_eq!(store.pruned_through(), ids[2]);
+        let queued = store.undelivered("bob", 10).await.expect("bob's queue");
+        assert_eq!(queued.len(), 1, "the queued one stays, whatever its age");
+        assert_eq!(queued[0].0.id, ids[1]);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_pass_by_age_deletes_old_messages_but_not_queued_ones() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        prunes_by_age_keeping_queued(&DatabaseSettings::at(dir.path().join("age.db"))).await;
+    }
+
+    #[tokio::test]
+    async fn a_pass_by_age_deletes_old_messages_but_not_queued_ones_on_postgres() {
+        let name = "a_pass_by_age_deletes_old_messages_but_not_queued_ones_on_postgres";
+        if let Some(db) = crate::store::postgres::testing::database(name).await {
+            prunes_by_age_keeping_queued(&db.settings).await;
+        }
+    }
+}

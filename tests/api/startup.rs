@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use switchboard::config::DatabaseSettings;
+use switchboard::config::{DatabaseSettings, PostgresUrl};
 use switchboard::store::Store;
 
 use crate::helpers::*;
@@ -104,6 +104,25 @@ async fn a_database_in_a_missing_directory_is_a_clear_error() {
     assert!(!output.status.success(), "non-zero exit");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("does not exist"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_unreachable_postgresql_is_a_clear_error_that_hides_the_password() {
+    // Port 1 on loopback refuses at once: no PostgreSQL is needed for this one.
+    let url = PostgresUrl::parse("postgres://switchboard:hunter2@127.0.0.1:1/switchboard")
+        .expect("a postgres URL");
+    let error = Store::open(&DatabaseSettings::postgres(url))
+        .await
+        .err()
+        .expect("refused");
+    let said = error.to_string();
+    assert!(said.contains("could not connect"), "{said}");
+    assert!(
+        said.contains("refused"),
+        "the cause, not a pool timeout: {said}"
+    );
+    assert!(said.contains("switchboard:***@127.0.0.1:1"), "{said}");
+    assert!(!said.contains("hunter2"), "{said}");
 }
 
 #[tokio::test]

@@ -23,8 +23,8 @@ pub(super) mod writer;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use super::counters::PRUNED_THROUGH;
 use super::{Backend, Opened, Shared, StartState, StoreError, start_state};
@@ -54,10 +54,29 @@ pub(super) async fn open(
             source,
         }
     };
+    let options: PgConnectOptions = url
+        .expose()
+        .parse()
+        .map_err(sql("the PostgreSQL URL is not valid"))?;
+    // One connection first: the pool retries until its timeout and then reports only that it
+    // timed out, where this says why (refused, unknown host, bad password, no such database).
+    let first =
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+            Ok(connected) => connected,
+            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {CONNECT_TIMEOUT:?}"),
+            ))),
+        };
+    first
+        .map_err(sql("could not connect to the database"))?
+        .close()
+        .await
+        .map_err(sql("could not connect to the database"))?;
     let pool = PgPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(CONNECT_TIMEOUT)
-        .connect(url.expose())
+        .connect_with(options)
         .await
         .map_err(sql("could not connect to the database"))?;
     let tables = tables(&pool)
