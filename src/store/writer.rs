@@ -33,6 +33,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
@@ -241,8 +242,10 @@ impl Writer {
 async fn write_batch(conn: &mut Writer, batch: &mut Vec<WriteOp>, run_id: i64, shared: &Shared) {
     // The health is noted before the writes are settled: a sender told "not stored" finds
     // `/readyz` already saying so.
+    let started = Instant::now();
     match conn.commit_all(batch, run_id).await {
         Ok(facts) => {
+            shared.metrics.store_commit(batch.len(), started.elapsed());
             shared.health.committed();
             settle(shared, batch.drain(..), Outcome::Committed(facts));
         }
@@ -252,8 +255,12 @@ async fn write_batch(conn: &mut Writer, batch: &mut Vec<WriteOp>, run_id: i64, s
             let mut any_failed = false;
             for op in batch.drain(..) {
                 let single = [op];
+                let started = Instant::now();
                 let outcome = match conn.commit_all(&single, run_id).await {
-                    Ok(facts) => Outcome::Committed(facts),
+                    Ok(facts) => {
+                        shared.metrics.store_commit(1, started.elapsed());
+                        Outcome::Committed(facts)
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, write = ?single[0],
                             "a write could not be committed");
@@ -277,6 +284,8 @@ fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outc
     let ok = matches!(outcome, Outcome::Committed(_));
     let mut highest = None;
     let mut flushes = Vec::new();
+    // Per event name: a batch carries few distinct ones, so a list beats a map.
+    let mut stored: Vec<(String, u64)> = Vec::new();
     for op in ops {
         match op {
             WriteOp::Message { record, committed } => {
@@ -288,6 +297,12 @@ fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outc
                     shared.note_delivered(user_id, 1);
                 }
                 highest = highest.max(Some(record.id));
+                if ok {
+                    match stored.iter_mut().find(|(event, _)| *event == record.event) {
+                        Some((_, n)) => *n += 1,
+                        None => stored.push((record.event, 1)),
+                    }
+                }
             }
             WriteOp::ReserveIds { through } if ok => shared.ids.reserved(through),
             WriteOp::ReserveIds { .. } => shared.ids.reservation_failed(),
@@ -311,6 +326,9 @@ fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outc
         for (user_id, n) in facts.delivered {
             shared.note_delivered(&user_id, n);
         }
+    }
+    for (event, n) in stored {
+        shared.metrics.messages_stored(event, n);
     }
     // Failed or not, these ids are settled: nobody should wait for them any longer.
     if let Some(id) = highest {
