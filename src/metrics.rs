@@ -32,6 +32,9 @@ use crate::protocol::events::ClientEvent;
 /// The content type of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The `transport` label values: `sessions.transport` of each door.
+const TRANSPORTS: [&str; 2] = ["ws", "socketio"];
+
 /// How a message reached a connection.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Delivery {
@@ -117,6 +120,9 @@ pub struct Metrics {
     offline_queue_total: Gauge,
     offline_queue_max: Gauge,
     connections_opened: Family<TransportLabel, Counter>,
+    /// `connections_opened` and `handshake_seconds` of each transport, made at start so that
+    /// both series show (at 0) before the first connection.
+    opened: Vec<(&'static str, Counter, Histogram)>,
     connections_closed: Family<ClosedLabels, Counter>,
     auth_refusals: Family<ReasonLabel, Counter>,
     client_events: Family<EventLabels, Counter>,
@@ -188,7 +194,7 @@ impl Metrics {
             "The longest offline queue of any single user",
             Gauge::default(),
         );
-        let connections_opened = register(
+        let connections_opened: Family<TransportLabel, Counter> = register(
             &mut r,
             "connections_opened",
             "Connections accepted (authenticated and registered), by transport",
@@ -267,14 +273,24 @@ impl Metrics {
             "Time to commit one store transaction",
             seconds_histogram(),
         );
-        let handshake_seconds = register(
+        let handshake_seconds: HistogramFamily<TransportLabel> = register(
             &mut r,
             "handshake_seconds",
             "From the opening request to the `connected` event, by transport",
             HistogramFamily::new_with_constructor(seconds_histogram as fn() -> Histogram),
         );
+        let opened = TRANSPORTS
+            .iter()
+            .map(|&transport| {
+                let label = TransportLabel { transport };
+                let count = connections_opened.get_or_create(&label).clone();
+                let took = handshake_seconds.get_or_create(&label).clone();
+                (transport, count, took)
+            })
+            .collect();
         Self {
             registry: r,
+            opened,
             connections,
             users_online,
             rooms_with_members,
@@ -307,11 +323,19 @@ impl Metrics {
     /// A connection was registered with the hub, `took` after its opening request arrived
     /// (the handshake); `transport` is its `sessions.transport`.
     pub fn connection_opened(&self, transport: &'static str, took: Duration) {
-        let label = TransportLabel { transport };
-        self.connections_opened.get_or_create(&label).inc();
-        self.handshake_seconds
-            .get_or_create(&label)
-            .observe(took.as_secs_f64());
+        match self.opened.iter().find(|(name, ..)| *name == transport) {
+            Some((_, count, histogram)) => {
+                count.inc();
+                histogram.observe(took.as_secs_f64());
+            }
+            None => {
+                let label = TransportLabel { transport };
+                self.connections_opened.get_or_create(&label).inc();
+                self.handshake_seconds
+                    .get_or_create(&label)
+                    .observe(took.as_secs_f64());
+            }
+        }
         self.opened_total.inc();
     }
 
@@ -387,8 +411,8 @@ impl Metrics {
     /// from `live`.
     pub fn render(&self, live: &Live) -> String {
         let by_transport = [
-            ("ws", live.ws_connections),
-            ("socketio", live.socketio_connections),
+            (TRANSPORTS[0], live.ws_connections),
+            (TRANSPORTS[1], live.socketio_connections),
         ];
         for (transport, open) in by_transport {
             self.connections

@@ -245,7 +245,7 @@ async fn write_batch(conn: &mut Writer, batch: &mut Vec<WriteOp>, run_id: i64, s
     let started = Instant::now();
     match conn.commit_all(batch, run_id).await {
         Ok(facts) => {
-            shared.metrics.store_commit(batch.len(), started.elapsed());
+            record_commit(shared, batch, started);
             shared.health.committed();
             settle(shared, batch.drain(..), Outcome::Committed(facts));
         }
@@ -258,7 +258,7 @@ async fn write_batch(conn: &mut Writer, batch: &mut Vec<WriteOp>, run_id: i64, s
                 let started = Instant::now();
                 let outcome = match conn.commit_all(&single, run_id).await {
                     Ok(facts) => {
-                        shared.metrics.store_commit(1, started.elapsed());
+                        record_commit(shared, &single, started);
                         Outcome::Committed(facts)
                     }
                     Err(e) => {
@@ -278,14 +278,34 @@ async fn write_batch(conn: &mut Writer, batch: &mut Vec<WriteOp>, run_id: i64, s
     }
 }
 
+/// Counts a committed transaction (its size, how long it took, the messages it stored by
+/// event name) before its writes are settled, so that the figures have moved by the time a
+/// sender hears its message is stored.
+fn record_commit(shared: &Shared, committed: &[WriteOp], started: Instant) {
+    shared
+        .metrics
+        .store_commit(committed.len(), started.elapsed());
+    // A batch carries few distinct event names: a list beats a map.
+    let mut stored: Vec<(&str, u64)> = Vec::new();
+    for op in committed {
+        if let WriteOp::Message { record, .. } = op {
+            match stored.iter_mut().find(|(event, _)| *event == record.event) {
+                Some((_, n)) => *n += 1,
+                None => stored.push((&record.event, 1)),
+            }
+        }
+    }
+    for (event, n) in stored {
+        shared.metrics.messages_stored(event.to_owned(), n);
+    }
+}
+
 /// Publishes what one attempt decided for `ops`, consuming them so that none is settled
 /// twice. Flushes are answered last, once everything before them is visible.
 fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outcome) {
     let ok = matches!(outcome, Outcome::Committed(_));
     let mut highest = None;
     let mut flushes = Vec::new();
-    // Per event name: a batch carries few distinct ones, so a list beats a map.
-    let mut stored: Vec<(String, u64)> = Vec::new();
     for op in ops {
         match op {
             WriteOp::Message { record, committed } => {
@@ -297,12 +317,6 @@ fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outc
                     shared.note_delivered(user_id, 1);
                 }
                 highest = highest.max(Some(record.id));
-                if ok {
-                    match stored.iter_mut().find(|(event, _)| *event == record.event) {
-                        Some((_, n)) => *n += 1,
-                        None => stored.push((record.event, 1)),
-                    }
-                }
             }
             WriteOp::ReserveIds { through } if ok => shared.ids.reserved(through),
             WriteOp::ReserveIds { .. } => shared.ids.reservation_failed(),
@@ -326,9 +340,6 @@ fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outc
         for (user_id, n) in facts.delivered {
             shared.note_delivered(&user_id, n);
         }
-    }
-    for (event, n) in stored {
-        shared.metrics.messages_stored(event, n);
     }
     // Failed or not, these ids are settled: nobody should wait for them any longer.
     if let Some(id) = highest {
