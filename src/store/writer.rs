@@ -29,7 +29,8 @@
 //! reserved bound or, failed, lets the next publisher ask again; a flush is answered. A
 //! watcher handed to an attempt that then fails would be dropped unanswered (the sender told
 //! "not stored" while the retry stores its message), which is why nothing is taken before the
-//! outcome is known.
+//! outcome is known. A committed transaction is counted (`/metrics`: its size, its commit time,
+//! the messages it stored) just before it is settled, so no ack runs ahead of the figures.
 
 use std::collections::HashMap;
 use std::sync::Arc;

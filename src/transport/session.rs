@@ -16,6 +16,11 @@
 //!    [`Session::send_next_ack`] yields them.
 //! 4. [`Session::close`]: records why the connection ended and tells the hub.
 //!
+//! The same steps keep the connection's figures (`/metrics`): a refusal by its code, the
+//! open with its handshake time, each event's outcome once its ack is known, the close by
+//! its reason. And each connection has one tracing span ([`connection_span`]) that all of
+//! its tasks log in.
+//!
 //! [`Receipts`] record which stored messages a connection's transport took, batched the same
 //! way on both: each writer notes ids as it hands frames over and writes them as one store
 //! call per batch.
