@@ -15,7 +15,7 @@
 //! The exposition is Prometheus' text format 0.0.4. prometheus-client writes OpenMetrics,
 //! whose counter families are named without the `_total` their samples carry and which ends
 //! with `# EOF`; [`Metrics::render`] renames those `HELP`/`TYPE` lines and drops the marker
-//! ([`to_prometheus_text`]), so a classic scraper keeps each counter's type and help.
+//! (`to_prometheus_text`), so a classic scraper keeps each counter's type and help.
 
 use std::sync::Arc;
 use std::time::Duration;
