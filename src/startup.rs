@@ -238,7 +238,7 @@ fn router(state: AppState, socketio: SocketIoLayer) -> Router {
         .with_state(state.clone())
         .layer(socketio)
         .layer(axum::middleware::from_fn_with_state(
-            state.settings.clone(),
+            state.clone(),
             transport::handshake::socketio_guard,
         ))
         .layer(cors)

@@ -1,6 +1,7 @@
 //! The REST management API under `/websocket/`, for operators and back-end services: the
 //! seed's five endpoints, what a persistent gateway adds (session history, stored messages,
-//! a user's offline queue, force-disconnect), health checks and the OpenAPI document.
+//! a user's offline queue, force-disconnect), health checks, the Prometheus metrics and the
+//! OpenAPI document.
 //! Handlers are thin: they authenticate ([`extract`]), validate, and call the same hub and
 //! command functions as the transports and the embedded API. Each answers with a typed body
 //! and carries its `#[utoipa::path]`; the OpenAPI document is derived from those
@@ -10,6 +11,7 @@ pub mod error;
 pub mod extract;
 mod health;
 mod messages;
+mod metrics;
 mod notify;
 mod openapi;
 mod users;
@@ -22,7 +24,7 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 
-/// The REST routes, health checks and the OpenAPI document.
+/// The REST routes, health checks, `/metrics` and the OpenAPI document.
 pub fn router(max_body_bytes: usize) -> Router<AppState> {
     let (router, _) = documented_routes().split_for_parts();
     router.layer(DefaultBodyLimit::max(max_body_bytes))
@@ -50,4 +52,5 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi::document))
         .routes(routes!(health::alive))
         .routes(routes!(health::ready))
+        .routes(routes!(metrics::metrics))
 }

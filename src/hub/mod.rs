@@ -41,6 +41,7 @@ use state::State;
 
 use crate::auth::Identity;
 use crate::config::PresenceSettings;
+use crate::metrics::{Live, Metrics};
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::{self, Connected, RoomPresence, UserObject};
 use crate::store::{NewSession, Store, StoreError};
@@ -173,8 +174,29 @@ impl Hub {
     }
 
     /// The gateway's metrics.
-    pub fn metrics(&self) -> &std::sync::Arc<crate::metrics::Metrics> {
+    pub fn metrics(&self) -> &Arc<Metrics> {
         self.inner.store.metrics()
+    }
+
+    /// The state figures of `/metrics`, read when it is scraped: open connections per
+    /// transport, users online and rooms with members (three reads under the hub lock),
+    /// then the offline queues (the store's own lock, after the hub's is released).
+    pub fn live_figures(&self) -> Live {
+        let (open, users, rooms) = {
+            let state = self.state();
+            (state.open, state.users.len(), state.rooms.len())
+        };
+        let queues = self.inner.store.offline_queues();
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let count64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Live {
+            ws_connections: count(open.ws),
+            socketio_connections: count(open.socketio),
+            users_online: count(users),
+            rooms_with_members: count(rooms),
+            offline_queue_total: count64(queues.total),
+            offline_queue_max: count64(queues.longest),
+        }
     }
 
     /// The store, for commands that read history.
@@ -207,7 +229,14 @@ impl Hub {
         let store = &self.inner.store;
         let id = SessionId(store.allocate_session_id());
         let mut state = self.state();
-        let arrival = state.add_session(id, &identity, outbound.clone(), now, hold_limit);
+        let arrival = state.add_session(
+            id,
+            &identity,
+            meta.transport,
+            outbound.clone(),
+            now,
+            hold_limit,
+        );
         // Straight to the connection, ahead of anything held for it.
         outbound.send(Event::new(
             "connected",

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use super::OnlineUser;
 use super::presence::Window;
 use super::publish::{Published, Target};
-use super::{CloseReason, Event, HubError, Outbound, SessionId};
+use super::{CloseReason, Event, HubError, Outbound, SessionId, Transport};
 use crate::auth::Identity;
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::{self, UserObject};
@@ -19,6 +19,7 @@ use crate::protocol::wire::{self, UserObject};
 /// One live connection.
 pub(super) struct SessionEntry {
     pub user_id: Arc<str>,
+    pub transport: Transport,
     pub outbound: Outbound,
     pub connected_at: SystemTime,
     /// While the connection catches up on stored messages, live events wait here so that
@@ -126,6 +127,27 @@ pub(super) struct State {
     pub recent_keys: RecentKeys,
     /// `PRESENCE_EVENTS=diff`: the changes of the open window.
     pub presence_window: Window,
+    /// Live connections per transport, kept as they come and go so that a scrape of
+    /// `/metrics` reads two numbers instead of walking the sessions under the lock.
+    pub open: OpenConnections,
+}
+
+/// Live connections per transport.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OpenConnections {
+    /// `/ws`.
+    pub ws: usize,
+    /// Socket.IO.
+    pub socketio: usize,
+}
+
+impl OpenConnections {
+    fn of(&mut self, transport: Transport) -> &mut usize {
+        match transport {
+            Transport::WebSocket => &mut self.ws,
+            Transport::SocketIo => &mut self.socketio,
+        }
+    }
 }
 
 impl State {
@@ -134,6 +156,7 @@ impl State {
         &mut self,
         id: SessionId,
         identity: &Identity,
+        transport: Transport,
         outbound: Outbound,
         at: SystemTime,
         hold_limit: usize,
@@ -155,12 +178,14 @@ impl State {
             id,
             SessionEntry {
                 user_id: user_id.clone(),
+                transport,
                 outbound,
                 connected_at: at,
                 held: Some(Vec::new()),
                 hold_limit,
             },
         );
+        *self.open.of(transport) += 1;
         let user = self
             .user_object(&user_id)
             .unwrap_or_else(|| user_object_of(identity, at));
@@ -185,7 +210,10 @@ impl State {
         let user_id = self.sessions.get(&id)?.user_id.clone();
         // Taken while the session still counts, so that it names the user as they were.
         let mut user = self.user_object(&user_id);
-        self.sessions.remove(&id);
+        if let Some(gone) = self.sessions.remove(&id) {
+            let open = self.open.of(gone.transport);
+            *open = open.saturating_sub(1);
+        }
         let last = match self.users.get_mut(&user_id) {
             Some(entry) => {
                 entry.sessions.retain(|s| *s != id);
@@ -406,6 +434,7 @@ mod tests {
             state.add_session(
                 SessionId(id),
                 &identity(user, role),
+                Transport::WebSocket,
                 outbound,
                 SystemTime::now(),
                 4,
@@ -527,8 +556,12 @@ mod tests {
         let (second, _q2) = Outbound::channel(8);
         let now = SystemTime::now();
 
-        assert!(state.add_session(SessionId(1), &alice, first, now, 4).first);
-        let again = state.add_session(SessionId(2), &alice, second, now, 4);
+        assert!(
+            state
+                .add_session(SessionId(1), &alice, Transport::WebSocket, first, now, 4)
+                .first
+        );
+        let again = state.add_session(SessionId(2), &alice, Transport::SocketIo, second, now, 4);
         assert!(!again.first);
         assert_eq!(again.user.sessions, 2);
 
@@ -555,6 +588,7 @@ mod tests {
         state.add_session(
             SessionId(1),
             &identity("alice", "USER"),
+            Transport::WebSocket,
             outbound,
             SystemTime::now(),
             4,
@@ -585,6 +619,7 @@ mod tests {
         state.add_session(
             SessionId(1),
             &identity("alice", "USER"),
+            Transport::WebSocket,
             outbound,
             SystemTime::now(),
             2,
@@ -597,5 +632,27 @@ mod tests {
             "the third is refused"
         );
         assert_eq!(queue.closer.reason(), Some(CloseReason::SlowConsumer));
+    }
+
+    #[test]
+    fn open_connections_are_counted_per_transport_as_they_come_and_go() {
+        let mut state = State::default();
+        let alice = identity("alice", "USER");
+        let (ws, _q1) = Outbound::channel(8);
+        let (sio, _q2) = Outbound::channel(8);
+        let now = SystemTime::now();
+        state.add_session(SessionId(1), &alice, Transport::WebSocket, ws, now, 4);
+        state.add_session(SessionId(2), &alice, Transport::SocketIo, sio, now, 4);
+        assert_eq!(state.open, OpenConnections { ws: 1, socketio: 1 });
+
+        state.remove_session(SessionId(2));
+        state.remove_session(SessionId(2));
+        assert_eq!(
+            state.open,
+            OpenConnections { ws: 1, socketio: 0 },
+            "a second removal of one session counts once"
+        );
+        state.remove_session(SessionId(1));
+        assert_eq!(state.open, OpenConnections::default());
     }
 }

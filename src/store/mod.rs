@@ -189,6 +189,15 @@ impl Shared {
     }
 }
 
+/// The offline queues at one moment ([`Store::offline_queues`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OfflineQueues {
+    /// Messages waiting, all users together.
+    pub total: u64,
+    /// The longest queue of any one user.
+    pub longest: u64,
+}
+
 /// A connection that opened, as [`Store::session_opened`] records it.
 #[derive(Debug, Clone, Copy)]
 pub struct NewSession<'a> {
@@ -568,6 +577,17 @@ impl Store {
             .get(user_id)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The offline queues as a whole: messages waiting for every user together, and the
+    /// longest single queue (both counting messages logged but not yet committed). A walk
+    /// over the users with a queue, for `/metrics` when it is scraped, not for hot paths.
+    pub fn offline_queues(&self) -> OfflineQueues {
+        let pending = self.inner.shared.pending();
+        OfflineQueues {
+            total: pending.values().sum(),
+            longest: pending.values().copied().max().unwrap_or(0),
+        }
     }
 
     /// The highest message id deleted by retention (0 if none).

@@ -17,7 +17,7 @@
 //!   and sends a close frame with the reason's code when told to stop.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -70,6 +70,7 @@ pub(crate) async fn upgrade(
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let started = Instant::now();
     let Query(query) = match query {
         Ok(q) => q,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.body_text()),
@@ -80,6 +81,7 @@ pub(crate) async fn upgrade(
         query_token: query.token.as_deref(),
         auth_resume: None,
         query_resume: query.last_message_id.as_deref(),
+        started,
     };
     let admitted = match session::admit(&app, &request) {
         Ok(admitted) => admitted,
@@ -117,9 +119,9 @@ pub(crate) async fn upgrade(
 async fn serve_connection(socket: WebSocket, app: AppState, admitted: Admitted, meta: SessionMeta) {
     let (outbound, queue) = Outbound::channel(app.settings.limits.outbound_queue_capacity);
     let mut receipts = Receipts::new(app.hub.store().clone(), admitted.identity.user_id.clone());
-    let mut session = Session::open(&app, admitted, meta, outbound.clone());
+    let span = session::connection_span(&admitted.identity, &meta);
+    let mut session = Session::open(&app, admitted, meta, outbound.clone(), span.clone());
     let presence = session.take_presence();
-    let span = session.span("ws");
     let (sink, stream) = socket.split();
     let ping_interval = app.settings.limits.ping_interval;
     let idle_timeout = app.settings.limits.idle_timeout;
