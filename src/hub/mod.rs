@@ -24,6 +24,7 @@
 
 mod event;
 mod outbound;
+mod overview;
 mod presence;
 mod publish;
 mod state;
@@ -34,10 +35,11 @@ use std::time::SystemTime;
 
 pub use event::Event;
 pub use outbound::{CloseReason, Closer, Handoff, Outbound, OutboundQueue};
+pub use overview::{LiveOverview, LiveRoom, LiveSession, LiveUser, OverviewLimits, RoomMember};
 pub use presence::PresenceCursor;
 use presence::PresenceFeed;
 pub use publish::{PendingPublish, Publish, PublishError, Published, Target};
-use state::State;
+use state::{Opened, State};
 
 use crate::auth::Identity;
 use crate::config::PresenceSettings;
@@ -207,7 +209,12 @@ impl Hub {
         let store = &self.inner.store;
         let id = SessionId(store.allocate_session_id());
         let mut state = self.state();
-        let arrival = state.add_session(id, &identity, outbound.clone(), now, hold_limit);
+        let opened = Opened {
+            at: now,
+            transport: meta.transport,
+            remote_addr: meta.remote_addr,
+        };
+        let arrival = state.add_session(id, &identity, outbound.clone(), opened, hold_limit);
         // Straight to the connection, ahead of anything held for it.
         outbound.send(Event::new(
             "connected",
@@ -297,6 +304,12 @@ impl Hub {
     /// Every online user, oldest connection first.
     pub fn online_users(&self) -> Vec<OnlineUser> {
         self.state().online_users()
+    }
+
+    /// Who is online with which connections, and the rooms, bounded by `limits` (for the
+    /// operator dashboard; one walk over the maps under the lock).
+    pub fn overview(&self, limits: OverviewLimits) -> LiveOverview {
+        self.state().overview(limits)
     }
 
     /// Distinct users online.

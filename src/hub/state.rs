@@ -5,13 +5,14 @@
 //! takes the lock, asks, and hands the records to the store.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::OnlineUser;
 use super::presence::Window;
 use super::publish::{Published, Target};
-use super::{CloseReason, Event, HubError, Outbound, SessionId};
+use super::{CloseReason, Event, HubError, Outbound, SessionId, Transport};
 use crate::auth::Identity;
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::{self, UserObject};
@@ -21,6 +22,9 @@ pub(super) struct SessionEntry {
     pub user_id: Arc<str>,
     pub outbound: Outbound,
     pub connected_at: SystemTime,
+    /// How it came in, for the operator dashboard's list of sessions.
+    pub transport: Transport,
+    pub remote_addr: Option<SocketAddr>,
     /// While the connection catches up on stored messages, live events wait here so that
     /// they arrive after what they follow. `None` once caught up.
     pub held: Option<Vec<Arc<Event>>>,
@@ -50,6 +54,14 @@ impl SessionEntry {
             }
         }
     }
+}
+
+/// When and how a connection opened.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Opened {
+    pub at: SystemTime,
+    pub transport: Transport,
+    pub remote_addr: Option<SocketAddr>,
 }
 
 /// A connection added: whether it is the user's first (everyone else hears
@@ -135,9 +147,10 @@ impl State {
         id: SessionId,
         identity: &Identity,
         outbound: Outbound,
-        at: SystemTime,
+        opened: Opened,
         hold_limit: usize,
     ) -> Arrival {
+        let at = opened.at;
         let user_id = identity.user_id.clone();
         let user = self
             .users
@@ -157,6 +170,8 @@ impl State {
                 user_id: user_id.clone(),
                 outbound,
                 connected_at: at,
+                transport: opened.transport,
+                remote_addr: opened.remote_addr,
                 held: Some(Vec::new()),
                 hold_limit,
             },
@@ -397,19 +412,21 @@ mod tests {
         }
     }
 
+    fn opened() -> Opened {
+        Opened {
+            at: SystemTime::now(),
+            transport: Transport::WebSocket,
+            remote_addr: None,
+        }
+    }
+
     /// A state with one connection per `(session, user, role)`, caught up (nothing held).
     fn state_with(sessions: &[(u64, &str, &str)]) -> (State, HashMap<u64, OutboundQueue>) {
         let mut state = State::default();
         let mut queues = HashMap::new();
         for &(id, user, role) in sessions {
             let (outbound, queue) = Outbound::channel(8);
-            state.add_session(
-                SessionId(id),
-                &identity(user, role),
-                outbound,
-                SystemTime::now(),
-                4,
-            );
+            state.add_session(SessionId(id), &identity(user, role), outbound, opened(), 4);
             state.end_replay(SessionId(id));
             queues.insert(id, queue);
         }
@@ -525,10 +542,12 @@ mod tests {
         let alice = identity("alice", "USER");
         let (first, _q1) = Outbound::channel(8);
         let (second, _q2) = Outbound::channel(8);
-        let now = SystemTime::now();
-
-        assert!(state.add_session(SessionId(1), &alice, first, now, 4).first);
-        let again = state.add_session(SessionId(2), &alice, second, now, 4);
+        assert!(
+            state
+                .add_session(SessionId(1), &alice, first, opened(), 4)
+                .first
+        );
+        let again = state.add_session(SessionId(2), &alice, second, opened(), 4);
         assert!(!again.first);
         assert_eq!(again.user.sessions, 2);
 
@@ -556,7 +575,7 @@ mod tests {
             SessionId(1),
             &identity("alice", "USER"),
             outbound,
-            SystemTime::now(),
+            opened(),
             4,
         );
 
@@ -586,7 +605,7 @@ mod tests {
             SessionId(1),
             &identity("alice", "USER"),
             outbound,
-            SystemTime::now(),
+            opened(),
             2,
         );
         let event = Event::new("broadcast-message", &"x");

@@ -51,7 +51,7 @@ pub use health::WriteHealth;
 use ids::IdAllocator;
 pub use messages::{ListFilter, MessageRecord, OriginalAck, Reader, StoredMessage, TargetKind};
 pub use replay::ReplayPage;
-pub use sessions::{SessionRow, UserHistory};
+pub use sessions::{RecentSession, SessionRow, UserHistory};
 use writer::WriteOp;
 
 /// A store that could not be opened or used. The message says what was being done.
@@ -184,6 +184,17 @@ impl Shared {
             }
         }
     }
+}
+
+/// The offline queues, as [`Store::offline_queues`] reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OfflineQueues {
+    /// `(user_id, undelivered messages)`, the longest queues first.
+    pub largest: Vec<(String, u64)>,
+    /// Users with at least one undelivered message.
+    pub users: usize,
+    /// Undelivered messages in all.
+    pub messages: u64,
 }
 
 /// A connection that opened, as [`Store::session_opened`] records it.
@@ -556,6 +567,33 @@ impl Store {
         self.inner.shared.ids.last_allocated()
     }
 
+    /// The last session id handed out (0 if none ever was): it grows by one per connection
+    /// opened, across restarts, so its change over time is the connection rate.
+    pub fn last_session_id(&self) -> u64 {
+        self.inner
+            .next_session_id
+            .load(Ordering::Relaxed)
+            .saturating_sub(1)
+    }
+
+    /// The `limit` longest offline queues (largest first, ties by user id) with the totals,
+    /// from the in-memory counts: no SQL. One walk over the counts under their small lock.
+    pub fn offline_queues(&self, limit: usize) -> OfflineQueues {
+        let pending = self.inner.shared.pending();
+        let mut largest: Vec<(String, u64)> =
+            pending.iter().map(|(user, n)| (user.clone(), *n)).collect();
+        let users = largest.len();
+        let messages = largest.iter().map(|(_, n)| n).sum();
+        drop(pending);
+        largest.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        largest.truncate(limit);
+        OfflineQueues {
+            largest,
+            users,
+            messages,
+        }
+    }
+
     /// Undelivered messages queued for `user_id`, counting those logged but not yet
     /// committed.
     pub fn queued_for(&self, user_id: &str) -> u64 {
@@ -672,6 +710,14 @@ impl Store {
             Backend::Sqlite(pool) => sessions::sessions_of(pool, user_id, limit).await,
         };
         rows.map_err(self.failed("could not read a user's sessions"))
+    }
+
+    /// The `limit` newest sessions of anyone, newest first, live ones included.
+    pub async fn recent_sessions(&self, limit: u32) -> Result<Vec<RecentSession>, StoreError> {
+        let rows = match &self.inner.backend {
+            Backend::Sqlite(pool) => sessions::recent(pool, limit).await,
+        };
+        rows.map_err(self.failed("could not read the recent sessions"))
     }
 
     /// Wraps a database error with what was being done.
