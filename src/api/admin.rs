@@ -29,6 +29,7 @@ use super::extract::Admin;
 use super::openapi::AdminRefusals;
 use super::users::Session;
 use crate::app::AppState;
+use crate::auth::Identity;
 use crate::hub::{LiveRoom, LiveSession, LiveUser, OverviewLimits};
 use crate::protocol::wire::{self, UserObject};
 use crate::store::{OfflineQueues, RecentSession};
@@ -193,8 +194,8 @@ pub(super) async fn overview(
 ///
 /// One `overview` event (its data: the JSON of `GET /websocket/admin/overview`) right away,
 /// then one a second. If the history cannot be read, that second's event is an `error` event
-/// with the error body instead. The stream ends when the caller's token expires or the server
-/// stops. Admins only.
+/// with the error body instead. The stream ends when the caller's token expires or is
+/// revoked, or the server stops. Admins only.
 #[utoipa::path(
     get,
     path = "/websocket/admin/stream",
@@ -216,6 +217,7 @@ pub(super) async fn stream(
         app,
         every,
         expires,
+        caller,
     };
     Sse::new(stream::unfold(ticks, Ticks::next)).keep_alive(KeepAlive::default())
 }
@@ -226,6 +228,8 @@ struct Ticks {
     every: Interval,
     /// The caller's token's `exp`: an admin's stream lasts no longer than their token.
     expires: SystemTime,
+    /// Who asked: a revocation of their tokens ends the stream too.
+    caller: Identity,
 }
 
 impl Ticks {
@@ -234,7 +238,9 @@ impl Ticks {
             () = self.app.stopping.cancelled() => return None,
             _ = self.every.tick() => {}
         }
-        if SystemTime::now() >= self.expires {
+        if SystemTime::now() >= self.expires
+            || self.app.verifier.revocations().refuses(&self.caller)
+        {
             return None;
         }
         let event = match snapshot(&self.app).await {

@@ -126,7 +126,7 @@ impl State {
 
     fn largest_rooms(&self, limit: usize, members_per_room: usize) -> Vec<LiveRoom> {
         // Names are unique, so the set in the tuple is never compared.
-        let mut order: Vec<(Reverse<usize>, &str, &BTreeSet<Arc<str>>)> = self
+        let mut order: Vec<(Reverse<usize>, &str, &Members)> = self
             .rooms
             .iter()
             .filter(|(_, members)| !members.is_empty())
@@ -157,6 +157,9 @@ impl State {
             .collect()
     }
 }
+
+/// A room's members, as the hub keeps them.
+type Members = BTreeSet<Arc<str>>;
 
 /// Keeps the `n` smallest items, sorted: O(len) to select, O(n log n) to sort what is kept.
 fn keep_smallest<T: Ord>(items: &mut Vec<T>, n: usize) {
