@@ -44,6 +44,7 @@ use crate::protocol::payloads::MAX_NOTIFICATION_TYPE_CHARS;
         (name = "notifications", description = "Notifications sent by a back-end (admins)"),
         (name = "users", description = "One user's sessions and offline queue"),
         (name = "messages", description = "The stored message history"),
+        (name = "admin", description = "The operator dashboard's live data (admins)"),
         (name = "operations", description = "Health checks, metrics and this document; no JWT"),
     )
 )]

@@ -5,6 +5,7 @@
 //! takes the lock, asks, and hands the records to the store.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -19,9 +20,11 @@ use crate::protocol::wire::{self, UserObject};
 /// One live connection.
 pub(super) struct SessionEntry {
     pub user_id: Arc<str>,
-    pub transport: Transport,
     pub outbound: Outbound,
     pub connected_at: SystemTime,
+    /// How it came in, for the operator dashboard's list of sessions.
+    pub transport: Transport,
+    pub remote_addr: Option<SocketAddr>,
     /// While the connection catches up on stored messages, live events wait here so that
     /// they arrive after what they follow. `None` once caught up.
     pub held: Option<Vec<Arc<Event>>>,
@@ -51,6 +54,14 @@ impl SessionEntry {
             }
         }
     }
+}
+
+/// When and how a connection opened.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Opened {
+    pub at: SystemTime,
+    pub transport: Transport,
+    pub remote_addr: Option<SocketAddr>,
 }
 
 /// A connection added: whether it is the user's first (everyone else hears
@@ -156,11 +167,11 @@ impl State {
         &mut self,
         id: SessionId,
         identity: &Identity,
-        transport: Transport,
         outbound: Outbound,
-        at: SystemTime,
+        opened: Opened,
         hold_limit: usize,
     ) -> Arrival {
+        let at = opened.at;
         let user_id = identity.user_id.clone();
         let user = self
             .users
@@ -178,14 +189,15 @@ impl State {
             id,
             SessionEntry {
                 user_id: user_id.clone(),
-                transport,
                 outbound,
                 connected_at: at,
+                transport: opened.transport,
+                remote_addr: opened.remote_addr,
                 held: Some(Vec::new()),
                 hold_limit,
             },
         );
-        *self.open.of(transport) += 1;
+        *self.open.of(opened.transport) += 1;
         let user = self
             .user_object(&user_id)
             .unwrap_or_else(|| user_object_of(identity, at));
@@ -425,20 +437,21 @@ mod tests {
         }
     }
 
+    fn opened() -> Opened {
+        Opened {
+            at: SystemTime::now(),
+            transport: Transport::WebSocket,
+            remote_addr: None,
+        }
+    }
+
     /// A state with one connection per `(session, user, role)`, caught up (nothing held).
     fn state_with(sessions: &[(u64, &str, &str)]) -> (State, HashMap<u64, OutboundQueue>) {
         let mut state = State::default();
         let mut queues = HashMap::new();
         for &(id, user, role) in sessions {
             let (outbound, queue) = Outbound::channel(8);
-            state.add_session(
-                SessionId(id),
-                &identity(user, role),
-                Transport::WebSocket,
-                outbound,
-                SystemTime::now(),
-                4,
-            );
+            state.add_session(SessionId(id), &identity(user, role), outbound, opened(), 4);
             state.end_replay(SessionId(id));
             queues.insert(id, queue);
         }
@@ -554,14 +567,12 @@ mod tests {
         let alice = identity("alice", "USER");
         let (first, _q1) = Outbound::channel(8);
         let (second, _q2) = Outbound::channel(8);
-        let now = SystemTime::now();
-
         assert!(
             state
-                .add_session(SessionId(1), &alice, Transport::WebSocket, first, now, 4)
+                .add_session(SessionId(1), &alice, first, opened(), 4)
                 .first
         );
-        let again = state.add_session(SessionId(2), &alice, Transport::SocketIo, second, now, 4);
+        let again = state.add_session(SessionId(2), &alice, second, opened(), 4);
         assert!(!again.first);
         assert_eq!(again.user.sessions, 2);
 
@@ -588,9 +599,8 @@ mod tests {
         state.add_session(
             SessionId(1),
             &identity("alice", "USER"),
-            Transport::WebSocket,
             outbound,
-            SystemTime::now(),
+            opened(),
             4,
         );
 
@@ -619,9 +629,8 @@ mod tests {
         state.add_session(
             SessionId(1),
             &identity("alice", "USER"),
-            Transport::WebSocket,
             outbound,
-            SystemTime::now(),
+            opened(),
             2,
         );
         let event = Event::new("broadcast-message", &"x");
@@ -640,9 +649,12 @@ mod tests {
         let alice = identity("alice", "USER");
         let (ws, _q1) = Outbound::channel(8);
         let (sio, _q2) = Outbound::channel(8);
-        let now = SystemTime::now();
-        state.add_session(SessionId(1), &alice, Transport::WebSocket, ws, now, 4);
-        state.add_session(SessionId(2), &alice, Transport::SocketIo, sio, now, 4);
+        let socketio = Opened {
+            transport: Transport::SocketIo,
+            ..opened()
+        };
+        state.add_session(SessionId(1), &alice, ws, opened(), 4);
+        state.add_session(SessionId(2), &alice, sio, socketio, 4);
         assert_eq!(state.open, OpenConnections { ws: 1, socketio: 1 });
 
         state.remove_session(SessionId(2));

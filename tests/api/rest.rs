@@ -30,6 +30,8 @@ const PROTECTED: &[(&str, &str)] = &[
     ("POST", "/websocket/users/alice/disconnect"),
     ("POST", "/websocket/users/alice/revoke"),
     ("GET", "/websocket/messages"),
+    ("GET", "/websocket/admin/overview"),
+    ("GET", "/websocket/admin/stream"),
 ];
 
 #[tokio::test]
