@@ -570,15 +570,6 @@ impl Store {
         self.inner.shared.ids.last_allocated()
     }
 
-    /// The last session id handed out (0 if none ever was): it grows by one per connection
-    /// opened, across restarts, so its change over time is the connection rate.
-    pub fn last_session_id(&self) -> u64 {
-        self.inner
-            .next_session_id
-            .load(Ordering::Relaxed)
-            .saturating_sub(1)
-    }
-
     /// The `limit` longest offline queues (largest first, ties by user id) with the totals,
     /// from the in-memory counts: no SQL. One walk over the counts under their small lock.
     pub fn offline_queues(&self, limit: usize) -> OfflineQueues {

@@ -171,8 +171,8 @@ async fn the_overview_shows_users_rooms_queues_and_history() {
         ),
         (Some("bob"), Some("client_closed"))
     );
-    assert_eq!(o["counters"]["lastSessionId"], 2);
-    assert_eq!(o["counters"]["lastMessageId"], 1, "the notification");
+    assert_eq!(o["counters"]["connectionsOpened"], 2);
+    assert_eq!(o["counters"]["messagesStored"], 1, "the notification");
 }
 
 /// Reads a Server-Sent Events body one `overview` event at a time.

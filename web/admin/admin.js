@@ -174,17 +174,8 @@ function renderRates(o) {
   state.previous = { t: now, ...c };
   if (prev && now > prev.t) {
     const seconds = (now - prev.t) / 1000;
-    // Two sources of the same figure (see the API doc): the metrics since start, and the
-    // store's id counters. Whichever moved is right; the other is 0 or equal.
-    const messages =
-      Math.max(c.messagesStored - prev.messagesStored, c.lastMessageId - prev.lastMessageId, 0) /
-      seconds;
-    const connections =
-      Math.max(
-        c.connectionsOpened - prev.connectionsOpened,
-        c.lastSessionId - prev.lastSessionId,
-        0,
-      ) / seconds;
+    const messages = Math.max(c.messagesStored - prev.messagesStored, 0) / seconds;
+    const connections = Math.max(c.connectionsOpened - prev.connectionsOpened, 0) / seconds;
     state.samples.push({ t: now, messages, connections });
   }
   state.samples = state.samples.filter((s) => s.t >= now - WINDOW_MS);
