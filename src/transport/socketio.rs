@@ -45,7 +45,7 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::{SendError, SocketError};
 use tokio::sync::{Notify, mpsc};
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use super::handshake::Opened;
 use super::session::{self, Admitted, Receipts, Session};
@@ -209,20 +209,19 @@ async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
     if !socket.connected() {
         link.closer.close(CloseReason::ClientClosed);
     }
-    let mut session = Session::open(&app, admitted, meta, outbound, span.clone());
+    let mut session = Session::open(&app, admitted, meta, outbound, span);
     session.acks_send_errors();
-    app.connections.spawn(
-        serve_session(
-            socket,
-            session,
-            inbound,
-            queue,
-            handoff,
-            receipts,
-            link.stalled,
-        )
-        .instrument(span),
-    );
+    // Not instrumented as a whole (see `Session::in_span`): the session enters its span
+    // where it may log.
+    app.connections.spawn(serve_session(
+        socket,
+        session,
+        inbound,
+        queue,
+        handoff,
+        receipts,
+        link.stalled,
+    ));
 }
 
 /// What socketioxide's handlers need of a connection: its closer, whether its writer is
@@ -462,6 +461,8 @@ fn emit(socket: &SocketRef, event: &Event) -> Emitted {
         Err(SendError::Socket(SocketError::Closed)) => Emitted::Gone,
         Err(e) => {
             // Our payloads are JSON already; nothing else can fail to encode.
+            let span = socket.extensions.get::<Link>().map(|link| link.span);
+            let _entered = span.as_ref().map(Span::enter);
             tracing::error!(error = %e, event = event.name(), "could not encode an event");
             Emitted::Taken
         }

@@ -30,8 +30,6 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
-use tracing::Instrument;
-
 use super::RemoteAddr;
 use super::session::{self, Admitted, Receipts, Session};
 use crate::app::AppState;
@@ -120,24 +118,22 @@ async fn serve_connection(socket: WebSocket, app: AppState, admitted: Admitted, 
     let (outbound, queue) = Outbound::channel(app.settings.limits.outbound_queue_capacity);
     let mut receipts = Receipts::new(app.hub.store().clone(), admitted.identity.user_id.clone());
     let span = session::connection_span(&admitted.identity, &meta);
-    let mut session = Session::open(&app, admitted, meta, outbound.clone(), span.clone());
+    let mut session = Session::open(&app, admitted, meta, outbound.clone(), span);
     let presence = session.take_presence();
     let (sink, stream) = socket.split();
     let ping_interval = app.settings.limits.ping_interval;
     let idle_timeout = app.settings.limits.idle_timeout;
-    async {
-        tokio::join!(
-            async {
-                session.catch_up().await;
-                read_loop(stream, &mut session, &outbound, idle_timeout).await;
-                session.send_all_acks().await;
-            },
-            write_loop(sink, queue, presence, ping_interval, &mut receipts),
-        );
-        session.close();
-    }
-    .instrument(span)
-    .await;
+    // Not instrumented as a whole (see `Session::in_span`): the session enters its span
+    // where it may log.
+    tokio::join!(
+        async {
+            session.catch_up().await;
+            read_loop(stream, &mut session, &outbound, idle_timeout).await;
+            session.send_all_acks().await;
+        },
+        write_loop(sink, queue, presence, ping_interval, &mut receipts),
+    );
+    session.close();
 }
 
 async fn read_loop(
@@ -157,7 +153,7 @@ async fn read_loop(
         let message = match next {
             Err(_) => return outbound.close(CloseReason::IdleTimeout),
             Ok(None) => return outbound.close(CloseReason::ClientClosed),
-            Ok(Some(Err(e))) => return outbound.close(classify_read_error(e)),
+            Ok(Some(Err(e))) => return outbound.close(session.in_span(|| classify_read_error(e))),
             Ok(Some(Ok(message))) => message,
         };
         let text = match message {
