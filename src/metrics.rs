@@ -1,36 +1,42 @@
-//! The gateway's Prometheus metrics (`GET /metrics`, contract section 13): one [`Metrics`] per
-//! gateway (tests run several gateways in one process, so there is no global registry), shared
-//! by the store, the hub, the transports and the REST API through [`Metrics::record`] calls
-//! named by what happened.
+//! The gateway's Prometheus metrics (`GET /metrics`): one [`Metrics`] per gateway (tests run
+//! several gateways in one process, so there is no global registry), shared by the store, the
+//! hub, the transports and the REST API through record methods named by what happened
+//! (`connection_opened`, `store_commit`, ...).
 //!
-//! Cost on the hot path: every counter is an atomic add on a handle resolved once (no label
-//! lookup, no lock per delivery). Families keyed by an event name or an error code take a read
-//! lock on their map once per client event, never per delivery. Figures that are state rather
-//! than events (live connections, users online, rooms, offline queues) are read from the hub
-//! and the store when Prometheus scrapes ([`Metrics::render`] with a [`Live`] snapshot), so
-//! nothing has to keep them up to date on the way.
+//! Cost on the hot path: what happens per message or per event is an atomic add on a handle
+//! resolved when the set is built: deliveries (counted once per publish or replayed page,
+//! `inc_by(n)`, never per recipient) and every client event that succeeds. Families keyed by
+//! something only known later (an error code, a close reason, an event name the store commits)
+//! take a read lock on their map once per refusal, per connection or per committed batch.
+//! Figures that are state rather than events (live connections, users online, rooms, offline
+//! queues) are read from the hub and the store when Prometheus scrapes ([`Metrics::render`]
+//! with a [`Live`] snapshot), so nothing has to keep them up to date on the way.
+//!
+//! The exposition is Prometheus' text format 0.0.4. prometheus-client writes OpenMetrics,
+//! whose counter families are named without the `_total` their samples carry and which ends
+//! with `# EOF`; [`Metrics::render`] renames those `HELP`/`TYPE` lines and drops the marker
+//! (`to_prometheus_text`), so a classic scraper keeps each counter's type and help.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
-/// Which door a connection came through.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum Transport {
-    /// Plain WebSocket at `/ws`.
-    Ws,
-    /// Socket.IO at `/socket.io/`.
-    Socketio,
-}
+use crate::protocol::events::ClientEvent;
+
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The `transport` label values: `sessions.transport` of each door.
+const TRANSPORTS: [&str; 2] = ["ws", "socketio"];
 
 /// How a message reached a connection.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Delivery {
     /// Handed to a connected session as it was published.
     Live,
@@ -40,14 +46,27 @@ pub enum Delivery {
     Replayed,
 }
 
+impl Delivery {
+    /// The `kind` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Queued => "queued",
+            Self::Replayed => "replayed",
+        }
+    }
+}
+
+/// `transport` is the `sessions.transport` value (`ws`, `socketio`), so that a figure and a
+/// row name a door the same way.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransportLabel {
-    transport: Transport,
+    transport: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClosedLabels {
-    transport: Transport,
+    transport: &'static str,
     reason: &'static str,
 }
 
@@ -62,14 +81,15 @@ struct EventLabels {
     outcome: &'static str,
 }
 
+/// Owned: the embedded API publishes under event names of the application's choosing.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoredLabel {
-    event: &'static str,
+    event: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeliveryLabel {
-    kind: Delivery,
+    kind: &'static str,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -100,9 +120,15 @@ pub struct Metrics {
     offline_queue_total: Gauge,
     offline_queue_max: Gauge,
     connections_opened: Family<TransportLabel, Counter>,
+    /// `connections_opened` and `handshake_seconds` of each transport, made at start so that
+    /// both series show (at 0) before the first connection.
+    opened: Vec<(&'static str, Counter, Histogram)>,
     connections_closed: Family<ClosedLabels, Counter>,
     auth_refusals: Family<ReasonLabel, Counter>,
     client_events: Family<EventLabels, Counter>,
+    /// `client_events{event, outcome="ok"}` of every known event, in `ClientEvent::NAMES`
+    /// order: the common case is an atomic add, with no map lookup.
+    events_ok: Vec<(&'static str, Counter)>,
     messages_stored: Family<StoredLabel, Counter>,
     live: Counter,
     queued: Counter,
@@ -122,6 +148,12 @@ fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 19))
 }
 
+/// Registers `metric` under `name` and hands back a handle to it.
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -131,121 +163,134 @@ impl Default for Metrics {
 impl Metrics {
     /// A fresh set of metrics, all zero, registered under the `switchboard_` prefix.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("switchboard");
-        let connections = Family::<TransportLabel, Gauge>::default();
-        registry.register(
+        let mut r = Registry::with_prefix("switchboard");
+        let connections = register(
+            &mut r,
             "connections",
             "Open connections, by transport",
-            connections.clone(),
+            Family::default(),
         );
-        let users_online = Gauge::default();
-        registry.register(
+        let users_online = register(
+            &mut r,
             "users_online",
             "Distinct users with at least one open connection",
-            users_online.clone(),
+            Gauge::default(),
         );
-        let rooms_with_members = Gauge::default();
-        registry.register(
+        let rooms_with_members = register(
+            &mut r,
             "rooms_with_members",
             "Rooms with at least one member (members need not be online)",
-            rooms_with_members.clone(),
+            Gauge::default(),
         );
-        let offline_queue_total = Gauge::default();
-        registry.register(
+        let offline_queue_total = register(
+            &mut r,
             "offline_queue_messages",
             "Messages waiting in offline queues, all users",
-            offline_queue_total.clone(),
+            Gauge::default(),
         );
-        let offline_queue_max = Gauge::default();
-        registry.register(
+        let offline_queue_max = register(
+            &mut r,
             "offline_queue_max_per_user",
             "The longest offline queue of any single user",
-            offline_queue_max.clone(),
+            Gauge::default(),
         );
-        let connections_opened = Family::<TransportLabel, Counter>::default();
-        registry.register(
+        let connections_opened: Family<TransportLabel, Counter> = register(
+            &mut r,
             "connections_opened",
             "Connections accepted (authenticated and registered), by transport",
-            connections_opened.clone(),
+            Family::default(),
         );
-        let connections_closed = Family::<ClosedLabels, Counter>::default();
-        registry.register(
+        let connections_closed = register(
+            &mut r,
             "connections_closed",
             "Connections closed, by transport and disconnect_reason",
-            connections_closed.clone(),
+            Family::default(),
         );
-        let auth_refusals = Family::<ReasonLabel, Counter>::default();
-        registry.register(
+        let auth_refusals = register(
+            &mut r,
             "auth_refusals",
-            "Handshakes refused, by error code",
-            auth_refusals.clone(),
+            "Connections refused before they opened, by error code",
+            Family::default(),
         );
-        let client_events = Family::<EventLabels, Counter>::default();
-        registry.register(
+        let client_events: Family<EventLabels, Counter> = register(
+            &mut r,
             "client_events",
             "Client events handled, by event name and outcome (ok or the error code)",
-            client_events.clone(),
+            Family::default(),
         );
-        let messages_stored = Family::<StoredLabel, Counter>::default();
-        registry.register(
+        let events_ok = ClientEvent::NAMES
+            .iter()
+            .map(|&event| {
+                let labels = EventLabels {
+                    event,
+                    outcome: "ok",
+                };
+                (event, client_events.get_or_create(&labels).clone())
+            })
+            .collect();
+        let messages_stored = register(
+            &mut r,
             "messages_stored",
             "Messages committed to the store, by the event that carries them",
-            messages_stored.clone(),
+            Family::default(),
         );
-        let deliveries = Family::<DeliveryLabel, Counter>::default();
-        registry.register(
+        let deliveries: Family<DeliveryLabel, Counter> = register(
+            &mut r,
             "deliveries",
-            "Messages delivered to a session: live, queued for an offline user, or replayed on catch-up",
-            deliveries.clone(),
+            "Messages delivered: live to a connection, queued for an offline user, or replayed on catch-up",
+            Family::default(),
         );
-        let live = deliveries
-            .get_or_create(&DeliveryLabel {
-                kind: Delivery::Live,
-            })
-            .clone();
-        let queued = deliveries
-            .get_or_create(&DeliveryLabel {
-                kind: Delivery::Queued,
-            })
-            .clone();
-        let replayed = deliveries
-            .get_or_create(&DeliveryLabel {
-                kind: Delivery::Replayed,
-            })
-            .clone();
-        let slow_consumer = Counter::default();
-        registry.register(
+        let delivery = |kind: Delivery| {
+            let kind = kind.as_str();
+            deliveries.get_or_create(&DeliveryLabel { kind }).clone()
+        };
+        let (live, queued, replayed) = (
+            delivery(Delivery::Live),
+            delivery(Delivery::Queued),
+            delivery(Delivery::Replayed),
+        );
+        let slow_consumer = register(
+            &mut r,
             "slow_consumer_disconnects",
             "Connections closed because their outbound queue was full",
-            slow_consumer.clone(),
+            Counter::default(),
         );
-        let rate_limited = Counter::default();
-        registry.register(
+        let rate_limited = register(
+            &mut r,
             "rate_limit_disconnects",
             "Connections closed for too many rate-limited events in a row",
-            rate_limited.clone(),
+            Counter::default(),
         );
-        let store_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 14));
-        registry.register(
+        let store_batch_size = register(
+            &mut r,
             "store_batch_size",
             "Writes committed per store transaction (group commit)",
-            store_batch_size.clone(),
+            Histogram::new(exponential_buckets(1.0, 2.0, 14)),
         );
-        let store_commit_seconds = seconds_histogram();
-        registry.register(
+        let store_commit_seconds = register(
+            &mut r,
             "store_commit_seconds",
             "Time to commit one store transaction",
-            store_commit_seconds.clone(),
+            seconds_histogram(),
         );
-        let handshake_seconds: HistogramFamily<TransportLabel> =
-            Family::new_with_constructor(seconds_histogram);
-        registry.register(
+        let handshake_seconds: HistogramFamily<TransportLabel> = register(
+            &mut r,
             "handshake_seconds",
-            "From the upgrade request to the `connected` event, by transport",
-            handshake_seconds.clone(),
+            "From the opening request to the `connected` event, by transport",
+            HistogramFamily::new_with_constructor(seconds_histogram as fn() -> Histogram),
         );
+        let opened = TRANSPORTS
+            .iter()
+            .map(|&transport| {
+                let label = TransportLabel { transport };
+                let count = connections_opened.get_or_create(&label).clone();
+                let took = handshake_seconds.get_or_create(&label).clone();
+                (transport, count, took)
+            })
+            .collect();
         Self {
-            registry,
+            registry: r,
+            opened,
             connections,
             users_online,
             rooms_with_members,
@@ -255,6 +300,7 @@ impl Metrics {
             connections_closed,
             auth_refusals,
             client_events,
+            events_ok,
             messages_stored,
             live,
             queued,
@@ -274,16 +320,27 @@ impl Metrics {
         Arc::new(Self::new())
     }
 
-    /// A connection was registered with the hub.
-    pub fn connection_opened(&self, transport: Transport) {
-        self.connections_opened
-            .get_or_create(&TransportLabel { transport })
-            .inc();
+    /// A connection was registered with the hub, `took` after its opening request arrived
+    /// (the handshake); `transport` is its `sessions.transport`.
+    pub fn connection_opened(&self, transport: &'static str, took: Duration) {
+        match self.opened.iter().find(|(name, ..)| *name == transport) {
+            Some((_, count, histogram)) => {
+                count.inc();
+                histogram.observe(took.as_secs_f64());
+            }
+            None => {
+                let label = TransportLabel { transport };
+                self.connections_opened.get_or_create(&label).inc();
+                self.handshake_seconds
+                    .get_or_create(&label)
+                    .observe(took.as_secs_f64());
+            }
+        }
         self.opened_total.inc();
     }
 
     /// A connection ended; `reason` is its `disconnect_reason`.
-    pub fn connection_closed(&self, transport: Transport, reason: &'static str) {
+    pub fn connection_closed(&self, transport: &'static str, reason: &'static str) {
         self.connections_closed
             .get_or_create(&ClosedLabels { transport, reason })
             .inc();
@@ -298,7 +355,7 @@ impl Metrics {
         }
     }
 
-    /// A handshake was refused; `reason` is the stable error code.
+    /// A connection was refused before it opened; `reason` is the stable error code.
     pub fn auth_refused(&self, reason: &'static str) {
         self.auth_refusals
             .get_or_create(&ReasonLabel { reason })
@@ -307,13 +364,19 @@ impl Metrics {
 
     /// A client event was handled; `outcome` is `"ok"` or the error code.
     pub fn client_event(&self, event: &'static str, outcome: &'static str) {
+        if outcome == "ok"
+            && let Some((_, counter)) = self.events_ok.iter().find(|(name, _)| *name == event)
+        {
+            counter.inc();
+            return;
+        }
         self.client_events
             .get_or_create(&EventLabels { event, outcome })
             .inc();
     }
 
     /// `count` messages carried by `event` were committed.
-    pub fn messages_stored(&self, event: &'static str, count: u64) {
+    pub fn messages_stored(&self, event: String, count: u64) {
         self.messages_stored
             .get_or_create(&StoredLabel { event })
             .inc_by(count);
@@ -335,13 +398,6 @@ impl Metrics {
         self.store_commit_seconds.observe(took.as_secs_f64());
     }
 
-    /// A handshake completed (the client got `connected`) after `took`.
-    pub fn handshake(&self, transport: Transport, took: Duration) {
-        self.handshake_seconds
-            .get_or_create(&TransportLabel { transport })
-            .observe(took.as_secs_f64());
-    }
-
     /// Totals for the admin dashboard's rate charts: messages stored and connections opened
     /// since start.
     pub fn totals(&self) -> Totals {
@@ -351,18 +407,18 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with the gauges set from `live`.
+    /// The Prometheus text exposition (format 0.0.4, [`CONTENT_TYPE`]), with the gauges set
+    /// from `live`.
     pub fn render(&self, live: &Live) -> String {
-        self.connections
-            .get_or_create(&TransportLabel {
-                transport: Transport::Ws,
-            })
-            .set(live.ws_connections);
-        self.connections
-            .get_or_create(&TransportLabel {
-                transport: Transport::Socketio,
-            })
-            .set(live.socketio_connections);
+        let by_transport = [
+            (TRANSPORTS[0], live.ws_connections),
+            (TRANSPORTS[1], live.socketio_connections),
+        ];
+        for (transport, open) in by_transport {
+            self.connections
+                .get_or_create(&TransportLabel { transport })
+                .set(open);
+        }
         self.users_online.set(live.users_online);
         self.rooms_with_members.set(live.rooms_with_members);
         self.offline_queue_total.set(live.offline_queue_total);
@@ -371,8 +427,51 @@ impl Metrics {
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "could not encode the metrics");
         }
-        out
+        to_prometheus_text(&out)
     }
+}
+
+/// OpenMetrics text as prometheus-client writes it → Prometheus text 0.0.4: a counter family's
+/// `HELP` and `TYPE` lines take the `_total` name its samples carry, and `# EOF` goes.
+fn to_prometheus_text(open_metrics: &str) -> String {
+    let mut out = String::with_capacity(open_metrics.len());
+    let mut help: Option<&str> = None;
+    for line in open_metrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            // Held until its TYPE line says whether the family is a counter.
+            if let Some(held) = help.replace(line) {
+                out.push_str(held);
+                out.push('\n');
+            }
+            continue;
+        }
+        let counter = line
+            .strip_prefix("# TYPE ")
+            .and_then(|rest| rest.strip_suffix(" counter"));
+        if let Some(name) = counter {
+            if let Some(held) = help.take() {
+                let text = held.strip_prefix("# HELP ").unwrap_or(held);
+                let text = text.strip_prefix(name).unwrap_or(text);
+                out.push_str(&format!("# HELP {name}_total{text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name}_total counter\n"));
+            continue;
+        }
+        if let Some(held) = help.take() {
+            out.push_str(held);
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if let Some(held) = help {
+        out.push_str(held);
+        out.push('\n');
+    }
+    out
 }
 
 /// Running totals since start, for rate charts.
@@ -383,4 +482,50 @@ pub struct Totals {
     pub messages_stored: u64,
     /// Connections registered.
     pub connections_opened: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_families_are_named_like_their_samples_and_there_is_no_eof() {
+        let metrics = Metrics::new();
+        metrics.auth_refused("token_expired");
+        let text = metrics.render(&Live::default());
+        assert!(text.contains("# HELP switchboard_auth_refusals_total Connections refused"));
+        assert!(text.contains("# TYPE switchboard_auth_refusals_total counter\n"));
+        assert!(text.contains("switchboard_auth_refusals_total{reason=\"token_expired\"} 1\n"));
+        assert!(text.contains("# TYPE switchboard_users_online gauge\n"));
+        assert!(text.contains("# TYPE switchboard_store_commit_seconds histogram\n"));
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(!text.contains("# TYPE switchboard_auth_refusals counter"));
+    }
+
+    #[test]
+    fn a_successful_event_counts_on_its_resolved_handle_and_an_unknown_one_in_the_family() {
+        let metrics = Metrics::new();
+        metrics.client_event("join-room", "ok");
+        metrics.client_event("join-room", "bad_payload");
+        metrics.client_event("unknown", "unknown_event");
+        let text = metrics.render(&Live::default());
+        for sample in [
+            "switchboard_client_events_total{event=\"join-room\",outcome=\"ok\"} 1\n",
+            "switchboard_client_events_total{event=\"join-room\",outcome=\"bad_payload\"} 1\n",
+            "switchboard_client_events_total{event=\"unknown\",outcome=\"unknown_event\"} 1\n",
+        ] {
+            assert!(text.contains(sample), "{sample} in {text}");
+        }
+    }
+
+    #[test]
+    fn totals_count_messages_stored_and_connections_opened() {
+        let metrics = Metrics::new();
+        metrics.messages_stored("room-message".into(), 3);
+        metrics.messages_stored("notification".into(), 2);
+        metrics.connection_opened("ws", Duration::from_millis(2));
+        let totals = metrics.totals();
+        assert_eq!(totals.messages_stored, 5);
+        assert_eq!(totals.connections_opened, 1);
+    }
 }

@@ -83,8 +83,8 @@ impl EmbeddedGateway {
         })
     }
 
-    /// Every route of the gateway (`/ws`, `/socket.io/`, `/websocket/...`, `/healthz`,
-    /// `/readyz`). Merge it into your app, and serve with
+    /// Every route of the gateway (`/ws`, `/socket.io/`, `/websocket/...`, `/admin/`,
+    /// `/healthz`, `/readyz`). Merge it into your app, and serve with
     /// `into_make_service_with_connect_info::<SocketAddr>()` so peer addresses are recorded.
     /// The connection hygiene of [`Gateway`] (header read timeout, `MAX_CONNECTIONS`) belongs
     /// to its accept loop: your server must provide its own.
@@ -219,7 +219,7 @@ impl Gateway {
     }
 }
 
-/// The HTTP routes: `/ws`, `/socket.io/` and `/healthz`, with CORS per `CORS_ORIGINS`. The
+/// The HTTP routes: `/ws`, `/socket.io/`, the REST API, the dashboard and `/healthz`, with CORS per `CORS_ORIGINS`. The
 /// Origin and handshake guard sits outside socketioxide's layer, so that it sees Socket.IO
 /// requests first, and inside CORS, so that preflights are still answered.
 fn router(state: AppState, socketio: SocketIoLayer) -> Router {
@@ -238,7 +238,7 @@ fn router(state: AppState, socketio: SocketIoLayer) -> Router {
         .with_state(state.clone())
         .layer(socketio)
         .layer(axum::middleware::from_fn_with_state(
-            state.settings.clone(),
+            state.clone(),
             transport::handshake::socketio_guard,
         ))
         .layer(cors)

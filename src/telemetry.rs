@@ -1,5 +1,10 @@
 //! Logging: a tracing subscriber writing to stderr, readable by default, one JSON object per
 //! line with `LOG_FORMAT=json`. The filter comes from `RUST_LOG` (default `info`).
+//!
+//! Every line a connection's tasks write is inside its `session` span (`session_id`,
+//! `user_id`, `transport`, `remote_addr`; see `transport/session.rs`). A JSON line carries
+//! that span (`span`) and the spans around it (`spans`), so it can be traced to its
+//! `sessions` row.
 
 use std::io::IsTerminal;
 
@@ -14,7 +19,11 @@ pub fn init(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
         LogFormat::Pretty => builder
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),

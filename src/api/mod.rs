@@ -1,15 +1,20 @@
 //! The REST management API under `/websocket/`, for operators and back-end services: the
 //! seed's five endpoints, what a persistent gateway adds (session history, stored messages,
-//! a user's offline queue, force-disconnect), health checks and the OpenAPI document.
+//! a user's offline queue, force-disconnect), health checks, the Prometheus metrics and the
+//! OpenAPI document.
 //! Handlers are thin: they authenticate ([`extract`]), validate, and call the same hub and
 //! command functions as the transports and the embedded API. Each answers with a typed body
 //! and carries its `#[utoipa::path]`; the OpenAPI document is derived from those
-//! ([`openapi`]), never written by hand.
+//! ([`openapi`]), never written by hand. The operator dashboard's page (`/admin/`,
+//! [`dashboard`]) is served from here too: its data is this API's ([`admin`]).
 
+mod admin;
+mod dashboard;
 pub mod error;
 pub mod extract;
 mod health;
 mod messages;
+mod metrics;
 mod notify;
 mod openapi;
 mod users;
@@ -22,10 +27,12 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 
-/// The REST routes, health checks and the OpenAPI document.
+/// The REST routes, health checks, `/metrics`, the OpenAPI document and the dashboard's page.
 pub fn router(max_body_bytes: usize) -> Router<AppState> {
     let (router, _) = documented_routes().split_for_parts();
-    router.layer(DefaultBodyLimit::max(max_body_bytes))
+    router
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .merge(dashboard::router())
 }
 
 /// The OpenAPI 3 document of this API, derived from the handlers and their body types.
@@ -47,7 +54,10 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::disconnect))
         .routes(routes!(users::revoke))
         .routes(routes!(messages::list))
+        .routes(routes!(admin::overview))
+        .routes(routes!(admin::stream))
         .routes(routes!(openapi::document))
         .routes(routes!(health::alive))
         .routes(routes!(health::ready))
+        .routes(routes!(metrics::metrics))
 }

@@ -3,7 +3,7 @@
 //! comments become descriptions), and [`super::router`] registers handler and path item
 //! together, so a route cannot be served undocumented or documented unserved.
 //!
-//! What is declared here: the info block and the `bearer` scheme ([`ApiDoc`]), the refusal
+//! What is declared here: the info block and the security schemes ([`ApiDoc`]), the refusal
 //! sets the handlers list (each a status, when it happens, and the [`ErrorBody`] schema), the
 //! schemas whose limits come from our constants, and `GET /websocket/openapi.json`, which
 //! serves the document. `docs/openapi.json` is a checked-in copy for readers and tools; a
@@ -44,12 +44,14 @@ use crate::protocol::payloads::MAX_NOTIFICATION_TYPE_CHARS;
         (name = "notifications", description = "Notifications sent by a back-end (admins)"),
         (name = "users", description = "One user's sessions and offline queue"),
         (name = "messages", description = "The stored message history"),
-        (name = "operations", description = "Health checks and this document; no token"),
+        (name = "admin", description = "The operator dashboard's live data (admins)"),
+        (name = "operations", description = "Health checks, metrics and this document; no JWT"),
     )
 )]
 pub(super) struct ApiDoc;
 
-/// Adds the `bearer` security scheme (a JWT in `Authorization: Bearer`).
+/// Adds the security schemes: `bearer` (a JWT in `Authorization: Bearer`), and
+/// `metricsToken` (`METRICS_TOKEN`, the only credential of `GET /metrics`).
 struct BearerScheme;
 
 impl Modify for BearerScheme {
@@ -60,6 +62,13 @@ impl Modify for BearerScheme {
             .bearer_format("JWT")
             .build();
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        let metrics = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "METRICS_TOKEN, for GET /metrics when that setting is set",
+            ))
+            .build();
+        components.add_security_scheme("metricsToken", SecurityScheme::Http(metrics));
     }
 }
 

@@ -41,6 +41,26 @@ pub enum AuthError {
     BadClaim(String),
 }
 
+impl AuthError {
+    /// The stable snake_case code of this refusal (the `reason` of
+    /// `switchboard_auth_refusals_total`); the message may be reworded, the code stays.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing_token",
+            Self::MalformedHeader => "malformed_header",
+            Self::Malformed => "malformed_token",
+            Self::BadSignature => "bad_signature",
+            Self::WrongAlgorithm => "wrong_algorithm",
+            Self::Expired => "token_expired",
+            Self::NotYetValid => "token_not_yet_valid",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::Revoked => "token_revoked",
+            Self::BadClaim(_) => "bad_claim",
+        }
+    }
+}
+
 impl From<jsonwebtoken::errors::Error> for AuthError {
     fn from(e: jsonwebtoken::errors::Error) -> Self {
         use jsonwebtoken::errors::ErrorKind as K;

@@ -14,6 +14,7 @@
 use super::{Ack, Caller, CommandError, Outcome};
 use crate::auth::Identity;
 use crate::hub::Event;
+use crate::metrics::Delivery;
 use crate::protocol::wire::SyncComplete;
 use crate::store::{Reader, ReplayPage, StoredMessage};
 
@@ -131,18 +132,24 @@ fn reader(identity: &Identity) -> Reader<'_> {
 }
 
 /// Queues stored messages for the caller, waiting for room rather than overflowing its
-/// queue. `None` if the connection closed meanwhile.
+/// queue, and counts them as replayed (once per page). `None` if the connection closed
+/// meanwhile.
 async fn send_all(caller: &Caller, page: &[StoredMessage]) -> Option<usize> {
+    let mut sent = 0;
+    let mut closed = false;
     for m in page {
         let delivery = m.to_reader.then_some(m.id);
         match Event::stored(m.event.clone(), m.payload.clone(), delivery) {
             Ok(event) => {
                 if !caller.outbound.send_wait(event).await {
-                    return None;
+                    closed = true;
+                    break;
                 }
+                sent += 1;
             }
             Err(e) => tracing::error!(id = m.id, error = %e, "a stored payload is not valid JSON"),
         }
     }
-    Some(page.len())
+    caller.hub.metrics().delivered(Delivery::Replayed, sent);
+    (!closed).then_some(page.len())
 }

@@ -17,7 +17,7 @@ use jsonwebtoken::Algorithm;
 use super::{
     ConfigError, ConnectionLimits, CorsOrigins, DEFAULT_DATABASE_PATH, DatabaseLocation,
     DatabaseSettings, GENERATED_SECRET_FILE, JwtKeySource, JwtSettings, Limits, LogFormat,
-    PostgresUrl, PresenceSettings, RetentionSettings, Settings, Synchronous,
+    MetricsToken, PostgresUrl, PresenceSettings, RetentionSettings, Settings, Synchronous,
 };
 
 /// Every variable, in the order of `.env.example`. No `Debug`: it holds the JWT secret.
@@ -76,6 +76,10 @@ pub(super) struct EnvSettings {
     /// Origin are not browsers and pass.
     #[arg(long, env = "CORS_ORIGINS", default_value = "*", value_parser = cors_origins)]
     cors_origins: CorsOrigins,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <this token>` (401 otherwise),
+    /// at least 16 bytes. Unset, the metrics are open to whoever reaches the port.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// `pretty` (readable lines) or `json` (one object per line). Logs go to stderr.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_parser = choice::<LogFormat>)]
     log_format: LogFormat,
@@ -152,6 +156,16 @@ impl EnvSettings {
                 });
             }
         };
+        let metrics_token = match self.metrics_token {
+            Some(token) if token.len() < 16 => {
+                return Err(ConfigError {
+                    name: "METRICS_TOKEN".into(),
+                    value: "[redacted]".into(),
+                    reason: "must be at least 16 bytes".into(),
+                });
+            }
+            token => token.map(MetricsToken::new),
+        };
         Ok(Settings {
             bind_addr: self.bind_addr,
             database,
@@ -166,6 +180,7 @@ impl EnvSettings {
             },
             admin_roles: self.admin_roles,
             cors_origins: self.cors_origins,
+            metrics_token,
             log_format: self.log_format,
             limits: self.limits,
             connections: self.connections,

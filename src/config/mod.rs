@@ -46,6 +46,8 @@ pub struct Settings {
     pub admin_roles: Vec<String>,
     /// `CORS_ORIGINS`: which browser origins may connect.
     pub cors_origins: CorsOrigins,
+    /// `METRICS_TOKEN`: when set, the bearer token `GET /metrics` requires.
+    pub metrics_token: Option<MetricsToken>,
     /// `LOG_FORMAT`: how log lines look.
     pub log_format: LogFormat,
     /// Every limit a client can run into.
@@ -254,6 +256,35 @@ impl std::fmt::Debug for JwtKeySource {
             Self::GeneratedSecretFile(p) => write!(f, "GeneratedSecretFile({})", p.display()),
             Self::PublicKeyFile(p) => write!(f, "PublicKeyFile({})", p.display()),
         }
+    }
+}
+
+/// The secret `GET /metrics` asks for (`METRICS_TOKEN`). Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct MetricsToken(String);
+
+impl MetricsToken {
+    /// A token with this text.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// Whether `presented` is this token, compared in constant time: how long the comparison
+    /// takes depends on the token's length only, never on how much of it a guess got right.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let expected = self.0.as_bytes();
+        let mut difference = expected.len() ^ presented.len();
+        for (i, byte) in expected.iter().enumerate() {
+            let other = presented.get(i).copied().unwrap_or(0);
+            difference |= usize::from(byte ^ other);
+        }
+        difference == 0
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken([redacted])")
     }
 }
 
@@ -546,6 +577,33 @@ mod tests {
         let origins = vec!["https://a.example".into(), "https://b.example".into()];
         assert_eq!(s.cors_origins, CorsOrigins::List(origins));
         assert_eq!(s.database.synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn the_metrics_token_matches_only_itself_and_never_prints() {
+        let s = load(&[("METRICS_TOKEN", "scrape-me-0123456789")]).expect("valid");
+        let token = s.metrics_token.expect("set");
+        assert!(token.matches(b"scrape-me-0123456789"));
+        for wrong in [
+            &b"scrape-me-012345678"[..],
+            b"scrape-me-0123456789x",
+            b"",
+            b"x",
+        ] {
+            assert!(
+                !token.matches(wrong),
+                "{:?}",
+                String::from_utf8_lossy(wrong)
+            );
+        }
+        assert!(!format!("{token:?}").contains("scrape"));
+        assert!(load(&[]).expect("valid").metrics_token.is_none());
+        let short = load(&[("METRICS_TOKEN", "short")]).expect_err("too short");
+        assert_eq!(short.name, "METRICS_TOKEN");
+        assert_eq!(
+            short.value, "[redacted]",
+            "the refusal does not echo the token"
+        );
     }
 
     #[test]

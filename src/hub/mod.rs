@@ -24,6 +24,7 @@
 
 mod event;
 mod outbound;
+mod overview;
 mod presence;
 mod publish;
 mod state;
@@ -34,13 +35,15 @@ use std::time::SystemTime;
 
 pub use event::Event;
 pub use outbound::{CloseReason, Closer, Handoff, Outbound, OutboundQueue};
+pub use overview::{LiveOverview, LiveRoom, LiveSession, LiveUser, OverviewLimits, RoomMember};
 pub use presence::PresenceCursor;
 use presence::PresenceFeed;
 pub use publish::{PendingPublish, Publish, PublishError, Published, Target};
-use state::State;
+use state::{Opened, State};
 
 use crate::auth::Identity;
 use crate::config::PresenceSettings;
+use crate::metrics::{Live, Metrics};
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::{self, Connected, RoomPresence, UserObject};
 use crate::store::{NewSession, Store, StoreError};
@@ -173,8 +176,29 @@ impl Hub {
     }
 
     /// The gateway's metrics.
-    pub fn metrics(&self) -> &std::sync::Arc<crate::metrics::Metrics> {
+    pub fn metrics(&self) -> &Arc<Metrics> {
         self.inner.store.metrics()
+    }
+
+    /// The state figures of `/metrics`, read when it is scraped: open connections per
+    /// transport, users online and rooms with members (three reads under the hub lock),
+    /// then the offline queues (the store's own lock, after the hub's is released).
+    pub fn live_figures(&self) -> Live {
+        let (open, users, rooms) = {
+            let state = self.state();
+            (state.open, state.users.len(), state.rooms.len())
+        };
+        let queues = self.inner.store.offline_queues(1);
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let count64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Live {
+            ws_connections: count(open.ws),
+            socketio_connections: count(open.socketio),
+            users_online: count(users),
+            rooms_with_members: count(rooms),
+            offline_queue_total: count64(queues.messages),
+            offline_queue_max: count64(queues.largest.first().map_or(0, |(_, n)| *n)),
+        }
     }
 
     /// The store, for commands that read history.
@@ -207,7 +231,12 @@ impl Hub {
         let store = &self.inner.store;
         let id = SessionId(store.allocate_session_id());
         let mut state = self.state();
-        let arrival = state.add_session(id, &identity, outbound.clone(), now, hold_limit);
+        let opened = Opened {
+            at: now,
+            transport: meta.transport,
+            remote_addr: meta.remote_addr,
+        };
+        let arrival = state.add_session(id, &identity, outbound.clone(), opened, hold_limit);
         // Straight to the connection, ahead of anything held for it.
         outbound.send(Event::new(
             "connected",
@@ -297,6 +326,12 @@ impl Hub {
     /// Every online user, oldest connection first.
     pub fn online_users(&self) -> Vec<OnlineUser> {
         self.state().online_users()
+    }
+
+    /// Who is online with which connections, and the rooms, bounded by `limits` (for the
+    /// operator dashboard; one walk over the maps under the lock).
+    pub fn overview(&self, limits: OverviewLimits) -> LiveOverview {
+        self.state().overview(limits)
     }
 
     /// Distinct users online.

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::{Event, Hub, HubError, SessionId};
+use crate::metrics::Delivery;
 use crate::protocol::payloads::RoomName;
 use crate::store::OriginalAck;
 use crate::store::{Commit, MessageRecord, TargetKind};
@@ -267,10 +268,17 @@ impl Hub {
             recipient: recipient.clone(),
         });
         let delivered = state.send_to(sessions.iter().copied(), &event);
+        let queued = recipient.is_some() && sessions.is_empty();
+        // Atomic adds on handles resolved at start: once per message, not per recipient.
+        let metrics = store.metrics();
+        metrics.delivered(Delivery::Live, delivered as u64);
+        if queued {
+            metrics.delivered(Delivery::Queued, 1);
+        }
         let published = Published {
             id,
             delivered,
-            queued: recipient.is_some() && sessions.is_empty(),
+            queued,
             duplicate: false,
             committed,
         };

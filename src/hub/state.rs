@@ -5,13 +5,14 @@
 //! takes the lock, asks, and hands the records to the store.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::OnlineUser;
 use super::presence::Window;
 use super::publish::{Published, Target};
-use super::{CloseReason, Event, HubError, Outbound, SessionId};
+use super::{CloseReason, Event, HubError, Outbound, SessionId, Transport};
 use crate::auth::Identity;
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::{self, UserObject};
@@ -21,6 +22,9 @@ pub(super) struct SessionEntry {
     pub user_id: Arc<str>,
     pub outbound: Outbound,
     pub connected_at: SystemTime,
+    /// How it came in, for the operator dashboard's list of sessions.
+    pub transport: Transport,
+    pub remote_addr: Option<SocketAddr>,
     /// While the connection catches up on stored messages, live events wait here so that
     /// they arrive after what they follow. `None` once caught up.
     pub held: Option<Vec<Arc<Event>>>,
@@ -50,6 +54,14 @@ impl SessionEntry {
             }
         }
     }
+}
+
+/// When and how a connection opened.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Opened {
+    pub at: SystemTime,
+    pub transport: Transport,
+    pub remote_addr: Option<SocketAddr>,
 }
 
 /// A connection added: whether it is the user's first (everyone else hears
@@ -126,6 +138,27 @@ pub(super) struct State {
     pub recent_keys: RecentKeys,
     /// `PRESENCE_EVENTS=diff`: the changes of the open window.
     pub presence_window: Window,
+    /// Live connections per transport, kept as they come and go so that a scrape of
+    /// `/metrics` reads two numbers instead of walking the sessions under the lock.
+    pub open: OpenConnections,
+}
+
+/// Live connections per transport.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OpenConnections {
+    /// `/ws`.
+    pub ws: usize,
+    /// Socket.IO.
+    pub socketio: usize,
+}
+
+impl OpenConnections {
+    fn of(&mut self, transport: Transport) -> &mut usize {
+        match transport {
+            Transport::WebSocket => &mut self.ws,
+            Transport::SocketIo => &mut self.socketio,
+        }
+    }
 }
 
 impl State {
@@ -135,9 +168,10 @@ impl State {
         id: SessionId,
         identity: &Identity,
         outbound: Outbound,
-        at: SystemTime,
+        opened: Opened,
         hold_limit: usize,
     ) -> Arrival {
+        let at = opened.at;
         let user_id = identity.user_id.clone();
         let user = self
             .users
@@ -157,10 +191,13 @@ impl State {
                 user_id: user_id.clone(),
                 outbound,
                 connected_at: at,
+                transport: opened.transport,
+                remote_addr: opened.remote_addr,
                 held: Some(Vec::new()),
                 hold_limit,
             },
         );
+        *self.open.of(opened.transport) += 1;
         let user = self
             .user_object(&user_id)
             .unwrap_or_else(|| user_object_of(identity, at));
@@ -185,7 +222,10 @@ impl State {
         let user_id = self.sessions.get(&id)?.user_id.clone();
         // Taken while the session still counts, so that it names the user as they were.
         let mut user = self.user_object(&user_id);
-        self.sessions.remove(&id);
+        if let Some(gone) = self.sessions.remove(&id) {
+            let open = self.open.of(gone.transport);
+            *open = open.saturating_sub(1);
+        }
         let last = match self.users.get_mut(&user_id) {
             Some(entry) => {
                 entry.sessions.retain(|s| *s != id);
@@ -397,19 +437,21 @@ mod tests {
         }
     }
 
+    fn opened() -> Opened {
+        Opened {
+            at: SystemTime::now(),
+            transport: Transport::WebSocket,
+            remote_addr: None,
+        }
+    }
+
     /// A state with one connection per `(session, user, role)`, caught up (nothing held).
     fn state_with(sessions: &[(u64, &str, &str)]) -> (State, HashMap<u64, OutboundQueue>) {
         let mut state = State::default();
         let mut queues = HashMap::new();
         for &(id, user, role) in sessions {
             let (outbound, queue) = Outbound::channel(8);
-            state.add_session(
-                SessionId(id),
-                &identity(user, role),
-                outbound,
-                SystemTime::now(),
-                4,
-            );
+            state.add_session(SessionId(id), &identity(user, role), outbound, opened(), 4);
             state.end_replay(SessionId(id));
             queues.insert(id, queue);
         }
@@ -525,10 +567,12 @@ mod tests {
         let alice = identity("alice", "USER");
         let (first, _q1) = Outbound::channel(8);
         let (second, _q2) = Outbound::channel(8);
-        let now = SystemTime::now();
-
-        assert!(state.add_session(SessionId(1), &alice, first, now, 4).first);
-        let again = state.add_session(SessionId(2), &alice, second, now, 4);
+        assert!(
+            state
+                .add_session(SessionId(1), &alice, first, opened(), 4)
+                .first
+        );
+        let again = state.add_session(SessionId(2), &alice, second, opened(), 4);
         assert!(!again.first);
         assert_eq!(again.user.sessions, 2);
 
@@ -556,7 +600,7 @@ mod tests {
             SessionId(1),
             &identity("alice", "USER"),
             outbound,
-            SystemTime::now(),
+            opened(),
             4,
         );
 
@@ -586,7 +630,7 @@ mod tests {
             SessionId(1),
             &identity("alice", "USER"),
             outbound,
-            SystemTime::now(),
+            opened(),
             2,
         );
         let event = Event::new("broadcast-message", &"x");
@@ -597,5 +641,30 @@ mod tests {
             "the third is refused"
         );
         assert_eq!(queue.closer.reason(), Some(CloseReason::SlowConsumer));
+    }
+
+    #[test]
+    fn open_connections_are_counted_per_transport_as_they_come_and_go() {
+        let mut state = State::default();
+        let alice = identity("alice", "USER");
+        let (ws, _q1) = Outbound::channel(8);
+        let (sio, _q2) = Outbound::channel(8);
+        let socketio = Opened {
+            transport: Transport::SocketIo,
+            ..opened()
+        };
+        state.add_session(SessionId(1), &alice, ws, opened(), 4);
+        state.add_session(SessionId(2), &alice, sio, socketio, 4);
+        assert_eq!(state.open, OpenConnections { ws: 1, socketio: 1 });
+
+        state.remove_session(SessionId(2));
+        state.remove_session(SessionId(2));
+        assert_eq!(
+            state.open,
+            OpenConnections { ws: 1, socketio: 0 },
+            "a second removal of one session counts once"
+        );
+        state.remove_session(SessionId(1));
+        assert_eq!(state.open, OpenConnections::default());
     }
 }

@@ -57,7 +57,7 @@ pub use health::WriteHealth;
 use ids::IdAllocator;
 pub use messages::{ListFilter, MessageRecord, OriginalAck, Reader, StoredMessage, TargetKind};
 pub use replay::ReplayPage;
-pub use sessions::{SessionRow, UserHistory};
+pub use sessions::{RecentSession, SessionRow, UserHistory};
 use writer::WriteOp;
 
 /// A store that could not be opened or used. The message says what was being done.
@@ -271,6 +271,17 @@ impl Shared {
             }
         }
     }
+}
+
+/// The offline queues at one moment, as [`Store::offline_queues`] reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OfflineQueues {
+    /// `(user_id, undelivered messages)`, the longest queues first, at most the limit asked.
+    pub largest: Vec<(String, u64)>,
+    /// Users with at least one undelivered message.
+    pub users: usize,
+    /// Undelivered messages in all.
+    pub messages: u64,
 }
 
 /// A connection that opened, as [`Store::session_opened`] records it.
@@ -657,6 +668,40 @@ impl Store {
         self.inner.shared.ids.last_allocated()
     }
 
+    /// The `limit` longest offline queues (largest first, ties by user id) with the totals,
+    /// from the in-memory counts: no SQL. One walk over the counts under their small lock.
+    pub fn offline_queues(&self, limit: usize) -> OfflineQueues {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        // One pass under the lock (it is taken under the hub lock when a message is queued):
+        // sums, and the `limit` longest kept in a min-heap, without copying every user id.
+        let pending = self.inner.shared.pending();
+        let mut messages = 0;
+        let mut top: BinaryHeap<Reverse<(u64, Reverse<&str>)>> = BinaryHeap::new();
+        for (user, &n) in pending.iter() {
+            messages += n;
+            if limit == 0 {
+                continue;
+            }
+            top.push(Reverse((n, Reverse(user.as_str()))));
+            if top.len() > limit {
+                top.pop();
+            }
+        }
+        let users = pending.len();
+        let mut largest: Vec<(String, u64)> = top
+            .into_iter()
+            .map(|Reverse((n, Reverse(user)))| (user.to_string(), n))
+            .collect();
+        drop(pending);
+        largest.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        OfflineQueues {
+            largest,
+            users,
+            messages,
+        }
+    }
+
     /// Undelivered messages queued for `user_id`, counting those logged but not yet
     /// committed.
     pub fn queued_for(&self, user_id: &str) -> u64 {
@@ -781,6 +826,15 @@ impl Store {
             Backend::Postgres(pool) => postgres::sessions::sessions_of(pool, user_id, limit).await,
         };
         rows.map_err(self.failed("could not read a user's sessions"))
+    }
+
+    /// The `limit` newest sessions of anyone, newest first, live ones included.
+    pub async fn recent_sessions(&self, limit: u32) -> Result<Vec<RecentSession>, StoreError> {
+        let rows = match &self.inner.backend {
+            Backend::Sqlite(pool) => sessions::recent(pool, limit).await,
+            Backend::Postgres(pool) => postgres::sessions::recent(pool, limit).await,
+        };
+        rows.map_err(self.failed("could not read the recent sessions"))
     }
 
     /// Wraps a database error with what was being done.

@@ -2,7 +2,7 @@
 //! what a crash left open, and the per-user history that the statistics report (sessions
 //! count, total connected time, first seen). Server runs live here because their one reader
 //! is the crash recovery of sessions: a session left open is closed at the last moment its
-//! run was known to be alive. Sessions are opened by the writer's batched INSERT (`writer.rs`).
+//! run was known to be alive. The dashboard's recent history (`recent`) reads here too. Sessions are opened by the writer's batched INSERT (`writer.rs`).
 
 use std::collections::HashMap;
 
@@ -176,6 +176,31 @@ pub(super) async fn sessions_of(
          FROM sessions WHERE user_id = ?1 ORDER BY session_id DESC LIMIT ?2",
     )
     .bind(user_id)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+}
+
+/// A stored session with whose it is, as the operator dashboard's history lists it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecentSession {
+    /// The user it belonged to.
+    pub user_id: String,
+    /// The session itself.
+    #[sqlx(flatten)]
+    pub session: SessionRow,
+}
+
+/// The newest sessions of anyone, newest first (the primary key's order: ids grow with time).
+pub(super) async fn recent(
+    pool: &SqlitePool,
+    limit: u32,
+) -> Result<Vec<RecentSession>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT user_id, session_id, transport, remote_addr, user_agent, connected_at,
+                disconnected_at, disconnect_reason
+         FROM sessions ORDER BY session_id DESC LIMIT ?1",
+    )
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await

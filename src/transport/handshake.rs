@@ -10,9 +10,10 @@
 //!   session, and refuse only at the Socket.IO connect. The guard refuses both transports
 //!   before socketioxide sees the request, and applies the handshake checks to its WebSocket
 //!   upgrades. What it lets through it hands on detached from hyper's read buffer
-//!   ([`detach_request`](super::socketio::detach_request)): engineioxide keeps the request.
+//!   ([`detach_request`](super::socketio::detach_request)): engineioxide keeps the request,
+//!   stamped with when it arrived ([`Opened`]: the Socket.IO handshake is timed from it).
 
-use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -23,7 +24,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
-use crate::config::Settings;
+use super::session::Refusal;
+use crate::app::AppState;
 
 /// The WebSocket version this server speaks.
 const WEBSOCKET_VERSION: &str = "13";
@@ -89,28 +91,38 @@ fn is_websocket_key(key: &[u8]) -> bool {
         .is_ok_and(|bytes| bytes.len() == 16)
 }
 
+/// When the request that opened a Socket.IO connection arrived, in its extensions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Opened(pub Instant);
+
 /// Middleware in front of socketioxide: a request for `/socket.io/` from an `Origin` outside
-/// `CORS_ORIGINS` gets 403 before any polling session or upgrade exists, and a WebSocket
-/// upgrade there gets [`check_upgrade`]. Every other request passes untouched.
+/// `CORS_ORIGINS` gets 403 before any polling session or upgrade exists (counted as a
+/// refusal, as `/ws` counts its own), and a WebSocket upgrade there gets [`check_upgrade`].
+/// Every other request passes untouched.
 pub(crate) async fn socketio_guard(
-    State(settings): State<Arc<Settings>>,
+    State(app): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
     if !is_socketio_path(request.uri().path()) {
         return next.run(request).await;
     }
+    let opened = Opened(Instant::now());
     let headers = request.headers();
     let origin = headers
         .get(header::ORIGIN)
         .map(|o| o.to_str().unwrap_or_default());
-    if !settings.cors_origins.allows(origin) {
-        return refuse(StatusCode::FORBIDDEN, "origin not allowed");
+    if !app.settings.cors_origins.allows(origin) {
+        let refusal = Refusal::OriginNotAllowed;
+        app.hub.metrics().auth_refused(refusal.code());
+        return refuse(refusal.status(), refusal.to_string());
     }
     if let Err(refusal) = check_upgrade(headers) {
         return refusal;
     }
-    next.run(super::socketio::detach_request(request)).await
+    let mut request = super::socketio::detach_request(request);
+    request.extensions_mut().insert(opened);
+    next.run(request).await
 }
 
 /// The rule socketioxide matches its path with: `/socket.io` itself or anything below it.

@@ -16,6 +16,11 @@
 //!    [`Session::send_next_ack`] yields them.
 //! 4. [`Session::close`]: records why the connection ended and tells the hub.
 //!
+//! The same steps keep the connection's figures (`/metrics`): a refusal by its code, the
+//! open with its handshake time, each event's outcome once its ack is known, the close by
+//! its reason. And each connection has one tracing span ([`connection_span`]) that all of
+//! its tasks log in.
+//!
 //! [`Receipts`] record which stored messages a connection's transport took, batched the same
 //! way on both: each writer notes ids as it hands frames over and writes them as one store
 //! call per batch.
@@ -26,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use super::expiry;
 use super::pipeline::{AckFn, Pipeline};
@@ -34,7 +39,8 @@ use super::rate_limit::{RateLimiter, Verdict};
 use crate::app::AppState;
 use crate::auth::{AuthError, Identity};
 use crate::commands::{self, Caller, CommandError, Credentials, Outcome, Pending};
-use crate::hub::{CloseReason, Closer, Outbound, PresenceCursor, SessionMeta};
+use crate::hub::{CloseReason, Closer, Outbound, PresenceCursor, SessionMeta, Transport};
+use crate::protocol::ClientEvent;
 use crate::store::Store;
 
 /// Why a connection was not admitted. The text is what the client reads (the `/ws` refusal's
@@ -61,6 +67,16 @@ impl Refusal {
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
         }
     }
+
+    /// The stable code of the refusal (the `reason` of `switchboard_auth_refusals_total`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::ShuttingDown => "shutting_down",
+            Self::OriginNotAllowed => "origin_not_allowed",
+            Self::BadResumeId => "bad_resume_id",
+            Self::Auth(e) => e.code(),
+        }
+    }
 }
 
 /// What a connection request carries, wherever its transport found it.
@@ -74,6 +90,8 @@ pub(crate) struct Request<'a> {
     pub auth_resume: Option<&'a Value>,
     /// `?lastMessageId=`.
     pub query_resume: Option<&'a str>,
+    /// When the request that opens the connection arrived (the handshake is timed from it).
+    pub started: Instant,
 }
 
 /// An admitted connection: who it is and where its recovery starts.
@@ -81,10 +99,17 @@ pub(crate) struct Request<'a> {
 pub(crate) struct Admitted {
     pub identity: Identity,
     pub resume_from: Option<u64>,
+    /// See [`Request::started`].
+    pub started: Instant,
 }
 
-/// Decides whether a connection may open, cheapest checks first.
+/// Decides whether a connection may open, cheapest checks first. A refusal is counted by its
+/// code.
 pub(crate) fn admit(app: &AppState, request: &Request<'_>) -> Result<Admitted, Refusal> {
+    check(app, request).inspect_err(|refusal| app.hub.metrics().auth_refused(refusal.code()))
+}
+
+fn check(app: &AppState, request: &Request<'_>) -> Result<Admitted, Refusal> {
     if app.stopping.is_cancelled() {
         return Err(Refusal::ShuttingDown);
     }
@@ -104,6 +129,7 @@ pub(crate) fn admit(app: &AppState, request: &Request<'_>) -> Result<Admitted, R
     Ok(Admitted {
         identity,
         resume_from,
+        started: request.started,
     })
 }
 
@@ -124,6 +150,9 @@ fn resume_from(auth: Option<&Value>, query: Option<&str>) -> Result<Option<u64>,
 pub(crate) struct Session {
     app: AppState,
     caller: Caller,
+    transport: Transport,
+    /// Everything the connection's tasks log is entered in it ([`Session::span`]).
+    span: Span,
     limiter: RateLimiter,
     resume_from: Option<u64>,
     /// Stored messages up to this id are replayed; later ones arrive live.
@@ -139,14 +168,38 @@ pub(crate) struct Session {
 impl Session {
     /// Registers the connection with the hub: the client gets `connected`, the others
     /// `user-connected` on the user's first connection, and the session row is written.
-    pub fn open(app: &AppState, admitted: Admitted, meta: SessionMeta, outbound: Outbound) -> Self {
+    /// Runs in the connection's `span` ([`connection_span`]), which it completes with the
+    /// session id, so that what it starts (the token clock) logs there too.
+    pub fn open(
+        app: &AppState,
+        admitted: Admitted,
+        meta: SessionMeta,
+        outbound: Outbound,
+        span: Span,
+    ) -> Self {
+        span.in_scope(|| Self::open_in_span(app, admitted, meta, outbound, span.clone()))
+    }
+
+    fn open_in_span(
+        app: &AppState,
+        admitted: Admitted,
+        meta: SessionMeta,
+        outbound: Outbound,
+        span: Span,
+    ) -> Self {
         let limits = &app.settings.limits;
+        let transport = meta.transport;
         let registered = app.hub.connect(
             admitted.identity.clone(),
             meta,
             outbound.clone(),
             limits.outbound_queue_capacity,
         );
+        span.record("session_id", registered.session.0);
+        app.hub
+            .metrics()
+            .connection_opened(transport.as_str(), admitted.started.elapsed());
+        tracing::debug!("connection opened");
         // A revoke that ran between `admit` and the registration above missed this
         // connection in its sweep; it is closed here instead.
         if app.verifier.revocations().refuses(&admitted.identity) {
@@ -165,6 +218,8 @@ impl Session {
             .in_current_span(),
         );
         Self {
+            transport,
+            span,
             caller: Caller {
                 hub: app.hub.clone(),
                 session: registered.session,
@@ -190,9 +245,11 @@ impl Session {
     /// Replays the offline queue (and, when asked, everything since `lastMessageId`), then
     /// lets the live events held meanwhile through. Ends early if the connection closes.
     pub async fn catch_up(&self) {
+        let replay = commands::replay_on_connect(&self.caller, self.resume_from, self.replay_until)
+            .instrument(self.span.clone());
         tokio::select! {
             () = self.closer().closed() => {}
-            () = commands::replay_on_connect(&self.caller, self.resume_from, self.replay_until) => {}
+            () = replay => {}
         }
     }
 
@@ -207,9 +264,20 @@ impl Session {
         event: Result<(&str, Option<&Value>), CommandError>,
         ack: impl FnOnce(&Outcome) + Send + 'static,
     ) -> ControlFlow<()> {
+        let name = event_label(&event);
+        let metrics = self.app.hub.metrics().clone();
+        let ack = move |outcome: &Outcome| {
+            let code = outcome.as_ref().map_or_else(CommandError::code, |_| "ok");
+            metrics.client_event(name, code);
+            ack(outcome);
+        };
         let verdict = self.limiter.check(Instant::now());
         let pending = match (verdict, event) {
-            (Verdict::Admit, Ok((name, data))) => commands::execute(&self.caller, name, data).await,
+            (Verdict::Admit, Ok((name, data))) => {
+                commands::execute(&self.caller, name, data)
+                    .instrument(self.span.clone())
+                    .await
+            }
             (Verdict::Admit, Err(e)) => Pending::ready(Err(e)),
             (Verdict::Refuse | Verdict::Disconnect, _) => Pending::ready(Err(
                 CommandError::RateLimited(self.app.settings.limits.rate_limit_per_sec),
@@ -262,12 +330,26 @@ impl Session {
         self.ack_sends_errors = true;
     }
 
+    /// Runs `f` in the connection's span: for what a transport logs outside the session's
+    /// own methods. The span is entered where something may log, never around the
+    /// connection's whole task: a task woken once per delivery would enter and leave it each
+    /// time (about 300 instructions with `EnvFilter`, ~6% of a delivery's cost).
+    pub fn in_span<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.span.in_scope(f)
+    }
+
     /// Tells the hub the connection is gone, with the reason it was closed for (a client
     /// close when nobody gave one).
     pub fn close(self) -> CloseReason {
         let reason = self.closer().reason().unwrap_or(CloseReason::ClientClosed);
-        tracing::debug!(reason = reason.as_str(), "connection closed");
+        self.span.in_scope(|| {
+            tracing::debug!(reason = reason.as_str(), "connection closed");
+        });
         self.app.hub.disconnect(self.caller.session, reason);
+        self.app
+            .hub
+            .metrics()
+            .connection_closed(self.transport.as_str(), reason.as_str());
         reason
     }
 
@@ -279,15 +361,39 @@ impl Session {
     pub fn closer(&self) -> &Closer {
         self.caller.outbound.closer()
     }
+}
 
-    /// The tracing span for everything this connection does.
-    pub fn span(&self, transport: &'static str) -> tracing::Span {
-        tracing::info_span!(
-            "session",
-            id = self.caller.session.0,
-            user_id = %self.caller.identity().user_id,
-            transport,
-        )
+/// The span of one connection, entered by everything that serves it (its reader and writer,
+/// the Socket.IO handlers, its token clock): `session_id` (the `sessions` row, the
+/// `connected` event), `user_id`, `transport` and `remote_addr`. The transport makes it and
+/// hands it to [`Session::open`], which records the `session_id` once the hub gave one. At
+/// the ERROR level, like the most severe event: a span below the log filter would be
+/// disabled, and the lines that do pass (a failed read, a store error) would lose it.
+pub(crate) fn connection_span(identity: &Identity, meta: &SessionMeta) -> Span {
+    let span = tracing::error_span!(
+        "session",
+        session_id = tracing::field::Empty,
+        user_id = %identity.user_id,
+        transport = meta.transport.as_str(),
+        remote_addr = tracing::field::Empty,
+    );
+    if let Some(addr) = meta.remote_addr {
+        span.record("remote_addr", tracing::field::display(addr));
+    }
+    span
+}
+
+/// The `event` label of a client event: its name when the protocol knows it (a fixed set,
+/// so that clients cannot mint label values), `unknown` for any other name, `unreadable`
+/// for a frame that carried no event at all.
+fn event_label(event: &Result<(&str, Option<&Value>), CommandError>) -> &'static str {
+    match event {
+        Ok((name, _)) => ClientEvent::NAMES
+            .iter()
+            .find(|known| *known == name)
+            .copied()
+            .unwrap_or("unknown"),
+        Err(_) => "unreadable",
     }
 }
 

@@ -31,7 +31,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, OriginalUri, Query, Request};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
@@ -45,8 +45,9 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::{SendError, SocketError};
 use tokio::sync::{Notify, mpsc};
-use tracing::Instrument;
+use tracing::Span;
 
+use super::handshake::Opened;
 use super::session::{self, Admitted, Receipts, Session};
 use super::ws::WsQuery;
 use crate::app::AppState;
@@ -149,6 +150,12 @@ async fn authenticate(
         query_token: query.token.as_deref(),
         auth_resume: auth.as_ref().and_then(|a| a.get("lastMessageId")),
         query_resume: query.last_message_id.as_deref(),
+        // The Engine.IO handshake (the first polling request or the upgrade), which the
+        // guard in front of socketioxide stamped.
+        started: parts
+            .extensions
+            .get::<Opened>()
+            .map_or_else(Instant::now, |opened| opened.0),
     };
     let admitted = session::admit(&app, &request)?;
     socket.extensions.insert(admitted);
@@ -189,9 +196,11 @@ async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
     let capacity =
         (limits.rate_limit_burst as usize + limits.rate_limit_max_strikes as usize).max(1);
     let (inbox, inbound) = mpsc::channel(capacity);
+    let span = session::connection_span(&admitted.identity, &meta);
     let link = Link {
         closer: outbound.closer().clone(),
         stalled: Arc::default(),
+        span: span.clone(),
     };
     socket.extensions.insert(link.clone());
     socket.on_fallback(Inbox(inbox));
@@ -200,35 +209,40 @@ async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
     if !socket.connected() {
         link.closer.close(CloseReason::ClientClosed);
     }
-    let mut session = Session::open(&app, admitted, meta, outbound);
+    let mut session = Session::open(&app, admitted, meta, outbound, span);
     session.acks_send_errors();
-    let span = session.span("socketio");
-    app.connections.spawn(
-        serve_session(
-            socket,
-            session,
-            inbound,
-            queue,
-            handoff,
-            receipts,
-            link.stalled,
-        )
-        .instrument(span),
-    );
+    // Not instrumented as a whole (see `Session::in_span`): the session enters its span
+    // where it may log.
+    app.connections.spawn(serve_session(
+        socket,
+        session,
+        inbound,
+        queue,
+        handoff,
+        receipts,
+        link.stalled,
+    ));
 }
 
-/// What socketioxide's disconnect handler needs of a connection: its closer, and whether its
-/// writer is waiting on a full socketioxide queue.
+/// What socketioxide's handlers need of a connection: its closer, whether its writer is
+/// waiting on a full socketioxide queue, and its span (they run in socketioxide's tasks).
 #[derive(Clone)]
 struct Link {
     closer: Closer,
     stalled: Arc<AtomicBool>,
+    span: Span,
 }
 
 async fn on_disconnect(socket: SocketRef, reason: DisconnectReason) {
-    let Some(Link { closer, stalled }) = socket.extensions.get::<Link>() else {
+    let Some(Link {
+        closer,
+        stalled,
+        span,
+    }) = socket.extensions.get::<Link>()
+    else {
         return;
     };
+    span.in_scope(|| tracing::debug!(?reason, "socket.io disconnected"));
     closer.close(match reason {
         DisconnectReason::TransportClose | DisconnectReason::ClientNSDisconnect => {
             CloseReason::ClientClosed
@@ -447,6 +461,8 @@ fn emit(socket: &SocketRef, event: &Event) -> Emitted {
         Err(SendError::Socket(SocketError::Closed)) => Emitted::Gone,
         Err(e) => {
             // Our payloads are JSON already; nothing else can fail to encode.
+            let span = socket.extensions.get::<Link>().map(|link| link.span);
+            let _entered = span.as_ref().map(Span::enter);
             tracing::error!(error = %e, event = event.name(), "could not encode an event");
             Emitted::Taken
         }

@@ -17,7 +17,7 @@
 //!   and sends a close frame with the reason's code when told to stop.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -29,8 +29,6 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-
-use tracing::Instrument;
 
 use super::RemoteAddr;
 use super::session::{self, Admitted, Receipts, Session};
@@ -70,6 +68,7 @@ pub(crate) async fn upgrade(
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let started = Instant::now();
     let Query(query) = match query {
         Ok(q) => q,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.body_text()),
@@ -80,6 +79,7 @@ pub(crate) async fn upgrade(
         query_token: query.token.as_deref(),
         auth_resume: None,
         query_resume: query.last_message_id.as_deref(),
+        started,
     };
     let admitted = match session::admit(&app, &request) {
         Ok(admitted) => admitted,
@@ -117,25 +117,23 @@ pub(crate) async fn upgrade(
 async fn serve_connection(socket: WebSocket, app: AppState, admitted: Admitted, meta: SessionMeta) {
     let (outbound, queue) = Outbound::channel(app.settings.limits.outbound_queue_capacity);
     let mut receipts = Receipts::new(app.hub.store().clone(), admitted.identity.user_id.clone());
-    let mut session = Session::open(&app, admitted, meta, outbound.clone());
+    let span = session::connection_span(&admitted.identity, &meta);
+    let mut session = Session::open(&app, admitted, meta, outbound.clone(), span);
     let presence = session.take_presence();
-    let span = session.span("ws");
     let (sink, stream) = socket.split();
     let ping_interval = app.settings.limits.ping_interval;
     let idle_timeout = app.settings.limits.idle_timeout;
-    async {
-        tokio::join!(
-            async {
-                session.catch_up().await;
-                read_loop(stream, &mut session, &outbound, idle_timeout).await;
-                session.send_all_acks().await;
-            },
-            write_loop(sink, queue, presence, ping_interval, &mut receipts),
-        );
-        session.close();
-    }
-    .instrument(span)
-    .await;
+    // Not instrumented as a whole (see `Session::in_span`): the session enters its span
+    // where it may log.
+    tokio::join!(
+        async {
+            session.catch_up().await;
+            read_loop(stream, &mut session, &outbound, idle_timeout).await;
+            session.send_all_acks().await;
+        },
+        write_loop(sink, queue, presence, ping_interval, &mut receipts),
+    );
+    session.close();
 }
 
 async fn read_loop(
@@ -155,7 +153,7 @@ async fn read_loop(
         let message = match next {
             Err(_) => return outbound.close(CloseReason::IdleTimeout),
             Ok(None) => return outbound.close(CloseReason::ClientClosed),
-            Ok(Some(Err(e))) => return outbound.close(classify_read_error(e)),
+            Ok(Some(Err(e))) => return outbound.close(session.in_span(|| classify_read_error(e))),
             Ok(Some(Ok(message))) => message,
         };
         let text = match message {

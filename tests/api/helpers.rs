@@ -17,6 +17,7 @@ use sqlx::{Connection, FromRow, PgConnection, PgPool, Postgres, Sqlite, SqlitePo
 use switchboard::config::{DatabaseSettings, PostgresUrl};
 use switchboard::{Gateway, Settings};
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
@@ -727,6 +728,11 @@ impl BinaryServer {
             Algorithm::HS256,
             &json!({"sub": sub, "username": sub, "role": role, "exp": in_an_hour()}),
         );
+        self.connect_with(&token, query).await
+    }
+
+    /// Connects with `token` in `?token=`, passing `query` too.
+    pub async fn connect_with(&self, token: &str, query: &str) -> WsClient {
         let url = format!("ws://{}/ws?token={token}{query}", self.addr);
         let request = url.into_client_request().expect("request");
         let (stream, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
@@ -753,7 +759,11 @@ impl Drop for BinaryServer {
 /// The server's stderr line that says where it listens.
 pub fn parse_listen_line(line: &str) -> Option<SocketAddr> {
     let rest = line.split("listening on http://").nth(1)?;
-    rest.split_whitespace().next()?.parse().ok()
+    // Up to whatever ends the address: a space, or the quote of a JSON log line.
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 /// The recorded end of `user_id`'s latest session. Call it after a live client saw the
@@ -770,4 +780,65 @@ pub async fn reason_of(app: &TestApp, flusher: &mut WsClient, user_id: &str) -> 
             &[user_id],
         )
         .await
+}
+
+// --- raw HTTP and Engine.IO polling --------------------------------------------------------
+
+/// Reads until the server closes the socket (a reset counts as closed); fails after `WAIT`.
+pub async fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let mut buf = [0_u8; 4096];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("the server closes the socket within the timeout");
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// The status code of a raw HTTP response.
+pub fn status_of(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"))
+}
+
+/// One polling request with `Connection: close` to the server at `addr`; returns the body.
+pub async fn poll_at(addr: std::net::SocketAddr, method: &str, query: &str, body: &str) -> String {
+    let request = format!(
+        "{method} /socket.io/?EIO=4&transport=polling{query} HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect within the timeout")
+        .expect("connect");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request written");
+    let response = read_until_closed(&mut stream).await;
+    assert_eq!(status_of(&response), 200, "{response}");
+    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
+    body.to_string()
+}
+
+/// Long-polls until a payload containing `needle` arrives (a poll may return other packets
+/// first, e.g. `connected` before the answer); bounded.
+pub async fn poll_until(addr: std::net::SocketAddr, with_sid: &str, needle: &str) -> String {
+    for _ in 0..10 {
+        let payload = poll_at(addr, "GET", with_sid, "").await;
+        if payload.contains(needle) {
+            return payload;
+        }
+    }
+    panic!("no {needle:?} within 10 polls");
 }

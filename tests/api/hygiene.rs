@@ -27,23 +27,6 @@ async fn connect(app: &TestApp) -> TcpStream {
         .expect("connect")
 }
 
-/// Reads until the server closes the socket (a reset counts as closed); fails after `WAIT`.
-async fn read_until_closed(stream: &mut TcpStream) -> String {
-    let mut received = Vec::new();
-    let mut buf = [0_u8; 4096];
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => received.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await
-    .expect("the server closes the socket within the timeout");
-    String::from_utf8_lossy(&received).into_owned()
-}
-
 /// Sends `request` on a new socket and returns everything the server sent before closing.
 async fn exchange(app: &TestApp, request: &str) -> String {
     let mut stream = connect(app).await;
@@ -52,15 +35,6 @@ async fn exchange(app: &TestApp, request: &str) -> String {
         .await
         .expect("request written");
     read_until_closed(&mut stream).await
-}
-
-/// The status code of a raw HTTP response.
-fn status_of(response: &str) -> u16 {
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"))
 }
 
 /// The JSON body of a raw HTTP response.
@@ -347,39 +321,6 @@ async fn a_foreign_origin_is_refused_before_a_socketio_upgrade_or_polling_sessio
 }
 
 // --- Engine.IO session ids and the logs --------------------------------------------------
-
-/// One polling request with `Connection: close` to the server at `addr`; returns the body.
-async fn poll_at(addr: std::net::SocketAddr, method: &str, query: &str, body: &str) -> String {
-    let request = format!(
-        "{method} /socket.io/?EIO=4&transport=polling{query} HTTP/1.1\r\nHost: localhost\r\n\
-         Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
-        .await
-        .expect("connect within the timeout")
-        .expect("connect");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("request written");
-    let response = read_until_closed(&mut stream).await;
-    assert_eq!(status_of(&response), 200, "{response}");
-    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
-    body.to_string()
-}
-
-/// Long-polls until a payload containing `needle` arrives (a poll may return other packets
-/// first, e.g. `connected` before the answer); bounded.
-async fn poll_until(addr: std::net::SocketAddr, with_sid: &str, needle: &str) -> String {
-    for _ in 0..10 {
-        let payload = poll_at(addr, "GET", with_sid, "").await;
-        if payload.contains(needle) {
-            return payload;
-        }
-    }
-    panic!("no {needle:?} within 10 polls");
-}
 
 #[tokio::test]
 async fn engine_io_session_ids_never_reach_the_logs() {

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod admin;
 mod auth;
 mod backup;
 mod bad_input;
@@ -14,7 +15,9 @@ mod failures;
 mod hygiene;
 mod limits;
 mod lingering;
+mod logs;
 mod messages;
+mod metrics;
 mod persistence;
 mod pipeline;
 mod presence;

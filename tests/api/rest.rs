@@ -36,6 +36,8 @@ const PROTECTED: &[(&str, &str)] = &[
     ("POST", "/websocket/users/alice/disconnect"),
     ("POST", "/websocket/users/alice/revoke"),
     ("GET", "/websocket/messages"),
+    ("GET", "/websocket/admin/overview"),
+    ("GET", "/websocket/admin/stream"),
 ];
 
 #[tokio::test]
@@ -489,17 +491,23 @@ async fn health_readiness_and_the_openapi_document() {
             ("GET".into(), "/websocket/openapi.json".into()),
             ("GET".into(), "/healthz".into()),
             ("GET".into(), "/readyz".into()),
+            ("GET".into(), "/metrics".into()),
         ])
         .collect();
     routed.sort();
     assert_eq!(documented, routed, "the document lists exactly the routes");
     // It says which need a token: the protected ones keep the global bearer requirement, the
-    // others override it with none.
+    // others override it with none; `/metrics` asks for METRICS_TOKEN, or nothing when unset.
     for (method, path) in &documented {
         let needs_token = PROTECTED
             .iter()
             .any(|(m, p)| m == method && p.replace("/alice/", "/{userId}/") == *path);
         let operation = &paths[path][method.to_lowercase()];
+        if path == "/metrics" {
+            let either = json!([{}, {"metricsToken": []}]);
+            assert_eq!(operation["security"], either, "{operation}");
+            continue;
+        }
         assert_eq!(
             operation["security"] != json!([]),
             needs_token,

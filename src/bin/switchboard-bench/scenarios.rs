@@ -441,10 +441,15 @@ pub async fn flow(common: &Common, kind: Flow, args: &FlowArgs) -> Result<Value,
         for conn in receivers.iter_mut().chain(senders.iter_mut()) {
             let frame = client::encode(conn.proto, "join-room", r#"{"room":"bench"}"#, Some(1));
             conn.send(&frame).await?;
-            loop {
+            // Both the event and the join's ack: an ack left unread here would be taken by
+            // the sender for its first message's.
+            let (mut joined, mut acked) = (false, false);
+            while !(joined && acked) {
                 let text = conn.next_text().await?;
-                if client::classify(conn.proto, &text) == Frame::Event("joined-room") {
-                    break;
+                match client::classify(conn.proto, &text) {
+                    Frame::Event("joined-room") => joined = true,
+                    Frame::Ack => acked = true,
+                    _ => {}
                 }
             }
         }

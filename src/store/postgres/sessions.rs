@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::{PgConnection, PgPool};
 
-use super::super::sessions::{HistoryRow, SessionRow, UserHistory, history_of};
+use super::super::sessions::{HistoryRow, RecentSession, SessionRow, UserHistory, history_of};
 
 /// Closes every session row `node_id` left open, with reason `server_restart`, at the last
 /// moment that node's previous run was known to be alive (never before the session began).
@@ -138,6 +138,21 @@ pub(in crate::store) async fn sessions_of(
          FROM sessions WHERE user_id = $1 ORDER BY session_id DESC LIMIT $2",
     )
     .bind(user_id)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+}
+
+/// The newest sessions of anyone, newest first (the primary key's order: ids grow with time).
+pub(in crate::store) async fn recent(
+    pool: &PgPool,
+    limit: u32,
+) -> Result<Vec<RecentSession>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT user_id, session_id, transport, remote_addr, user_agent, connected_at,
+                disconnected_at, disconnect_reason
+         FROM sessions ORDER BY session_id DESC LIMIT $1",
+    )
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""A/B: the same fan-out workload against two builds of the server, to measure what a change
+costs on the hot path (issue 12 used it for the metrics' overhead).
+
+Two measures:
+- `--mode cpu` (default): server CPU per delivery (from /proc, as `switchboard-bench` reports
+  it), the two builds alternating run after run so that drift in the machine's speed hits both
+  alike; prints each run and the medians. Needs a quiet machine.
+- `--mode callgrind`: the server under `valgrind --tool=callgrind`, instructions counted only
+  during the workload (`callgrind_control -z` before, `-d` after) and divided by the
+  deliveries. Instruction counts do not depend on what else the machine is doing, so this one
+  is fair on a busy machine too; it is slow (the server runs ~50x slower), hence the low rate.
+
+    python3 bench/ab.py --a /path/to/before/switchboard --b target/release/switchboard
+    python3 bench/ab.py --a OLD --b NEW --mode callgrind --runs 2
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "target" / "release" / "switchboard-bench"
+SECRET = "bench-secret-0123456789abcdef0123"
+
+
+class Server:
+    def __init__(self, binary, callgrind_dir=None):
+        self.dir = tempfile.mkdtemp(prefix="sb-ab-")
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "JWT_SECRET": SECRET,
+            "BIND_ADDR": "127.0.0.1:0",
+            "DATABASE_URL": f"sqlite://{self.dir}/bench.db",
+            "RUST_LOG": "warn,switchboard::startup=info",
+            "RATE_LIMIT_PER_SEC": "1000000",
+            "RATE_LIMIT_BURST": "1000000",
+            "OUTBOUND_QUEUE_CAPACITY": "8192",
+        }
+        cmd = [str(binary)]
+        if callgrind_dir:
+            cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=yes",
+                   f"--callgrind-out-file={callgrind_dir}/callgrind.out.%p"] + cmd
+        self.proc = subprocess.Popen(cmd, env=env, cwd=self.dir, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        self.url = None
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            m = re.search(r"listening on (http://[0-9.:]+)", line)
+            if m:
+                self.url = m.group(1)
+                break
+        if not self.url:
+            raise RuntimeError(f"{binary} did not start")
+        self.drain = subprocess.Popen(["cat"], stdin=self.proc.stderr, stdout=subprocess.DEVNULL)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.drain.wait(timeout=5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def fanout(server, args, proto, extra):
+    cmd = [str(BENCH), "fanout", "--url", server.url, "--proto", proto, "--secret", SECRET,
+           "--server-pid", str(server.proc.pid), "--receivers", str(args.receivers),
+           "--duration", str(args.duration)] + extra
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-500:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def callgrind_total(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith("summary:") or line.startswith("totals:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in {path}")
+
+
+def one_run(binary, args, proto):
+    if args.mode == "cpu":
+        server = Server(binary)
+        try:
+            r = fanout(server, args, proto, [])
+        finally:
+            server.stop()
+        return r["server_cpu_us_per_delivery"], r
+    out_dir = tempfile.mkdtemp(prefix="sb-cg-")
+    server = Server(binary, callgrind_dir=out_dir)
+    try:
+        pid = server.proc.pid
+        # The valgrind process's pid is the client's: callgrind_control finds it by pid.
+        subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
+        r = fanout(server, args, proto, ["--rate", str(args.rate)])
+        subprocess.run(["callgrind_control", "-d", "workload", str(pid)], check=True,
+                       capture_output=True)
+        # The first dump after the zeroing: the workload alone.
+        total = callgrind_total(f"{out_dir}/callgrind.out.{pid}.1")
+    finally:
+        server.stop()
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return total / max(r["deliveries"], 1), r
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--a", required=True, help="the server binary before")
+    p.add_argument("--b", required=True, help="the server binary after")
+    p.add_argument("--mode", choices=["cpu", "callgrind"], default="cpu")
+    p.add_argument("--protos", default="ws,sio")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--receivers", type=int, default=200)
+    p.add_argument("--duration", type=int, default=5)
+    p.add_argument("--rate", type=int, default=20, help="messages/s per sender (callgrind mode)")
+    args = p.parse_args()
+    unit = "µs CPU/delivery" if args.mode == "cpu" else "instructions/delivery"
+    for proto in args.protos.split(","):
+        results = {"a": [], "b": []}
+        for i in range(args.runs):
+            for side in ("a", "b") if i % 2 == 0 else ("b", "a"):
+                value, r = one_run(getattr(args, side), args, proto)
+                results[side].append(value)
+                print(f"{proto} run {i + 1} {side}: {value:.3f} {unit} "
+                      f"({r['deliveries']} deliveries, lost {r['lost']})", flush=True)
+        a, b = statistics.median(results["a"]), statistics.median(results["b"])
+        print(json.dumps({"proto": proto, "mode": args.mode, "unit": unit, "receivers": args.receivers,
+                          "a_median": round(a, 3), "b_median": round(b, 3),
+                          "change_percent": round((b - a) / a * 100, 2),
+                          "a_runs": [round(x, 3) for x in results["a"]],
+                          "b_runs": [round(x, 3) for x in results["b"]]}), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
