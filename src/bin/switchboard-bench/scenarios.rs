@@ -425,6 +425,35 @@ async fn send(
     out
 }
 
+/// Joins the bench room: waits for `joined-room` and for the join's ack (an ack left unread
+/// here would be taken by a sender for its first message's). Returns whether the ack came
+/// within 5 s of the event: a server that drops an ack must show in the results, not hang
+/// the run.
+async fn join(conn: &mut client::Conn) -> Result<bool, String> {
+    let frame = client::encode(conn.proto, "join-room", r#"{"room":"bench"}"#, Some(1));
+    conn.send(&frame).await?;
+    let (mut joined, mut acked) = (false, false);
+    let mut deadline = None;
+    while !(joined && acked) {
+        let next = match deadline {
+            None => conn.next_text().await?,
+            Some(at) => match tokio::time::timeout_at(at, conn.next_text()).await {
+                Ok(text) => text?,
+                Err(_) => return Ok(false),
+            },
+        };
+        match client::classify(conn.proto, &next) {
+            Frame::Event("joined-room") => {
+                joined = true;
+                deadline = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+            }
+            Frame::Ack => acked = true,
+            _ => {}
+        }
+    }
+    Ok(true)
+}
+
 pub async fn flow(common: &Common, kind: Flow, args: &FlowArgs) -> Result<Value, String> {
     let pid = common.server_pid.as_deref();
     let receivers_n = args.receivers;
@@ -437,20 +466,12 @@ pub async fn flow(common: &Common, kind: Flow, args: &FlowArgs) -> Result<Value,
     let (mut senders, _) =
         open_many(common, senders_n, receivers_n, |i| format!("send{i}")).await?;
     let mut receivers = receivers;
+    // Joins whose ack never came (the event did): see `join`.
+    let mut join_acks_missing = 0u64;
     if kind == Flow::Fanout {
         for conn in receivers.iter_mut().chain(senders.iter_mut()) {
-            let frame = client::encode(conn.proto, "join-room", r#"{"room":"bench"}"#, Some(1));
-            conn.send(&frame).await?;
-            // Both the event and the join's ack: an ack left unread here would be taken by
-            // the sender for its first message's.
-            let (mut joined, mut acked) = (false, false);
-            while !(joined && acked) {
-                let text = conn.next_text().await?;
-                match client::classify(conn.proto, &text) {
-                    Frame::Event("joined-room") => joined = true,
-                    Frame::Ack => acked = true,
-                    _ => {}
-                }
+            if !join(conn).await? {
+                join_acks_missing += 1;
             }
         }
     }
@@ -573,6 +594,7 @@ pub async fn flow(common: &Common, kind: Flow, args: &FlowArgs) -> Result<Value,
     m.insert("ack_p50_us".into(), ack.p50_us.into());
     m.insert("ack_p99_us".into(), ack.p99_us.into());
     m.insert("lost".into(), total.lost.into());
+    m.insert("join_acks_missing".into(), join_acks_missing.into());
     m.insert("duplicated".into(), total.duplicated.into());
     m.insert(
         "server_cpu_s".into(),
