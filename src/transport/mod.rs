@@ -7,6 +7,8 @@
 //! - [`pipeline`]: a connection's acks in flight, sent in frame order as commits land.
 //! - [`ws`]: plain WebSocket at `/ws`, JSON envelope.
 //! - [`socketio`]: Socket.IO v4 at `/socket.io/` through socketioxide.
+//! - [`socketio_replies`]: Socket.IO acks (and a refusal's `error`) in order, waiting for room
+//!   in socketioxide's queue instead of being dropped.
 //! - [`rate_limit`]: the per-connection token bucket the session applies.
 //! - [`expiry`]: the per-connection token clock the session starts (`token-expiring`, then
 //!   the close with `token_expired`).
@@ -20,6 +22,7 @@ pub(crate) mod pipeline;
 pub(crate) mod rate_limit;
 pub(crate) mod session;
 pub(crate) mod socketio;
+pub(crate) mod socketio_replies;
 pub(crate) mod ws;
 
 use std::convert::Infallible;

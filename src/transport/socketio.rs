@@ -38,7 +38,7 @@ use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::adapter::LocalAdapter;
-use socketioxide::extract::{AckSender, Event as EventName, SocketRef, State, TryData};
+use socketioxide::extract::{Event as EventName, SocketRef, State, TryData};
 use socketioxide::handler::message::FromMessageParts;
 use socketioxide::handler::{ConnectHandler, MessageHandler, Value as PacketValue};
 use socketioxide::layer::SocketIoLayer;
@@ -49,6 +49,7 @@ use tracing::Span;
 
 use super::handshake::Opened;
 use super::session::{self, Admitted, Receipts, Session};
+use super::socketio_replies::Replies;
 use super::ws::WsQuery;
 use crate::app::AppState;
 use crate::commands::{self, AckReply, CommandError};
@@ -267,7 +268,10 @@ async fn on_disconnect(socket: SocketRef, reason: DisconnectReason) {
 struct Inbound {
     event: Result<String, String>,
     data: Option<Value>,
-    ack: AckSender,
+    /// The socket it came from, for its replies ([`Replies`]).
+    socket: Arc<Socket<LocalAdapter>>,
+    /// The ack the client asked for, if any.
+    ack_id: Option<i64>,
 }
 
 /// Queues every incoming event for the connection's reader, synchronously and in order.
@@ -286,12 +290,13 @@ impl MessageHandler<LocalAdapter, InboxMarker> for Inbox {
             Ok(TryData(Ok(Value::Null))) | Ok(TryData(Err(_))) | Err(_) => None,
             Ok(TryData(Ok(v))) => Some(v),
         };
-        let ack = match AckSender::from_message_parts(&s, &mut v, &ack_id) {
-            Ok(ack) => ack,
-            Err(never) => match never {},
+        let inbound = Inbound {
+            event,
+            data,
+            socket: s.clone(),
+            ack_id,
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) =
-            self.0.try_send(Inbound { event, data, ack })
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.0.try_send(inbound)
             && let Some(link) = s.extensions.get::<Link>()
         {
             link.closer.close(CloseReason::RateLimited);
@@ -312,7 +317,7 @@ async fn serve_session(
     tokio::join!(
         async {
             session.catch_up().await;
-            read_loop(&socket, &mut session, inbound).await;
+            read_loop(&mut session, inbound).await;
             session.send_all_acks().await;
         },
         write_loop(&socket, queue, &handoff, presence, &mut receipts, &stalled),
@@ -320,12 +325,10 @@ async fn serve_session(
     session.close();
 }
 
-async fn read_loop(
-    socket: &SocketRef,
-    session: &mut Session,
-    mut inbound: mpsc::Receiver<Inbound>,
-) {
+async fn read_loop(session: &mut Session, mut inbound: mpsc::Receiver<Inbound>) {
     let closer = session.closer().clone();
+    // Made from the first event's socket (socketioxide hands its `Arc` only to handlers).
+    let mut replies: Option<Arc<Replies>> = None;
     loop {
         // A full pipeline takes nothing from the inbox until its oldest ack leaves.
         let message = tokio::select! {
@@ -336,23 +339,27 @@ async fn read_loop(
                 None => return,
             },
         };
-        let Inbound { event, data, ack } = message;
+        let Inbound {
+            event,
+            data,
+            socket: from,
+            ack_id,
+        } = message;
+        let replies = replies.get_or_insert_with(|| Replies::new(from)).clone();
         let event = match &event {
             Ok(name) => Ok((name.as_str(), data.as_ref())),
             Err(e) => Err(CommandError::Protocol(ProtocolError::frame(e))),
         };
         let flow = session
-            .handle(event, {
-                let socket = socket.clone();
-                move |result| {
-                    // Straight to socketioxide like the ack itself (not through our writer),
-                    // so that the refusal's `error` stays just ahead of its ack.
-                    if let Err(e) = result {
-                        let error = commands::error_event(e);
-                        emit(&socket, &error);
-                    }
-                    // A client that asked for no ack makes this a no-op.
-                    let _ = ack.send(&AckReply::of(result));
+            .handle(event, move |result| {
+                // Straight to socketioxide like the ack itself (not through our writer), so
+                // that the refusal's `error` stays just ahead of its ack.
+                if let Err(e) = result {
+                    replies.event(commands::error_event(e));
+                }
+                if ack_id.is_some() {
+                    let reply = serde_json::to_value(AckReply::of(result)).unwrap_or_default();
+                    replies.ack(ack_id, reply);
                 }
             })
             .await;
@@ -445,7 +452,7 @@ fn offer_presence(socket: &SocketRef, pending: &mut VecDeque<Arc<Event>>) -> Han
 }
 
 /// What socketioxide did with one event offered to its queue.
-enum Emitted {
+pub(super) enum Emitted {
     /// Queued for the client (or dropped as unencodable, which is logged).
     Taken,
     /// Its queue is full.
@@ -454,7 +461,7 @@ enum Emitted {
     Gone,
 }
 
-fn emit(socket: &SocketRef, event: &Event) -> Emitted {
+pub(super) fn emit(socket: &Socket<LocalAdapter>, event: &Event) -> Emitted {
     match socket.emit(event.name(), event.data_raw()) {
         Ok(()) => Emitted::Taken,
         Err(SendError::Socket(SocketError::InternalChannelFull)) => Emitted::Full,

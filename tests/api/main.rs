@@ -22,5 +22,6 @@ mod persistence;
 mod pipeline;
 mod presence;
 mod rest;
+mod socketio_replies;
 mod startup;
 mod tokens;

@@ -1,0 +1,59 @@
+//! Socket.IO acks when socketioxide's queue for the socket is full: the ack waits for room and
+//! arrives once the client reads, instead of being dropped. A raw Engine.IO polling client
+//! makes "not reading" exact: nothing leaves the server's queue until it polls.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn an_ack_waits_for_room_in_a_full_socketio_queue_instead_of_being_lost() {
+    let app = spawn_app_with(|s| {
+        s.limits.rate_limit_per_sec = 100_000;
+        s.limits.rate_limit_burst = 100_000;
+    })
+    .await;
+    // Alice over Socket.IO (polling), connected, then not reading.
+    let open = poll_at(app.addr, "GET", "", "").await;
+    let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).expect("open");
+    let sid = handshake["sid"].as_str().expect("a sid").to_string();
+    let with_sid = format!("&sid={sid}");
+    let connect = format!("40{{\"token\":\"{}\"}}", app.token("alice", "USER"));
+    assert_eq!(poll_at(app.addr, "POST", &with_sid, &connect).await, "ok");
+    poll_until(app.addr, &with_sid, "connected").await;
+
+    // More broadcasts than socketioxide's queue for her holds (128); the rest wait in ours.
+    let (mut bob, _) = app.user("bob", "USER").await;
+    let sent = 300;
+    for n in 1..=sent {
+        let ack = bob.say(json!({ "message": format!("m{n}") }), n).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+
+    // Her event with an ack (id 7) is answered while her queue is full.
+    assert_eq!(
+        poll_at(app.addr, "POST", &with_sid, "427[\"get-active-users\"]").await,
+        "ok"
+    );
+
+    // She reads: every broadcast arrives, and the ack too.
+    let mut broadcasts = 0;
+    let mut acked = false;
+    for _ in 0..100 {
+        let payload = poll_at(app.addr, "GET", &with_sid, "").await;
+        for packet in payload.split('\u{1e}') {
+            if packet.starts_with("42[\"broadcast-message\"") {
+                broadcasts += 1;
+            }
+            if packet.starts_with("437[") {
+                acked = true;
+            }
+        }
+        if acked && broadcasts == sent {
+            break;
+        }
+    }
+    assert_eq!(broadcasts, sent, "every broadcast reaches her");
+    assert!(acked, "the ack of her event reaches her once she reads");
+    bob.close().await;
+}
