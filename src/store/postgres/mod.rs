@@ -27,6 +27,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::counters::PRUNED_THROUGH;
+use super::session_ids::SessionIds;
 use super::{Backend, Opened, Shared, StartState, StoreError, start_state};
 use crate::config::{DatabaseSettings, PostgresUrl};
 use crate::protocol::wire::timestamp;
@@ -102,16 +103,13 @@ pub(super) async fn open(
     let run_id = sessions::start_run(&pool, settings.node_id.as_str(), &now)
         .await
         .map_err(sql("could not record this server run"))?;
-    let last_session_id = sessions::last_session_id(&pool)
-        .await
-        .map_err(sql("could not read the last session id"))?;
     let shared = message_state(&pool, id_block)
         .await
         .map_err(sql("could not read the message log state"))?;
     Ok(Opened {
         backend: Backend::Postgres(pool),
         run_id,
-        last_session_id,
+        session_ids: SessionIds::from_sequence(),
         shared,
     })
 }
