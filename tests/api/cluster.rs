@@ -3,7 +3,7 @@
 //! session ids come from a shared sequence, so two nodes never hand out the same one.
 //! PostgreSQL only: a SQLite file belongs to one process.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -122,4 +122,97 @@ async fn two_nodes_on_one_database_never_hand_out_the_same_session_id() {
     drop(clients);
     node_a.stop().await;
     node_b.stop().await;
+}
+
+#[tokio::test]
+async fn a_retention_pass_runs_on_one_node_at_a_time() {
+    use std::time::Duration;
+
+    use sqlx::Connection;
+    use switchboard::config::{NodeId, RetentionSettings};
+    use switchboard::store::{Store, retention};
+
+    let test = "a_retention_pass_runs_on_one_node_at_a_time";
+    let Some((place, _)) = Place::fresh(Backend::Postgres, test).await else {
+        return;
+    };
+    // Arrange: five public messages, stored through a gateway, then aged past a day.
+    let app = spawn_app_at(&place, |_| {}).await;
+    let (mut alice, _) = app.user("alice", "USER").await;
+    for n in 0..5 {
+        alice.say(json!({"message": format!("m{n}")}), n).await;
+    }
+    app.stop().await;
+    let sql = Sql::open(&place).await;
+    let aged: Vec<(i64,)> = sql
+        .rows(
+            "UPDATE messages SET created_at = '2020-01-01T00:00:00.000Z' RETURNING message_id",
+            &[],
+        )
+        .await;
+    assert_eq!(aged.len(), 5);
+    // Two nodes' stores with their own retention tasks off: the test runs their passes.
+    let node = |id: &str| {
+        let mut settings = place.settings();
+        settings.node_id = NodeId::parse(id).expect("a node id");
+        settings.retention.max_age = None;
+        settings.retention.max_count = None;
+        settings
+    };
+    let node_a = Store::open(&node("node-a")).await.expect("node-a opens");
+    let node_b = Store::open(&node("node-b")).await.expect("node-b opens");
+    let by_age = RetentionSettings {
+        max_age: Some(Duration::from_secs(86_400)),
+        max_count: None,
+        interval: Duration::from_secs(60),
+    };
+    // A third session holds the lock, as a node in the middle of its pass would.
+    let mut holder = sqlx::PgConnection::connect(&place.url())
+        .await
+        .expect("connects");
+    let lock = |sql: &'static str| sqlx::query_scalar::<_, bool>(sql).bind(retention::CLUSTER_LOCK);
+
+    // Act and assert: while it is held, both nodes skip their turn.
+    let taken = lock("SELECT pg_try_advisory_lock($1)")
+        .fetch_one(&mut holder)
+        .await
+        .expect("asks for the lock");
+    assert!(taken, "no pass holds the lock yet");
+    let (a, b) = tokio::join!(
+        retention::prune(&node_a, &by_age),
+        retention::prune(&node_b, &by_age)
+    );
+    for report in [a.expect("node-a's pass"), b.expect("node-b's pass")] {
+        assert!(report.skipped, "{report:?}");
+        assert_eq!(report.deleted, 0, "{report:?}");
+    }
+    let left: i64 = sql.scalar("SELECT COUNT(*) FROM messages", &[]).await;
+    assert_eq!(
+        left, 5,
+        "nothing was deleted while another pass held the lock"
+    );
+
+    // Released: the passes delete the five between them, and leave the lock free.
+    assert!(
+        lock("SELECT pg_advisory_unlock($1)")
+            .fetch_one(&mut holder)
+            .await
+            .expect("unlocks")
+    );
+    let (a, b) = tokio::join!(
+        retention::prune(&node_a, &by_age),
+        retention::prune(&node_b, &by_age)
+    );
+    let (a, b) = (a.expect("node-a's pass"), b.expect("node-b's pass"));
+    assert!(!(a.skipped && b.skipped), "one of them ran: {a:?} {b:?}");
+    assert_eq!(a.deleted + b.deleted, 5, "{a:?} {b:?}");
+    let left: i64 = sql.scalar("SELECT COUNT(*) FROM messages", &[]).await;
+    assert_eq!(left, 0);
+    let free = lock("SELECT pg_try_advisory_lock($1)")
+        .fetch_one(&mut holder)
+        .await
+        .expect("asks for the lock");
+    assert!(free, "a pass released the lock when it ended");
+    node_a.close().await;
+    node_b.close().await;
 }
