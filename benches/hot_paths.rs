@@ -167,7 +167,9 @@ impl Room {
                 iat: None,
             };
             let (outbound, queue) = Outbound::channel(capacity);
+            let session_id = rt.block_on(store.next_session_id()).expect("a session id");
             let registered = hub.connect(
+                session_id,
                 identity,
                 SessionMeta {
                     transport: Transport::WebSocket,

@@ -17,7 +17,7 @@ use jsonwebtoken::Algorithm;
 use super::{
     ConfigError, ConnectionLimits, CorsOrigins, DEFAULT_DATABASE_PATH, DatabaseLocation,
     DatabaseSettings, GENERATED_SECRET_FILE, JwtKeySource, JwtSettings, Limits, LogFormat,
-    MetricsToken, PostgresUrl, PresenceSettings, RetentionSettings, Settings, Synchronous,
+    MetricsToken, NodeId, PostgresUrl, PresenceSettings, RetentionSettings, Settings, Synchronous,
 };
 
 /// Every variable, in the order of `.env.example`. No `Debug`: it holds the JWT secret.
@@ -37,6 +37,11 @@ pub(super) struct EnvSettings {
     /// fsync per group commit, slower).
     #[arg(long, env = "SQLITE_SYNCHRONOUS", default_value = "normal", value_parser = choice::<Synchronous>)]
     sqlite_synchronous: Synchronous,
+    /// This gateway's name among the nodes sharing a PostgreSQL database (1 to 64 letters,
+    /// digits, '-', '_', '.'): its sessions are stored under it, and after a crash it closes
+    /// only its own. Default: the host name (else `default`). Give each node its own.
+    #[arg(long, env = "NODE_ID", value_parser = NodeId::parse)]
+    node_id: Option<NodeId>,
     #[command(flatten)]
     retention: RetentionSettings,
     /// The only algorithm accepted (the token header never chooses): HS256, HS384, HS512,
@@ -119,6 +124,7 @@ impl EnvSettings {
             location: self.database_url,
             synchronous: self.sqlite_synchronous,
             retention: self.retention,
+            node_id: self.node_id.unwrap_or_else(NodeId::from_host),
         };
         let algorithm = self.jwt_algorithm;
         let is_hmac = matches!(

@@ -8,6 +8,7 @@
 
 mod connections;
 mod env;
+mod node;
 mod presence;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use jsonwebtoken::Algorithm;
 pub use connections::ConnectionLimits;
 pub(crate) use env::help as env_help;
 use env::{at_least, days_or_forever, seconds, zero_is_none};
+pub use node::NodeId;
 pub use presence::{PresenceMode, PresenceSettings};
 
 /// A configuration value that could not be used.
@@ -67,6 +69,8 @@ pub struct DatabaseSettings {
     pub synchronous: Synchronous,
     /// How long messages are kept.
     pub retention: RetentionSettings,
+    /// `NODE_ID`: which node's rows this process writes and recovers (PostgreSQL only).
+    pub node_id: NodeId,
 }
 
 /// Which database `DATABASE_URL` names.

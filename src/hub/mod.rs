@@ -221,6 +221,7 @@ impl Hub {
     /// the stored messages it is owed arrive first; at most `hold_limit` are held.
     pub fn connect(
         &self,
+        session_id: u64,
         identity: Identity,
         meta: SessionMeta,
         outbound: Outbound,
@@ -229,7 +230,7 @@ impl Hub {
         let now = SystemTime::now();
         let at = wire::timestamp(now);
         let store = &self.inner.store;
-        let id = SessionId(store.allocate_session_id());
+        let id = SessionId(session_id);
         let mut state = self.state();
         let opened = Opened {
             at: now,

@@ -18,7 +18,7 @@
 //!   listing, idempotency), `replay.rs` (the page behind `sync` and catch-up, the rule split
 //!   into index-backed arms), `sessions.rs` (sessions and server runs), `rooms.rs`
 //!   (memberships), `users.rs` (known users), `counters.rs` (named counters);
-//! - `ids.rs` (message ids from durable reservations) and [`retention`] (pruning).
+//! - `ids.rs` (message ids from durable reservations), `session_ids.rs` (session ids) and [`retention`] (pruning).
 //!
 //! Writes never wait for the disk: each intent is a channel send to the writer, so the hub
 //! can call them under its lock. Reads go to the database directly; one that must see writes
@@ -33,6 +33,7 @@ mod postgres;
 mod replay;
 pub mod retention;
 mod rooms;
+mod session_ids;
 mod sessions;
 mod sqlite;
 mod users;
@@ -57,6 +58,7 @@ pub use health::WriteHealth;
 use ids::IdAllocator;
 pub use messages::{ListFilter, MessageRecord, OriginalAck, Reader, StoredMessage, TargetKind};
 pub use replay::ReplayPage;
+use session_ids::SessionIds;
 pub use sessions::{RecentSession, SessionRow, UserHistory};
 use writer::WriteOp;
 
@@ -137,7 +139,7 @@ struct Inner {
     backend: Backend,
     location: DatabaseLocation,
     writes: mpsc::UnboundedSender<WriteOp>,
-    next_session_id: AtomicU64,
+    session_ids: SessionIds,
     shared: Arc<Shared>,
     // Taken once by `close`; a std Mutex because it is never held across an await.
     writer_task: Mutex<Option<JoinHandle<()>>>,
@@ -175,8 +177,8 @@ struct Opened {
     backend: Backend,
     /// This run's row in `server_runs`, kept alive by the writer.
     run_id: i64,
-    /// The highest session id stored: new ones continue after it.
-    last_session_id: u64,
+    /// Where new session ids come from.
+    session_ids: SessionIds,
     shared: Shared,
 }
 
@@ -367,7 +369,7 @@ impl Store {
                 backend: opened.backend,
                 location: settings.location.clone(),
                 writes,
-                next_session_id: AtomicU64::new(opened.last_session_id + 1),
+                session_ids: opened.session_ids,
                 shared,
                 writer_task: Mutex::new(Some(writer_task)),
             }),
@@ -614,9 +616,19 @@ impl Store {
 
     // ---- Ids and counts, answered from memory (safe under the hub lock) ----
 
-    /// A new session id, unique across restarts (ids continue after the stored maximum).
-    pub fn allocate_session_id(&self) -> u64 {
-        self.inner.next_session_id.fetch_add(1, Ordering::Relaxed)
+    /// A new session id, unique across restarts and, on PostgreSQL, across the nodes
+    /// sharing the database (`session_ids.rs`). Fails only when PostgreSQL cannot hand out
+    /// a new block.
+    pub async fn next_session_id(&self) -> Result<u64, StoreError> {
+        let pool = match &self.inner.backend {
+            Backend::Postgres(pool) => Some(pool),
+            Backend::Sqlite(_) => None,
+        };
+        self.inner
+            .session_ids
+            .next(pool)
+            .await
+            .map_err(self.failed("could not take a block of session ids"))
     }
 
     /// Waits, if ever needed, until enough message ids are reserved that allocating under

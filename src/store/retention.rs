@@ -3,6 +3,11 @@
 //! is never deleted, whatever its age: the queue is bounded per user, so this cannot grow
 //! without limit, and a queued message is never lost silently. The highest id deleted is
 //! recorded so that `sync` can tell a client its history is incomplete.
+//!
+//! On PostgreSQL several nodes may share the database, and a pass must run once per cluster,
+//! not once per node: a pass runs only on the node that takes the advisory lock
+//! [`CLUSTER_LOCK`] for it (on a connection of its own, released when the pass ends); the
+//! others skip that turn. SQLite has one process: its passes just run.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -17,6 +22,11 @@ use crate::protocol::wire::timestamp;
 /// Rows deleted per transaction.
 pub(super) const CHUNK: i64 = 2000;
 
+/// The PostgreSQL advisory lock key a retention pass holds (`pg_try_advisory_lock`): one
+/// pass at a time over the nodes sharing the database. Any constant no other program on the
+/// database uses; this one spells "sb-prune" in ASCII.
+pub const CLUSTER_LOCK: i64 = 0x7362_2d70_7275_6e65;
+
 /// What one pruning pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PruneReport {
@@ -24,6 +34,8 @@ pub struct PruneReport {
     pub deleted: u64,
     /// The highest id deleted in this pass.
     pub highest_id: u64,
+    /// Another node was running a pass ([`CLUSTER_LOCK`] was taken): this one did nothing.
+    pub skipped: bool,
 }
 
 /// Runs [`prune`] every `settings.interval` until the store is closed.
@@ -50,6 +62,9 @@ pub(super) fn spawn(store: Store, settings: RetentionSettings) {
                         "retention pruned messages"
                     );
                 }
+                Ok(r) if r.skipped => {
+                    tracing::debug!("retention pass skipped: another node is running one")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "retention pass failed"),
             }
@@ -66,11 +81,30 @@ pub(super) enum Cutoff {
 }
 
 /// One pass: deletes, oldest first, what is older than `max_age` or beyond the newest
-/// `max_count` messages, keeping every message still queued for delivery.
+/// `max_count` messages, keeping every message still queued for delivery. On PostgreSQL it
+/// runs only if no other node's pass is running (see the module doc), else it is `skipped`.
 pub async fn prune(
     store: &Store,
     settings: &RetentionSettings,
 ) -> Result<PruneReport, sqlx::Error> {
+    match &store.inner.backend {
+        Backend::Sqlite(_) => pass(store, settings).await,
+        Backend::Postgres(pool) => {
+            let Some(lock) = postgres::retention::PassLock::try_take(pool).await? else {
+                return Ok(PruneReport {
+                    skipped: true,
+                    ..PruneReport::default()
+                });
+            };
+            let report = pass(store, settings).await;
+            lock.release().await;
+            report
+        }
+    }
+}
+
+/// The pass itself, whoever may run it.
+async fn pass(store: &Store, settings: &RetentionSettings) -> Result<PruneReport, sqlx::Error> {
     let mut cutoffs = Vec::new();
     if let Some(max_age) = settings.max_age {
         cutoffs.push(Cutoff::OlderThan(timestamp(SystemTime::now() - max_age)));

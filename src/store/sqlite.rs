@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::backup::{BACKUP_TAKEN_AT_MS, restored_id_floor};
 use super::counters::{PRUNED_THROUGH, RESERVED_THROUGH, counter, forget_counter, raise_counter};
+use super::session_ids::SessionIds;
 use super::{Backend, Opened, Shared, StartState, StoreError, messages, sessions, start_state};
 use crate::config::{DatabaseSettings, Synchronous};
 use crate::protocol::wire::timestamp;
@@ -70,7 +71,7 @@ pub(super) async fn open(
     Ok(Opened {
         backend: Backend::Sqlite(pool),
         run_id,
-        last_session_id,
+        session_ids: SessionIds::after(last_session_id),
         shared,
     })
 }

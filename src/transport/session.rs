@@ -49,6 +49,9 @@ use crate::store::Store;
 pub(crate) enum Refusal {
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The store could not hand out a session id (PostgreSQL unreachable).
+    #[error("server is unavailable, try again later")]
+    Unavailable,
     #[error("origin not allowed")]
     OriginNotAllowed,
     #[error("lastMessageId must be a non-negative integer (a message id)")]
@@ -61,7 +64,7 @@ impl Refusal {
     /// The HTTP status, for transports that refuse before an upgrade.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ShuttingDown | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::BadResumeId => StatusCode::BAD_REQUEST,
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
@@ -72,6 +75,7 @@ impl Refusal {
     pub fn code(&self) -> &'static str {
         match self {
             Self::ShuttingDown => "shutting_down",
+            Self::Unavailable => "unavailable",
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::BadResumeId => "bad_resume_id",
             Self::Auth(e) => e.code(),
@@ -94,22 +98,40 @@ pub(crate) struct Request<'a> {
     pub started: Instant,
 }
 
-/// An admitted connection: who it is and where its recovery starts.
+/// An admitted connection: who it is, its session id and where its recovery starts.
 #[derive(Debug, Clone)]
 pub(crate) struct Admitted {
     pub identity: Identity,
+    pub session_id: u64,
     pub resume_from: Option<u64>,
     /// See [`Request::started`].
     pub started: Instant,
 }
 
-/// Decides whether a connection may open, cheapest checks first. A refusal is counted by its
-/// code.
-pub(crate) fn admit(app: &AppState, request: &Request<'_>) -> Result<Admitted, Refusal> {
-    check(app, request).inspect_err(|refusal| app.hub.metrics().auth_refused(refusal.code()))
+/// Decides whether a connection may open, cheapest checks first, and gives it its session id
+/// (which, on PostgreSQL, may take a new block from the database). A refusal is counted by
+/// its code.
+pub(crate) async fn admit(app: &AppState, request: &Request<'_>) -> Result<Admitted, Refusal> {
+    let admitted = match check(app, request) {
+        Ok((identity, resume_from)) => match app.hub.store().next_session_id().await {
+            Ok(session_id) => Ok(Admitted {
+                identity,
+                session_id,
+                resume_from,
+                started: request.started,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "connection refused: no session id");
+                Err(Refusal::Unavailable)
+            }
+        },
+        Err(refusal) => Err(refusal),
+    };
+    admitted.inspect_err(|refusal| app.hub.metrics().auth_refused(refusal.code()))
 }
 
-fn check(app: &AppState, request: &Request<'_>) -> Result<Admitted, Refusal> {
+/// Who is connecting and from which message id it resumes, or why it may not.
+fn check(app: &AppState, request: &Request<'_>) -> Result<(Identity, Option<u64>), Refusal> {
     if app.stopping.is_cancelled() {
         return Err(Refusal::ShuttingDown);
     }
@@ -126,11 +148,7 @@ fn check(app: &AppState, request: &Request<'_>) -> Result<Admitted, Refusal> {
     let identity =
         app.verifier
             .authenticate(request.auth_token, request.headers, request.query_token)?;
-    Ok(Admitted {
-        identity,
-        resume_from,
-        started: request.started,
-    })
+    Ok((identity, resume_from))
 }
 
 /// `lastMessageId`, from the auth object first, then the query.
@@ -190,6 +208,7 @@ impl Session {
         let limits = &app.settings.limits;
         let transport = meta.transport;
         let registered = app.hub.connect(
+            admitted.session_id,
             admitted.identity.clone(),
             meta,
             outbound.clone(),

@@ -158,7 +158,7 @@ async fn authenticate(
             .get::<Opened>()
             .map_or_else(Instant::now, |opened| opened.0),
     };
-    let admitted = session::admit(&app, &request)?;
+    let admitted = session::admit(&app, &request).await?;
     socket.extensions.insert(admitted);
     Ok(())
 }

@@ -81,7 +81,7 @@ pub(crate) async fn upgrade(
         query_resume: query.last_message_id.as_deref(),
         started,
     };
-    let admitted = match session::admit(&app, &request) {
+    let admitted = match session::admit(&app, &request).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refuse(refusal.status(), refusal.to_string()),
     };

@@ -390,7 +390,8 @@ pub enum Sql {
 }
 
 impl Sql {
-    async fn open(place: &Place) -> Self {
+    /// The database at `place`, without a gateway on it.
+    pub async fn open(place: &Place) -> Self {
         match place {
             Place::Sqlite(path) => Self::Sqlite(open_db(path).await),
             Place::Postgres(db) => Self::Postgres(

@@ -8,6 +8,7 @@ mod auth;
 mod backup;
 mod bad_input;
 mod catchup;
+mod cluster;
 mod crash;
 mod embedded;
 mod events;

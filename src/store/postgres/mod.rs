@@ -7,9 +7,9 @@
 //!
 //! What PostgreSQL answers differently, ahead of cluster mode (several nodes, one database):
 //! an id reservation is one atomic "add a block, return the bound" (`counters.rs`), so nodes
-//! get disjoint blocks; crash recovery closes only this node's session rows
-//! ([`NODE_ID`], the `node_id` columns). One node today: see "Store backends" in
-//! `docs/architecture.md` for what several still need.
+//! get disjoint blocks; crash recovery closes only this node's session rows (`NODE_ID`, the
+//! `node_id` columns). See "Store backends" in `docs/architecture.md` for what several nodes
+//! still need.
 
 pub(super) mod counters;
 pub(super) mod messages;
@@ -27,20 +27,17 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::counters::PRUNED_THROUGH;
+use super::session_ids::SessionIds;
 use super::{Backend, Opened, Shared, StartState, StoreError, start_state};
 use crate::config::{DatabaseSettings, PostgresUrl};
 use crate::protocol::wire::timestamp;
-
-/// The node this process is, in `sessions.node_id` and `server_runs.node_id`. One node
-/// today, so a constant (the columns' default); cluster mode will take it from `NODE_ID`.
-pub(super) const NODE_ID: &str = "default";
 
 /// How long opening waits for a connection: a database that does not answer in this long
 /// is reported, not waited on.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects to the database at `url`, migrates it, closes the sessions a crash of this node
-/// left open, records this run and reserves the first block of `id_block` message ids.
+/// (`settings.node_id`) left open, records this run and reserves the first block of `id_block` message ids.
 pub(super) async fn open(
     settings: &DatabaseSettings,
     url: &PostgresUrl,
@@ -92,7 +89,7 @@ pub(super) async fn open(
             source,
         })?;
     let now = timestamp(SystemTime::now());
-    let closed = sessions::close_orphaned(&pool, NODE_ID, &now)
+    let closed = sessions::close_orphaned(&pool, settings.node_id.as_str(), &now)
         .await
         .map_err(sql(
             "could not close the sessions left open by the last run",
@@ -103,19 +100,16 @@ pub(super) async fn open(
             "closed sessions left open by a crash (reason server_restart)"
         );
     }
-    let run_id = sessions::start_run(&pool, NODE_ID, &now)
+    let run_id = sessions::start_run(&pool, settings.node_id.as_str(), &now)
         .await
         .map_err(sql("could not record this server run"))?;
-    let last_session_id = sessions::last_session_id(&pool)
-        .await
-        .map_err(sql("could not read the last session id"))?;
     let shared = message_state(&pool, id_block)
         .await
         .map_err(sql("could not read the message log state"))?;
     Ok(Opened {
         backend: Backend::Postgres(pool),
         run_id,
-        last_session_id,
+        session_ids: SessionIds::from_sequence(),
         shared,
     })
 }

@@ -1,11 +1,57 @@
-//! Retention's deletes on PostgreSQL; the passes, and why, are in `../retention.rs`.
+//! Retention's deletes on PostgreSQL, and the lock that lets one node of a cluster run a pass
+//! at a time; the passes, and why, are in `../retention.rs`.
 
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
 
 use super::super::counters::PRUNED_THROUGH;
 use super::super::messages::clamp;
-use super::super::retention::Cutoff;
+use super::super::retention::{CLUSTER_LOCK, Cutoff};
 use super::counters::raise_counter;
+
+/// [`CLUSTER_LOCK`], held for one pass on a connection of its own: an advisory lock belongs
+/// to the session that took it, so that connection must not go back to the pool holding it.
+pub(in crate::store) struct PassLock(Option<PoolConnection<Postgres>>);
+
+impl PassLock {
+    /// The lock if no other session holds it (another node's pass), else `None` at once.
+    pub(in crate::store) async fn try_take(pool: &PgPool) -> Result<Option<Self>, sqlx::Error> {
+        let mut conn = pool.acquire().await?;
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(CLUSTER_LOCK)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(taken.then_some(Self(Some(conn))))
+    }
+
+    /// Releases the lock; the connection goes back to the pool only once it is released.
+    pub(in crate::store) async fn release(mut self) {
+        let Some(mut conn) = self.0.take() else {
+            return;
+        };
+        let released: Result<bool, _> = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+            .bind(CLUSTER_LOCK)
+            .fetch_one(&mut *conn)
+            .await;
+        if !matches!(released, Ok(true)) {
+            tracing::warn!(
+                ?released,
+                "could not release the retention lock; closing its connection"
+            );
+            self.0 = Some(conn);
+        }
+    }
+}
+
+impl Drop for PassLock {
+    /// Not released (a failed unlock, or a pass dropped midway): closing the connection ends
+    /// its session, and with it the lock, so that no pooled connection keeps it forever.
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(conn.detach());
+        }
+    }
+}
 
 /// Deletes one chunk of at most `chunk` messages past `cutoff` (never one still queued), in
 /// its own transaction that also raises the pruned-through counter; returns their ids.

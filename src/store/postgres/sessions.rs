@@ -46,12 +46,13 @@ pub(in crate::store) async fn start_run(
     .await
 }
 
-/// The highest session id ever stored (0 if none): new ids continue after it.
-pub(in crate::store) async fn last_session_id(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(session_id), 0) FROM sessions")
+/// The first id of a new block of session ids, this node's alone (`session_ids` advances by
+/// the block size at each call).
+pub(in crate::store) async fn take_session_ids(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let first: i64 = sqlx::query_scalar("SELECT nextval('session_ids')")
         .fetch_one(pool)
         .await?;
-    Ok(max.max(0) as u64)
+    Ok(first.max(1) as u64)
 }
 
 /// Records that the run is alive at `at`.

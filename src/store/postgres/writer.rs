@@ -14,7 +14,7 @@ use super::super::writer::{
     DeliveryRow, Facts, OpenedSession, Receipts, SeenUser, WriteOp, delivery_rows, opened_sessions,
     records, seen_users,
 };
-use super::{NODE_ID, counters, rooms, sessions, users};
+use super::{counters, rooms, sessions, users};
 
 /// Runs the SQL of `batch` in one transaction (the phases of the SQLite `commit_all`: users
 /// before their sessions, messages before the receipts that mark them, then everything else
@@ -26,7 +26,7 @@ pub(in crate::store) async fn commit_all(
 ) -> Result<Facts, sqlx::Error> {
     let mut tx = conn.begin().await?;
     upsert_users(&mut tx, &seen_users(batch)).await?;
-    open_sessions(&mut tx, &opened_sessions(batch)).await?;
+    open_sessions(&mut tx, &opened_sessions(batch), run_id).await?;
     let mut receipts = Receipts::of(batch);
     let records = records(batch);
     insert_messages(&mut tx, &records).await?;
@@ -74,14 +74,17 @@ async fn upsert_users(
 async fn open_sessions(
     tx: &mut Transaction<'_, Postgres>,
     rows: &[OpenedSession<'_>],
+    run_id: i64,
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
     }
+    // A session belongs to the node of the run that opened it (`NODE_ID`, recorded once in
+    // `server_runs`), which is what crash recovery closes by.
     sqlx::query(
         "INSERT INTO sessions
              (session_id, user_id, transport, remote_addr, user_agent, connected_at, node_id)
-         SELECT s.*, $7 FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[],
+         SELECT s.*, (SELECT node_id FROM server_runs WHERE run_id = $7) FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[],
                                     $5::text[], $6::text[]) AS s",
     )
     .bind(rows.iter().map(|s| s.session_id).collect::<Vec<i64>>())
@@ -98,7 +101,7 @@ async fn open_sessions(
             .collect::<Vec<Option<&str>>>(),
     )
     .bind(rows.iter().map(|s| s.at).collect::<Vec<&str>>())
-    .bind(NODE_ID)
+    .bind(run_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
