@@ -787,9 +787,19 @@ pub async fn reason_of(app: &TestApp, flusher: &mut WsClient, user_id: &str) -> 
 
 /// Reads until the server closes the socket (a reset counts as closed); fails after `WAIT`.
 pub async fn read_until_closed(stream: &mut TcpStream) -> String {
+    read_until_closed_within(stream, WAIT).await
+}
+
+/// A long-poll GET may rightly wait until Engine.IO's ping (25 s) when nothing is queued yet,
+/// and a loaded machine (a server logging at TRACE among a parallel suite) can take seconds to
+/// queue the answer: a poll is bounded by this, not by `WAIT`.
+const POLL_WAIT: Duration = Duration::from_secs(30);
+
+/// [`read_until_closed`] with its own bound.
+pub async fn read_until_closed_within(stream: &mut TcpStream, bound: Duration) -> String {
     let mut received = Vec::new();
     let mut buf = [0_u8; 4096];
-    tokio::time::timeout(WAIT, async {
+    tokio::time::timeout(bound, async {
         loop {
             match stream.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
@@ -826,7 +836,7 @@ pub async fn poll_at(addr: std::net::SocketAddr, method: &str, query: &str, body
         .write_all(request.as_bytes())
         .await
         .expect("request written");
-    let response = read_until_closed(&mut stream).await;
+    let response = read_until_closed_within(&mut stream, POLL_WAIT).await;
     assert_eq!(status_of(&response), 200, "{response}");
     let (_, body) = response.split_once("\r\n\r\n").expect("a body");
     body.to_string()
