@@ -1,77 +1,21 @@
 // Test harness for the dashboard: starts the real switchboard binary on a fresh SQLite file,
 // mints tokens, opens plain-WebSocket clients whose every wait has a timeout, and launches
 // Debian's headless Chromium through playwright-core (no browser download: CHROMIUM or
-// /usr/bin/chromium). The server part follows tests/socketio/harness.js.
-import { spawn } from 'node:child_process';
-import { createHmac } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// /usr/bin/chromium). The server and tokens come from tests/support/server.js, shared with
+// the Socket.IO suite.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
+import { root, token } from '../support/server.js';
 
-export const SECRET = 'browser-test-secret-0123456789abcdef';
+export { SECRET, root, startServer, token } from '../support/server.js';
 export const WAIT_MS = 10000;
-
-export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const binary = process.env.SWITCHBOARD_BIN || join(root, 'target', 'release', 'switchboard');
 /** Where screenshots go (a CI artefact); under the target dir, never committed. */
 export const artifacts = join(
   process.env.CARGO_TARGET_DIR || join(root, 'target'),
   'browser-artifacts',
 );
-
-/** Starts the server; resolves to { url, log(), stop() }. */
-export async function startServer(extraEnv = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'switchboard-browser-'));
-  const child = spawn(binary, [], {
-    env: {
-      PATH: process.env.PATH,
-      BIND_ADDR: '127.0.0.1:0',
-      DATABASE_URL: `sqlite://${join(dir, 'test.db')}`,
-      JWT_SECRET: SECRET,
-      RUST_LOG: process.env.TEST_LOG ? 'debug' : 'info',
-      ...extraEnv,
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let log = '';
-  const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${log}`)), 20000);
-    child.stderr.on('data', (chunk) => {
-      log += chunk.toString();
-      if (process.env.TEST_LOG) process.stderr.write(chunk);
-      const match = log.match(/listening on (http:\/\/[0-9.:]+)/);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${log}`)));
-  });
-  return {
-    url,
-    log: () => log,
-    async stop() {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-const b64url = (s) => Buffer.from(s).toString('base64url');
-
-/** An HS256 token signed with the test secret. */
-export function token(sub, { role = 'USER', username, ttl = 3600 } = {}) {
-  const header = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-  const now = Math.floor(Date.now() / 1000);
-  const claims = b64url(JSON.stringify({ sub, username: username ?? sub, role, exp: now + ttl }));
-  const signature = createHmac('sha256', SECRET).update(`${header}.${claims}`).digest('base64url');
-  return `${header}.${claims}.${signature}`;
-}
 
 /** A connected `/ws` client: `.next(event)` waits for an event, `.closed` resolves with the
  * close code, `.call(event, data)` sends with an ack and waits for it. */
