@@ -16,62 +16,27 @@ Two measures:
 """
 import argparse
 import json
-import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "target" / "release" / "switchboard-bench"
-SECRET = "bench-secret-0123456789abcdef0123"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import BENCH, SECRET  # noqa: E402  (one server starter for every benchmark script)
+import run  # noqa: E402
 
 
-class Server:
-    def __init__(self, binary, callgrind_dir=None):
-        self.dir = tempfile.mkdtemp(prefix="sb-ab-")
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "JWT_SECRET": SECRET,
-            "BIND_ADDR": "127.0.0.1:0",
-            "DATABASE_URL": f"sqlite://{self.dir}/bench.db",
-            "RUST_LOG": "warn,switchboard::startup=info",
-            "RATE_LIMIT_PER_SEC": "1000000",
-            "RATE_LIMIT_BURST": "1000000",
-            "OUTBOUND_QUEUE_CAPACITY": "8192",
-        }
-        cmd = [str(binary)]
-        if callgrind_dir:
-            cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=yes",
-                   f"--callgrind-out-file={callgrind_dir}/callgrind.out.%p"] + cmd
-        self.proc = subprocess.Popen(cmd, env=env, cwd=self.dir, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        self.url = None
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            m = re.search(r"listening on (http://[0-9.:]+)", line)
-            if m:
-                self.url = m.group(1)
-                break
-        if not self.url:
-            raise RuntimeError(f"{binary} did not start")
-        self.drain = subprocess.Popen(["cat"], stdin=self.proc.stderr, stdout=subprocess.DEVNULL)
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.drain.wait(timeout=5)
-        shutil.rmtree(self.dir, ignore_errors=True)
+def Server(binary, callgrind_dir=None):
+    """A fresh switchboard from run.py's starter, optionally under callgrind (slow to start)."""
+    wrap = ()
+    if callgrind_dir:
+        wrap = ("valgrind", "--tool=callgrind", "--collect-atstart=yes",
+                f"--callgrind-out-file={callgrind_dir}/callgrind.out.%p")
+    # The server runs in its own data directory: a relative path would not be found there.
+    binary = Path(binary).resolve()
+    return run.Server("switchboard", binary=binary, wrap=wrap, start_secs=120)
 
 
 def fanout(server, args, proto, extra):

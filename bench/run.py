@@ -59,7 +59,9 @@ class Server:
     """A fresh server process: switchboard (own temp data dir), the Node peer or the bare
     socketioxide peer (both in memory)."""
 
-    def __init__(self, kind, data_dir=None, extra_env=None):
+    def __init__(self, kind, data_dir=None, extra_env=None, binary=None, wrap=(), start_secs=30):
+        """`binary` overrides `--server` for switchboard; `wrap` prefixes the command (e.g.
+        valgrind), and `start_secs` bounds the wait for its listen line."""
         self.kind = kind
         # A given directory belongs to the caller (it outlives the server); a fresh one is
         # deleted when the server stops.
@@ -78,7 +80,7 @@ class Server:
                 "MAX_QUEUED_PER_USER": "100000",
             })
             env.update(extra_env or {})
-            cmd = [str(OPTS.server)]
+            cmd = [*wrap, str(binary or OPTS.server)]
         elif kind == "bare":
             env.update({"PORT": "0"})
             cmd = [str(OPTS.bare)]
@@ -88,7 +90,7 @@ class Server:
         self.proc = subprocess.Popen(cmd, env=env, cwd=self.dir, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
         self.url = None
-        deadline = time.time() + 30
+        deadline = time.time() + start_secs
         log = []
         while time.time() < deadline:
             line = self.proc.stderr.readline()
