@@ -66,6 +66,7 @@ fn record(id: u64) -> MessageRecord {
         live_recipients: 0,
         created_at: CREATED_AT.into(),
         recipient: None,
+        sender_session: None,
     }
 }
 

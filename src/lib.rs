@@ -35,6 +35,7 @@ mod api;
 mod app;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 mod commands;
 pub mod config;
 pub mod handle;

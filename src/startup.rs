@@ -23,6 +23,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use crate::app::AppState;
 use crate::auth::Verifier;
 use crate::auth::keys::KeyError;
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::{CorsOrigins, Settings};
 use crate::handle::GatewayHandle;
 use crate::hub::{CloseReason, Hub};
@@ -38,6 +39,9 @@ pub enum StartupError {
     /// The JWT key could not be loaded.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The cluster could not be joined (`NATS_URL`).
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     /// The address could not be bound.
     #[error("could not listen on {addr}: {source}")]
     Bind {
@@ -53,6 +57,8 @@ pub enum StartupError {
 pub struct EmbeddedGateway {
     state: AppState,
     store: Store,
+    /// This node's membership of a cluster (`NATS_URL`).
+    cluster: Option<Cluster>,
     socketio_layer: SocketIoLayer,
     socketio: SocketIo,
 }
@@ -67,8 +73,21 @@ impl EmbeddedGateway {
         for (user_id, not_before) in store.token_revocations().await? {
             verifier.revocations().revoke(&user_id, not_before);
         }
+        let hub = Hub::load(store.clone(), settings.presence.clone()).await?;
+        let cluster = match settings.cluster.nats_url {
+            Some(_) => Some(
+                Cluster::join(
+                    hub.clone(),
+                    verifier.clone(),
+                    &settings.database.node_id,
+                    &settings.cluster,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let state = AppState {
-            hub: Hub::load(store.clone(), settings.presence.clone()).await?,
+            hub,
             verifier,
             settings: Arc::new(settings),
             stopping: CancellationToken::new(),
@@ -78,6 +97,7 @@ impl EmbeddedGateway {
         Ok(Self {
             state,
             store,
+            cluster,
             socketio_layer,
             socketio,
         })
@@ -134,6 +154,9 @@ impl EmbeddedGateway {
                 remaining = state.hub.session_count(),
                 "connections did not close in time"
             );
+        }
+        if let Some(cluster) = self.cluster {
+            cluster.leave().await;
         }
         if tokio::time::timeout(timeout, self.store.close())
             .await

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["auth", "telemetry", "metrics"],
     &["store"],
     &["hub"],
-    &["commands"],
+    &["commands", "cluster"],
     &["app"],
     &["transport", "api", "handle"],
     &["startup", "shutdown"],

@@ -352,7 +352,7 @@ pub(super) async fn revoke(
     // Refused first, then closed: a connection admitted meanwhile is closed by the session
     // core, which checks again once it is registered.
     app.verifier.revocations().revoke(&user_id, not_before);
-    let disconnected = app.hub.close_user(&user_id, CloseReason::Revoked);
+    let disconnected = app.hub.revoke_user(&user_id, not_before);
     tracing::info!(user_id, disconnected, not_before, "tokens revoked");
     Ok(Json(TokensRevoked {
         success: true,

@@ -15,9 +15,10 @@ use clap::{Arg, Args, Command, FromArgMatches, ValueEnum};
 use jsonwebtoken::Algorithm;
 
 use super::{
-    ConfigError, ConnectionLimits, CorsOrigins, DEFAULT_DATABASE_PATH, DatabaseLocation,
-    DatabaseSettings, GENERATED_SECRET_FILE, JwtKeySource, JwtSettings, Limits, LogFormat,
-    MetricsToken, NodeId, PostgresUrl, PresenceSettings, RetentionSettings, Settings, Synchronous,
+    ClusterSettings, ConfigError, ConnectionLimits, CorsOrigins, DEFAULT_DATABASE_PATH,
+    DatabaseLocation, DatabaseSettings, GENERATED_SECRET_FILE, JwtKeySource, JwtSettings, Limits,
+    LogFormat, MetricsToken, NodeId, PostgresUrl, PresenceSettings, RetentionSettings, Settings,
+    Synchronous,
 };
 
 /// Every variable, in the order of `.env.example`. No `Debug`: it holds the JWT secret.
@@ -94,6 +95,8 @@ pub(super) struct EnvSettings {
     connections: ConnectionLimits,
     #[command(flatten)]
     presence: PresenceSettings,
+    #[command(flatten)]
+    cluster: ClusterSettings,
 }
 
 impl EnvSettings {
@@ -126,6 +129,17 @@ impl EnvSettings {
             retention: self.retention,
             node_id: self.node_id.unwrap_or_else(NodeId::from_host),
         };
+        if let Some(url) = &self.cluster.nats_url
+            && database.data_dir().is_some()
+        {
+            return Err(ConfigError {
+                name: "NATS_URL".into(),
+                value: url.redacted(),
+                reason: "needs a PostgreSQL DATABASE_URL: the nodes of a cluster share one \
+                         database, and a SQLite file belongs to one process"
+                    .into(),
+            });
+        }
         let algorithm = self.jwt_algorithm;
         let is_hmac = matches!(
             algorithm,
@@ -191,6 +205,7 @@ impl EnvSettings {
             limits: self.limits,
             connections: self.connections,
             presence: self.presence,
+            cluster: self.cluster,
         })
     }
 }

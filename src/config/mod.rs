@@ -6,6 +6,7 @@
 //! (a URL into a path, a secret into a key source) in `env.rs`. clap parses them and shows the
 //! same docs in `switchboard --help`; a test keeps `.env.example` equal to the declarations.
 
+mod cluster;
 mod connections;
 mod env;
 mod node;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
+pub use cluster::{ClusterSettings, NatsUrl};
 pub use connections::ConnectionLimits;
 pub(crate) use env::help as env_help;
 use env::{at_least, days_or_forever, seconds, zero_is_none};
@@ -58,6 +60,8 @@ pub struct Settings {
     pub connections: ConnectionLimits,
     /// Which presence events connections get (`PRESENCE_EVENTS`).
     pub presence: PresenceSettings,
+    /// Whether and how this node joins a cluster (`NATS_URL`, ...).
+    pub cluster: ClusterSettings,
 }
 
 /// Where the data lives and how long it is kept.

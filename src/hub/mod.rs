@@ -22,6 +22,7 @@
 //! - Order: the hub lock may take the store's small locks (queue counts, id allocator) and
 //!   the presence log's, never the other way round.
 
+mod cluster;
 mod event;
 mod outbound;
 mod overview;
@@ -30,9 +31,13 @@ mod publish;
 mod state;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
+use tokio::sync::mpsc;
+
+pub use cluster::{ClusterEvent, NodeUser, OUTBOX_CAPACITY};
 pub use event::Event;
 pub use outbound::{CloseReason, Closer, Handoff, Outbound, OutboundQueue};
 pub use overview::{LiveOverview, LiveRoom, LiveSession, LiveUser, OverviewLimits, RoomMember};
@@ -132,6 +137,10 @@ struct Inner {
     state: Mutex<State>,
     store: Store,
     presence: PresenceFeed,
+    /// In a cluster: where changes the other nodes must hear go (`cluster.rs`).
+    outbox: OnceLock<mpsc::Sender<ClusterEvent>>,
+    /// A change did not fit in the outbox: this node's users are to be sent in full.
+    resync: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -169,6 +178,8 @@ impl Hub {
                 state: Mutex::new(state),
                 store,
                 presence: PresenceFeed::new(presence),
+                outbox: OnceLock::new(),
+                resync: AtomicBool::new(false),
             }),
         };
         hub.inner.presence.spawn_flusher(Arc::downgrade(&hub.inner));
@@ -248,8 +259,8 @@ impl Hub {
                 rooms: state.rooms_of(&identity.user_id),
             },
         ));
-        if arrival.first {
-            let count = state.users.len();
+        if arrival.first && !state.remote.is_online(&identity.user_id) {
+            let count = state.online_count();
             let state = &mut *state;
             self.inner.presence.user_changed(
                 &mut state.presence_window,
@@ -258,6 +269,9 @@ impl Hub {
                 &at,
                 count,
             );
+        }
+        if let Some(user) = state.node_user(&identity.user_id, None) {
+            self.announce(ClusterEvent::User(user));
         }
         let presence = self
             .inner
@@ -294,14 +308,16 @@ impl Hub {
         // Handed to the store under the lock, before anyone hears of the departure: a read
         // that follows a `user-disconnected` (after a flush) sees the closed row.
         self.inner.store.session_closed(id.0, reason.as_str(), &at);
-        if departure.last
-            && let Some(user) = &departure.user
-        {
-            let count = state.users.len();
+        let Some(user) = &departure.user else { return };
+        if departure.last && !state.remote.is_online(&user.user_id) {
+            let count = state.online_count();
             let state = &mut *state;
             self.inner
                 .presence
                 .user_changed(&mut state.presence_window, user, false, &at, count);
+        }
+        if let Some(user) = state.node_user(&user.user_id, Some(user)) {
+            self.announce(ClusterEvent::User(user));
         }
     }
 
@@ -335,9 +351,9 @@ impl Hub {
         self.state().overview(limits)
     }
 
-    /// Distinct users online.
+    /// Distinct users online (in a cluster, on any node).
     pub fn active_users_count(&self) -> usize {
-        self.state().users.len()
+        self.state().online_count()
     }
 
     /// Sends an event to one session. Returns whether it was queued.
@@ -372,10 +388,16 @@ impl Hub {
             &RoomPresence {
                 user: &user_object,
                 room: room.as_str(),
-                timestamp: at,
+                timestamp: at.clone(),
             },
         );
         state.send_to_room(room, &event, Some(id));
+        self.announce(ClusterEvent::Room {
+            room: room.as_str().to_owned(),
+            user: user_object,
+            joined: true,
+            at,
+        });
         Ok(true)
     }
 
@@ -388,18 +410,25 @@ impl Hub {
             return Err(HubError::NotMember(room.to_string()));
         }
         let user_object = state.user_object(&user_id).ok_or(HubError::SessionGone)?;
+        let at = wire::now();
         let event = Event::new(
             "user-left-room",
             &RoomPresence {
                 user: &user_object,
                 room: room.as_str(),
-                timestamp: wire::now(),
+                timestamp: at.clone(),
             },
         );
         // Told before removal so the user's own other connections hear it too.
         state.send_to_room(room, &event, Some(id));
         state.remove_member(room, &user_id);
         self.inner.store.room_left(room.as_str(), &user_id);
+        self.announce(ClusterEvent::Room {
+            room: room.as_str().to_owned(),
+            user: user_object,
+            joined: false,
+            at,
+        });
         Ok(())
     }
 
@@ -410,23 +439,25 @@ impl Hub {
         }
     }
 
-    /// Asks every connection of `user_id` to close. Returns how many.
+    /// Asks every connection of `user_id` to close; a kick (reason `kicked`) closes them on
+    /// every node of a cluster. Returns how many (other nodes' as last heard).
     pub fn close_user(&self, user_id: &str, reason: CloseReason) -> usize {
-        let state = self.state();
-        let sessions: Vec<SessionId> = state.sessions_of(user_id, None).collect();
-        for id in &sessions {
-            if let Some(s) = state.sessions.get(id) {
-                s.outbound.close(reason);
-            }
+        let here = self.close_local_user(user_id, reason);
+        if reason != CloseReason::Kicked || !self.is_clustered() {
+            return here;
         }
-        sessions.len()
+        let elsewhere = self.state().remote.sessions_of(user_id);
+        self.announce(ClusterEvent::Kick {
+            user_id: user_id.to_owned(),
+        });
+        here + elsewhere
     }
 
     /// The user object of an identity: live figures when the user is connected, otherwise
     /// `sessions: 0` and `connectedAt` now (a REST caller need not be connected).
     pub fn user_object_of(&self, identity: &Identity) -> UserObject {
         self.state()
-            .user_object(&identity.user_id)
+            .cluster_user_object(&identity.user_id)
             .unwrap_or_else(|| state::user_object_of(identity, SystemTime::now()))
     }
 

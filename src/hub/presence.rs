@@ -276,7 +276,7 @@ impl PresenceFeed {
                         let hub = Hub { inner };
                         let closed = {
                             let mut state = hub.state();
-                            let count = state.users.len();
+                            let count = state.online_count();
                             hub.inner
                                 .presence
                                 .close_window(&mut state.presence_window, count)

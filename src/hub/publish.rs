@@ -25,8 +25,7 @@ use serde::Serialize;
 use super::{Event, Hub, HubError, SessionId};
 use crate::metrics::Delivery;
 use crate::protocol::payloads::RoomName;
-use crate::store::OriginalAck;
-use crate::store::{Commit, MessageRecord, TargetKind};
+use crate::store::{Commit, ID_PLACEHOLDER, MessageRecord, OriginalAck, TargetKind};
 
 /// Where a message goes.
 #[derive(Debug, Clone)]
@@ -110,9 +109,14 @@ impl Published {
         }
     }
 
-    /// Waits until the message is committed; false if it could not be stored.
+    /// Waits until the message is committed; false if it could not be stored. A message
+    /// sequenced at commit learns its id here.
     pub async fn durable(&mut self) -> bool {
-        self.committed.durable().await
+        let stored = self.committed.durable().await;
+        if let Some(id) = self.committed.assigned_id() {
+            self.id = id;
+        }
+        stored
     }
 }
 
@@ -223,9 +227,14 @@ impl Hub {
             });
         }
         let sessions = state.recipients(&p.target, p.sender_session)?;
+        // In a cluster, the user's connections on other nodes take it live too.
+        let elsewhere = match &p.target {
+            Target::User(user_id) => state.remote.sessions_of(user_id),
+            Target::All | Target::Room(_) | Target::Role(_) => 0,
+        };
         let recipient = match &p.target {
             Target::User(user_id) => {
-                if sessions.is_empty() {
+                if sessions.is_empty() && elsewhere == 0 {
                     if p.unknown_user_is_error && !state.known_users.contains(user_id.as_str()) {
                         return Err(HubError::UnknownUser(user_id.clone()));
                     }
@@ -247,12 +256,19 @@ impl Hub {
             Target::Role(role) => (TargetKind::Role, Some(role.clone())),
         };
 
-        let id = store.allocate_message_id();
-        let payload = (p.payload)(id);
+        // Sequenced (a cluster), the id comes with the commit and delivery after it, in id
+        // order (`cluster.rs`); alone, the id is taken now and the copies go out now.
+        let sequenced = store.is_sequenced();
+        let id = match sequenced {
+            true => 0,
+            false => store.allocate_message_id(),
+        };
+        let payload = (p.payload)(if sequenced { ID_PLACEHOLDER } else { id });
         let event = match recipient {
             Some(_) => Event::tracked(p.event.clone(), &payload, id),
             None => Event::new(p.event.clone(), &payload),
         };
+        let live = sessions.len() + elsewhere;
         let committed = store.log_message(MessageRecord {
             id,
             event: p.event.into_owned(),
@@ -263,15 +279,23 @@ impl Hub {
             kind: p.kind.map(String::from),
             payload: event.data_json().to_owned(),
             client_msg_id: p.client_msg_id.map(String::from),
-            live_recipients: sessions.len() as u64,
+            live_recipients: live as u64,
             created_at: p.timestamp.to_owned(),
             recipient: recipient.clone(),
+            sender_session: p.sender_session.map(|s| s.0),
         });
-        let delivered = state.send_to(sessions.iter().copied(), &event);
-        let queued = recipient.is_some() && sessions.is_empty();
+        let queued = recipient.is_some() && live == 0;
         // Atomic adds on handles resolved at start: once per message, not per recipient.
         let metrics = store.metrics();
-        metrics.delivered(Delivery::Live, delivered as u64);
+        let delivered = match sequenced {
+            // Counted as the sequencer delivers.
+            true => live,
+            false => {
+                let delivered = state.send_to(sessions.iter().copied(), &event);
+                metrics.delivered(Delivery::Live, delivered as u64);
+                delivered
+            }
+        };
         if queued {
             metrics.delivered(Delivery::Queued, 1);
         }

@@ -141,6 +141,8 @@ pub(super) struct State {
     /// Live connections per transport, kept as they come and go so that a scrape of
     /// `/metrics` reads two numbers instead of walking the sessions under the lock.
     pub open: OpenConnections,
+    /// The other nodes' users, in a cluster (`cluster.rs`).
+    pub remote: super::cluster::RemotePresence,
 }
 
 /// Live connections per transport.
@@ -305,15 +307,20 @@ impl State {
         })
     }
 
-    /// Every online user, oldest connection first.
+    /// Every online user (in a cluster, on any node, each once), oldest connection first.
     pub fn online_users(&self) -> Vec<OnlineUser> {
+        let remote_only = self
+            .remote
+            .user_ids()
+            .filter(|id| !self.users.contains_key(&***id));
         let mut users: Vec<OnlineUser> = self
             .users
             .keys()
+            .chain(remote_only)
             .filter_map(|id| {
                 Some(OnlineUser {
-                    user: self.user_object(id)?,
-                    connected_at: self.user_connected_at(id)?,
+                    user: self.cluster_user_object(id)?,
+                    connected_at: self.cluster_connected_at(id)?,
                 })
             })
             .collect();

@@ -25,6 +25,17 @@ pub enum TargetKind {
 }
 
 impl TargetKind {
+    /// The kind a stored `messages.target_kind` names.
+    pub fn parse(stored: &str) -> Option<Self> {
+        Some(match stored {
+            "all" => Self::All,
+            "user" => Self::User,
+            "room" => Self::Room,
+            "role" => Self::Role,
+            _ => return None,
+        })
+    }
+
     /// The value stored in `messages.target_kind`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -39,7 +50,7 @@ impl TargetKind {
 /// One message to store, with its delivery row if it is addressed to a user.
 #[derive(Debug)]
 pub struct MessageRecord {
-    /// The wire id.
+    /// The wire id; 0 while sequenced at commit (`sequence.rs`), which assigns it.
     pub id: u64,
     /// The event name it was delivered as.
     pub event: String,
@@ -63,6 +74,8 @@ pub struct MessageRecord {
     pub created_at: String,
     /// The user whose offline queue / delivery record gets a row.
     pub recipient: Option<String>,
+    /// The sending connection, left out of delivery once sequenced (`None`: REST, embedded).
+    pub sender_session: Option<u64>,
 }
 
 /// What the original of a resent message was acknowledged with.
@@ -296,6 +309,7 @@ mod tests {
             // Now, not a fixed date: retention runs at start and deletes old messages.
             created_at: crate::protocol::wire::now(),
             recipient: None,
+            sender_session: None,
         }
     }
 

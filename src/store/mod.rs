@@ -33,6 +33,7 @@ mod postgres;
 mod replay;
 pub mod retention;
 mod rooms;
+mod sequence;
 mod session_ids;
 mod sessions;
 mod sqlite;
@@ -58,6 +59,7 @@ pub use health::WriteHealth;
 use ids::IdAllocator;
 pub use messages::{ListFilter, MessageRecord, OriginalAck, Reader, StoredMessage, TargetKind};
 pub use replay::ReplayPage;
+pub use sequence::{CommittedMessage, ID_PLACEHOLDER};
 use session_ids::SessionIds;
 pub use sessions::{RecentSession, SessionRow, UserHistory};
 use writer::WriteOp;
@@ -203,6 +205,7 @@ fn start_state(state: StartState) -> Shared {
         pruned_through: AtomicU64::new(state.pruned),
         health: Default::default(),
         metrics: Metrics::shared(),
+        sequence: Default::default(),
     }
 }
 
@@ -248,6 +251,8 @@ struct Shared {
     health: health::HealthCell,
     /// The gateway's metrics: the writer records its batches, the hub and the doors the rest.
     metrics: Arc<Metrics>,
+    /// Ids assigned at commit, in a cluster (`sequence.rs`).
+    sequence: sequence::Sequence,
 }
 
 impl Shared {
@@ -316,12 +321,19 @@ pub struct LiveState {
 /// Whether a logged message became durable. [`Store::log_message`] hands one out per message;
 /// the sender's ack waits on [`Commit::durable`]. Clones watch the same message.
 #[derive(Debug, Clone)]
-pub struct Commit(watch::Receiver<Option<bool>>);
+pub struct Commit(watch::Receiver<Option<bool>>, Option<Arc<AtomicU64>>);
 
 impl Commit {
     /// The commit of a message stored by an earlier run (a resend found in the database).
     pub fn already_durable() -> Self {
-        Self(watch::channel(Some(true)).1)
+        Self(watch::channel(Some(true)).1, None)
+    }
+
+    /// The id its commit assigned, for a message sequenced at commit (`None` before the
+    /// commit, and for a message that had its id when it was routed).
+    pub fn assigned_id(&self) -> Option<u64> {
+        let cell = self.1.as_ref()?;
+        Some(cell.load(Ordering::Acquire)).filter(|&id| id != 0)
     }
 
     /// Waits until the writer settled the message: true once it is committed, false if it
@@ -551,7 +563,7 @@ impl Store {
             at: at.to_owned(),
             committed,
         });
-        Commit(commit)
+        Commit(commit, None)
     }
 
     /// `user_id` became a member of `room` at `at`.
@@ -581,11 +593,13 @@ impl Store {
             // Uncounted again by the writer if the message cannot be stored.
             self.inner.shared.note_queued(user_id);
         }
+        let assigned = (record.id == 0).then(|| Arc::new(AtomicU64::new(0)));
         self.write(WriteOp::Message {
             record: Box::new(record),
             committed: Some(committed),
+            assigned: assigned.clone(),
         });
-        Commit(commit)
+        Commit(commit, assigned)
     }
 
     /// Connections of `user_id` took these stored messages: their offline-queue rows are
@@ -636,6 +650,10 @@ impl Store {
     /// that fails is asked again after a short backoff; after a few seconds (`ID_HEADROOM_GIVE_UP`)
     /// this returns [`StoreError::IdsUnavailable`], so the publisher answers instead of hanging.
     pub async fn ensure_id_headroom(&self) -> Result<(), StoreError> {
+        if self.is_sequenced() {
+            // Ids come from the commit.
+            return Ok(());
+        }
         let ids = &self.inner.shared.ids;
         let started = tokio::time::Instant::now();
         let mut retry = ID_HEADROOM_RETRY;
@@ -675,9 +693,88 @@ impl Store {
         id
     }
 
-    /// The last message id handed out.
+    /// The last message id handed out; sequenced, the last one delivered to this node's
+    /// connections (every id below it is committed and delivered too).
     pub fn last_message_id(&self) -> u64 {
-        self.inner.shared.ids.last_allocated()
+        let shared = &self.inner.shared;
+        if shared.sequence.is_on() {
+            return shared.sequence.horizon();
+        }
+        shared.ids.last_allocated()
+    }
+
+    // ---- Sequencing at commit (a cluster; `sequence.rs`) ----
+
+    /// From now on, messages logged with id 0 get their id from the commit that stores them,
+    /// and every committed batch comes out of the returned channel, in commit order. Returns
+    /// the highest id committed so far (where delivery starts) with it. PostgreSQL only;
+    /// `None` on SQLite or when sequencing is already on.
+    pub async fn sequence_at_commit(
+        &self,
+    ) -> Result<Option<(u64, mpsc::UnboundedReceiver<Vec<CommittedMessage>>)>, StoreError> {
+        let Backend::Postgres(pool) = &self.inner.backend else {
+            return Ok(None);
+        };
+        let head = postgres::counters::counter(pool, counters::RESERVED_THROUGH)
+            .await
+            .map_err(self.failed("could not read where message ids stand"))?;
+        Ok(self.inner.shared.sequence.start(head).map(|rx| (head, rx)))
+    }
+
+    /// Whether ids are assigned at commit.
+    pub fn is_sequenced(&self) -> bool {
+        self.inner.shared.sequence.is_on()
+    }
+
+    /// Every id up to `id` is committed and delivered to this node's connections. Called by
+    /// the hub as it delivers, under its lock.
+    pub fn advance_horizon(&self, id: u64) {
+        let shared = &self.inner.shared;
+        shared.sequence.advance(id);
+        shared.committed.send_modify(|c| *c = (*c).max(id));
+    }
+
+    /// The highest id committed by any node (the shared counter; ids are assigned in commit
+    /// order, so every id below it is committed, or was never used).
+    pub async fn sequence_head(&self) -> Result<u64, StoreError> {
+        let Backend::Postgres(pool) = &self.inner.backend else {
+            return Ok(self.last_message_id());
+        };
+        postgres::counters::counter(pool, counters::RESERVED_THROUGH)
+            .await
+            .map_err(self.failed("could not read where message ids stand"))
+    }
+
+    /// The stored messages with ids in `[from, through]`, oldest first, at most `limit`: what
+    /// a node missed on the bus, read back.
+    pub async fn committed_between(
+        &self,
+        from: u64,
+        through: u64,
+        limit: u32,
+    ) -> Result<Vec<CommittedMessage>, StoreError> {
+        let Backend::Postgres(pool) = &self.inner.backend else {
+            return Ok(Vec::new());
+        };
+        postgres::messages::committed_between(pool, from, through, limit)
+            .await
+            .map_err(self.failed("could not read committed messages"))
+    }
+
+    /// Closes the open sessions recorded under another node, with `reason`: that node is
+    /// gone. Returns how many rows it closed (0 when another node got there first).
+    pub async fn close_node_sessions(
+        &self,
+        node_id: &str,
+        reason: &str,
+        at: &str,
+    ) -> Result<u64, StoreError> {
+        let Backend::Postgres(pool) = &self.inner.backend else {
+            return Ok(0);
+        };
+        postgres::sessions::close_node(pool, node_id, reason, at)
+            .await
+            .map_err(self.failed("could not close a lost node's sessions"))
     }
 
     /// The `limit` longest offline queues (largest first, ties by user id) with the totals,
@@ -744,6 +841,10 @@ impl Store {
     /// published before the call. (One writer commits ids in order, so this is the last id;
     /// a backend whose writers commit out of order answers lower; see `docs/architecture.md`.)
     pub async fn read_horizon(&self) -> u64 {
+        if self.is_sequenced() {
+            // Delivered, hence committed.
+            return self.last_message_id();
+        }
         let until = self.last_message_id();
         self.wait_committed(until).await;
         until

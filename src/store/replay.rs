@@ -211,6 +211,7 @@ mod tests {
             // Now, not a fixed date: retention runs at start and deletes old messages.
             created_at: crate::protocol::wire::now(),
             recipient: None,
+            sender_session: None,
         }
     }
 

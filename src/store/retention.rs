@@ -209,6 +209,7 @@ mod tests {
             live_recipients: 0,
             created_at: at.into(),
             recipient: queued.then(|| "bob".to_owned()),
+            sender_session: None,
         }
     }
 

@@ -34,6 +34,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use sqlx::pool::PoolConnection;
@@ -42,6 +43,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::counters::{RESERVED_THROUGH, raise_counter};
 use super::messages::MessageRecord;
+use super::sequence::CommittedMessage;
 use super::{Backend, Shared, postgres};
 use super::{rooms, sessions, users};
 
@@ -97,6 +99,9 @@ pub(super) enum WriteOp {
         record: Box<MessageRecord>,
         /// Told `Some(true)` once committed, `Some(false)` if it could not be stored.
         committed: Option<watch::Sender<Option<bool>>>,
+        /// For a message sequenced at commit: where its id is written before `committed`
+        /// is told.
+        assigned: Option<Arc<AtomicU64>>,
     },
     /// Connections of `user_id` took these messages.
     MarkDelivered {
@@ -171,6 +176,9 @@ pub(super) struct Facts {
     /// The ids `(first, through)` a reservation took from a shared counter (PostgreSQL);
     /// `None` when the batch's reservation is the bound it asked for (SQLite).
     pub(super) reserved: Option<(u64, u64)>,
+    /// Sequenced at commit (`sequence.rs`): the id and the payload with it spliced in of
+    /// each of the batch's messages, in batch order.
+    pub(super) assigned: Vec<(u64, String)>,
 }
 
 /// How the attempt that decides a set of writes ended.
@@ -334,16 +342,41 @@ fn record_commit(shared: &Shared, committed: &[WriteOp], started: Instant) {
 /// Publishes what one attempt decided for `ops`, consuming them so that none is settled
 /// twice. Flushes are answered last, once everything before them is visible.
 fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outcome) {
-    let facts = match outcome {
+    let mut facts = match outcome {
         Outcome::Committed(facts) => Some(facts),
         Outcome::Failed => None,
     };
     let ok = facts.is_some();
     let mut highest = None;
     let mut flushes = Vec::new();
+    let mut assigned = facts
+        .as_mut()
+        .map(|f| std::mem::take(&mut f.assigned))
+        .unwrap_or_default()
+        .into_iter();
+    let mut sequenced = Vec::new();
     for op in ops {
         match op {
-            WriteOp::Message { record, committed } => {
+            WriteOp::Message {
+                mut record,
+                committed,
+                assigned: cell,
+            } => {
+                if ok && let Some((id, payload)) = assigned.next() {
+                    record.id = id;
+                    record.payload = payload;
+                    if let Some(cell) = &cell {
+                        cell.store(id, Ordering::Release);
+                    }
+                    sequenced.push(CommittedMessage {
+                        id,
+                        event: record.event.clone(),
+                        target_kind: record.target_kind,
+                        target: record.target.clone(),
+                        payload: std::mem::take(&mut record.payload),
+                        sender_session: record.sender_session,
+                    });
+                }
                 if let Some(watcher) = committed {
                     watcher.send_replace(Some(ok));
                 }
@@ -381,6 +414,7 @@ fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outc
             shared.note_delivered(&user_id, n);
         }
     }
+    shared.sequence.committed(sequenced);
     // Failed or not, these ids are settled: nobody should wait for them any longer.
     if let Some(id) = highest {
         shared.committed.send_modify(|c| *c = (*c).max(id));
@@ -407,7 +441,8 @@ async fn commit_all(
     let mut receipts = Receipts::of(batch);
     let records = records(batch);
     insert_messages(&mut tx, &records).await?;
-    insert_deliveries(&mut tx, &delivery_rows(&records, &mut receipts)).await?;
+    let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+    insert_deliveries(&mut tx, &delivery_rows(&records, &ids, &mut receipts)).await?;
     mark_delivered(&mut tx, &mut receipts).await?;
     for op in batch {
         apply(&mut tx, op, run_id).await?;
@@ -416,6 +451,7 @@ async fn commit_all(
     Ok(Facts {
         delivered: receipts.counts,
         reserved: None,
+        assigned: Vec::new(),
     })
 }
 
@@ -517,21 +553,23 @@ pub(super) fn records(batch: &[WriteOp]) -> Vec<&MessageRecord> {
 /// the same batch).
 pub(super) type DeliveryRow<'a> = (&'a str, u64, &'a str, Option<&'a str>);
 
-/// The delivery rows of the batch's addressed messages; a row whose receipt is in the batch
-/// takes it (and goes in already delivered).
+/// The delivery rows of the batch's addressed messages (`ids`: each record's id, assigned or
+/// its own); a row whose receipt is in the batch takes it (and goes in already delivered).
 pub(super) fn delivery_rows<'a>(
     records: &[&'a MessageRecord],
+    ids: &[u64],
     receipts: &mut Receipts<'a>,
 ) -> Vec<DeliveryRow<'a>> {
     records
         .iter()
-        .filter_map(|r| {
+        .zip(ids)
+        .filter_map(|(r, &id)| {
             let user_id = r.recipient.as_deref()?;
             Some((
                 user_id,
-                r.id,
+                id,
                 r.created_at.as_str(),
-                receipts.take(user_id, r.id),
+                receipts.take(user_id, id),
             ))
         })
         .collect()

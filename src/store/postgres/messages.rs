@@ -4,8 +4,10 @@
 use sqlx::PgPool;
 
 use super::super::messages::{
-    LIST, ListFilter, OriginalAck, Reader, StoredMessage, clamp, listed, original_ack, queued,
+    LIST, ListFilter, OriginalAck, Reader, StoredMessage, TargetKind, clamp, listed, original_ack,
+    queued,
 };
+use super::super::sequence::CommittedMessage;
 
 /// The stored message a sender already sent with this idempotency key, if any.
 pub(in crate::store) async fn find_by_client_msg_id(
@@ -82,4 +84,40 @@ pub(in crate::store) async fn last_stored_id(pool: &PgPool) -> Result<u64, sqlx:
         .fetch_one(pool)
         .await?;
     Ok(max.max(0) as u64)
+}
+
+/// The stored messages with ids in `[from, through]`, oldest first, at most `limit`, as a
+/// node delivers them (`../sequence.rs`: what it missed on the bus).
+pub(in crate::store) async fn committed_between(
+    pool: &PgPool,
+    from: u64,
+    through: u64,
+    limit: u32,
+) -> Result<Vec<CommittedMessage>, sqlx::Error> {
+    let rows: Vec<(i64, String, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT message_id, event, target_kind, target, payload FROM messages
+         WHERE message_id BETWEEN $1 AND $2 ORDER BY message_id LIMIT $3",
+    )
+    .bind(clamp(from))
+    .bind(clamp(through))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, event, kind, target, payload)| {
+            let Some(target_kind) = TargetKind::parse(&kind) else {
+                tracing::warn!(id, kind, "skipping a message with an unknown target");
+                return None;
+            };
+            Some(CommittedMessage {
+                id: id.max(0) as u64,
+                event,
+                target_kind,
+                target,
+                payload,
+                sender_session: None,
+            })
+        })
+        .collect())
 }

@@ -158,3 +158,23 @@ pub(in crate::store) async fn recent(
     .fetch_all(pool)
     .await
 }
+
+/// Closes every open session recorded under `node_id` (a node declared lost) with `reason`;
+/// returns how many. Whichever node runs it first closes them; later runs find none.
+pub(in crate::store) async fn close_node(
+    pool: &PgPool,
+    node_id: &str,
+    reason: &str,
+    at: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE sessions SET disconnected_at = GREATEST(connected_at, $3), disconnect_reason = $2
+         WHERE node_id = $1 AND disconnected_at IS NULL",
+    )
+    .bind(node_id)
+    .bind(reason)
+    .bind(at)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -10,6 +10,7 @@
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
 use super::super::messages::MessageRecord;
+use super::super::sequence::splice_id;
 use super::super::writer::{
     DeliveryRow, Facts, OpenedSession, Receipts, SeenUser, WriteOp, delivery_rows, opened_sessions,
     records, seen_users,
@@ -29,8 +30,19 @@ pub(in crate::store) async fn commit_all(
     open_sessions(&mut tx, &opened_sessions(batch), run_id).await?;
     let mut receipts = Receipts::of(batch);
     let records = records(batch);
-    insert_messages(&mut tx, &records).await?;
-    insert_deliveries(&mut tx, &delivery_rows(&records, &mut receipts)).await?;
+    let assigned = assign_ids(&mut tx, &records).await?;
+    let mut next_assigned = assigned.iter();
+    let (ids, payloads): (Vec<u64>, Vec<&str>) = records
+        .iter()
+        .map(|r| match r.id {
+            0 => next_assigned
+                .next()
+                .map_or((0, r.payload.as_str()), |(id, p)| (*id, p.as_str())),
+            id => (id, r.payload.as_str()),
+        })
+        .unzip();
+    insert_messages(&mut tx, &records, &ids, &payloads).await?;
+    insert_deliveries(&mut tx, &delivery_rows(&records, &ids, &mut receipts)).await?;
     mark_delivered(&mut tx, &mut receipts).await?;
     let mut reserved = None;
     for op in batch {
@@ -42,7 +54,29 @@ pub(in crate::store) async fn commit_all(
     Ok(Facts {
         delivered: receipts.counts,
         reserved,
+        assigned,
     })
+}
+
+/// Ids for the batch's messages sequenced at commit (id 0), taken from the shared counter in
+/// this transaction, and their payloads with the id spliced in. The counter's row stays
+/// locked until the commit: another node's batch takes its ids after this one commits, which
+/// is what makes ids commit-ordered and without holes (`../sequence.rs`).
+async fn assign_ids(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[&MessageRecord],
+) -> Result<Vec<(u64, String)>, sqlx::Error> {
+    let unassigned = records.iter().filter(|r| r.id == 0).count() as u64;
+    if unassigned == 0 {
+        return Ok(Vec::new());
+    }
+    let (first, _) = counters::reserve_block(&mut **tx, 0, unassigned).await?;
+    Ok(records
+        .iter()
+        .filter(|r| r.id == 0)
+        .zip(first..)
+        .map(|(r, id)| (id, splice_id(&r.payload, id)))
+        .collect())
 }
 
 async fn upsert_users(
@@ -107,9 +141,12 @@ async fn open_sessions(
     Ok(())
 }
 
+/// `ids` and `payloads`: each record's, as assigned at commit or its own.
 async fn insert_messages(
     tx: &mut Transaction<'_, Postgres>,
     records: &[&MessageRecord],
+    ids: &[u64],
+    payloads: &[&str],
 ) -> Result<(), sqlx::Error> {
     if records.is_empty() {
         return Ok(());
@@ -123,14 +160,14 @@ async fn insert_messages(
          SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
              $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[])",
     )
-    .bind(records.iter().map(|r| r.id as i64).collect::<Vec<i64>>())
+    .bind(ids.iter().map(|&id| id as i64).collect::<Vec<i64>>())
     .bind(text(|r| &r.event))
     .bind(text(|r| r.target_kind.as_str()))
     .bind(maybe(|r| r.target.as_deref()))
     .bind(text(|r| &r.sender_id))
     .bind(text(|r| &r.body))
     .bind(maybe(|r| r.kind.as_deref()))
-    .bind(text(|r| &r.payload))
+    .bind(payloads)
     .bind(maybe(|r| r.client_msg_id.as_deref()))
     .bind(
         records

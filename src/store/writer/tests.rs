@@ -258,8 +258,10 @@ impl Fixture {
                 // Now, not a fixed date: retention runs at start and deletes old messages.
                 created_at: crate::protocol::wire::now(),
                 recipient: recipient.map(String::from),
+                sender_session: None,
             }),
             committed: Some(tx),
+            assigned: None,
         };
         (id, op, rx)
     }

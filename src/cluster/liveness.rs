@@ -1,0 +1,154 @@
+//! Which other nodes are alive, as heard on the bus: when each was last heard, and whether
+//! its messages arrive without a hole. A node silent for `NODE_TIMEOUT_SECS` is lost. Plain
+//! bookkeeping, no I/O: the bus decides what to do about it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::hub::NodeUser;
+
+/// What one envelope says about its sender.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// Heard before, nothing missed.
+    Known,
+    /// A node not heard of yet (this one started after it, or it was lost and came back).
+    New,
+    /// The same node id with a new run: the node restarted, its old users are gone.
+    Restarted,
+    /// Messages from it were missed (its users may be stale).
+    Gap,
+}
+
+struct Seen {
+    run: u64,
+    seq: u64,
+    last_heard: Instant,
+    /// A list of users arriving in parts.
+    parts: Vec<NodeUser>,
+}
+
+/// The other nodes.
+pub struct Nodes {
+    timeout: Duration,
+    seen: HashMap<String, Seen>,
+}
+
+impl Nodes {
+    /// No node heard yet; `timeout` is `NODE_TIMEOUT_SECS`.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// `node`'s envelope number `seq` of run `run` arrived `at`.
+    pub fn heard(&mut self, node: &str, run: u64, seq: u64, at: Instant) -> Heard {
+        let Some(seen) = self.seen.get_mut(node) else {
+            self.seen.insert(
+                node.to_owned(),
+                Seen {
+                    run,
+                    seq,
+                    last_heard: at,
+                    parts: Vec::new(),
+                },
+            );
+            return Heard::New;
+        };
+        seen.last_heard = at;
+        let heard = if seen.run != run {
+            seen.parts.clear();
+            Heard::Restarted
+        } else if seq != seen.seq + 1 {
+            Heard::Gap
+        } else {
+            Heard::Known
+        };
+        seen.run = run;
+        seen.seq = seq;
+        heard
+    }
+
+    /// Adds a part of `node`'s list of users; the whole list once `last` arrives.
+    pub fn users_part(
+        &mut self,
+        node: &str,
+        users: Vec<NodeUser>,
+        last: bool,
+    ) -> Option<Vec<NodeUser>> {
+        let seen = self.seen.get_mut(node)?;
+        seen.parts.extend(users);
+        last.then(|| std::mem::take(&mut seen.parts))
+    }
+
+    /// Forgets `node` (it said goodbye).
+    pub fn forget(&mut self, node: &str) {
+        self.seen.remove(node);
+    }
+
+    /// The nodes silent for longer than the timeout at `now`, forgotten.
+    pub fn take_lost(&mut self, now: Instant) -> Vec<String> {
+        let timeout = self.timeout;
+        let lost: Vec<String> = self
+            .seen
+            .iter()
+            .filter(|(_, seen)| now.saturating_duration_since(seen.last_heard) > timeout)
+            .map(|(node, _)| node.clone())
+            .collect();
+        for node in &lost {
+            self.seen.remove(node);
+        }
+        lost
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str) -> NodeUser {
+        NodeUser {
+            user_id: id.into(),
+            username: id.into(),
+            role: "USER".into(),
+            connected_at_ms: 1,
+            sessions: 1,
+        }
+    }
+
+    #[test]
+    fn a_sender_is_new_then_known_and_a_hole_or_a_restart_is_noticed() {
+        let mut nodes = Nodes::new(Duration::from_secs(2));
+        let t = Instant::now();
+        assert_eq!(nodes.heard("a", 1, 1, t), Heard::New);
+        assert_eq!(nodes.heard("a", 1, 2, t), Heard::Known);
+        assert_eq!(nodes.heard("a", 1, 4, t), Heard::Gap);
+        assert_eq!(nodes.heard("a", 1, 5, t), Heard::Known);
+        assert_eq!(nodes.heard("a", 2, 1, t), Heard::Restarted);
+    }
+
+    #[test]
+    fn a_node_silent_past_the_timeout_is_lost_once() {
+        let mut nodes = Nodes::new(Duration::from_secs(2));
+        let t = Instant::now();
+        nodes.heard("a", 1, 1, t);
+        nodes.heard("b", 1, 1, t + Duration::from_secs(2));
+        assert!(nodes.take_lost(t + Duration::from_secs(2)).is_empty());
+        assert_eq!(nodes.take_lost(t + Duration::from_secs(3)), vec!["a"]);
+        assert!(nodes.take_lost(t + Duration::from_secs(3)).is_empty());
+        assert_eq!(nodes.take_lost(t + Duration::from_secs(5)), vec!["b"]);
+    }
+
+    #[test]
+    fn a_list_of_users_comes_whole_once_its_last_part_arrives() {
+        let mut nodes = Nodes::new(Duration::from_secs(2));
+        nodes.heard("a", 1, 1, Instant::now());
+        assert_eq!(nodes.users_part("a", vec![user("x")], false), None);
+        let whole = nodes
+            .users_part("a", vec![user("y")], true)
+            .expect("complete");
+        assert_eq!(whole, vec![user("x"), user("y")]);
+    }
+}

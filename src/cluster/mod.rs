@@ -1,0 +1,499 @@
+//! Cluster mode (contract section 14): several nodes on one PostgreSQL database behave as one
+//! gateway, exchanging over NATS what the others must know. The design, in short (the whole
+//! of it is "Cluster mode" in `docs/architecture.md`):
+//!
+//! - **Messages** get their ids in the transaction that stores them, in commit order without
+//!   holes (`store/sequence.rs`). Each node publishes what it committed; every node delivers
+//!   its own and the others' messages to its connections in id order ([`sequencer`]), reading
+//!   from the database whatever the bus did not bring. So a client's highest id seen is a
+//!   safe recovery cursor on any node.
+//! - **Presence**: each node announces its users' connection counts as they change, the full
+//!   list when asked (a node starting, or one that missed something), and a heartbeat; the
+//!   hub merges them with its own (`hub/cluster.rs`). A node silent for `NODE_TIMEOUT_SECS` is
+//!   lost ([`liveness`]): its users leave presence and its open session rows are closed with
+//!   reason `node_lost` (one `UPDATE`; whichever node runs it first closes them).
+//! - **Rooms, kicks, revocations** travel as events; memberships and revocations are also in
+//!   the database, which a starting node reads.
+//!
+//! Everything goes on one subject, `<NATS_SUBJECT_PREFIX>.bus`, so that NATS keeps each node's
+//! messages in the order it sent them ([`wire`]).
+
+mod liveness;
+mod sequencer;
+mod wire;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Verifier;
+use crate::config::{ClusterSettings, NodeId};
+use crate::hub::{ClusterEvent, Hub, NodeUser, OUTBOX_CAPACITY};
+use crate::protocol::wire::timestamp;
+use crate::store::StoreError;
+use liveness::{Heard, Nodes};
+use wire::{Body, Envelope, WireMessage};
+
+/// Users per message of a full list (a user is ~100 bytes; NATS takes 1 MiB by default).
+const USERS_PER_PART: usize = 1_000;
+/// Batches of committed messages waiting to be published.
+const PUBLISH_QUEUE: usize = 1_024;
+/// Batches of other nodes' messages waiting for the sequencer.
+const REMOTE_QUEUE: usize = 1_024;
+/// How long `NATS_URL` gets to answer at start.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stopping node waits for its goodbye to reach NATS.
+const BYE_WAIT: Duration = Duration::from_secs(2);
+
+/// Why this node could not join its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// NATS did not answer.
+    #[error("could not connect to the NATS server at {url} (NATS_URL): {source}")]
+    Connect {
+        /// The URL, without credentials.
+        url: String,
+        /// The cause.
+        source: async_nats::ConnectError,
+    },
+    /// NATS refused the subscription.
+    #[error("could not subscribe to {subject} on the NATS server: {source}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// The cause.
+        source: async_nats::SubscribeError,
+    },
+    /// A cluster needs PostgreSQL.
+    #[error("NATS_URL needs a PostgreSQL DATABASE_URL")]
+    NotPostgres,
+    /// The database could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// This node's membership of a cluster: the bus tasks, until [`Cluster::leave`].
+pub struct Cluster {
+    control: mpsc::Sender<Control>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the publisher is asked to send besides the hub's changes and committed messages.
+enum Control {
+    /// A body as is.
+    Send(Body),
+    /// This node's full list of users.
+    Users,
+    /// Goodbye, then answer.
+    Bye(oneshot::Sender<()>),
+}
+
+/// Who this node is on the bus.
+#[derive(Clone)]
+struct Me {
+    node: String,
+    run: u64,
+    subject: String,
+}
+
+impl Cluster {
+    /// Connects to NATS, subscribes, switches the store to ids at commit and the hub to
+    /// cluster delivery, and starts the bus tasks. Fails when NATS cannot be reached.
+    pub async fn join(
+        hub: Hub,
+        verifier: Verifier,
+        node_id: &NodeId,
+        settings: &ClusterSettings,
+    ) -> Result<Self, ClusterError> {
+        let Some(url) = &settings.nats_url else {
+            return Err(ClusterError::NotPostgres);
+        };
+        let me = Me {
+            node: node_id.as_str().to_owned(),
+            run: run_id(),
+            subject: format!("{}.bus", settings.subject_prefix),
+        };
+        let servers: Vec<&str> = url.expose().split(',').map(str::trim).collect();
+        let connect = async_nats::ConnectOptions::new()
+            .name(format!("switchboard {}", me.node))
+            .no_echo()
+            .connection_timeout(CONNECT_TIMEOUT)
+            .subscription_capacity(65_536)
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                    other => tracing::warn!(event = %other, "NATS connection"),
+                }
+            })
+            .connect(servers);
+        let client = tokio::time::timeout(CONNECT_TIMEOUT * 2, connect)
+            .await
+            .map_err(|_| ClusterError::Connect {
+                url: url.redacted(),
+                source: async_nats::ConnectError::from(async_nats::ConnectErrorKind::TimedOut),
+            })?
+            .map_err(|source| ClusterError::Connect {
+                url: url.redacted(),
+                source,
+            })?;
+        let subscriber = client
+            .subscribe(me.subject.clone())
+            .await
+            .map_err(|source| ClusterError::Subscribe {
+                subject: me.subject.clone(),
+                source,
+            })?;
+        // After subscribing: every id above `head` is either heard or read back.
+        let (head, local) = hub
+            .store()
+            .sequence_at_commit()
+            .await?
+            .ok_or(ClusterError::NotPostgres)?;
+        let (outbox, hub_events) = mpsc::channel(OUTBOX_CAPACITY);
+        hub.join_cluster(outbox);
+        let (publish, committed) = mpsc::channel(PUBLISH_QUEUE);
+        let (remote_tx, remote) = mpsc::channel(REMOTE_QUEUE);
+        let (control, control_rx) = mpsc::channel(64);
+        let stop = CancellationToken::new();
+        let heartbeat = (settings.node_timeout / 5).max(Duration::from_millis(100));
+        tracing::info!(node = %me.node, subject = %me.subject, head, "joined the cluster");
+
+        let publisher = Publisher {
+            client,
+            me: me.clone(),
+            seq: 0,
+            hub: hub.clone(),
+        };
+        let receiver = Receiver {
+            me: me.clone(),
+            hub: hub.clone(),
+            verifier,
+            nodes: Nodes::new(settings.node_timeout),
+            remote: remote_tx,
+            control: control.clone(),
+            asked_at: None,
+            ask_every: heartbeat,
+        };
+        let tasks = vec![
+            tokio::spawn(publisher.run(hub_events, committed, control_rx, heartbeat, stop.clone())),
+            tokio::spawn(receiver.run(subscriber, stop.clone())),
+            tokio::spawn(sequencer::run(
+                hub,
+                head,
+                sequencer::Inputs {
+                    local,
+                    remote,
+                    publish,
+                },
+                stop.clone(),
+            )),
+        ];
+        // Ask the others for their users, and tell them this node has none yet.
+        let _ = control.send(Control::Send(Body::Hello)).await;
+        let _ = control.send(Control::Users).await;
+        Ok(Self {
+            control,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Says goodbye (the others drop this node's users at once instead of at the timeout)
+    /// and stops the bus tasks. Call after the connections are closed.
+    pub async fn leave(self) {
+        let (done, said) = oneshot::channel();
+        if self.control.send(Control::Bye(done)).await.is_ok() {
+            let _ = tokio::time::timeout(BYE_WAIT, said).await;
+        }
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A number that differs between two runs of one node.
+fn run_id() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Sends everything this node says, numbered in one sequence.
+struct Publisher {
+    client: async_nats::Client,
+    me: Me,
+    seq: u64,
+    hub: Hub,
+}
+
+impl Publisher {
+    async fn run(
+        mut self,
+        mut hub_events: mpsc::Receiver<ClusterEvent>,
+        mut committed: mpsc::Receiver<Vec<WireMessage>>,
+        mut control: mpsc::Receiver<Control>,
+        heartbeat: Duration,
+        stop: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(heartbeat);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                Some(messages) = committed.recv() => {
+                    self.send(Body::Messages { messages }).await;
+                }
+                Some(event) = hub_events.recv() => self.send(body_of(event)).await,
+                Some(order) = control.recv() => match order {
+                    Control::Send(body) => self.send(body).await,
+                    Control::Users => self.send_users().await,
+                    Control::Bye(done) => {
+                        self.send(Body::Bye).await;
+                        let _ = self.client.flush().await;
+                        let _ = done.send(());
+                    }
+                },
+                _ = tick.tick() => {
+                    if self.hub.take_resync() {
+                        self.send_users().await;
+                    }
+                    self.send(Body::Heartbeat).await;
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, body: Body) {
+        self.seq += 1;
+        let envelope = Envelope {
+            node: self.me.node.clone(),
+            run: self.me.run,
+            seq: self.seq,
+            body,
+        };
+        let bytes = match serde_json::to_vec(&envelope) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(error = %e, "could not encode a bus message");
+                return;
+            }
+        };
+        if let Err(e) = self
+            .client
+            .publish(self.me.subject.clone(), bytes.into())
+            .await
+        {
+            tracing::warn!(error = %e, "could not publish on the bus");
+        }
+    }
+
+    async fn send_users(&mut self) {
+        let users = self.hub.node_users();
+        let parts: Vec<Vec<NodeUser>> = users
+            .chunks(USERS_PER_PART)
+            .map(<[NodeUser]>::to_vec)
+            .collect();
+        let count = parts.len().max(1);
+        let mut parts = parts.into_iter();
+        for i in 0..count {
+            let users = parts.next().unwrap_or_default();
+            self.send(Body::Users {
+                users,
+                last: i + 1 == count,
+            })
+            .await;
+        }
+    }
+}
+
+fn body_of(event: ClusterEvent) -> Body {
+    match event {
+        ClusterEvent::User(user) => Body::User { user },
+        ClusterEvent::Room {
+            room,
+            user,
+            joined,
+            at,
+        } => Body::Room {
+            room,
+            user,
+            joined,
+            at,
+        },
+        ClusterEvent::Kick { user_id } => Body::Kick { user_id },
+        ClusterEvent::Revoked {
+            user_id,
+            not_before,
+        } => Body::Revoked {
+            user_id,
+            not_before,
+        },
+    }
+}
+
+/// Applies what the other nodes say, and notices the ones that fell silent.
+struct Receiver {
+    me: Me,
+    hub: Hub,
+    verifier: Verifier,
+    nodes: Nodes,
+    remote: mpsc::Sender<Vec<crate::store::CommittedMessage>>,
+    control: mpsc::Sender<Control>,
+    /// When this node last asked everyone for their users.
+    asked_at: Option<Instant>,
+    ask_every: Duration,
+}
+
+impl Receiver {
+    async fn run(mut self, mut subscriber: async_nats::Subscriber, stop: CancellationToken) {
+        let mut check = tokio::time::interval(self.ask_every / 2);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                message = subscriber.next() => {
+                    let Some(message) = message else {
+                        tracing::error!("the bus subscription ended");
+                        break;
+                    };
+                    match serde_json::from_slice::<Envelope>(&message.payload) {
+                        Ok(envelope) => self.apply(envelope).await,
+                        Err(e) => tracing::warn!(error = %e, "ignoring an unreadable bus message"),
+                    }
+                }
+                _ = check.tick() => self.declare_lost().await,
+            }
+        }
+    }
+
+    async fn apply(&mut self, envelope: Envelope) {
+        let Envelope {
+            node,
+            run,
+            seq,
+            body,
+        } = envelope;
+        if node == self.me.node {
+            if run != self.me.run {
+                tracing::error!(
+                    node,
+                    "another process uses this NODE_ID: give each node its own"
+                );
+            }
+            return;
+        }
+        let heard = self.nodes.heard(&node, run, seq, Instant::now());
+        match heard {
+            Heard::Known => {}
+            Heard::Restarted => {
+                tracing::info!(node, "node restarted");
+                self.hub.remote_node_gone(&node);
+                self.ask_for_users(seq).await;
+            }
+            Heard::New => {
+                tracing::info!(node, "node joined");
+                self.ask_for_users(seq).await;
+            }
+            Heard::Gap => {
+                tracing::warn!(
+                    node,
+                    seq,
+                    "missed bus messages from a node; asking for its users"
+                );
+                self.ask_for_users(0).await;
+            }
+        }
+        match body {
+            Body::Messages { messages } => {
+                let batch: Vec<_> = messages
+                    .into_iter()
+                    .filter_map(WireMessage::into_committed)
+                    .collect();
+                // Waits when the sequencer is behind: NATS buffers, and past its buffer the
+                // sequencer reads what was dropped from the database.
+                let _ = self.remote.send(batch).await;
+            }
+            Body::User { user } => self.hub.remote_user(&node, user),
+            Body::Users { users, last } => {
+                if let Some(all) = self.nodes.users_part(&node, users, last) {
+                    self.hub.remote_node_users(&node, all);
+                }
+            }
+            Body::Hello => {
+                let _ = self.control.try_send(Control::Users);
+            }
+            Body::Heartbeat => {}
+            Body::Room {
+                room,
+                user,
+                joined,
+                at,
+            } => self.hub.remote_room_change(&room, &user, joined, at),
+            Body::Kick { user_id } => {
+                self.hub
+                    .close_local_user(&user_id, crate::hub::CloseReason::Kicked);
+            }
+            Body::Revoked {
+                user_id,
+                not_before,
+            } => {
+                self.verifier.revocations().revoke(&user_id, not_before);
+                self.hub
+                    .close_local_user(&user_id, crate::hub::CloseReason::Revoked);
+            }
+            Body::Bye => {
+                tracing::info!(node, "node left");
+                self.nodes.forget(&node);
+                self.hub.remote_node_gone(&node);
+            }
+        }
+    }
+
+    /// Asks every node for its users, unless this is a node's first message (it sends its
+    /// list itself as it starts) or this node asked a moment ago.
+    async fn ask_for_users(&mut self, seq: u64) {
+        if seq == 1 {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .asked_at
+            .is_some_and(|at| now.duration_since(at) < self.ask_every)
+        {
+            return;
+        }
+        self.asked_at = Some(now);
+        let _ = self.control.try_send(Control::Send(Body::Hello));
+    }
+
+    /// Declares the nodes silent past the timeout lost: their users leave presence, their
+    /// open sessions are closed with reason `node_lost`.
+    async fn declare_lost(&mut self) {
+        for node in self.nodes.take_lost(Instant::now()) {
+            let users = self.hub.remote_node_gone(&node);
+            let at = timestamp(SystemTime::now());
+            match self
+                .hub
+                .store()
+                .close_node_sessions(&node, "node_lost", &at)
+                .await
+            {
+                Ok(closed) => {
+                    tracing::warn!(
+                        node,
+                        users,
+                        closed,
+                        "node lost: silent past NODE_TIMEOUT_SECS"
+                    )
+                }
+                Err(e) => {
+                    tracing::error!(node, error = %e, "node lost; its sessions could not be closed")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Delivery of committed messages in id order, on every node. Ids are assigned in commit
+//! order without holes (`store/sequence.rs`), so the next id to deliver is always known: an
+//! id that has not arrived while a higher one has is a message still on its way (on the bus,
+//! or this node's own commit), and after [`GAP_WAIT`] it is read from the database, where it
+//! is committed (a higher id is). A lost bus message therefore delays delivery, never skips
+//! it; and with no traffic at all, the shared counter is looked at every [`TAIL_CHECK`], so
+//! that a lost last message is found too.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::wire::WireMessage;
+use crate::hub::Hub;
+use crate::store::CommittedMessage;
+
+/// How long a hole below a delivered-ready id may wait for its message on the bus.
+pub const GAP_WAIT: Duration = Duration::from_millis(50);
+/// How often an idle node looks at the shared counter for messages it never heard of.
+pub const TAIL_CHECK: Duration = Duration::from_secs(1);
+/// Messages read from the database per query when filling a hole.
+const FILL_PAGE: u32 = 1_000;
+
+/// The sequencer's inputs.
+pub struct Inputs {
+    /// This node's commits.
+    pub local: mpsc::UnboundedReceiver<Vec<CommittedMessage>>,
+    /// Other nodes' commits, as heard on the bus.
+    pub remote: mpsc::Receiver<Vec<CommittedMessage>>,
+    /// Where this node's commits go to be published.
+    pub publish: mpsc::Sender<Vec<WireMessage>>,
+}
+
+struct Sequencer {
+    hub: Hub,
+    /// The next id to deliver.
+    next: u64,
+    /// Arrived, waiting for the ids below them.
+    pending: BTreeMap<u64, CommittedMessage>,
+    /// Every id up to this one is settled in the database: one not found there never will be.
+    settled_through: u64,
+    /// Since when the lowest pending message waits for a hole below it.
+    hole_since: Option<Instant>,
+}
+
+/// Runs until `stop`: delivers every committed message once, in id order, starting after
+/// `head` (the last id committed before this node joined).
+pub async fn run(hub: Hub, head: u64, mut inputs: Inputs, stop: CancellationToken) {
+    let mut s = Sequencer {
+        hub,
+        next: head + 1,
+        pending: BTreeMap::new(),
+        settled_through: head,
+        hole_since: None,
+    };
+    let mut tail_check = tokio::time::interval(TAIL_CHECK);
+    loop {
+        let hole_deadline = s.hole_since.map(|since| since + GAP_WAIT);
+        tokio::select! {
+            () = stop.cancelled() => break,
+            batch = inputs.local.recv() => {
+                let Some(batch) = batch else { break };
+                let wire: Vec<WireMessage> =
+                    batch.iter().filter_map(WireMessage::from_committed).collect();
+                if inputs.publish.try_send(wire).is_err() {
+                    // The others read these from the database when they notice the hole.
+                    tracing::warn!("the bus publisher is behind; committed messages go unannounced");
+                }
+                s.take(batch);
+            }
+            Some(batch) = inputs.remote.recv() => s.take(batch),
+            () = sleep_until(hole_deadline.unwrap_or_else(Instant::now)), if hole_deadline.is_some() => {
+                if let Some(&first) = s.pending.keys().next() {
+                    s.fill(first - 1).await;
+                }
+            }
+            _ = tail_check.tick() => {
+                if s.pending.is_empty() {
+                    match s.hub.store().sequence_head().await {
+                        Ok(head) if head >= s.next => s.fill(head).await,
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not look for unannounced messages"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Sequencer {
+    /// Takes arrived messages and delivers what is now in order.
+    fn take(&mut self, batch: Vec<CommittedMessage>) {
+        for message in batch {
+            if message.id >= self.next {
+                self.pending.insert(message.id, message);
+            }
+        }
+        self.deliver_ready();
+    }
+
+    /// Delivers the run of messages that continues from `next`, skipping ids known to be
+    /// settled without a message (deleted by retention, or never used).
+    fn deliver_ready(&mut self) {
+        let from = self.next;
+        let mut ready = Vec::new();
+        loop {
+            match self.pending.first_key_value() {
+                Some((&id, _)) if id == self.next => {
+                    if let Some((_, message)) = self.pending.pop_first() {
+                        ready.push(message);
+                    }
+                    self.next += 1;
+                }
+                Some((&id, _)) if self.next <= self.settled_through => {
+                    self.next = id.min(self.settled_through + 1);
+                }
+                None if self.next <= self.settled_through => {
+                    self.next = self.settled_through + 1;
+                }
+                _ => break,
+            }
+        }
+        if !ready.is_empty() {
+            self.hub.deliver_committed(&ready);
+        }
+        if self.next > from {
+            // Past the ids skipped too (no message has them, so no connection is owed one).
+            self.hub.store().advance_horizon(self.next - 1);
+        }
+        self.hole_since = match self.pending.is_empty() {
+            true => None,
+            false => Some(self.hole_since.unwrap_or_else(Instant::now)),
+        };
+    }
+
+    /// Reads the messages with ids from `next` through `through` (all committed or never to
+    /// be) from the database, and delivers.
+    async fn fill(&mut self, through: u64) {
+        while self.next <= through {
+            let page = self
+                .hub
+                .store()
+                .committed_between(self.next, through, FILL_PAGE)
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, from = self.next, through,
+                        "could not read missed messages; trying again shortly");
+                    self.hole_since = Some(Instant::now());
+                    return;
+                }
+            };
+            let full = page.len() == FILL_PAGE as usize;
+            let read_through = match (full, page.last()) {
+                (true, Some(last)) => last.id,
+                _ => through,
+            };
+            tracing::debug!(
+                from = self.next,
+                through = read_through,
+                found = page.len(),
+                "read messages the bus did not bring"
+            );
+            for message in page {
+                self.pending.insert(message.id, message);
+            }
+            self.settled_through = self.settled_through.max(read_through);
+            self.deliver_ready();
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! What the nodes say to each other on the bus: one JSON envelope per NATS message, on one
+//! subject per cluster (`<NATS_SUBJECT_PREFIX>.bus`), so that NATS keeps each node's messages
+//! in the order it sent them. Every envelope names its sender (`node`, and `run`, which
+//! changes when the node restarts) and numbers it (`seq`), so a receiver can tell a node it
+//! has not heard of, a restart, and a message it missed.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::hub::NodeUser;
+use crate::protocol::wire::UserObject;
+use crate::store::{CommittedMessage, TargetKind};
+
+/// One bus message.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The sender's `NODE_ID`.
+    pub node: String,
+    /// The sender's process run (a restart gets a new one).
+    pub run: u64,
+    /// 1, 2, 3, ... per run.
+    pub seq: u64,
+    /// What it says.
+    pub body: Body,
+}
+
+/// What a bus message says. Externally tagged (`{"messages": {...}}`): serde buffers an
+/// internally tagged or flattened enum, and a buffered payload cannot stay raw JSON.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Body {
+    /// Messages this node committed, in id order.
+    Messages {
+        /// The messages.
+        messages: Vec<WireMessage>,
+    },
+    /// One user's connections on the sender changed (`sessions: 0`: none left).
+    User {
+        /// The user.
+        user: NodeUser,
+    },
+    /// Part of the sender's full list of online users; the list is complete at `last`.
+    Users {
+        /// Users in this part.
+        users: Vec<NodeUser>,
+        /// Whether this is the final part.
+        last: bool,
+    },
+    /// The sender wants everyone's full list of users (it started, or missed something).
+    Hello,
+    /// The sender is alive.
+    Heartbeat,
+    /// A user joined or left a room.
+    Room {
+        /// The room.
+        room: String,
+        /// The user.
+        user: UserObject,
+        /// Joined (else left).
+        joined: bool,
+        /// When.
+        at: String,
+    },
+    /// Close the user's connections (an operator's disconnect).
+    Kick {
+        /// The user.
+        user_id: String,
+    },
+    /// Refuse the user's tokens issued before `not_before` and close their connections.
+    Revoked {
+        /// The user.
+        user_id: String,
+        /// The first `iat` still accepted.
+        not_before: u64,
+    },
+    /// The sender is stopping: its users are gone now, not at the timeout.
+    Bye,
+}
+
+/// A committed message on the bus.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireMessage {
+    /// Its id.
+    pub id: u64,
+    /// Event name.
+    pub event: String,
+    /// `all`, `user`, `room` or `role`.
+    pub target_kind: String,
+    /// User id, room or role.
+    pub target: Option<String>,
+    /// The payload as stored, embedded as JSON.
+    pub payload: Box<RawValue>,
+}
+
+impl WireMessage {
+    /// A committed message as sent (its payload is JSON: it was serialized by the hub).
+    pub fn from_committed(message: &CommittedMessage) -> Option<Self> {
+        Some(Self {
+            id: message.id,
+            event: message.event.clone(),
+            target_kind: message.target_kind.as_str().to_owned(),
+            target: message.target.clone(),
+            payload: RawValue::from_string(message.payload.clone()).ok()?,
+        })
+    }
+
+    /// The message for delivery on the receiving node (never its sender's: nothing to leave
+    /// out).
+    pub fn into_committed(self) -> Option<CommittedMessage> {
+        Some(CommittedMessage {
+            id: self.id,
+            event: self.event,
+            target_kind: TargetKind::parse(&self.target_kind)?,
+            target: self.target,
+            payload: self.payload.get().to_owned(),
+            sender_session: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_reads_back_as_it_was_written() {
+        let message = CommittedMessage {
+            id: 7,
+            event: "room-message".into(),
+            target_kind: TargetKind::Room,
+            target: Some("lobby".into()),
+            payload: r#"{"id":7,"message":"hi"}"#.into(),
+            sender_session: Some(3),
+        };
+        let sent = Envelope {
+            node: "a".into(),
+            run: 1,
+            seq: 2,
+            body: Body::Messages {
+                messages: vec![WireMessage::from_committed(&message).expect("JSON payload")],
+            },
+        };
+        let text = serde_json::to_string(&sent).expect("serializes");
+        let read: Envelope = serde_json::from_str(&text).expect("parses");
+        let Body::Messages { messages } = read.body else {
+            panic!("a messages body: {text}");
+        };
+        let got = messages
+            .into_iter()
+            .next()
+            .and_then(WireMessage::into_committed)
+            .expect("one message");
+        assert_eq!(
+            (
+                got.id,
+                got.target_kind,
+                got.payload.as_str(),
+                got.sender_session
+            ),
+            (7, TargetKind::Room, message.payload.as_str(), None)
+        );
+    }
+}
