@@ -853,3 +853,95 @@ pub async fn poll_until(addr: std::net::SocketAddr, with_sid: &str, needle: &str
     }
     panic!("no {needle:?} within 10 polls");
 }
+
+// --- cluster mode: the NATS bus -------------------------------------------------------------
+
+/// `NATS_URL` for the nodes a test starts: the environment's, else the local server.
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// Whether the NATS server of [`nats_url`] accepts a TCP connection. When it does not, says
+/// so loudly (`SKIPPED <test>: NATS not reachable at ...`) and returns false, except with
+/// `CI=true`, where that fails the test.
+pub fn nats_reachable(test: &str) -> bool {
+    use std::io::Write as _;
+    use std::net::ToSocketAddrs;
+    let url = nats_url();
+    // nats://[user:password@]host:port[,...]: the first server of the list.
+    let first = url.split(',').next().unwrap_or_default();
+    let rest = first.split_once("://").map_or(first, |(_, rest)| rest);
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host_port = host_port.trim_end_matches('/');
+    let host_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:4222")
+    };
+    let reached = host_port
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())
+        .and_then(|addrs| {
+            let mut last = String::from("no address");
+            for addr in addrs {
+                match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            Err(last)
+        });
+    match reached {
+        Ok(()) => true,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("NATS is not reachable at {url} and CI=true: {e}")
+        }
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n!! SKIPPED {test}: NATS not reachable at {url} ({e}); with CI=true this fails !!\n"
+            );
+            false
+        }
+    }
+}
+
+impl WsClient {
+    /// The next server event `(name, data)` within `bound`, pings skipped: `Ok(None)` when
+    /// nothing came in time, `Err` saying how when the connection ended (a close frame, a
+    /// reset, the end of the stream). For waits longer than [`WAIT`] and for connections that
+    /// may rightly die (their server killed).
+    pub async fn next_event_within(
+        &mut self,
+        bound: Duration,
+    ) -> Result<Option<(String, Value)>, String> {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let Ok(next) = tokio::time::timeout_at(deadline, self.stream.next()).await else {
+                return Ok(None);
+            };
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    let v: Value = serde_json::from_str(&text).expect("server sends JSON");
+                    let name = v["event"].as_str().expect("event name").to_string();
+                    return Ok(Some((name, v["data"].clone())));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(frame))) => return Err(format!("closed: {frame:?}")),
+                Some(Ok(other)) => panic!("expected an event, got {other:?}"),
+                Some(Err(e)) => return Err(format!("failed: {e}")),
+                None => return Err("ended".to_owned()),
+            }
+        }
+    }
+
+    /// Like [`WsClient::emit_ack`], but says whether the frame went out instead of failing
+    /// the test: for a client whose server may be killed under it.
+    pub async fn try_emit_ack(&mut self, event: &str, data: Value, ack: u64) -> bool {
+        let frame = json!({"event": event, "data": data, "ack": ack}).to_string();
+        matches!(
+            tokio::time::timeout(WAIT, self.stream.send(Message::text(frame))).await,
+            Ok(Ok(()))
+        )
+    }
+}

@@ -9,6 +9,7 @@ mod backup;
 mod bad_input;
 mod catchup;
 mod cluster;
+mod cluster_bus;
 mod crash;
 mod embedded;
 mod events;
