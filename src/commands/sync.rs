@@ -58,9 +58,13 @@ pub async fn replay_on_connect(caller: &Caller, last_message_id: Option<u64>, un
     let store = caller.hub.store();
     // Nothing queued and no recovery asked for: the common case costs no database round trip.
     // (The count includes messages just sent to this user, whose rows may not be committed
-    // yet: those take the full path below.)
+    // yet: those take the full path below.) In a cluster the count knows only what this node
+    // queued, so the database is asked.
     let identity = caller.identity();
-    if last_message_id.is_none() && store.queued_for(&identity.user_id) == 0 {
+    if last_message_id.is_none()
+        && !store.is_sequenced()
+        && store.queued_for(&identity.user_id) == 0
+    {
         caller.hub.end_replay(caller.session);
         return;
     }

@@ -248,7 +248,11 @@ impl Hub {
             transport: meta.transport,
             remote_addr: meta.remote_addr,
         };
-        let arrival = state.add_session(id, &identity, outbound.clone(), opened, hold_limit);
+        let mut arrival = state.add_session(id, &identity, outbound.clone(), opened, hold_limit);
+        if let Some(user) = state.cluster_user_object(&identity.user_id) {
+            // In a cluster: the sessions on every node.
+            arrival.user = user;
+        }
         // Straight to the connection, ahead of anything held for it.
         outbound.send(Event::new(
             "connected",
