@@ -66,7 +66,9 @@ pub struct EmbeddedGateway {
 impl EmbeddedGateway {
     /// Opens the store (migrating it), loads the JWT key and builds the routes.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let store = Store::open(&settings.database).await?;
+        let mut database = settings.database.clone();
+        database.ids_at_commit |= settings.cluster.nats_url.is_some();
+        let store = Store::open(&database).await?;
         // After the store: for the default location it created the data directory that
         // holds a generated secret.
         let verifier = Verifier::from_settings(&settings.jwt)?;

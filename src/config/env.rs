@@ -128,6 +128,7 @@ impl EnvSettings {
             synchronous: self.sqlite_synchronous,
             retention: self.retention,
             node_id: self.node_id.unwrap_or_else(NodeId::from_host),
+            ids_at_commit: self.cluster.nats_url.is_some(),
         };
         if let Some(url) = &self.cluster.nats_url
             && database.data_dir().is_some()

@@ -75,6 +75,10 @@ pub struct DatabaseSettings {
     pub retention: RetentionSettings,
     /// `NODE_ID`: which node's rows this process writes and recovers (PostgreSQL only).
     pub node_id: NodeId,
+    /// Whether message ids are assigned when messages commit rather than reserved ahead in
+    /// blocks: a cluster's (`NATS_URL` set), whose nodes would otherwise each leave a hole
+    /// of a block in the sequence as they start.
+    pub ids_at_commit: bool,
 }
 
 /// Which database `DATABASE_URL` names.

@@ -103,6 +103,8 @@ pub(super) async fn open(
     let run_id = sessions::start_run(&pool, settings.node_id.as_str(), &now)
         .await
         .map_err(sql("could not record this server run"))?;
+    // A cluster's ids come from the commits: no block to reserve (nor to leave unused).
+    let id_block = if settings.ids_at_commit { 0 } else { id_block };
     let shared = message_state(&pool, id_block)
         .await
         .map_err(sql("could not read the message log state"))?;
