@@ -22,7 +22,8 @@ pub(super) struct Alive {
 pub(super) struct Readiness {
     /// `ready`, or `not ready` (with a 503).
     status: &'static str,
-    /// Why it is not ready: `shutting down`, `database unreachable` or `store writes failing`.
+    /// Why it is not ready: `shutting down`, `database unreachable`, `store writes failing`
+    /// or, in a cluster, `cut off from the cluster` (the bus is gone).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     reason: Option<&'static str>,
@@ -130,6 +131,8 @@ pub(super) async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Read
         Some("database unreachable")
     } else if store.writes == Writes::Failing {
         Some("store writes failing")
+    } else if app.hub.is_cut_off() {
+        Some("cut off from the cluster")
     } else {
         None
     };

@@ -88,6 +88,24 @@ impl Nodes {
         self.seen.remove(node);
     }
 
+    /// Counts every node heard `now` (this node's own bus was down: their silence was not
+    /// theirs).
+    pub fn heard_all(&mut self, now: Instant) {
+        for seen in self.seen.values_mut() {
+            seen.last_heard = now;
+        }
+    }
+
+    /// Forgets every node (this node lost the bus); returns them.
+    pub fn forget_all(&mut self) -> Vec<String> {
+        self.seen.drain().map(|(node, _)| node).collect()
+    }
+
+    /// Whether `node` was heard from (and not lost or gone since).
+    pub fn is_alive(&self, node: &str) -> bool {
+        self.seen.contains_key(node)
+    }
+
     /// The nodes silent for longer than the timeout at `now`, forgotten.
     pub fn take_lost(&mut self, now: Instant) -> Vec<String> {
         let timeout = self.timeout;
@@ -138,7 +156,8 @@ mod tests {
         assert!(nodes.take_lost(t + Duration::from_secs(2)).is_empty());
         assert_eq!(nodes.take_lost(t + Duration::from_secs(3)), vec!["a"]);
         assert!(nodes.take_lost(t + Duration::from_secs(3)).is_empty());
-        assert_eq!(nodes.take_lost(t + Duration::from_secs(5)), vec!["b"]);
+        assert!(!nodes.is_alive("a") && nodes.is_alive("b"));
+        assert_eq!(nodes.forget_all(), vec!["b"]);
     }
 
     #[test]

@@ -92,6 +92,32 @@ enum Control {
     Bye(oneshot::Sender<()>),
 }
 
+/// Whether this node's NATS connection is up, as its events say.
+#[derive(Default)]
+struct BusLink {
+    down_since: std::sync::Mutex<Option<Instant>>,
+}
+
+impl BusLink {
+    fn set(&self, down: bool) {
+        let mut since = self
+            .down_since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *since = match down {
+            true => Some(since.unwrap_or_else(Instant::now)),
+            false => None,
+        };
+    }
+
+    fn down_since(&self) -> Option<Instant> {
+        *self
+            .down_since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// Who this node is on the bus.
 #[derive(Clone)]
 struct Me {
@@ -118,15 +144,27 @@ impl Cluster {
             subject: format!("{}.bus", settings.subject_prefix),
         };
         let servers: Vec<&str> = url.expose().split(',').map(str::trim).collect();
+        let link = std::sync::Arc::new(BusLink::default());
+        let events = link.clone();
         let connect = async_nats::ConnectOptions::new()
             .name(format!("switchboard {}", me.node))
             .no_echo()
             .connection_timeout(CONNECT_TIMEOUT)
             .subscription_capacity(65_536)
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!("connected to NATS"),
-                    other => tracing::warn!(event = %other, "NATS connection"),
+            .event_callback(move |event| {
+                let link = events.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            link.set(false);
+                            tracing::info!("connected to NATS");
+                        }
+                        async_nats::Event::Disconnected => {
+                            link.set(true);
+                            tracing::warn!("disconnected from NATS; reconnecting");
+                        }
+                        other => tracing::warn!(event = %other, "NATS connection"),
+                    }
                 }
             })
             .connect(servers);
@@ -177,6 +215,10 @@ impl Cluster {
             control: control.clone(),
             asked_at: None,
             ask_every: heartbeat,
+            link,
+            timeout: settings.node_timeout,
+            started: Instant::now(),
+            orphans_checked: false,
         };
         let tasks = vec![
             tokio::spawn(publisher.run(hub_events, committed, control_rx, heartbeat, stop.clone())),
@@ -347,6 +389,14 @@ struct Receiver {
     /// When this node last asked everyone for their users.
     asked_at: Option<Instant>,
     ask_every: Duration,
+    /// This node's own connection to NATS.
+    link: std::sync::Arc<BusLink>,
+    /// `NODE_TIMEOUT_SECS`.
+    timeout: Duration,
+    /// When this node joined.
+    started: Instant,
+    /// Whether nodes that left open sessions behind and were never heard were looked for.
+    orphans_checked: bool,
 }
 
 impl Receiver {
@@ -365,7 +415,11 @@ impl Receiver {
                         Err(e) => tracing::warn!(error = %e, "ignoring an unreadable bus message"),
                     }
                 }
-                _ = check.tick() => self.declare_lost().await,
+                _ = check.tick() => {
+                    self.watch_own_link();
+                    self.declare_lost().await;
+                    self.close_orphans().await;
+                }
             }
         }
     }
@@ -468,6 +522,66 @@ impl Receiver {
         }
         self.asked_at = Some(now);
         let _ = self.control.try_send(Control::Send(Body::Hello));
+    }
+
+    /// Cuts this node off once its own bus has been gone for the timeout (the others count it
+    /// lost by then: its connections would be invisible to them), and takes it back when the
+    /// bus returns.
+    fn watch_own_link(&mut self) {
+        let down = self.link.down_since();
+        if down.is_some() {
+            // Nobody is heard while this node's own bus is down: that silence is not theirs.
+            self.nodes.heard_all(Instant::now());
+        }
+        match down {
+            Some(since) if since.elapsed() > self.timeout && !self.hub.is_cut_off() => {
+                tracing::error!(
+                    "the NATS bus has been unreachable for NODE_TIMEOUT_SECS: closing every \
+                     connection (node_lost) and refusing new ones until it is back"
+                );
+                self.hub.cut_off();
+                for node in self.nodes.forget_all() {
+                    self.hub.remote_node_gone(&node);
+                }
+            }
+            None if self.hub.is_cut_off() => {
+                tracing::info!("the NATS bus is back: taking connections again");
+                self.hub.rejoin();
+                self.asked_at = None;
+                let _ = self.control.try_send(Control::Send(Body::Hello));
+            }
+            _ => {}
+        }
+    }
+
+    /// Once, a timeout after joining: closes the open sessions of nodes that were never heard
+    /// (a node that died while no other was running) with reason `node_lost`.
+    async fn close_orphans(&mut self) {
+        if self.orphans_checked || self.started.elapsed() <= self.timeout || self.hub.is_cut_off() {
+            return;
+        }
+        self.orphans_checked = true;
+        let store = self.hub.store().clone();
+        let nodes = match store.nodes_with_open_sessions(&self.me.node).await {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for sessions left open by lost nodes");
+                return;
+            }
+        };
+        for node in nodes.into_iter().filter(|n| !self.nodes.is_alive(n)) {
+            let at = timestamp(SystemTime::now());
+            match store.close_node_sessions(&node, "node_lost", &at).await {
+                Ok(closed) => tracing::warn!(
+                    node,
+                    closed,
+                    "closed sessions left open by a node not heard since this one joined"
+                ),
+                Err(e) => {
+                    tracing::error!(node, error = %e, "could not close a lost node's sessions")
+                }
+            }
+        }
     }
 
     /// Declares the nodes silent past the timeout lost: their users leave presence, their

@@ -282,6 +282,33 @@ impl Hub {
         self.inner.outbox.get().is_some()
     }
 
+    /// Cuts this node off (its bus has been gone for `NODE_TIMEOUT_SECS`, so the other nodes
+    /// count it lost): every connection closes with reason `node_lost`, new ones are refused
+    /// and `/readyz` says so, until [`Hub::rejoin`].
+    pub fn cut_off(&self) {
+        if !self
+            .inner
+            .cut_off
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            self.close_all(CloseReason::NodeLost);
+        }
+    }
+
+    /// The bus is back: connections are taken again.
+    pub fn rejoin(&self) {
+        self.inner
+            .cut_off
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether this node is cut off from its cluster.
+    pub fn is_cut_off(&self) -> bool {
+        self.inner
+            .cut_off
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Hands a change to the bus; never waits (called under the lock). A full outbox marks
     /// this node's users for a resend in full.
     pub(super) fn announce(&self, event: ClusterEvent) {

@@ -141,6 +141,8 @@ struct Inner {
     outbox: OnceLock<mpsc::Sender<ClusterEvent>>,
     /// A change did not fit in the outbox: this node's users are to be sent in full.
     resync: AtomicBool,
+    /// The node lost its cluster (`Hub::cut_off`).
+    cut_off: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -180,6 +182,7 @@ impl Hub {
                 presence: PresenceFeed::new(presence),
                 outbox: OnceLock::new(),
                 resync: AtomicBool::new(false),
+                cut_off: AtomicBool::new(false),
             }),
         };
         hub.inner.presence.spawn_flusher(Arc::downgrade(&hub.inner));

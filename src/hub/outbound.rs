@@ -37,6 +37,9 @@ pub enum CloseReason {
     TokenExpired,
     /// An operator revoked the user's tokens (`POST /websocket/users/{id}/revoke`).
     Revoked,
+    /// In a cluster: the node lost the bus for `NODE_TIMEOUT_SECS`, so the other nodes
+    /// count its users gone (also recorded for the sessions of a node declared lost).
+    NodeLost,
 }
 
 impl CloseReason {
@@ -53,6 +56,7 @@ impl CloseReason {
             Self::Kicked => "kicked",
             Self::TokenExpired => "token_expired",
             Self::Revoked => "revoked",
+            Self::NodeLost => "node_lost",
         }
     }
 
@@ -69,6 +73,7 @@ impl CloseReason {
             Self::Kicked => "disconnected by an operator",
             Self::TokenExpired => "token expired",
             Self::Revoked => "token revoked by an operator",
+            Self::NodeLost => "this node lost contact with the cluster; reconnect",
         }
     }
 }

@@ -761,6 +761,16 @@ impl Store {
             .map_err(self.failed("could not read committed messages"))
     }
 
+    /// The nodes, other than `except`, that have sessions recorded as open.
+    pub async fn nodes_with_open_sessions(&self, except: &str) -> Result<Vec<String>, StoreError> {
+        let Backend::Postgres(pool) = &self.inner.backend else {
+            return Ok(Vec::new());
+        };
+        postgres::sessions::nodes_with_open_sessions(pool, except)
+            .await
+            .map_err(self.failed("could not read which nodes have open sessions"))
+    }
+
     /// Closes the open sessions recorded under another node, with `reason`: that node is
     /// gone. Returns how many rows it closed (0 when another node got there first).
     pub async fn close_node_sessions(

@@ -49,7 +49,8 @@ use crate::store::Store;
 pub(crate) enum Refusal {
     #[error("server is shutting down")]
     ShuttingDown,
-    /// The store could not hand out a session id (PostgreSQL unreachable).
+    /// The store could not hand out a session id (PostgreSQL unreachable), or the node is
+    /// cut off from its cluster.
     #[error("server is unavailable, try again later")]
     Unavailable,
     #[error("origin not allowed")]
@@ -134,6 +135,9 @@ pub(crate) async fn admit(app: &AppState, request: &Request<'_>) -> Result<Admit
 fn check(app: &AppState, request: &Request<'_>) -> Result<(Identity, Option<u64>), Refusal> {
     if app.stopping.is_cancelled() {
         return Err(Refusal::ShuttingDown);
+    }
+    if app.hub.is_cut_off() {
+        return Err(Refusal::Unavailable);
     }
     // An `Origin` that is not text names no allowed origin: refused under a list, as the
     // Socket.IO guard (`handshake.rs`) refuses it, rather than passing as if absent.

@@ -349,5 +349,7 @@ fn close_code(reason: CloseReason) -> u16 {
         CloseReason::FrameTooLarge => 1009,
         CloseReason::TokenExpired => 4001,
         CloseReason::Revoked => 4003,
+        // Try Again Later: through the load balancer, a reconnect reaches a healthy node.
+        CloseReason::NodeLost => 1013,
     }
 }

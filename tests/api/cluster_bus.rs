@@ -24,15 +24,15 @@ use crate::helpers::*;
 
 /// `NODE_TIMEOUT_SECS` of every node: how long a silent node lasts before the others declare
 /// it lost.
-const NODE_TIMEOUT_SECS: u64 = 2;
+pub(crate) const NODE_TIMEOUT_SECS: u64 = 2;
 /// How long anything that crosses nodes may take to arrive.
-const CROSS: Duration = Duration::from_secs(10);
+pub(crate) const CROSS: Duration = Duration::from_secs(10);
 /// How long "this does not arrive" is watched for on a connection, where no later event of
 /// the same origin can stand as a fence.
 const ABSENT: Duration = Duration::from_millis(1500);
 
 /// An event as read: `(name, data)`.
-type Event = (String, Value);
+pub(crate) type Event = (String, Value);
 
 /// Three nodes on one fresh database and one subject prefix of their own.
 struct Cluster {
@@ -45,14 +45,12 @@ struct Cluster {
 
 /// Starts `node-a`, `node-b` and `node-c`; `None` (after a loud SKIPPED line) when NATS or
 /// PostgreSQL is unreachable outside CI.
-async fn cluster(test: &str) -> Option<Cluster> {
+pub(crate) async fn cluster(test: &str) -> Option<Cluster> {
     if !nats_reachable(test) {
         return None;
     }
     let (place, _) = Place::fresh(Backend::Postgres, test).await?;
-    let mut random = [0u8; 8];
-    getrandom::fill(&mut random).expect("random bytes");
-    let prefix = format!("sb_test_{:016x}", u64::from_le_bytes(random));
+    let prefix = subject_prefix();
     // One after the other: the first applies the migrations.
     let a = node(&place, &prefix, "node-a").await;
     let b = node(&place, &prefix, "node-b").await;
@@ -60,14 +58,30 @@ async fn cluster(test: &str) -> Option<Cluster> {
     Some(Cluster { place, a, b, c })
 }
 
+/// A NATS subject prefix of the test's own.
+pub(crate) fn subject_prefix() -> String {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).expect("random bytes");
+    format!("sb_test_{:016x}", u64::from_le_bytes(random))
+}
+
 /// One cluster node (rate limits out of the way: the tests pipeline hundreds of messages).
-async fn node(place: &Place, prefix: &str, node_id: &str) -> BinaryServer {
-    let nats = nats_url();
+pub(crate) async fn node(place: &Place, prefix: &str, node_id: &str) -> BinaryServer {
+    node_via(place, prefix, node_id, &nats_url()).await
+}
+
+/// [`node`], reaching NATS at `nats`.
+pub(crate) async fn node_via(
+    place: &Place,
+    prefix: &str,
+    node_id: &str,
+    nats: &str,
+) -> BinaryServer {
     let timeout = NODE_TIMEOUT_SECS.to_string();
     BinaryServer::start_at(
         place,
         &[
-            ("NATS_URL", nats.as_str()),
+            ("NATS_URL", nats),
             ("NATS_SUBJECT_PREFIX", prefix),
             ("NODE_ID", node_id),
             ("NODE_TIMEOUT_SECS", timeout.as_str()),
@@ -79,7 +93,7 @@ async fn node(place: &Place, prefix: &str, node_id: &str) -> BinaryServer {
 }
 
 /// Connects to `node` as `user` with `role` and reads the `connected` frame.
-async fn connect(node: &BinaryServer, user: &str, role: &str) -> (WsClient, Value) {
+pub(crate) async fn connect(node: &BinaryServer, user: &str, role: &str) -> (WsClient, Value) {
     let mut client = node.user_with_role(user, role).await;
     let connected = client.expect("connected").await;
     (client, connected)
@@ -87,7 +101,7 @@ async fn connect(node: &BinaryServer, user: &str, role: &str) -> (WsClient, Valu
 
 /// Reads events until one satisfies `want`, for at most `bound`; returns its data and the
 /// events read before it. Fails, listing what it read, when none does.
-async fn until(
+pub(crate) async fn until(
     client: &mut WsClient,
     what: &str,
     bound: Duration,
@@ -107,23 +121,23 @@ async fn until(
 }
 
 /// Waits (up to [`CROSS`]) for the event `name`.
-async fn next_named(client: &mut WsClient, name: &str) -> (Value, Vec<Event>) {
+pub(crate) async fn next_named(client: &mut WsClient, name: &str) -> (Value, Vec<Event>) {
     until(client, name, CROSS, |n, _| n == name).await
 }
 
 /// Waits (up to [`CROSS`]) for the event `name` carrying the stored message `id`.
-async fn message(client: &mut WsClient, name: &str, id: &Value) -> (Value, Vec<Event>) {
+pub(crate) async fn message(client: &mut WsClient, name: &str, id: &Value) -> (Value, Vec<Event>) {
     let what = format!("{name} {id}");
     until(client, &what, CROSS, |n, d| n == name && &d["id"] == id).await
 }
 
 /// Whether `event` is the presence event `name` about `user`.
-fn is_presence(event: &Event, name: &str, user: &str) -> bool {
+pub(crate) fn is_presence(event: &Event, name: &str, user: &str) -> bool {
     event.0 == name && event.1["user"]["userId"] == user
 }
 
 /// Waits (up to [`CROSS`]) for the presence event `name` about `user`.
-async fn presence(client: &mut WsClient, name: &str, user: &str) -> (Value, Vec<Event>) {
+pub(crate) async fn presence(client: &mut WsClient, name: &str, user: &str) -> (Value, Vec<Event>) {
     let what = format!("{name} for {user}");
     until(client, &what, CROSS, |n, d| {
         n == name && d["user"]["userId"] == user
@@ -132,7 +146,7 @@ async fn presence(client: &mut WsClient, name: &str, user: &str) -> (Value, Vec<
 }
 
 /// Every event that arrives within `window`; the connection must stay open.
-async fn during(client: &mut WsClient, window: Duration) -> Vec<Event> {
+pub(crate) async fn during(client: &mut WsClient, window: Duration) -> Vec<Event> {
     let deadline = Instant::now() + window;
     let mut read = Vec::new();
     loop {
@@ -146,7 +160,7 @@ async fn during(client: &mut WsClient, window: Duration) -> Vec<Event> {
 }
 
 /// Sends `event` (no data) and waits for `reply`; returns it and the events read before it.
-async fn ask(client: &mut WsClient, event: &str, reply: &str) -> (Value, Vec<Event>) {
+pub(crate) async fn ask(client: &mut WsClient, event: &str, reply: &str) -> (Value, Vec<Event>) {
     client.emit(event, Value::Null).await;
     next_named(client, reply).await
 }
@@ -233,7 +247,7 @@ async fn converge_rest(node: &BinaryServer, expected: &[(&str, u64)]) {
 }
 
 /// A REST request to `node` as the admin `root`.
-fn rest(node: &BinaryServer, method: Method, path: &str) -> reqwest::RequestBuilder {
+pub(crate) fn rest(node: &BinaryServer, method: Method, path: &str) -> reqwest::RequestBuilder {
     let token = sign(
         Algorithm::HS256,
         &json!({"sub": "root", "username": "root", "role": "ADMIN", "exp": in_an_hour()}),
@@ -244,7 +258,7 @@ fn rest(node: &BinaryServer, method: Method, path: &str) -> reqwest::RequestBuil
         .timeout(WAIT)
 }
 
-async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
     let response = request.send().await.expect("response");
     let status = response.status();
     let text = response.text().await.expect("body");
@@ -253,14 +267,14 @@ async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
 }
 
 /// A POST of `body` to `node` that must succeed; returns the answer.
-async fn post(node: &BinaryServer, path: &str, body: Value) -> Value {
+pub(crate) async fn post(node: &BinaryServer, path: &str, body: Value) -> Value {
     let (status, answer) = send(rest(node, Method::POST, path).json(&body)).await;
     assert_eq!(status, StatusCode::OK, "{path}: {answer}");
     answer
 }
 
 /// A successful ack's message id.
-fn acked_id(ack: &Value) -> u64 {
+pub(crate) fn acked_id(ack: &Value) -> u64 {
     assert_eq!(ack["ok"], true, "{ack}");
     ack["id"]
         .as_u64()

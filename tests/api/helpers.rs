@@ -743,6 +743,17 @@ impl BinaryServer {
         WsClient { stream }
     }
 
+    /// Like [`BinaryServer::connect_with`], but a refused handshake is an error naming it.
+    pub async fn try_connect_with(&self, token: &str, query: &str) -> Result<WsClient, String> {
+        let url = format!("ws://{}/ws?token={token}{query}", self.addr);
+        let request = url.into_client_request().map_err(|e| e.to_string())?;
+        match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await {
+            Ok(Ok((stream, _))) => Ok(WsClient { stream }),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no handshake in time".into()),
+        }
+    }
+
     /// SIGKILL: nothing gets to clean up.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
@@ -935,6 +946,21 @@ impl WsClient {
         }
     }
 
+    /// Reads until the server closes, for at most `bound` (skipping events); its close frame.
+    pub async fn close_frame_within(&mut self, bound: Duration) -> Option<CloseFrame> {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .unwrap_or_else(|_| panic!("no close within {bound:?}"));
+            match next {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
     /// Like [`WsClient::emit_ack`], but says whether the frame went out instead of failing
     /// the test: for a client whose server may be killed under it.
     pub async fn try_emit_ack(&mut self, event: &str, data: Value, ack: u64) -> bool {
@@ -943,5 +969,72 @@ impl WsClient {
             tokio::time::timeout(WAIT, self.stream.send(Message::text(frame))).await,
             Ok(Ok(()))
         )
+    }
+}
+
+/// A TCP relay on a loopback port to `target` that a test can cut (every relayed connection
+/// dropped, new ones refused) and restore: a network failure between one process and a
+/// service, without touching the service others share.
+pub struct TcpProxy {
+    pub addr: SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    relays: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Starts relaying to `target`.
+    pub async fn start(target: SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let relays = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = tokio::spawn({
+            let (cut, relays) = (cut.clone(), relays.clone());
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if cut.load(Ordering::Acquire) {
+                        // Refused: closed at once.
+                        continue;
+                    }
+                    let relay = tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    relays.lock().expect("relays").push(relay);
+                }
+            }
+        });
+        Self {
+            addr,
+            cut,
+            relays,
+            accept,
+        }
+    }
+
+    /// Drops every relayed connection and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::Release);
+        for relay in self.relays.lock().expect("relays").drain(..) {
+            relay.abort();
+        }
+    }
+
+    /// Relays again.
+    pub fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
     }
 }

@@ -178,3 +178,17 @@ pub(in crate::store) async fn close_node(
     .await?;
     Ok(done.rows_affected())
 }
+
+/// The nodes, other than `except`, with sessions recorded as open.
+pub(in crate::store) async fn nodes_with_open_sessions(
+    pool: &PgPool,
+    except: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT node_id FROM sessions
+         WHERE disconnected_at IS NULL AND node_id <> $1 ORDER BY node_id",
+    )
+    .bind(except)
+    .fetch_all(pool)
+    .await
+}

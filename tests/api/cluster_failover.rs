@@ -1,0 +1,121 @@
+//! What a node does when it loses the NATS bus (contract section 14, README "Running a
+//! cluster"): node B reaches NATS through a relay the test cuts. The other node declares B
+//! lost after `NODE_TIMEOUT_SECS` (B's users leave presence, its sessions are closed with
+//! reason `node_lost`); B, which can no longer tell the cluster about its connections, closes
+//! them itself (close code 1013, try again later) and refuses new ones with 503 until the bus
+//! is back; `/readyz` says why. With the bus restored, B takes connections again and its users
+//! reappear on the other nodes. A node that is alone meanwhile keeps serving.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::cluster_bus::{
+    NODE_TIMEOUT_SECS, acked_id, connect, message, node_via, presence, rest, send, subject_prefix,
+};
+use crate::helpers::*;
+
+/// How long a node has to notice its bus is gone, or back.
+const NOTICE: Duration = Duration::from_secs(NODE_TIMEOUT_SECS + 8);
+
+/// The NATS server's address, for the relay.
+fn nats_addr() -> std::net::SocketAddr {
+    let url = nats_url();
+    let host = url.trim_start_matches("nats://");
+    let host = host.rsplit('@').next().unwrap_or(host);
+    use std::net::ToSocketAddrs;
+    host.to_socket_addrs()
+        .expect("NATS_URL resolves")
+        .next()
+        .expect("an address")
+}
+
+/// `/readyz` of `node`: its status and body.
+async fn readiness(node: &BinaryServer) -> (StatusCode, Value) {
+    send(rest(node, Method::GET, "/readyz")).await
+}
+
+/// Asks `/readyz` until it answers `want`, for at most [`NOTICE`].
+async fn ready_becomes(node: &BinaryServer, want: StatusCode) -> Value {
+    let deadline = Instant::now() + NOTICE;
+    loop {
+        let (status, body) = readiness(node).await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still {status} after {NOTICE:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_loses_the_bus_is_cut_off_and_comes_back_when_it_returns() {
+    let test = "a_node_that_loses_the_bus_is_cut_off_and_comes_back_when_it_returns";
+    if !nats_reachable(test) {
+        return;
+    }
+    let Some((place, _)) = Place::fresh(Backend::Postgres, test).await else {
+        return;
+    };
+    let prefix = subject_prefix();
+    let relay = TcpProxy::start(nats_addr()).await;
+    let a = node_via(&place, &prefix, "node-a", &nats_url()).await;
+    let b = node_via(&place, &prefix, "node-b", &format!("nats://{}", relay.addr)).await;
+
+    let (mut alice, _) = connect(&a, "alice", "USER").await;
+    let (mut bob, _) = connect(&b, "bob", "USER").await;
+    presence(&mut alice, "user-connected", "bob").await;
+
+    relay.cut();
+
+    // B closes its connections itself: nobody else would know they exist.
+    let frame = bob
+        .close_frame_within(NOTICE)
+        .await
+        .expect("B closes bob's connection with a frame once its bus is gone for the timeout");
+    assert_eq!(u16::from(frame.code), 1013, "try again later: {frame:?}");
+    assert!(frame.reason.contains("lost contact"), "{frame:?}");
+    // A declares B lost: bob leaves presence there.
+    let (left, _) = presence(&mut alice, "user-disconnected", "bob").await;
+    assert_eq!(left["user"]["sessions"], 0, "{left}");
+    // B refuses connections and says why.
+    let body = ready_becomes(&b, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(body["reason"], "cut off from the cluster", "{body}");
+    let token = sign(
+        jsonwebtoken::Algorithm::HS256,
+        &json!({"sub": "bob", "username": "bob", "role": "USER", "exp": in_an_hour()}),
+    );
+    let Err(refused) = b.try_connect_with(&token, "").await else {
+        panic!("B refuses a connection while cut off");
+    };
+    assert!(refused.contains("503"), "{refused}");
+    // Bob's session is closed as node_lost (by B as it closed, or by A as it declared B lost).
+    let sql = Sql::open(&place).await;
+    let reason: Option<String> = sql
+        .scalar(
+            "SELECT disconnect_reason FROM sessions WHERE user_id = 'bob'",
+            &[],
+        )
+        .await;
+    assert_eq!(reason.as_deref(), Some("node_lost"));
+    // A, alone, keeps serving.
+    let ack = alice.say(json!({"message": "still here"}), 1).await;
+    assert!(acked_id(&ack) > 0, "{ack}");
+
+    relay.restore();
+
+    ready_becomes(&b, StatusCode::OK).await;
+    let (mut bob, _) = connect(&b, "bob", "USER").await;
+    presence(&mut alice, "user-connected", "bob").await;
+    // Messages cross again: a broadcast from A reaches bob on B.
+    let ack = alice.say(json!({"message": "welcome back"}), 2).await;
+    let id = json!(acked_id(&ack));
+    let (msg, _) = message(&mut bob, "broadcast-message", &id).await;
+    assert_eq!(msg["message"], "welcome back");
+    drop((a, b, place));
+}
