@@ -26,7 +26,7 @@ use crate::helpers::*;
 /// it lost.
 pub(crate) const NODE_TIMEOUT_SECS: u64 = 2;
 /// How long anything that crosses nodes may take to arrive.
-pub(crate) const CROSS: Duration = Duration::from_secs(10);
+const CROSS: Duration = Duration::from_secs(10);
 /// How long "this does not arrive" is watched for on a connection, where no later event of
 /// the same origin can stand as a fence.
 const ABSENT: Duration = Duration::from_millis(1500);
@@ -45,7 +45,7 @@ struct Cluster {
 
 /// Starts `node-a`, `node-b` and `node-c`; `None` (after a loud SKIPPED line) when NATS or
 /// PostgreSQL is unreachable outside CI.
-pub(crate) async fn cluster(test: &str) -> Option<Cluster> {
+async fn cluster(test: &str) -> Option<Cluster> {
     if !nats_reachable(test) {
         return None;
     }
@@ -66,7 +66,7 @@ pub(crate) fn subject_prefix() -> String {
 }
 
 /// One cluster node (rate limits out of the way: the tests pipeline hundreds of messages).
-pub(crate) async fn node(place: &Place, prefix: &str, node_id: &str) -> BinaryServer {
+async fn node(place: &Place, prefix: &str, node_id: &str) -> BinaryServer {
     node_via(place, prefix, node_id, &nats_url()).await
 }
 
@@ -101,7 +101,7 @@ pub(crate) async fn connect(node: &BinaryServer, user: &str, role: &str) -> (WsC
 
 /// Reads events until one satisfies `want`, for at most `bound`; returns its data and the
 /// events read before it. Fails, listing what it read, when none does.
-pub(crate) async fn until(
+async fn until(
     client: &mut WsClient,
     what: &str,
     bound: Duration,
@@ -121,7 +121,7 @@ pub(crate) async fn until(
 }
 
 /// Waits (up to [`CROSS`]) for the event `name`.
-pub(crate) async fn next_named(client: &mut WsClient, name: &str) -> (Value, Vec<Event>) {
+async fn next_named(client: &mut WsClient, name: &str) -> (Value, Vec<Event>) {
     until(client, name, CROSS, |n, _| n == name).await
 }
 
@@ -132,7 +132,7 @@ pub(crate) async fn message(client: &mut WsClient, name: &str, id: &Value) -> (V
 }
 
 /// Whether `event` is the presence event `name` about `user`.
-pub(crate) fn is_presence(event: &Event, name: &str, user: &str) -> bool {
+fn is_presence(event: &Event, name: &str, user: &str) -> bool {
     event.0 == name && event.1["user"]["userId"] == user
 }
 
@@ -146,7 +146,7 @@ pub(crate) async fn presence(client: &mut WsClient, name: &str, user: &str) -> (
 }
 
 /// Every event that arrives within `window`; the connection must stay open.
-pub(crate) async fn during(client: &mut WsClient, window: Duration) -> Vec<Event> {
+async fn during(client: &mut WsClient, window: Duration) -> Vec<Event> {
     let deadline = Instant::now() + window;
     let mut read = Vec::new();
     loop {
@@ -160,7 +160,7 @@ pub(crate) async fn during(client: &mut WsClient, window: Duration) -> Vec<Event
 }
 
 /// Sends `event` (no data) and waits for `reply`; returns it and the events read before it.
-pub(crate) async fn ask(client: &mut WsClient, event: &str, reply: &str) -> (Value, Vec<Event>) {
+async fn ask(client: &mut WsClient, event: &str, reply: &str) -> (Value, Vec<Event>) {
     client.emit(event, Value::Null).await;
     next_named(client, reply).await
 }
@@ -267,7 +267,7 @@ pub(crate) async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value
 }
 
 /// A POST of `body` to `node` that must succeed; returns the answer.
-pub(crate) async fn post(node: &BinaryServer, path: &str, body: Value) -> Value {
+async fn post(node: &BinaryServer, path: &str, body: Value) -> Value {
     let (status, answer) = send(rest(node, Method::POST, path).json(&body)).await;
     assert_eq!(status, StatusCode::OK, "{path}: {answer}");
     answer
