@@ -37,6 +37,11 @@ impl Default for ClusterSettings {
 pub struct NatsUrl(String);
 
 impl NatsUrl {
+    /// A NATS URL (or several, comma separated), as `NATS_URL` takes it.
+    pub fn new(url: &str) -> Result<Self, String> {
+        nats_url(url)
+    }
+
     /// The URL as given, credentials included (for connecting).
     pub fn expose(&self) -> &str {
         &self.0

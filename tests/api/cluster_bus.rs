@@ -1188,3 +1188,83 @@ async fn an_unreachable_nats_server_is_refused_at_startup() {
         "the error names the server it could not reach: {stderr}"
     );
 }
+
+#[tokio::test]
+async fn socketio_and_websocket_clients_on_different_nodes_talk_and_resends_stay_single() {
+    let test = "socketio_and_websocket_clients_on_different_nodes_talk_and_resends_stay_single";
+    let Some(cluster) = cluster(test).await else {
+        return;
+    };
+    let Cluster { a, b, c, .. } = &cluster;
+    let token = |sub: &str| {
+        sign(
+            Algorithm::HS256,
+            &json!({"sub": sub, "username": sub, "role": "USER", "exp": in_an_hour()}),
+        )
+    };
+    // Socket.IO on A, plain WebSocket on B and C.
+    let mut sio = SioClient::connect(a.addr, &token("sia")).await;
+    sio.wait_for("connected").await;
+    let (mut wes, _) = connect(b, "wes", "USER").await;
+    let (mut cid, _) = connect(c, "cid", "USER").await;
+    presence(&mut wes, "user-connected", "cid").await;
+
+    // Socket.IO → WebSocket on another node.
+    sio.emit_ack(
+        "send-message",
+        json!({"message": "from socket.io", "to": "wes"}),
+        1,
+    )
+    .await;
+    let ack = sio.wait_for_ack(1).await;
+    let id = json!(acked_id(&ack));
+    assert_eq!(ack["queued"], false, "wes is online on B: {ack}");
+    let (msg, _) = message(&mut wes, "private-message", &id).await;
+    assert_eq!(msg["message"], "from socket.io");
+    // WebSocket on C → Socket.IO on A.
+    let ack = cid
+        .say(json!({"message": "to socket.io", "to": "sia"}), 2)
+        .await;
+    let id = json!(acked_id(&ack));
+    loop {
+        let msg = sio.wait_for("private-message").await;
+        if msg["id"] == id {
+            assert_eq!(msg["message"], "to socket.io");
+            break;
+        }
+    }
+
+    // A resend with the same key, on another node of the same user: the original's ack,
+    // stored and delivered once.
+    let first = cid
+        .say(
+            json!({"message": "once", "to": "wes", "clientMsgId": "k-1"}),
+            3,
+        )
+        .await;
+    let (mut cid_on_a, _) = connect(a, "cid", "USER").await;
+    let again = cid_on_a
+        .say(
+            json!({"message": "once", "to": "wes", "clientMsgId": "k-1"}),
+            4,
+        )
+        .await;
+    assert_eq!(again["id"], first["id"], "{again} vs {first}");
+    assert_eq!(again["duplicate"], true, "{again}");
+    let id = json!(acked_id(&first));
+    message(&mut wes, "private-message", &id).await;
+    // Fence: a later message from A arrives next, without a second copy before it.
+    let fence = cid_on_a
+        .say(json!({"message": "fence", "to": "wes"}), 5)
+        .await;
+    let (_, before) = message(&mut wes, "private-message", &json!(acked_id(&fence))).await;
+    assert!(!carries(&before, "private-message", &id), "{before:?}");
+    let sql = Sql::open(&cluster.place).await;
+    let stored: i64 = sql
+        .scalar(
+            "SELECT COUNT(*) FROM messages WHERE client_msg_id = 'k-1'",
+            &[],
+        )
+        .await;
+    assert_eq!(stored, 1);
+}

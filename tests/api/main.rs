@@ -10,6 +10,7 @@ mod bad_input;
 mod catchup;
 mod cluster;
 mod cluster_bus;
+mod cluster_embedded;
 mod cluster_failover;
 mod crash;
 mod embedded;
