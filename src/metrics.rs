@@ -92,6 +92,11 @@ struct DeliveryLabel {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Live state read at scrape time (gauges).
@@ -141,6 +146,7 @@ pub struct Metrics {
     /// Unlabelled sums of two families above, for [`Metrics::totals`] (not exported).
     messages_total: Counter,
     opened_total: Counter,
+    cluster: ClusterMetrics,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -279,6 +285,39 @@ impl Metrics {
             "From the opening request to the `connected` event, by transport",
             HistogramFamily::new_with_constructor(seconds_histogram as fn() -> Histogram),
         );
+        let bus: Family<DirectionLabel, Counter> = register(
+            &mut r,
+            "bus_messages",
+            "Cluster bus (NATS) messages this node sent or received",
+            Family::default(),
+        );
+        // One statement each: a family's read guard lives to the end of its statement, and
+        // creating the second label needs the write lock.
+        let direction =
+            |direction: &'static str| bus.get_or_create(&DirectionLabel { direction }).clone();
+        let (sent, received) = (direction("sent"), direction("received"));
+        let cluster = ClusterMetrics {
+            nodes: register(
+                &mut r,
+                "cluster_nodes",
+                "Other nodes of the cluster this node hears",
+                Gauge::default(),
+            ),
+            sent,
+            received,
+            read_back: register(
+                &mut r,
+                "bus_read_back_messages",
+                "Committed messages read back from the database because the bus did not bring them in time",
+                Counter::default(),
+            ),
+            nodes_lost: register(
+                &mut r,
+                "nodes_lost",
+                "Nodes this node declared lost (silent for NODE_TIMEOUT_SECS)",
+                Counter::default(),
+            ),
+        };
         let opened = TRANSPORTS
             .iter()
             .map(|&transport| {
@@ -312,7 +351,13 @@ impl Metrics {
             handshake_seconds,
             messages_total: Counter::default(),
             opened_total: Counter::default(),
+            cluster,
         }
+    }
+
+    /// The cluster's figures.
+    pub fn cluster(&self) -> &ClusterMetrics {
+        &self.cluster
     }
 
     /// A shared, fresh set.
@@ -472,6 +517,43 @@ fn to_prometheus_text(open_metrics: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// What a cluster node counts (all zero on a node that runs alone).
+#[derive(Debug)]
+pub struct ClusterMetrics {
+    nodes: Gauge,
+    sent: Counter,
+    received: Counter,
+    read_back: Counter,
+    nodes_lost: Counter,
+}
+
+impl ClusterMetrics {
+    /// Other nodes heard now.
+    pub fn nodes(&self, n: usize) {
+        self.nodes.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// One bus message sent.
+    pub fn sent(&self) {
+        self.sent.inc();
+    }
+
+    /// One bus message received.
+    pub fn received(&self) {
+        self.received.inc();
+    }
+
+    /// `n` committed messages read back from the database.
+    pub fn read_back(&self, n: u64) {
+        self.read_back.inc_by(n);
+    }
+
+    /// A node declared lost.
+    pub fn node_lost(&self) {
+        self.nodes_lost.inc();
+    }
 }
 
 /// Running totals since start, for rate charts.

@@ -96,6 +96,11 @@ impl Nodes {
         }
     }
 
+    /// Nodes heard and not lost or gone since.
+    pub fn count(&self) -> usize {
+        self.seen.len()
+    }
+
     /// Forgets every node (this node lost the bus); returns them.
     pub fn forget_all(&mut self) -> Vec<String> {
         self.seen.drain().map(|(node, _)| node).collect()

@@ -163,6 +163,8 @@ impl Cluster {
                             link.set(true);
                             tracing::warn!("disconnected from NATS; reconnecting");
                         }
+                        // Closed: this node is stopping.
+                        async_nats::Event::Closed => tracing::info!("NATS connection closed"),
                         other => tracing::warn!(event = %other, "NATS connection"),
                     }
                 }
@@ -325,12 +327,13 @@ impl Publisher {
                 return;
             }
         };
-        if let Err(e) = self
+        match self
             .client
             .publish(self.me.subject.clone(), bytes.into())
             .await
         {
-            tracing::warn!(error = %e, "could not publish on the bus");
+            Ok(()) => self.hub.metrics().cluster().sent(),
+            Err(e) => tracing::warn!(error = %e, "could not publish on the bus"),
         }
     }
 
@@ -410,15 +413,17 @@ impl Receiver {
                         tracing::error!("the bus subscription ended");
                         break;
                     };
+                    self.hub.metrics().cluster().received();
                     match serde_json::from_slice::<Envelope>(&message.payload) {
                         Ok(envelope) => self.apply(envelope).await,
                         Err(e) => tracing::warn!(error = %e, "ignoring an unreadable bus message"),
                     }
                 }
                 _ = check.tick() => {
-                    self.watch_own_link();
+                    self.watch_own_link().await;
                     self.declare_lost().await;
                     self.close_orphans().await;
+                    self.hub.metrics().cluster().nodes(self.nodes.count());
                 }
             }
         }
@@ -441,6 +446,10 @@ impl Receiver {
             return;
         }
         let heard = self.nodes.heard(&node, run, seq, Instant::now());
+        if heard != Heard::Known {
+            // What it said while unheard may include revocations: the database has them all.
+            self.reload_revocations().await;
+        }
         match heard {
             Heard::Known => {}
             Heard::Restarted => {
@@ -507,6 +516,19 @@ impl Receiver {
         }
     }
 
+    /// Reads every token revocation from the database into the verifier (revoking is
+    /// idempotent): a revocation announced while this node was not listening is not missed.
+    async fn reload_revocations(&self) {
+        match self.hub.store().token_revocations().await {
+            Ok(revocations) => {
+                for (user_id, not_before) in revocations {
+                    self.verifier.revocations().revoke(&user_id, not_before);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not reload token revocations"),
+        }
+    }
+
     /// Asks every node for its users, unless this is a node's first message (it sends its
     /// list itself as it starts) or this node asked a moment ago.
     async fn ask_for_users(&mut self, seq: u64) {
@@ -527,7 +549,7 @@ impl Receiver {
     /// Cuts this node off once its own bus has been gone for the timeout (the others count it
     /// lost by then: its connections would be invisible to them), and takes it back when the
     /// bus returns.
-    fn watch_own_link(&mut self) {
+    async fn watch_own_link(&mut self) {
         let down = self.link.down_since();
         if down.is_some() {
             // Nobody is heard while this node's own bus is down: that silence is not theirs.
@@ -546,6 +568,7 @@ impl Receiver {
             }
             None if self.hub.is_cut_off() => {
                 tracing::info!("the NATS bus is back: taking connections again");
+                self.reload_revocations().await;
                 self.hub.rejoin();
                 self.asked_at = None;
                 let _ = self.control.try_send(Control::Send(Body::Hello));
@@ -588,6 +611,7 @@ impl Receiver {
     /// open sessions are closed with reason `node_lost`.
     async fn declare_lost(&mut self) {
         for node in self.nodes.take_lost(Instant::now()) {
+            self.hub.metrics().cluster().node_lost();
             let users = self.hub.remote_node_gone(&node);
             let at = timestamp(SystemTime::now());
             match self

@@ -3,7 +3,7 @@
 //! id that has not arrived while a higher one has is a message still on its way (on the bus,
 //! or this node's own commit), and after [`GAP_WAIT`] it is read from the database, where it
 //! is committed (a higher id is). A lost bus message therefore delays delivery, never skips
-//! it; and with no traffic at all, the shared counter is looked at every [`TAIL_CHECK`], so
+//! it; and once nothing has arrived for a [`TAIL_CHECK`], the shared counter is looked at, so
 //! that a lost last message is found too.
 
 use std::collections::BTreeMap;
@@ -57,6 +57,9 @@ pub async fn run(hub: Hub, head: u64, mut inputs: Inputs, stop: CancellationToke
         hole_since: None,
     };
     let mut tail_check = tokio::time::interval(TAIL_CHECK);
+    // Whether anything arrived since the last tail check: a busy node hears of every commit
+    // anyway, and a read of messages on their way would only hold its delivery up.
+    let mut heard = false;
     loop {
         let hole_deadline = s.hole_since.map(|since| since + GAP_WAIT);
         tokio::select! {
@@ -69,16 +72,20 @@ pub async fn run(hub: Hub, head: u64, mut inputs: Inputs, stop: CancellationToke
                     // The others read these from the database when they notice the hole.
                     tracing::warn!("the bus publisher is behind; committed messages go unannounced");
                 }
+                heard = true;
                 s.take(batch);
             }
-            Some(batch) = inputs.remote.recv() => s.take(batch),
+            Some(batch) = inputs.remote.recv() => {
+                heard = true;
+                s.take(batch);
+            }
             () = sleep_until(hole_deadline.unwrap_or_else(Instant::now)), if hole_deadline.is_some() => {
                 if let Some(&first) = s.pending.keys().next() {
                     s.fill(first - 1).await;
                 }
             }
             _ = tail_check.tick() => {
-                if s.pending.is_empty() {
+                if !std::mem::take(&mut heard) && s.pending.is_empty() {
                     match s.hub.store().sequence_head().await {
                         Ok(head) if head >= s.next => s.fill(head).await,
                         Ok(_) => {}
@@ -165,6 +172,11 @@ impl Sequencer {
                 found = page.len(),
                 "read messages the bus did not bring"
             );
+            let fresh = page
+                .iter()
+                .filter(|m| !self.pending.contains_key(&m.id))
+                .count();
+            self.hub.metrics().cluster().read_back(fresh as u64);
             for message in page {
                 self.pending.insert(message.id, message);
             }

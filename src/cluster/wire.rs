@@ -90,6 +90,10 @@ pub struct WireMessage {
     pub target: Option<String>,
     /// The payload as stored, embedded as JSON.
     pub payload: Box<RawValue>,
+    /// The sending connection (session ids are unique across the cluster: no other node has
+    /// it, so leaving it out anywhere is right).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_session: Option<u64>,
 }
 
 impl WireMessage {
@@ -101,11 +105,11 @@ impl WireMessage {
             target_kind: message.target_kind.as_str().to_owned(),
             target: message.target.clone(),
             payload: RawValue::from_string(message.payload.clone()).ok()?,
+            sender_session: message.sender_session,
         })
     }
 
-    /// The message for delivery on the receiving node (never its sender's: nothing to leave
-    /// out).
+    /// The message for delivery on the receiving node.
     pub fn into_committed(self) -> Option<CommittedMessage> {
         Some(CommittedMessage {
             id: self.id,
@@ -113,7 +117,7 @@ impl WireMessage {
             target_kind: TargetKind::parse(&self.target_kind)?,
             target: self.target,
             payload: self.payload.get().to_owned(),
-            sender_session: None,
+            sender_session: self.sender_session,
         })
     }
 }
@@ -157,7 +161,7 @@ mod tests {
                 got.payload.as_str(),
                 got.sender_session
             ),
-            (7, TargetKind::Room, message.payload.as_str(), None)
+            (7, TargetKind::Room, message.payload.as_str(), Some(3))
         );
     }
 }

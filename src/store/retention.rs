@@ -90,6 +90,9 @@ pub async fn prune(
     match &store.inner.backend {
         Backend::Sqlite(_) => pass(store, settings).await,
         Backend::Postgres(pool) => {
+            // Whoever ran the last pass, this node's `sync` must know how far it deleted.
+            let pruned = postgres::counters::counter(pool, super::counters::PRUNED_THROUGH).await?;
+            store.note_pruned(pruned);
             let Some(lock) = postgres::retention::PassLock::try_take(pool).await? else {
                 return Ok(PruneReport {
                     skipped: true,

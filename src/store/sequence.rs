@@ -46,7 +46,8 @@ pub struct CommittedMessage {
     pub target: Option<String>,
     /// The payload as stored (its id spliced in).
     pub payload: String,
-    /// The sending connection when it was this node's: left out of delivery.
+    /// The sending connection, left out of delivery (session ids are unique across the
+    /// nodes, so every node may leave it out); `None` for the REST and embedded APIs.
     pub sender_session: Option<u64>,
 }
 

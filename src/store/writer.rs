@@ -49,7 +49,7 @@ use super::{rooms, sessions, users};
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 4096;
-/// Most rows per multi-row INSERT: 11 binds a row stays far below SQLite's 32,766, and the
+/// Most rows per multi-row INSERT: 12 binds a row stays far below SQLite's 32,766, and the
 /// power-of-two chunk sizes keep the distinct statement texts within sqlx's statement cache.
 const MAX_ROWS_PER_INSERT: usize = 256;
 
@@ -718,7 +718,7 @@ async fn insert_messages(
         rest = tail;
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO messages (message_id, event, target_kind, target, sender_id, body,
-                 type, payload, client_msg_id, live_recipients, created_at) ",
+                 type, payload, client_msg_id, live_recipients, created_at, sender_session) ",
         );
         insert.push_values(chunk, |mut row, r| {
             row.push_bind(r.id as i64)
@@ -731,7 +731,8 @@ async fn insert_messages(
                 .push_bind(&r.payload)
                 .push_bind(&r.client_msg_id)
                 .push_bind(r.live_recipients as i64)
-                .push_bind(&r.created_at);
+                .push_bind(&r.created_at)
+                .push_bind(r.sender_session.map(|s| s as i64));
         });
         insert.build().execute(&mut **tx).await?;
     }

@@ -16,6 +16,7 @@ use crate::cluster_bus::{
     NODE_TIMEOUT_SECS, acked_id, connect, message, node_via, presence, rest, send, subject_prefix,
 };
 use crate::helpers::*;
+use crate::metrics::sample;
 
 /// How long a node has to notice its bus is gone, or back.
 const NOTICE: Duration = Duration::from_secs(NODE_TIMEOUT_SECS + 8);
@@ -30,6 +31,16 @@ fn nats_addr() -> std::net::SocketAddr {
         .expect("NATS_URL resolves")
         .next()
         .expect("an address")
+}
+
+/// `node`'s Prometheus text.
+async fn metrics_of(node: &BinaryServer) -> String {
+    reqwest::get(format!("http://{}/metrics", node.addr))
+        .await
+        .expect("a response")
+        .text()
+        .await
+        .expect("a body")
 }
 
 /// `/readyz` of `node`: its status and body.
@@ -103,6 +114,17 @@ async fn a_node_that_loses_the_bus_is_cut_off_and_comes_back_when_it_returns() {
         )
         .await;
     assert_eq!(reason.as_deref(), Some("node_lost"));
+    // A counts it: one node lost, none heard now.
+    let text = metrics_of(&a).await;
+    assert_eq!(sample(&text, "switchboard_nodes_lost_total", &[]), 1.0);
+    assert_eq!(sample(&text, "switchboard_cluster_nodes", &[]), 0.0);
+    assert!(
+        sample(
+            &text,
+            "switchboard_bus_messages_total",
+            &[("direction", "received")]
+        ) > 0.0
+    );
     // A, alone, keeps serving.
     let ack = alice.say(json!({"message": "still here"}), 1).await;
     assert!(acked_id(&ack) > 0, "{ack}");
@@ -112,6 +134,12 @@ async fn a_node_that_loses_the_bus_is_cut_off_and_comes_back_when_it_returns() {
     ready_becomes(&b, StatusCode::OK).await;
     let (mut bob, _) = connect(&b, "bob", "USER").await;
     presence(&mut alice, "user-connected", "bob").await;
+    // The gauge follows within a check interval.
+    let deadline = Instant::now() + NOTICE;
+    while sample(&metrics_of(&a).await, "switchboard_cluster_nodes", &[]) != 1.0 {
+        assert!(Instant::now() < deadline, "A never counted B again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Messages cross again: a broadcast from A reaches bob on B.
     let ack = alice.say(json!({"message": "welcome back"}), 2).await;
     let id = json!(acked_id(&ack));

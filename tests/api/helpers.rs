@@ -694,7 +694,12 @@ impl BinaryServer {
         });
         let addr = match tokio::time::timeout(Duration::from_secs(30), found).await {
             Ok(Ok(addr)) => addr,
-            _ => panic!("no listen line in: {:#?}", log.lock().expect("log lines")),
+            _ => {
+                // Not left running behind the failed test.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no listen line in: {:#?}", log.lock().expect("log lines"))
+            }
         };
         Self {
             child,

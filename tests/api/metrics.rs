@@ -29,7 +29,7 @@ async fn scrape(app: &TestApp) -> String {
 
 /// The value of the sample `name{labels}` (labels exactly these, in any order), or 0 when
 /// the series does not exist yet (a labelled counter appears with its first count).
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut wanted: Vec<(&str, &str)> = labels.to_vec();
     wanted.sort_unstable();
     for line in text.lines().filter(|l| !l.starts_with('#')) {

@@ -86,6 +86,9 @@ pub(in crate::store) async fn last_stored_id(pool: &PgPool) -> Result<u64, sqlx:
     Ok(max.max(0) as u64)
 }
 
+/// `(message_id, event, target_kind, target, payload, sender_session)`.
+type CommittedRow = (i64, String, String, Option<String>, String, Option<i64>);
+
 /// The stored messages with ids in `[from, through]`, oldest first, at most `limit`, as a
 /// node delivers them (`../sequence.rs`: what it missed on the bus).
 pub(in crate::store) async fn committed_between(
@@ -94,8 +97,8 @@ pub(in crate::store) async fn committed_between(
     through: u64,
     limit: u32,
 ) -> Result<Vec<CommittedMessage>, sqlx::Error> {
-    let rows: Vec<(i64, String, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT message_id, event, target_kind, target, payload FROM messages
+    let rows: Vec<CommittedRow> = sqlx::query_as(
+        "SELECT message_id, event, target_kind, target, payload, sender_session FROM messages
          WHERE message_id BETWEEN $1 AND $2 ORDER BY message_id LIMIT $3",
     )
     .bind(clamp(from))
@@ -105,7 +108,7 @@ pub(in crate::store) async fn committed_between(
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(id, event, kind, target, payload)| {
+        .filter_map(|(id, event, kind, target, payload, sender_session)| {
             let Some(target_kind) = TargetKind::parse(&kind) else {
                 tracing::warn!(id, kind, "skipping a message with an unknown target");
                 return None;
@@ -116,7 +119,7 @@ pub(in crate::store) async fn committed_between(
                 target_kind,
                 target,
                 payload,
-                sender_session: None,
+                sender_session: sender_session.map(|s| s.max(0) as u64),
             })
         })
         .collect())

@@ -156,9 +156,10 @@ async fn insert_messages(
         |f: fn(&MessageRecord) -> Option<&str>| records.iter().map(|r| f(r)).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO messages (message_id, event, target_kind, target, sender_id, body,
-             type, payload, client_msg_id, live_recipients, created_at)
+             type, payload, client_msg_id, live_recipients, created_at, sender_session)
          SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
-             $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[])",
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[],
+             $12::bigint[])",
     )
     .bind(ids.iter().map(|&id| id as i64).collect::<Vec<i64>>())
     .bind(text(|r| &r.event))
@@ -176,6 +177,12 @@ async fn insert_messages(
             .collect::<Vec<i64>>(),
     )
     .bind(text(|r| &r.created_at))
+    .bind(
+        records
+            .iter()
+            .map(|r| r.sender_session.map(|s| s as i64))
+            .collect::<Vec<Option<i64>>>(),
+    )
     .execute(&mut **tx)
     .await?;
     Ok(())
