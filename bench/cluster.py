@@ -21,9 +21,11 @@ Each workload gets fresh server processes and, on PostgreSQL, a fresh database
 Server CPU is utime+stime from /proc/<pid>/stat over the measured window, summed over the
 nodes; the whole PostgreSQL server's and nats-server's CPU over the same window are reported
 beside it (they are shared services: anything else using them on the machine counts too).
-After each workload the nodes are stopped, their logs are scanned for WARN/ERROR lines and
-the database is checked: messages stored, holes in the ids, private deliveries left
-undelivered. Loopback only; every step is bounded in time.
+The load generator also counts, per connection, message ids not above the previous one
+(out of order) and senders' own messages delivered back to them (own echoes). After each
+workload the nodes are stopped, their logs are scanned for WARN/ERROR lines and for the
+sequencer's reads of messages from the database (gap fills, a debug line), and the database
+is checked: messages stored, holes in the ids, private deliveries left undelivered. Loopback only; every step is bounded in time.
 """
 import argparse
 import json
@@ -73,7 +75,7 @@ class Node:
             "PATH": os.environ.get("PATH", ""),
             "JWT_SECRET": SECRET,
             "BIND_ADDR": "127.0.0.1:0",
-            "RUST_LOG": "warn,switchboard::startup=info,switchboard::cluster=info",
+            "RUST_LOG": OPTS.rust_log,
             # One load-generating client per user, sending as fast as acks allow.
             "RATE_LIMIT_PER_SEC": "1000000",
             "RATE_LIMIT_BURST": "1000000",
@@ -109,6 +111,11 @@ class Node:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.log.close()
+
+    def gap_fills(self):
+        """Holes the sequencer filled from the database (logged at debug level only)."""
+        return self.log_path.read_text(errors="replace").count(
+            "read messages the bus did not bring")
 
     def problems(self):
         """WARN and ERROR lines of its log (timestamps cut), in order."""
@@ -274,6 +281,11 @@ def run_one(config, scenario):
         except Exception as e:
             checked = {"db_check_error": str(e)}
         problems = {n.name: n.problems() for n in setup.nodes}
+        fills = {n.name: n.gap_fills() for n in setup.nodes}
+        if OPTS.keep_logs:
+            Path(OPTS.keep_logs).mkdir(parents=True, exist_ok=True)
+            for n in setup.nodes:
+                shutil.copy(n.log_path, Path(OPTS.keep_logs) / f"{config}-{scenario}-{n.name}.log")
         setup.close()
     if result is None:
         for name, lines in problems.items():
@@ -284,6 +296,8 @@ def run_one(config, scenario):
     result["log_problems"] = {k: len(v) for k, v in problems.items() if v}
     result["log_problems_while_running"] = {k: v for k, v in during.items() if v}
     result["log_samples"] = {k: v[:5] for k, v in problems.items() if v}
+    if "sequencer=debug" in OPTS.rust_log:
+        result["gap_fills"] = fills
     return result
 
 
@@ -330,13 +344,14 @@ def table(results):
             cells += ["failed" if "private" in OPTS.workloads else "–", "–", "–"]
         lines.append("| " + " | ".join(cells) + " |")
     checks = ["", "| configuration | workload | sent | acked | delivered | lost | dup | out of "
-              "order | db messages | db id holes | db undelivered | WARN/ERROR lines while running; "
+              "order | own echoes | reads from the db (gap fills) | db messages | db id holes | db undelivered | WARN/ERROR lines while running; "
               "in all | load avg |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         checks.append(
             f"| {CONFIGS[r['config']]} | {r['scenario']} | {fmt(r['sent'])} | {fmt(r['acked'])} | "
             f"{fmt(r['deliveries'])} | {r['lost']} | {r['duplicated']} | {r['out_of_order']} | "
+            f"{r.get('own_echoes', '–')} | {sum(r.get('gap_fills', {}).values()) if 'gap_fills' in r else '–'} | "
             f"{fmt(r.get('db_messages'))} | {r.get('db_id_holes', '–')} | "
             f"{r.get('db_undelivered', '–')} | {sum(r['log_problems_while_running'].values())}; "
             f"{sum(r['log_problems'].values())} | {r['loadavg_before']:.2f} |")
@@ -364,6 +379,11 @@ def main():
     ap.add_argument("--nats-url", default=os.environ.get("BENCH_NATS_URL",
                                                          "nats://127.0.0.1:4222"))
     ap.add_argument("--jsonl", help="append every run's JSON line to this file")
+    ap.add_argument("--rust-log", default="warn,switchboard::startup=info,switchboard::cluster=info,"
+                    "switchboard::cluster::sequencer=debug",
+                    help="the nodes' RUST_LOG; with switchboard::cluster::sequencer=debug (the "
+                         "default) the holes filled from the database are counted (gap_fills)")
+    ap.add_argument("--keep-logs", help="copy the nodes' logs into this directory")
     ap.add_argument("--sample-queries", action="store_true",
                     help="sample PostgreSQL's active queries during each workload (costs CPU)")
     OPTS = ap.parse_args()

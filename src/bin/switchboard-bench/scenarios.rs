@@ -382,6 +382,9 @@ async fn receive(
 struct Sent {
     acked: u64,
     ack_latencies: Vec<u64>,
+    /// Its own messages delivered back to it (a sender is left out of its own message's
+    /// recipients).
+    own_echoes: u64,
 }
 
 /// How a sender paces its messages: `rate` per second (open loop), or, at 0, closed loop with
@@ -396,6 +399,7 @@ async fn send(
     mut conn: Conn,
     index: usize,
     event: &'static str,
+    delivered_as: &'static str,
     data: impl Fn(&str) -> String,
     Pace { rate, window }: Pace,
     until: Instant,
@@ -405,6 +409,7 @@ async fn send(
     let mut out = Sent {
         acked: 0,
         ack_latencies: Vec::new(),
+        own_echoes: 0,
     };
     let mut pending: std::collections::VecDeque<Instant> = Default::default();
     let mut seq = 0u64;
@@ -459,6 +464,11 @@ async fn send(
             }
             Frame::Ping => {
                 let _ = conn.send("3").await;
+            }
+            Frame::Event(name) if name == delivered_as => {
+                if client::probe(&text).is_some_and(|(sender, _, _)| sender == index) {
+                    out.own_echoes += 1;
+                }
             }
             _ => {}
         }
@@ -581,6 +591,7 @@ pub async fn flow(common: &Common, kind: Flow, args: &FlowArgs) -> Result<Value,
                 c,
                 i,
                 client_event,
+                event,
                 data,
                 Pace {
                     rate: args.rate,
@@ -593,10 +604,12 @@ pub async fn flow(common: &Common, kind: Flow, args: &FlowArgs) -> Result<Value,
         })
         .collect();
     let mut acked = 0;
+    let mut own_echoes = 0;
     let mut ack_latencies = Vec::new();
     for s in sending {
         let s = s.await.map_err(|e| e.to_string())?;
         acked += s.acked;
+        own_echoes += s.own_echoes;
         ack_latencies.extend(s.ack_latencies);
     }
     let send_secs = started.elapsed().as_secs_f64();
@@ -671,6 +684,7 @@ pub async fn flow(common: &Common, kind: Flow, args: &FlowArgs) -> Result<Value,
     m.insert("join_acks_missing".into(), join_acks_missing.into());
     m.insert("duplicated".into(), total.duplicated.into());
     m.insert("out_of_order".into(), total.out_of_order.into());
+    m.insert("own_echoes".into(), own_echoes.into());
     if servers.len() > 1 {
         m.insert("servers".into(), servers.len().into());
         m.insert("remote_receivers".into(), args.remote_receivers.into());
