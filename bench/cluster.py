@@ -33,6 +33,7 @@ import os
 import re
 import resource
 import secrets
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -270,7 +271,7 @@ def run_one(config, scenario):
             result = json.loads(out.stdout.strip().splitlines()[-1])
             result["config"] = config
             result["loadavg_before"] = load
-            result["command"] = " ".join(a if a != urls else "<node urls>" for a in args[1:])
+            result["command"] = shlex.join(a if a != urls else "<node urls>" for a in args[1:])
             if sampled:
                 result["pg_active_queries"] = sampled
     finally:
