@@ -18,6 +18,9 @@ the same machine.
     # the socketioxide peer built elsewhere (another CARGO_TARGET_DIR)
     python3 bench/run.py --quick --targets bare,sio --bare /tmp/tgt/release/socketioxide-bare
 
+Cluster mode (three nodes on PostgreSQL + NATS against one node on SQLite and one on
+PostgreSQL) has a runner of its own: bench/cluster.py (figures in bench/results/cluster.md).
+
 Targets (--targets): ws, sio (switchboard), node (the Node peer), bare (the socketioxide peer).
 The default is all four, or the first three with a note when the socketioxide peer's binary
 is missing. --bare names that binary; its default is $BARE_PEER_BIN, else

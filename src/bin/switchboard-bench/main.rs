@@ -58,15 +58,26 @@ struct Common {
     /// Server base URL.
     #[arg(long, default_value = "http://127.0.0.1:3000")]
     url: String,
+    /// Several servers (nodes of one cluster), comma-separated base URLs, instead of `--url`:
+    /// senders connect to the first, receivers round-robin over all of them (fanout,
+    /// broadcast, private; the other scenarios use the first).
+    #[arg(long, value_delimiter = ',')]
+    servers: Vec<String>,
     /// Wire protocol.
     #[arg(long, value_enum, default_value = "ws")]
     proto: Proto,
     /// HS256 secret to mint tokens with (the server's JWT_SECRET).
     #[arg(long, env = "JWT_SECRET")]
     secret: String,
-    /// Server process id, for CPU and RSS readings.
+    /// Server process id, for CPU and RSS readings; several comma-separated (one per node)
+    /// are summed.
     #[arg(long)]
     server_pid: Option<String>,
+    /// Other processes whose CPU time over the measured window is reported beside the
+    /// server's, by command name, comma-separated (e.g. `postgres,nats-server`): every process
+    /// with that name is counted, whoever else uses it.
+    #[arg(long, value_delimiter = ',')]
+    aux_process: Vec<String>,
     /// A label copied into the JSON line (e.g. "switchboard" or "node-peer").
     #[arg(long, default_value = "switchboard")]
     target: String,
@@ -114,6 +125,10 @@ struct FlowArgs {
     /// Extra bytes of text per message (beyond the probe).
     #[arg(long, default_value_t = 64)]
     payload: usize,
+    /// With `--servers`: receivers only on the servers after the first, so that every
+    /// delivery crosses from the senders' node to another.
+    #[arg(long)]
+    remote_receivers: bool,
 }
 
 #[derive(Debug, Args)]
@@ -192,14 +207,18 @@ impl Common {
         m
     }
 
+    /// The server senders (and every single-server scenario) connect to: the first of
+    /// `--servers`, else `--url`.
     fn server(&self) -> SocketAddr {
-        let host = self
-            .url
-            .trim_start_matches("http://")
-            .trim_start_matches("ws://")
-            .trim_end_matches('/');
-        host.parse()
-            .unwrap_or_else(|e| panic!("--url must be http://ip:port ({host}: {e})"))
+        parse_server(self.servers.first().unwrap_or(&self.url))
+    }
+
+    /// Every server, the first being [`Common::server`].
+    fn all_servers(&self) -> Vec<SocketAddr> {
+        match self.servers.is_empty() {
+            true => vec![self.server()],
+            false => self.servers.iter().map(|s| parse_server(s)).collect(),
+        }
     }
 
     fn token(&self, sub: &str, role: &str) -> String {
@@ -214,6 +233,15 @@ impl Common {
         )
         .unwrap_or_else(|e| panic!("cannot sign a token: {e}"))
     }
+}
+
+fn parse_server(url: &str) -> SocketAddr {
+    let host = url
+        .trim_start_matches("http://")
+        .trim_start_matches("ws://")
+        .trim_end_matches('/');
+    host.parse()
+        .unwrap_or_else(|e| panic!("--url and --servers take http://ip:port ({host}: {e})"))
 }
 
 /// Source address for the `i`-th connection: 127.0.0.1 .. 127.0.0.250, so each source has

@@ -17,8 +17,13 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((utime + stime) / TICKS_PER_SEC)
 }
 
-/// Resident set size in KiB, from `/proc/<pid>/status`.
-pub fn rss_kib(pid: &str) -> Option<u64> {
+/// Resident set size in KiB, from `/proc/<pid>/status`; several comma-separated pids (the
+/// nodes of a cluster) are summed.
+pub fn rss_kib(pids: &str) -> Option<u64> {
+    pids.split(',').map(|pid| one_rss_kib(pid.trim())).sum()
+}
+
+fn one_rss_kib(pid: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -29,6 +34,27 @@ pub fn rss_kib(pid: &str) -> Option<u64> {
         .ok()
 }
 
+/// CPU seconds of every process whose command name (`/proc/<pid>/comm`) is `name`, by pid.
+fn cpu_by_name(name: &str) -> std::collections::HashMap<String, f64> {
+    let mut found = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in dir.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim_end() == name
+            && let Some(cpu) = cpu_seconds(&pid)
+        {
+            found.insert(pid, cpu);
+        }
+    }
+    found
+}
+
 /// Nanoseconds since the epoch (the send timestamp inside each message).
 pub fn now_nanos() -> u128 {
     SystemTime::now()
@@ -37,33 +63,80 @@ pub fn now_nanos() -> u128 {
         .unwrap_or(0)
 }
 
-/// CPU used by the server and by the load generator over a measured window.
+/// CPU used by the server (one process, or the comma-separated nodes of a cluster), by other
+/// processes named with `--aux-process`, and by the load generator over a measured window.
 pub struct CpuWindow {
-    server_pid: Option<String>,
-    server_start: Option<f64>,
+    server_pids: Vec<String>,
+    server_start: Vec<Option<f64>>,
+    aux_start: Vec<(String, std::collections::HashMap<String, f64>)>,
     own_start: Option<f64>,
 }
 
 impl CpuWindow {
     /// Starts measuring.
     pub fn start(server_pid: Option<&str>) -> Self {
+        Self::start_with(server_pid, &[])
+    }
+
+    /// Starts measuring, with the processes named in `aux` too.
+    pub fn start_with(server_pid: Option<&str>, aux: &[String]) -> Self {
+        let server_pids: Vec<String> = server_pid
+            .map(|p| {
+                p.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
         Self {
-            server_pid: server_pid.map(String::from),
-            server_start: server_pid.and_then(cpu_seconds),
+            server_start: server_pids.iter().map(|p| cpu_seconds(p)).collect(),
+            server_pids,
+            aux_start: aux
+                .iter()
+                .map(|name| (name.clone(), cpu_by_name(name)))
+                .collect(),
             own_start: cpu_seconds("self"),
         }
     }
 
-    /// `(server CPU seconds, load generator CPU seconds)` since the start.
+    /// `(server CPU seconds, load generator CPU seconds)` since the start; the server's is
+    /// the sum over its pids, `None` when any could not be read.
     pub fn stop(&self) -> (Option<f64>, Option<f64>) {
-        let server = match (&self.server_pid, self.server_start) {
-            (Some(pid), Some(start)) => cpu_seconds(pid).map(|now| now - start),
-            _ => None,
+        let per = self.servers();
+        let server = match per.is_empty() {
+            true => None,
+            false => per.iter().copied().sum::<Option<f64>>(),
         };
         let own = self
             .own_start
             .and_then(|s| cpu_seconds("self").map(|n| n - s));
         (server, own)
+    }
+
+    /// Each server pid's CPU seconds since the start, in `--server-pid` order.
+    pub fn servers(&self) -> Vec<Option<f64>> {
+        self.server_pids
+            .iter()
+            .zip(&self.server_start)
+            .map(|(pid, start)| Some(cpu_seconds(pid)? - (*start)?))
+            .collect()
+    }
+
+    /// CPU seconds since the start of every process with each `--aux-process` name: a
+    /// process started since counts whole, one that ended since is missing.
+    pub fn aux(&self) -> Vec<(String, f64)> {
+        self.aux_start
+            .iter()
+            .map(|(name, before)| {
+                let now = cpu_by_name(name);
+                let used = now
+                    .iter()
+                    .map(|(pid, cpu)| cpu - before.get(pid).copied().unwrap_or(0.0))
+                    .sum();
+                (name.clone(), used)
+            })
+            .collect()
     }
 }
 

@@ -1,6 +1,7 @@
 //! The scenarios. Each sets up its connections, measures a window (server CPU, own CPU,
 //! deliveries, latencies), and returns one JSON line.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,13 +34,24 @@ async fn open_many(
     offset: usize,
     user: impl Fn(usize) -> String,
 ) -> Result<(Vec<Conn>, Vec<u64>), String> {
-    let server = common.server();
+    open_many_on(common, &[common.server()], count, offset, user).await
+}
+
+/// Like [`open_many`], the i-th connection to `servers[i % servers.len()]`.
+async fn open_many_on(
+    common: &Common,
+    servers: &[SocketAddr],
+    count: usize,
+    offset: usize,
+    user: impl Fn(usize) -> String,
+) -> Result<(Vec<Conn>, Vec<u64>), String> {
     let gate = Arc::new(Semaphore::new(common.connect_concurrency.max(1)));
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
         let token = common.token(&user(i), "USER");
         let proto = common.proto;
         let gate = gate.clone();
+        let server = servers[i % servers.len()];
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
             client::connect(proto, server, Some(source_for(offset + i)), &token, "").await
@@ -270,7 +282,30 @@ struct Received {
     deliveries: u64,
     lost: u64,
     duplicated: u64,
+    /// Deliveries whose message id was not above the previous one's on this connection
+    /// (every server delivers a connection's messages in id order).
+    out_of_order: u64,
     latencies: Vec<u64>,
+}
+
+impl Received {
+    fn add(&mut self, other: Received) {
+        self.deliveries += other.deliveries;
+        self.lost += other.lost;
+        self.duplicated += other.duplicated;
+        self.out_of_order += other.out_of_order;
+        self.latencies.extend(other.latencies);
+    }
+}
+
+/// The message id of a delivered frame: the `id` its data object starts with.
+fn message_id(text: &str) -> Option<u64> {
+    let start = text.find("{\"id\":")? + "{\"id\":".len();
+    let rest = &text[start..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 async fn receive(
@@ -282,6 +317,7 @@ async fn receive(
     let senders = progress.sent.len();
     let mut expected = vec![0u64; senders];
     let mut got = Received::default();
+    let mut last_id = 0u64;
     let mut grace: Option<Instant> = None;
     loop {
         if progress.done_sending.load(Ordering::Acquire) {
@@ -311,6 +347,12 @@ async fn receive(
                     continue;
                 }
                 got.deliveries += 1;
+                if let Some(id) = message_id(&next) {
+                    if id <= last_id {
+                        got.out_of_order += 1;
+                    }
+                    last_id = id;
+                }
                 got.latencies
                     .push(((measure::now_nanos().saturating_sub(nanos)) / 1000) as u64);
                 let exp = &mut expected[sender];
@@ -340,6 +382,9 @@ async fn receive(
 struct Sent {
     acked: u64,
     ack_latencies: Vec<u64>,
+    /// Its own messages delivered back to it (a sender is left out of its own message's
+    /// recipients).
+    own_echoes: u64,
 }
 
 /// How a sender paces its messages: `rate` per second (open loop), or, at 0, closed loop with
@@ -354,6 +399,7 @@ async fn send(
     mut conn: Conn,
     index: usize,
     event: &'static str,
+    delivered_as: &'static str,
     data: impl Fn(&str) -> String,
     Pace { rate, window }: Pace,
     until: Instant,
@@ -363,6 +409,7 @@ async fn send(
     let mut out = Sent {
         acked: 0,
         ack_latencies: Vec::new(),
+        own_echoes: 0,
     };
     let mut pending: std::collections::VecDeque<Instant> = Default::default();
     let mut seq = 0u64;
@@ -418,6 +465,11 @@ async fn send(
             Frame::Ping => {
                 let _ = conn.send("3").await;
             }
+            Frame::Event(name) if name == delivered_as => {
+                if client::probe(&text).is_some_and(|(sender, _, _)| sender == index) {
+                    out.own_echoes += 1;
+                }
+            }
             _ => {}
         }
     }
@@ -462,7 +514,22 @@ pub async fn flow(common: &Common, kind: Flow, args: &FlowArgs) -> Result<Value,
     } else {
         args.senders.max(1)
     };
-    let (receivers, _) = open_many(common, receivers_n, 0, |i| format!("recv{i}")).await?;
+    // Senders on the first server; receivers round-robin over all of them (or, with
+    // `--remote-receivers`, over the others), each remembered by its server's index.
+    let servers = common.all_servers();
+    let receiver_nodes: Vec<usize> = match args.remote_receivers {
+        true if servers.len() < 2 => {
+            return Err("--remote-receivers needs at least two --servers".into());
+        }
+        true => (1..servers.len()).collect(),
+        false => (0..servers.len()).collect(),
+    };
+    let receiver_servers: Vec<SocketAddr> = receiver_nodes.iter().map(|&n| servers[n]).collect();
+    let node_of = |i: usize| receiver_nodes[i % receiver_nodes.len()];
+    let (receivers, _) = open_many_on(common, &receiver_servers, receivers_n, 0, |i| {
+        format!("recv{i}")
+    })
+    .await?;
     let (mut senders, _) =
         open_many(common, senders_n, receivers_n, |i| format!("send{i}")).await?;
     let mut receivers = receivers;
@@ -485,7 +552,7 @@ pub async fn flow(common: &Common, kind: Flow, args: &FlowArgs) -> Result<Value,
         Flow::Broadcast => "broadcast-message",
         Flow::Private => "private-message",
     };
-    let cpu = CpuWindow::start(pid);
+    let cpu = CpuWindow::start_with(pid, &common.aux_process);
     let started = Instant::now();
     let receiving: Vec<_> = receivers
         .into_iter()
@@ -524,6 +591,7 @@ pub async fn flow(common: &Common, kind: Flow, args: &FlowArgs) -> Result<Value,
                 c,
                 i,
                 client_event,
+                event,
                 data,
                 Pace {
                     rate: args.rate,
@@ -536,24 +604,39 @@ pub async fn flow(common: &Common, kind: Flow, args: &FlowArgs) -> Result<Value,
         })
         .collect();
     let mut acked = 0;
+    let mut own_echoes = 0;
     let mut ack_latencies = Vec::new();
     for s in sending {
         let s = s.await.map_err(|e| e.to_string())?;
         acked += s.acked;
+        own_echoes += s.own_echoes;
         ack_latencies.extend(s.ack_latencies);
     }
     let send_secs = started.elapsed().as_secs_f64();
     progress.done_sending.store(true, Ordering::Release);
-    let mut total = Received::default();
-    for r in receiving {
+    // Per receivers' server (index in `--servers`).
+    let mut by_node: Vec<Received> = servers.iter().map(|_| Received::default()).collect();
+    for (i, r) in receiving.into_iter().enumerate() {
         let r = r.await.map_err(|e| e.to_string())?;
-        total.deliveries += r.deliveries;
-        total.lost += r.lost;
-        total.duplicated += r.duplicated;
-        total.latencies.extend(r.latencies);
+        by_node[node_of(i)].add(r);
     }
     let secs = started.elapsed().as_secs_f64();
     let (server_cpu, own_cpu) = cpu.stop();
+    let server_cpus = cpu.servers();
+    let aux_cpu = cpu.aux();
+    // Same node as the senders (index 0) and cross-node, before they are merged.
+    let mut same_node = std::mem::take(&mut by_node[0].latencies);
+    let mut cross_node: Vec<u64> = by_node[1..]
+        .iter_mut()
+        .flat_map(|r| std::mem::take(&mut r.latencies))
+        .collect();
+    let node_counts: Vec<(u64, u64)> = by_node.iter().map(|r| (r.deliveries, r.lost)).collect();
+    let mut total = Received::default();
+    for r in by_node {
+        total.add(r);
+    }
+    total.latencies.extend_from_slice(&same_node);
+    total.latencies.extend_from_slice(&cross_node);
     let sent: u64 = progress
         .sent
         .iter()
@@ -593,9 +676,54 @@ pub async fn flow(common: &Common, kind: Flow, args: &FlowArgs) -> Result<Value,
     m.insert("latency_max_us".into(), lat.max_us.into());
     m.insert("ack_p50_us".into(), ack.p50_us.into());
     m.insert("ack_p99_us".into(), ack.p99_us.into());
+    m.insert(
+        "acked_per_sec".into(),
+        round(acked as f64 / send_secs, 0).into(),
+    );
     m.insert("lost".into(), total.lost.into());
     m.insert("join_acks_missing".into(), join_acks_missing.into());
     m.insert("duplicated".into(), total.duplicated.into());
+    m.insert("out_of_order".into(), total.out_of_order.into());
+    m.insert("own_echoes".into(), own_echoes.into());
+    if servers.len() > 1 {
+        m.insert("servers".into(), servers.len().into());
+        m.insert("remote_receivers".into(), args.remote_receivers.into());
+        let same = percentiles(&mut same_node);
+        let cross = percentiles(&mut cross_node);
+        m.insert("same_node_deliveries".into(), same_node.len().into());
+        m.insert("latency_same_node_p50_us".into(), same.p50_us.into());
+        m.insert("latency_same_node_p99_us".into(), same.p99_us.into());
+        m.insert("cross_node_deliveries".into(), cross_node.len().into());
+        m.insert("latency_cross_node_p50_us".into(), cross.p50_us.into());
+        m.insert("latency_cross_node_p99_us".into(), cross.p99_us.into());
+        m.insert("latency_cross_node_max_us".into(), cross.max_us.into());
+        m.insert(
+            "deliveries_by_server".into(),
+            json!(node_counts.iter().map(|c| c.0).collect::<Vec<_>>()),
+        );
+        m.insert(
+            "lost_by_server".into(),
+            json!(node_counts.iter().map(|c| c.1).collect::<Vec<_>>()),
+        );
+    }
+    if server_cpus.len() > 1 {
+        m.insert(
+            "server_cpu_s_by_pid".into(),
+            json!(
+                server_cpus
+                    .iter()
+                    .map(|c| c.map(|v| round(v, 3)))
+                    .collect::<Vec<_>>()
+            ),
+        );
+    }
+    for (name, used) in &aux_cpu {
+        m.insert(format!("aux_cpu_s_{name}"), round(*used, 3).into());
+        m.insert(
+            format!("aux_cpu_us_per_delivery_{name}"),
+            round(used * 1e6 / total.deliveries.max(1) as f64, 3).into(),
+        );
+    }
     m.insert(
         "server_cpu_s".into(),
         json!(server_cpu.map(|v| round(v, 3))),
@@ -615,4 +743,19 @@ pub async fn flow(common: &Common, kind: Flow, args: &FlowArgs) -> Result<Value,
     }
     m.insert("rss_kib".into(), json!(pid.and_then(measure::rss_kib)));
     Ok(Value::Object(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message_id;
+
+    #[test]
+    fn the_message_id_is_read_from_either_protocol() {
+        let ws =
+            r#"{"event":"room-message","data":{"id":42,"from":{"userId":"u"},"message":"b0:1:2"}}"#;
+        assert_eq!(message_id(ws), Some(42));
+        let sio = r#"42["private-message",{"id":7,"from":{"userId":"u"}}]"#;
+        assert_eq!(message_id(sio), Some(7));
+        assert_eq!(message_id(r#"{"event":"user-connected","data":{}}"#), None);
+    }
 }
