@@ -335,6 +335,10 @@ impl Hub {
         let mut state = self.state();
         state.renew_identity(id, identity)?;
         self.inner.store.user_renewed(identity, &wire::now());
+        if let Some(user) = state.node_user(&identity.user_id, None) {
+            // The other nodes list the user under the new name and role too.
+            self.announce(ClusterEvent::User(user));
+        }
         Ok(())
     }
 
