@@ -465,10 +465,11 @@ async fn send(
             Frame::Ping => {
                 let _ = conn.send("3").await;
             }
-            Frame::Event(name) if name == delivered_as => {
-                if client::probe(&text).is_some_and(|(sender, _, _)| sender == index) {
-                    out.own_echoes += 1;
-                }
+            Frame::Event(name)
+                if name == delivered_as
+                    && client::probe(&text).is_some_and(|(sender, _, _)| sender == index) =>
+            {
+                out.own_echoes += 1;
             }
             _ => {}
         }
