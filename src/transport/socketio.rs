@@ -589,10 +589,17 @@ async fn goodbye(
         })
         .await;
         receipts.flush();
-        let _ = socket.emit(
+        // Waiting for room like any event: dropped on a full queue, the client would see its
+        // connection end without knowing why.
+        let notice = Event::new(
             "error",
             &serde_json::json!({ "message": reason.describe(), "code": reason.as_str() }),
         );
+        let _ = tokio::time::timeout(
+            CLOSE_GRACE,
+            hand_over(socket, &notice, receipts, stalled, None),
+        )
+        .await;
     }
     // socketioxide's disconnect needs room in its queue for the disconnect packet; when a
     // client that reads nothing keeps it full, engine.io's heartbeat (whose ping cannot be

@@ -423,7 +423,9 @@ test('a flooder gets an error naming the rate limit before it is disconnected', 
       const flooder = await sioUser(strict.url, `flood-${transports[0]}`, { client: { transports } });
       for (let i = 0; i < 200; i += 1) flooder.emit('get-active-users');
       // Recorder.next skips earlier events only: the error must come before the disconnect.
-      const error = await flooder.events.next('error');
+      const error = await flooder.events.next('error').catch((e) => {
+        throw new Error(`${transports[0]}: ${e.message}`);
+      });
       assert.equal(error.code, 'rate_limited', transports[0]);
       assert.ok(error.message.includes('rate limit'), error.message);
       // Over polling, the client's own POSTs still in flight when the server lets go may
