@@ -47,6 +47,9 @@ const REMOTE_QUEUE: usize = 1_024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a stopping node waits for its goodbye to reach NATS.
 const BYE_WAIT: Duration = Duration::from_secs(2);
+/// How often the offline-queue lengths are read back from the database: other nodes mark
+/// deliveries of what this one queued (`MAX_QUEUED_PER_USER` is checked against them).
+const QUEUE_COUNTS_EVERY: Duration = Duration::from_secs(5);
 
 /// Why this node could not join its cluster.
 #[derive(Debug, thiserror::Error)]
@@ -405,9 +408,15 @@ struct Receiver {
 impl Receiver {
     async fn run(mut self, mut subscriber: async_nats::Subscriber, stop: CancellationToken) {
         let mut check = tokio::time::interval(self.ask_every / 2);
+        let mut queue_counts = tokio::time::interval(QUEUE_COUNTS_EVERY);
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
+                _ = queue_counts.tick() => {
+                    if let Err(e) = self.hub.store().reload_queue_counts().await {
+                        tracing::warn!(error = %e, "could not refresh the offline-queue lengths");
+                    }
+                }
                 message = subscriber.next() => {
                     let Some(message) = message else {
                         tracing::error!("the bus subscription ended");

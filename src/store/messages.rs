@@ -78,6 +78,17 @@ pub struct MessageRecord {
     pub sender_session: Option<u64>,
 }
 
+impl MessageRecord {
+    /// The user whose offline-queue count ([`Store::queued_for`](super::Store::queued_for))
+    /// this message adds to. Sequenced (a cluster, id 0 until the commit), a message the
+    /// recipient takes live on another node is marked delivered there, out of this node's
+    /// sight, so only one that waits for the recipient is counted.
+    pub(super) fn counted_recipient(&self) -> Option<&str> {
+        let waits = self.id != 0 || self.live_recipients == 0;
+        self.recipient.as_deref().filter(|_| waits)
+    }
+}
+
 /// What the original of a resent message was acknowledged with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginalAck {

@@ -589,7 +589,7 @@ impl Store {
     /// before the commit. The returned [`Commit`] says whether it became durable.
     pub fn log_message(&self, record: MessageRecord) -> Commit {
         let (committed, commit) = watch::channel(None);
-        if let Some(user_id) = &record.recipient {
+        if let Some(user_id) = record.counted_recipient() {
             // Uncounted again by the writer if the message cannot be stored.
             self.inner.shared.note_queued(user_id);
         }
@@ -759,6 +759,20 @@ impl Store {
         postgres::messages::committed_between(pool, from, through, limit)
             .await
             .map_err(self.failed("could not read committed messages"))
+    }
+
+    /// Reads every user's offline-queue length from the database into the counts behind
+    /// [`Store::queued_for`]. In a cluster another node marks deliveries of messages this one
+    /// queued, which this node's counts cannot see; the bus refreshes them this way.
+    pub async fn reload_queue_counts(&self) -> Result<(), StoreError> {
+        let Backend::Postgres(pool) = &self.inner.backend else {
+            return Ok(());
+        };
+        let lengths = postgres::messages::queue_lengths(pool)
+            .await
+            .map_err(self.failed("could not read the offline queues"))?;
+        *self.inner.shared.pending() = lengths.into_iter().collect();
+        Ok(())
     }
 
     /// The nodes, other than `except`, that have sessions recorded as open.

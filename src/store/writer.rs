@@ -380,7 +380,7 @@ fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outc
                 if let Some(watcher) = committed {
                     watcher.send_replace(Some(ok));
                 }
-                if !ok && let Some(user_id) = &record.recipient {
+                if !ok && let Some(user_id) = record.counted_recipient() {
                     // Counted when it was sent; its queue row was never written.
                     shared.note_delivered(user_id, 1);
                 }

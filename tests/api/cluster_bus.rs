@@ -77,19 +77,28 @@ pub(crate) async fn node_via(
     node_id: &str,
     nats: &str,
 ) -> BinaryServer {
+    node_with(place, prefix, node_id, nats, &[]).await
+}
+
+/// [`node_via`] with more settings.
+pub(crate) async fn node_with(
+    place: &Place,
+    prefix: &str,
+    node_id: &str,
+    nats: &str,
+    more: &[(&str, &str)],
+) -> BinaryServer {
     let timeout = NODE_TIMEOUT_SECS.to_string();
-    BinaryServer::start_at(
-        place,
-        &[
-            ("NATS_URL", nats),
-            ("NATS_SUBJECT_PREFIX", prefix),
-            ("NODE_ID", node_id),
-            ("NODE_TIMEOUT_SECS", timeout.as_str()),
-            ("RATE_LIMIT_PER_SEC", "100000"),
-            ("RATE_LIMIT_BURST", "100000"),
-        ],
-    )
-    .await
+    let mut env = vec![
+        ("NATS_URL", nats),
+        ("NATS_SUBJECT_PREFIX", prefix),
+        ("NODE_ID", node_id),
+        ("NODE_TIMEOUT_SECS", timeout.as_str()),
+        ("RATE_LIMIT_PER_SEC", "100000"),
+        ("RATE_LIMIT_BURST", "100000"),
+    ];
+    env.extend_from_slice(more);
+    BinaryServer::start_at(place, &env).await
 }
 
 /// Connects to `node` as `user` with `role` and reads the `connected` frame.
@@ -1267,4 +1276,61 @@ async fn socketio_and_websocket_clients_on_different_nodes_talk_and_resends_stay
         )
         .await;
     assert_eq!(stored, 1);
+}
+
+#[tokio::test]
+async fn the_offline_queue_bound_follows_deliveries_made_on_other_nodes() {
+    let test = "the_offline_queue_bound_follows_deliveries_made_on_other_nodes";
+    if !nats_reachable(test) {
+        return;
+    }
+    let Some((place, _)) = Place::fresh(Backend::Postgres, test).await else {
+        return;
+    };
+    let prefix = subject_prefix();
+    let bound = [("MAX_QUEUED_PER_USER", "3")];
+    let a = node_with(&place, &prefix, "node-a", &nats_url(), &bound).await;
+    let b = node_with(&place, &prefix, "node-b", &nats_url(), &bound).await;
+    // Dave is known (he connected once), then offline.
+    let (dave, _) = connect(&b, "dave", "USER").await;
+    dave.close().await;
+    let (mut ann, _) = connect(&a, "ann", "USER").await;
+
+    // A queues three for him, then refuses the fourth: his queue is full.
+    for ack in 1..=3 {
+        let queued = ann
+            .say(json!({"message": format!("q{ack}"), "to": "dave"}), ack)
+            .await;
+        assert_eq!(queued["queued"], true, "{queued}");
+    }
+    let full = ann.say(json!({"message": "q4", "to": "dave"}), 4).await;
+    assert_eq!(full["ok"], false, "{full}");
+    assert_eq!(full["code"], "queue_full", "{full}");
+
+    // He takes them on B (B marks them delivered), and leaves again.
+    let (mut dave, _) = connect(&b, "dave", "USER").await;
+    for _ in 0..3 {
+        next_named(&mut dave, "private-message").await;
+    }
+    ask(&mut dave, "get-users-stats", "users-stats").await;
+    dave.close().await;
+    presence(&mut ann, "user-disconnected", "dave").await;
+
+    // A learns his queue emptied (from the database, within its refresh) and queues again.
+    let deadline = Instant::now() + CROSS;
+    for ack in 5.. {
+        let again = ann
+            .say(json!({"message": "again", "to": "dave"}), ack)
+            .await;
+        if again["ok"] != false {
+            assert_eq!(again["queued"], true, "{again}");
+            break;
+        }
+        assert_eq!(again["code"], "queue_full", "{again}");
+        assert!(
+            Instant::now() < deadline,
+            "A still counts dave's delivered messages as queued"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
