@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Verifier;
 use crate::config::{ClusterSettings, NodeId};
-use crate::hub::{ClusterEvent, Hub, NodeUser, OUTBOX_CAPACITY};
+use crate::hub::{CloseReason, ClusterEvent, Hub, NodeUser, OUTBOX_CAPACITY};
 use crate::protocol::wire::timestamp;
 use crate::store::StoreError;
 use liveness::{Heard, Nodes};
@@ -295,7 +295,7 @@ impl Publisher {
                 Some(messages) = committed.recv() => {
                     self.send(Body::Messages { messages }).await;
                 }
-                Some(event) = hub_events.recv() => self.send(body_of(event)).await,
+                Some(event) = hub_events.recv() => self.send(Body::Event(event)).await,
                 Some(order) = control.recv() => match order {
                     Control::Send(body) => self.send(body).await,
                     Control::Users => self.send_users().await,
@@ -356,31 +356,6 @@ impl Publisher {
             })
             .await;
         }
-    }
-}
-
-fn body_of(event: ClusterEvent) -> Body {
-    match event {
-        ClusterEvent::User(user) => Body::User { user },
-        ClusterEvent::Room {
-            room,
-            user,
-            joined,
-            at,
-        } => Body::Room {
-            room,
-            user,
-            joined,
-            at,
-        },
-        ClusterEvent::Kick { user_id } => Body::Kick { user_id },
-        ClusterEvent::Revoked {
-            user_id,
-            not_before,
-        } => Body::Revoked {
-            user_id,
-            not_before,
-        },
     }
 }
 
@@ -489,7 +464,6 @@ impl Receiver {
                 // sequencer reads what was dropped from the database.
                 let _ = self.remote.send(batch).await;
             }
-            Body::User { user } => self.hub.remote_user(&node, user),
             Body::Users { users, last } => {
                 if let Some(all) = self.nodes.users_part(&node, users, last) {
                     self.hub.remote_node_users(&node, all);
@@ -499,28 +473,34 @@ impl Receiver {
                 let _ = self.control.try_send(Control::Users);
             }
             Body::Heartbeat => {}
-            Body::Room {
+            Body::Event(event) => self.apply_event(&node, event),
+            Body::Bye => {
+                tracing::info!(node, "node left");
+                self.nodes.forget(&node);
+                self.hub.remote_node_gone(&node);
+            }
+        }
+    }
+
+    /// Applies a change another node announced.
+    fn apply_event(&self, node: &str, event: ClusterEvent) {
+        match event {
+            ClusterEvent::User(user) => self.hub.remote_user(node, user),
+            ClusterEvent::Room {
                 room,
                 user,
                 joined,
                 at,
             } => self.hub.remote_room_change(&room, &user, joined, at),
-            Body::Kick { user_id } => {
-                self.hub
-                    .close_local_user(&user_id, crate::hub::CloseReason::Kicked);
+            ClusterEvent::Kick { user_id } => {
+                self.hub.close_local_user(&user_id, CloseReason::Kicked);
             }
-            Body::Revoked {
+            ClusterEvent::Revoked {
                 user_id,
                 not_before,
             } => {
                 self.verifier.revocations().revoke(&user_id, not_before);
-                self.hub
-                    .close_local_user(&user_id, crate::hub::CloseReason::Revoked);
-            }
-            Body::Bye => {
-                tracing::info!(node, "node left");
-                self.nodes.forget(&node);
-                self.hub.remote_node_gone(&node);
+                self.hub.close_local_user(&user_id, CloseReason::Revoked);
             }
         }
     }

@@ -7,8 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::hub::NodeUser;
-use crate::protocol::wire::UserObject;
+use crate::hub::{ClusterEvent, NodeUser};
 use crate::store::{CommittedMessage, TargetKind};
 
 /// One bus message.
@@ -34,11 +33,9 @@ pub enum Body {
         /// The messages.
         messages: Vec<WireMessage>,
     },
-    /// One user's connections on the sender changed (`sessions: 0`: none left).
-    User {
-        /// The user.
-        user: NodeUser,
-    },
+    /// A change the other nodes must apply (a user's connections, a room, a kick, a
+    /// revocation), as the sender's hub announced it.
+    Event(ClusterEvent),
     /// Part of the sender's full list of online users; the list is complete at `last`.
     Users {
         /// Users in this part.
@@ -50,29 +47,6 @@ pub enum Body {
     Hello,
     /// The sender is alive.
     Heartbeat,
-    /// A user joined or left a room.
-    Room {
-        /// The room.
-        room: String,
-        /// The user.
-        user: UserObject,
-        /// Joined (else left).
-        joined: bool,
-        /// When.
-        at: String,
-    },
-    /// Close the user's connections (an operator's disconnect).
-    Kick {
-        /// The user.
-        user_id: String,
-    },
-    /// Refuse the user's tokens issued before `not_before` and close their connections.
-    Revoked {
-        /// The user.
-        user_id: String,
-        /// The first `iat` still accepted.
-        not_before: u64,
-    },
     /// The sender is stopping: its users are gone now, not at the timeout.
     Bye,
 }

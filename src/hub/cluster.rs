@@ -52,8 +52,10 @@ impl NodeUser {
     }
 }
 
-/// What this node tells the others, besides committed messages.
-#[derive(Debug, Clone)]
+/// What this node tells the others, besides committed messages (and as it travels on the
+/// bus).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ClusterEvent {
     /// A user's connections on this node changed.
     User(NodeUser),
@@ -252,13 +254,7 @@ impl State {
                 Ok(room) => self.room_sessions(&room, except),
                 Err(_) => Vec::new(),
             },
-            (TargetKind::Role, Some(role)) => self
-                .users
-                .values()
-                .filter(|u| &*u.identity.role == role)
-                .flat_map(|u| u.sessions.iter().copied())
-                .filter(but)
-                .collect(),
+            (TargetKind::Role, Some(role)) => self.role_sessions(role, except),
             (_, None) => Vec::new(),
         }
     }

@@ -273,14 +273,18 @@ impl State {
             // Every connection of the user, the sending one included: a private message to
             // yourself reaches all your connections.
             Target::User(user_id) => self.sessions_of(user_id, None).collect(),
-            Target::Role(role) => self
-                .users
-                .values()
-                .filter(|u| &*u.identity.role == role)
-                .flat_map(|u| u.sessions.iter().copied())
-                .filter(but_sender)
-                .collect(),
+            Target::Role(role) => self.role_sessions(role, sender),
         })
+    }
+
+    /// Sessions of the users with `role`, but `except`.
+    pub fn role_sessions(&self, role: &str, except: Option<SessionId>) -> Vec<SessionId> {
+        self.users
+            .values()
+            .filter(|u| &*u.identity.role == role)
+            .flat_map(|u| u.sessions.iter().copied())
+            .filter(|id| Some(*id) != except)
+            .collect()
     }
 
     pub fn user_id_of(&self, id: SessionId) -> Result<Arc<str>, HubError> {

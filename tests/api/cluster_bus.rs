@@ -46,11 +46,7 @@ struct Cluster {
 /// Starts `node-a`, `node-b` and `node-c`; `None` (after a loud SKIPPED line) when NATS or
 /// PostgreSQL is unreachable outside CI.
 async fn cluster(test: &str) -> Option<Cluster> {
-    if !nats_reachable(test) {
-        return None;
-    }
-    let (place, _) = Place::fresh(Backend::Postgres, test).await?;
-    let prefix = subject_prefix();
+    let (place, prefix) = cluster_place(test).await?;
     // One after the other: the first applies the migrations.
     let a = node(&place, &prefix, "node-a").await;
     let b = node(&place, &prefix, "node-b").await;
@@ -58,8 +54,18 @@ async fn cluster(test: &str) -> Option<Cluster> {
     Some(Cluster { place, a, b, c })
 }
 
+/// A fresh PostgreSQL database and a NATS subject prefix of the test's own; `None` (after a
+/// loud SKIPPED line) when NATS or PostgreSQL is unreachable outside CI.
+pub(crate) async fn cluster_place(test: &str) -> Option<(Place, String)> {
+    if !nats_reachable(test) {
+        return None;
+    }
+    let (place, _) = Place::fresh(Backend::Postgres, test).await?;
+    Some((place, subject_prefix()))
+}
+
 /// A NATS subject prefix of the test's own.
-pub(crate) fn subject_prefix() -> String {
+fn subject_prefix() -> String {
     let mut random = [0u8; 8];
     getrandom::fill(&mut random).expect("random bytes");
     format!("sb_test_{:016x}", u64::from_le_bytes(random))
@@ -1281,13 +1287,9 @@ async fn socketio_and_websocket_clients_on_different_nodes_talk_and_resends_stay
 #[tokio::test]
 async fn the_offline_queue_bound_follows_deliveries_made_on_other_nodes() {
     let test = "the_offline_queue_bound_follows_deliveries_made_on_other_nodes";
-    if !nats_reachable(test) {
-        return;
-    }
-    let Some((place, _)) = Place::fresh(Backend::Postgres, test).await else {
+    let Some((place, prefix)) = cluster_place(test).await else {
         return;
     };
-    let prefix = subject_prefix();
     let bound = [("MAX_QUEUED_PER_USER", "3")];
     let a = node_with(&place, &prefix, "node-a", &nats_url(), &bound).await;
     let b = node_with(&place, &prefix, "node-b", &nats_url(), &bound).await;

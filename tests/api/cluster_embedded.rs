@@ -7,19 +7,15 @@ use switchboard::config::{NatsUrl, NodeId};
 use switchboard::{Gateway, Settings};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster_bus::{connect, message, node_via, subject_prefix};
+use crate::cluster_bus::{cluster_place, connect, message, node_via};
 use crate::helpers::*;
 
 #[tokio::test]
 async fn an_embedding_application_reaches_users_on_other_nodes() {
     let test = "an_embedding_application_reaches_users_on_other_nodes";
-    if !nats_reachable(test) {
-        return;
-    }
-    let Some((place, _)) = Place::fresh(Backend::Postgres, test).await else {
+    let Some((place, prefix)) = cluster_place(test).await else {
         return;
     };
-    let prefix = subject_prefix();
     let mut settings = Settings::for_database("unused.db", SECRET);
     settings.database = place.settings();
     settings.database.node_id = NodeId::parse("embedded").expect("a node id");

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::cluster_bus::{
-    NODE_TIMEOUT_SECS, acked_id, connect, message, node_via, presence, rest, send, subject_prefix,
+    NODE_TIMEOUT_SECS, acked_id, cluster_place, connect, message, node_via, presence, rest, send,
 };
 use crate::helpers::*;
 use crate::metrics::sample;
@@ -67,13 +67,9 @@ async fn ready_becomes(node: &BinaryServer, want: StatusCode) -> Value {
 #[tokio::test]
 async fn a_node_that_loses_the_bus_is_cut_off_and_comes_back_when_it_returns() {
     let test = "a_node_that_loses_the_bus_is_cut_off_and_comes_back_when_it_returns";
-    if !nats_reachable(test) {
-        return;
-    }
-    let Some((place, _)) = Place::fresh(Backend::Postgres, test).await else {
+    let Some((place, prefix)) = cluster_place(test).await else {
         return;
     };
-    let prefix = subject_prefix();
     let relay = TcpProxy::start(nats_addr()).await;
     let a = node_via(&place, &prefix, "node-a", &nats_url()).await;
     let b = node_via(&place, &prefix, "node-b", &format!("nats://{}", relay.addr)).await;
