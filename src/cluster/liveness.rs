@@ -18,6 +18,8 @@ pub enum Heard {
     Restarted,
     /// Messages from it were missed (its users may be stale).
     Gap,
+    /// A straggler from a run that said goodbye: to be ignored.
+    Departed,
 }
 
 struct Seen {
@@ -32,6 +34,8 @@ struct Seen {
 pub struct Nodes {
     timeout: Duration,
     seen: HashMap<String, Seen>,
+    /// The run each node last said goodbye from.
+    departed: HashMap<String, u64>,
 }
 
 impl Nodes {
@@ -40,11 +44,15 @@ impl Nodes {
         Self {
             timeout,
             seen: HashMap::new(),
+            departed: HashMap::new(),
         }
     }
 
     /// `node`'s envelope number `seq` of run `run` arrived `at`.
     pub fn heard(&mut self, node: &str, run: u64, seq: u64, at: Instant) -> Heard {
+        if self.departed.get(node) == Some(&run) {
+            return Heard::Departed;
+        }
         let Some(seen) = self.seen.get_mut(node) else {
             self.seen.insert(
                 node.to_owned(),
@@ -83,9 +91,11 @@ impl Nodes {
         last.then(|| std::mem::take(&mut seen.parts))
     }
 
-    /// Forgets `node` (it said goodbye).
-    pub fn forget(&mut self, node: &str) {
-        self.seen.remove(node);
+    /// Forgets `node`, which said goodbye: what its run still sends is ignored.
+    pub fn departed(&mut self, node: &str) {
+        if let Some(seen) = self.seen.remove(node) {
+            self.departed.insert(node.to_owned(), seen.run);
+        }
     }
 
     /// Counts every node heard `now` (this node's own bus was down: their silence was not
@@ -150,6 +160,17 @@ mod tests {
         assert_eq!(nodes.heard("a", 1, 4, t), Heard::Gap);
         assert_eq!(nodes.heard("a", 1, 5, t), Heard::Known);
         assert_eq!(nodes.heard("a", 2, 1, t), Heard::Restarted);
+    }
+
+    #[test]
+    fn a_run_that_said_goodbye_stays_gone_and_a_new_run_is_new() {
+        let mut nodes = Nodes::new(Duration::from_secs(2));
+        let t = Instant::now();
+        nodes.heard("a", 1, 1, t);
+        nodes.departed("a");
+        assert_eq!(nodes.heard("a", 1, 2, t), Heard::Departed);
+        assert!(!nodes.is_alive("a"));
+        assert_eq!(nodes.heard("a", 2, 1, t), Heard::New);
     }
 
     #[test]

@@ -300,6 +300,11 @@ impl Publisher {
                     Control::Send(body) => self.send(body).await,
                     Control::Users => self.send_users().await,
                     Control::Bye(done) => {
+                        // The departures of the connections just closed go first: heard
+                        // after the goodbye, they would make this node look alive again.
+                        while let Ok(event) = hub_events.try_recv() {
+                            self.send(Body::Event(event)).await;
+                        }
                         self.send(Body::Bye).await;
                         let _ = self.client.flush().await;
                         let _ = done.send(());
@@ -430,12 +435,15 @@ impl Receiver {
             return;
         }
         let heard = self.nodes.heard(&node, run, seq, Instant::now());
+        if heard == Heard::Departed {
+            return;
+        }
         if heard != Heard::Known {
             // What it said while unheard may include revocations: the database has them all.
             self.reload_revocations().await;
         }
         match heard {
-            Heard::Known => {}
+            Heard::Known | Heard::Departed => {}
             Heard::Restarted => {
                 tracing::info!(node, "node restarted");
                 self.hub.remote_node_gone(&node);
@@ -476,7 +484,7 @@ impl Receiver {
             Body::Event(event) => self.apply_event(&node, event),
             Body::Bye => {
                 tracing::info!(node, "node left");
-                self.nodes.forget(&node);
+                self.nodes.departed(&node);
                 self.hub.remote_node_gone(&node);
             }
         }
