@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::hub::NodeUser;
 
+/// Most users one node's list may hold: past it, the list is not from a real node.
+const MAX_LISTED_USERS: usize = 10_000_000;
+
 /// What one envelope says about its sender.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Heard {
@@ -18,7 +21,7 @@ pub enum Heard {
     Restarted,
     /// Messages from it were missed (its users may be stale).
     Gap,
-    /// A straggler from a run that said goodbye: to be ignored.
+    /// A straggler from a run that said goodbye or was replaced by a restart: ignored.
     Departed,
 }
 
@@ -65,11 +68,17 @@ impl Nodes {
             );
             return Heard::New;
         };
+        if run < seen.run {
+            // A straggler from the run before a restart.
+            return Heard::Departed;
+        }
         seen.last_heard = at;
         let heard = if seen.run != run {
             seen.parts.clear();
             Heard::Restarted
         } else if seq != seen.seq + 1 {
+            // A part of a list of users may be what was missed.
+            seen.parts.clear();
             Heard::Gap
         } else {
             Heard::Known
@@ -87,6 +96,11 @@ impl Nodes {
         last: bool,
     ) -> Option<Vec<NodeUser>> {
         let seen = self.seen.get_mut(node)?;
+        if seen.parts.len() + users.len() > MAX_LISTED_USERS {
+            tracing::warn!(node, "a list of users too long to be real; dropped");
+            seen.parts.clear();
+            return None;
+        }
         seen.parts.extend(users);
         last.then(|| std::mem::take(&mut seen.parts))
     }
@@ -116,7 +130,13 @@ impl Nodes {
         self.seen.drain().map(|(node, _)| node).collect()
     }
 
+    /// The nodes heard from (and not lost or gone since).
+    pub fn alive(&self) -> impl Iterator<Item = String> + '_ {
+        self.seen.keys().cloned()
+    }
+
     /// Whether `node` was heard from (and not lost or gone since).
+    #[cfg(test)]
     pub fn is_alive(&self, node: &str) -> bool {
         self.seen.contains_key(node)
     }
@@ -160,6 +180,11 @@ mod tests {
         assert_eq!(nodes.heard("a", 1, 4, t), Heard::Gap);
         assert_eq!(nodes.heard("a", 1, 5, t), Heard::Known);
         assert_eq!(nodes.heard("a", 2, 1, t), Heard::Restarted);
+        assert_eq!(
+            nodes.heard("a", 1, 6, t),
+            Heard::Departed,
+            "the old run's straggler"
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ mod wire;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +45,10 @@ const PUBLISH_QUEUE: usize = 1_024;
 const REMOTE_QUEUE: usize = 1_024;
 /// How long `NATS_URL` gets to answer at start.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Least time between two complaints about another cluster on the subject.
+const FOREIGN_WARNING_EVERY: Duration = Duration::from_secs(60);
+/// Bus messages already arrived that are taken before the liveness checks.
+const DRAIN_BEFORE_CHECK: usize = 10_000;
 /// How long a stopping node waits for its goodbye to reach NATS.
 const BYE_WAIT: Duration = Duration::from_secs(2);
 /// How often the offline-queue lengths are read back from the database: other nodes mark
@@ -124,6 +128,8 @@ impl BusLink {
 /// Who this node is on the bus.
 #[derive(Clone)]
 struct Me {
+    /// The cluster's identity, from the database.
+    cluster: i64,
     node: String,
     run: u64,
     subject: String,
@@ -142,6 +148,7 @@ impl Cluster {
             return Err(ClusterError::NotPostgres);
         };
         let me = Me {
+            cluster: hub.store().cluster_identity().await?,
             node: node_id.as_str().to_owned(),
             run: run_id(),
             subject: format!("{}.bus", settings.subject_prefix),
@@ -151,7 +158,9 @@ impl Cluster {
         let events = link.clone();
         let connect = async_nats::ConnectOptions::new()
             .name(format!("switchboard {}", me.node))
-            .no_echo()
+            // Echo on: hearing its own heartbeats is how a node knows its bus path works
+            // (a half-open connection looks connected until pings fail).
+            .ping_interval((settings.node_timeout / 4).max(Duration::from_secs(1)))
             .connection_timeout(CONNECT_TIMEOUT)
             .subscription_capacity(65_536)
             .event_callback(move |event| {
@@ -224,10 +233,13 @@ impl Cluster {
             timeout: settings.node_timeout,
             started: Instant::now(),
             orphans_checked: false,
+            heard_self: Instant::now(),
+            foreign_warned: None,
         };
         let tasks = vec![
             tokio::spawn(publisher.run(hub_events, committed, control_rx, heartbeat, stop.clone())),
             tokio::spawn(receiver.run(subscriber, stop.clone())),
+            tokio::spawn(refresh_queue_counts(hub.store().clone(), stop.clone())),
             tokio::spawn(sequencer::run(
                 hub,
                 head,
@@ -263,12 +275,13 @@ impl Cluster {
     }
 }
 
-/// A number that differs between two runs of one node.
+/// A number that grows from one run of a node to the next (the start time, in nanoseconds,
+/// with the process id in the low bits), so that a straggler from an older run is told apart.
 fn run_id() -> u64 {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 32)
+    (nanos & !0xffff) | u64::from(std::process::id() & 0xffff)
 }
 
 /// Sends everything this node says, numbered in one sequence.
@@ -312,6 +325,8 @@ impl Publisher {
                 },
                 _ = tick.tick() => {
                     if self.hub.take_resync() {
+                        // Older changes still queued would land after the list and undo it.
+                        while hub_events.try_recv().is_ok() {}
                         self.send_users().await;
                     }
                     self.send(Body::Heartbeat).await;
@@ -323,6 +338,7 @@ impl Publisher {
     async fn send(&mut self, body: Body) {
         self.seq += 1;
         let envelope = Envelope {
+            cluster: self.me.cluster,
             node: self.me.node.clone(),
             run: self.me.run,
             seq: self.seq,
@@ -383,50 +399,78 @@ struct Receiver {
     started: Instant,
     /// Whether nodes that left open sessions behind and were never heard were looked for.
     orphans_checked: bool,
+    /// When this node last heard its own heartbeat come back.
+    heard_self: Instant,
+    /// When another cluster on the subject was last complained about.
+    foreign_warned: Option<Instant>,
 }
 
 impl Receiver {
     async fn run(mut self, mut subscriber: async_nats::Subscriber, stop: CancellationToken) {
         let mut check = tokio::time::interval(self.ask_every / 2);
-        let mut queue_counts = tokio::time::interval(QUEUE_COUNTS_EVERY);
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
-                _ = queue_counts.tick() => {
-                    if let Err(e) = self.hub.store().reload_queue_counts().await {
-                        tracing::warn!(error = %e, "could not refresh the offline-queue lengths");
-                    }
-                }
                 message = subscriber.next() => {
                     let Some(message) = message else {
-                        tracing::error!("the bus subscription ended");
+                        tracing::error!("the bus subscription ended: this node counts its bus as gone");
+                        self.link.set(true);
                         break;
                     };
-                    self.hub.metrics().cluster().received();
-                    match serde_json::from_slice::<Envelope>(&message.payload) {
-                        Ok(envelope) => self.apply(envelope).await,
-                        Err(e) => tracing::warn!(error = %e, "ignoring an unreadable bus message"),
-                    }
+                    self.receive(&message);
                 }
                 _ = check.tick() => {
-                    self.watch_own_link().await;
-                    self.declare_lost().await;
-                    self.close_orphans().await;
+                    // What already arrived first: after a stall, the silence is this node's.
+                    for _ in 0..DRAIN_BEFORE_CHECK {
+                        match subscriber.next().now_or_never() {
+                            Some(Some(message)) => self.receive(&message),
+                            _ => break,
+                        }
+                    }
+                    self.watch_own_link();
+                    self.declare_lost();
+                    self.close_orphans();
                     self.hub.metrics().cluster().nodes(self.nodes.count());
                 }
             }
         }
     }
 
-    async fn apply(&mut self, envelope: Envelope) {
+    fn receive(&mut self, message: &async_nats::Message) {
+        self.hub.metrics().cluster().received();
+        match serde_json::from_slice::<Envelope>(&message.payload) {
+            Ok(envelope) => self.apply(envelope),
+            Err(e) => tracing::warn!(error = %e, "ignoring an unreadable bus message"),
+        }
+    }
+
+    fn apply(&mut self, envelope: Envelope) {
         let Envelope {
+            cluster,
             node,
             run,
             seq,
             body,
         } = envelope;
+        if cluster != self.me.cluster {
+            let now = Instant::now();
+            if self
+                .foreign_warned
+                .is_none_or(|at| now.duration_since(at) > FOREIGN_WARNING_EVERY)
+            {
+                self.foreign_warned = Some(now);
+                tracing::error!(
+                    node,
+                    "another cluster (another database) publishes on this \
+                    NATS subject: give each cluster its own NATS_SUBJECT_PREFIX; ignoring it"
+                );
+            }
+            return;
+        }
         if node == self.me.node {
-            if run != self.me.run {
+            if run == self.me.run {
+                self.heard_self = Instant::now();
+            } else {
                 tracing::error!(
                     node,
                     "another process uses this NODE_ID: give each node its own"
@@ -440,18 +484,18 @@ impl Receiver {
         }
         if heard != Heard::Known {
             // What it said while unheard may include revocations: the database has them all.
-            self.reload_revocations().await;
+            self.reload_revocations();
         }
         match heard {
             Heard::Known | Heard::Departed => {}
             Heard::Restarted => {
                 tracing::info!(node, "node restarted");
                 self.hub.remote_node_gone(&node);
-                self.ask_for_users(seq).await;
+                self.ask_for_users(seq);
             }
             Heard::New => {
                 tracing::info!(node, "node joined");
-                self.ask_for_users(seq).await;
+                self.ask_for_users(seq);
             }
             Heard::Gap => {
                 tracing::warn!(
@@ -459,7 +503,7 @@ impl Receiver {
                     seq,
                     "missed bus messages from a node; asking for its users"
                 );
-                self.ask_for_users(0).await;
+                self.ask_for_users(0);
             }
         }
         match body {
@@ -468,9 +512,11 @@ impl Receiver {
                     .into_iter()
                     .filter_map(WireMessage::into_committed)
                     .collect();
-                // Waits when the sequencer is behind: NATS buffers, and past its buffer the
-                // sequencer reads what was dropped from the database.
-                let _ = self.remote.send(batch).await;
+                // Never waits (liveness is watched on this loop): a batch the sequencer has
+                // no room for is read back from the database as a hole.
+                if self.remote.try_send(batch).is_err() {
+                    tracing::debug!(node, "sequencer behind; a batch will be read back");
+                }
             }
             Body::Users { users, last } => {
                 if let Some(all) = self.nodes.users_part(&node, users, last) {
@@ -515,20 +561,24 @@ impl Receiver {
 
     /// Reads every token revocation from the database into the verifier (revoking is
     /// idempotent): a revocation announced while this node was not listening is not missed.
-    async fn reload_revocations(&self) {
-        match self.hub.store().token_revocations().await {
-            Ok(revocations) => {
-                for (user_id, not_before) in revocations {
-                    self.verifier.revocations().revoke(&user_id, not_before);
+    /// In a task of its own: this loop never waits for the database.
+    fn reload_revocations(&self) {
+        let (store, verifier) = (self.hub.store().clone(), self.verifier.clone());
+        tokio::spawn(async move {
+            match store.token_revocations().await {
+                Ok(revocations) => {
+                    for (user_id, not_before) in revocations {
+                        verifier.revocations().revoke(&user_id, not_before);
+                    }
                 }
+                Err(e) => tracing::warn!(error = %e, "could not reload token revocations"),
             }
-            Err(e) => tracing::warn!(error = %e, "could not reload token revocations"),
-        }
+        });
     }
 
     /// Asks every node for its users, unless this is a node's first message (it sends its
     /// list itself as it starts) or this node asked a moment ago.
-    async fn ask_for_users(&mut self, seq: u64) {
+    fn ask_for_users(&mut self, seq: u64) {
         if seq == 1 {
             return;
         }
@@ -545,15 +595,22 @@ impl Receiver {
 
     /// Cuts this node off once its own bus has been gone for the timeout (the others count it
     /// lost by then: its connections would be invisible to them), and takes it back when the
-    /// bus returns.
-    async fn watch_own_link(&mut self) {
-        let down = self.link.down_since();
-        if down.is_some() {
+    /// bus returns. The bus counts as gone while NATS says disconnected, or while this node
+    /// does not hear its own heartbeats (a half-open connection, a stalled subscription).
+    fn watch_own_link(&mut self) {
+        let now = Instant::now();
+        let echo_silent = now.saturating_duration_since(self.heard_self);
+        let down_for = match self.link.down_since() {
+            Some(since) => Some(now.saturating_duration_since(since).max(echo_silent)),
+            None if echo_silent > self.timeout / 2 => Some(echo_silent),
+            None => None,
+        };
+        if down_for.is_some() {
             // Nobody is heard while this node's own bus is down: that silence is not theirs.
-            self.nodes.heard_all(Instant::now());
+            self.nodes.heard_all(now);
         }
-        match down {
-            Some(since) if since.elapsed() > self.timeout && !self.hub.is_cut_off() => {
+        match down_for {
+            Some(down) if down > self.timeout && !self.hub.is_cut_off() => {
                 tracing::error!(
                     "the NATS bus has been unreachable for NODE_TIMEOUT_SECS: closing every \
                      connection (node_lost) and refusing new ones until it is back"
@@ -565,7 +622,7 @@ impl Receiver {
             }
             None if self.hub.is_cut_off() => {
                 tracing::info!("the NATS bus is back: taking connections again");
-                self.reload_revocations().await;
+                self.reload_revocations();
                 self.hub.rejoin();
                 self.asked_at = None;
                 let _ = self.control.try_send(Control::Send(Body::Hello));
@@ -576,57 +633,65 @@ impl Receiver {
 
     /// Once, a timeout after joining: closes the open sessions of nodes that were never heard
     /// (a node that died while no other was running) with reason `node_lost`.
-    async fn close_orphans(&mut self) {
+    fn close_orphans(&mut self) {
         if self.orphans_checked || self.started.elapsed() <= self.timeout || self.hub.is_cut_off() {
             return;
         }
         self.orphans_checked = true;
         let store = self.hub.store().clone();
-        let nodes = match store.nodes_with_open_sessions(&self.me.node).await {
-            Ok(nodes) => nodes,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not look for sessions left open by lost nodes");
-                return;
-            }
-        };
-        for node in nodes.into_iter().filter(|n| !self.nodes.is_alive(n)) {
-            let at = timestamp(SystemTime::now());
-            match store.close_node_sessions(&node, "node_lost", &at).await {
-                Ok(closed) => tracing::warn!(
-                    node,
-                    closed,
-                    "closed sessions left open by a node not heard since this one joined"
-                ),
+        let me = self.me.node.clone();
+        let alive: std::collections::HashSet<String> = self.nodes.alive().collect();
+        tokio::spawn(async move {
+            let nodes = match store.nodes_with_open_sessions(&me).await {
+                Ok(nodes) => nodes,
                 Err(e) => {
-                    tracing::error!(node, error = %e, "could not close a lost node's sessions")
+                    tracing::warn!(error = %e, "could not look for sessions left open by lost nodes");
+                    return;
                 }
+            };
+            for node in nodes.into_iter().filter(|n| !alive.contains(n)) {
+                close_lost_node(&store, &node, "a node not heard since this one joined").await;
             }
-        }
+        });
     }
 
     /// Declares the nodes silent past the timeout lost: their users leave presence, their
-    /// open sessions are closed with reason `node_lost`.
-    async fn declare_lost(&mut self) {
+    /// open sessions are closed with reason `node_lost` (in a task: this loop never waits for
+    /// the database). Not while this node's own bus is down (`watch_own_link` counts them
+    /// heard meanwhile).
+    fn declare_lost(&mut self) {
         for node in self.nodes.take_lost(Instant::now()) {
             self.hub.metrics().cluster().node_lost();
             let users = self.hub.remote_node_gone(&node);
-            let at = timestamp(SystemTime::now());
-            match self
-                .hub
-                .store()
-                .close_node_sessions(&node, "node_lost", &at)
-                .await
-            {
-                Ok(closed) => {
-                    tracing::warn!(
-                        node,
-                        users,
-                        closed,
-                        "node lost: silent past NODE_TIMEOUT_SECS"
-                    )
-                }
-                Err(e) => {
-                    tracing::error!(node, error = %e, "node lost; its sessions could not be closed")
+            tracing::warn!(node, users, "node lost: silent past NODE_TIMEOUT_SECS");
+            let store = self.hub.store().clone();
+            tokio::spawn(async move {
+                close_lost_node(&store, &node, "a node lost").await;
+            });
+        }
+    }
+}
+
+/// Closes the open sessions of `node` with reason `node_lost`; whichever node gets there
+/// first closes them, the others find none.
+async fn close_lost_node(store: &crate::store::Store, node: &str, why: &'static str) {
+    let at = timestamp(SystemTime::now());
+    match store.close_node_sessions(node, "node_lost", &at).await {
+        Ok(closed) => tracing::warn!(node, closed, "closed the open sessions of {why}"),
+        Err(e) => tracing::error!(node, error = %e, "could not close the sessions of {why}"),
+    }
+}
+
+/// Reads every user's offline-queue length back from the database every
+/// [`QUEUE_COUNTS_EVERY`], until `stop`.
+async fn refresh_queue_counts(store: crate::store::Store, stop: CancellationToken) {
+    let mut every = tokio::time::interval(QUEUE_COUNTS_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = every.tick() => {
+                if let Err(e) = store.reload_queue_counts().await {
+                    tracing::warn!(error = %e, "could not refresh the offline-queue lengths");
                 }
             }
         }

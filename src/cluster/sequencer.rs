@@ -80,8 +80,14 @@ pub async fn run(hub: Hub, head: u64, mut inputs: Inputs, stop: CancellationToke
                 s.take(batch);
             }
             () = sleep_until(hole_deadline.unwrap_or_else(Instant::now)), if hole_deadline.is_some() => {
-                if let Some(&first) = s.pending.keys().next() {
-                    s.fill(first - 1).await;
+                // Up to what the database says is committed, not what the bus claims.
+                match (s.pending.keys().next(), s.hub.store().sequence_head().await) {
+                    (Some(&first), Ok(head)) => s.fill((first - 1).min(head)).await,
+                    (_, Err(e)) => {
+                        tracing::warn!(error = %e, "could not read where ids stand");
+                        s.hole_since = Some(Instant::now());
+                    }
+                    (None, _) => {}
                 }
             }
             _ = tail_check.tick() => {
@@ -101,7 +107,8 @@ impl Sequencer {
     /// Takes arrived messages and delivers what is now in order.
     fn take(&mut self, batch: Vec<CommittedMessage>) {
         for message in batch {
-            if message.id >= self.next {
+            // An id beyond any real one would wrap the counting below: not from our writers.
+            if message.id >= self.next && message.id < u64::MAX / 2 {
                 self.pending.insert(message.id, message);
             }
         }
@@ -137,9 +144,11 @@ impl Sequencer {
             // Past the ids skipped too (no message has them, so no connection is owed one).
             self.hub.store().advance_horizon(self.next - 1);
         }
-        self.hole_since = match self.pending.is_empty() {
-            true => None,
-            false => Some(self.hole_since.unwrap_or_else(Instant::now)),
+        // A hole is timed from when delivery last moved, not from the first hole ever seen.
+        self.hole_since = match (self.pending.is_empty(), self.next > from) {
+            (true, _) => None,
+            (false, true) => Some(Instant::now()),
+            (false, false) => Some(self.hole_since.unwrap_or_else(Instant::now)),
         };
     }
 
@@ -152,7 +161,7 @@ impl Sequencer {
                 .store()
                 .committed_between(self.next, through, FILL_PAGE)
                 .await;
-            let page = match page {
+            let (page, stopped_at) = match page {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(error = %e, from = self.next, through,
@@ -161,11 +170,7 @@ impl Sequencer {
                     return;
                 }
             };
-            let full = page.len() == FILL_PAGE as usize;
-            let read_through = match (full, page.last()) {
-                (true, Some(last)) => last.id,
-                _ => through,
-            };
+            let read_through = stopped_at.unwrap_or(through);
             tracing::debug!(
                 from = self.next,
                 through = read_through,

@@ -13,6 +13,9 @@ use crate::store::{CommittedMessage, TargetKind};
 /// One bus message.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Envelope {
+    /// The cluster's identity (`Store::cluster_identity`): envelopes of another cluster that
+    /// shares the subject by mistake are dropped.
+    pub cluster: i64,
     /// The sender's `NODE_ID`.
     pub node: String,
     /// The sender's process run (a restart gets a new one).
@@ -111,6 +114,7 @@ mod tests {
             sender_session: Some(3),
         };
         let sent = Envelope {
+            cluster: 1,
             node: "a".into(),
             run: 1,
             seq: 2,

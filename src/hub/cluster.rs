@@ -46,7 +46,21 @@ pub struct NodeUser {
     pub sessions: usize,
 }
 
+/// Most connections one node may claim for a user, and how far ahead of this node's clock a
+/// connection time may be: bounds for what arrives from the bus, which this node cannot trust
+/// to be well-formed (an absurd time would not even format as a timestamp).
+const MAX_NODE_SESSIONS: usize = 1_000_000;
+const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(86_400);
+
 impl NodeUser {
+    /// This entry with its figures clamped to what a node can have.
+    pub fn sane(mut self) -> Self {
+        let latest = millis(SystemTime::now() + MAX_CLOCK_AHEAD);
+        self.connected_at_ms = self.connected_at_ms.min(latest);
+        self.sessions = self.sessions.min(MAX_NODE_SESSIONS);
+        self
+    }
+
     fn connected_at(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.connected_at_ms)
     }
@@ -110,7 +124,8 @@ impl RemotePresence {
         if !self.is_online(user_id) {
             return 0;
         }
-        self.entries(user_id).map(|u| u.sessions).sum()
+        self.entries(user_id)
+            .fold(0, |n: usize, u| n.saturating_add(u.sessions))
     }
 
     /// Users online on other nodes.
@@ -191,7 +206,7 @@ impl State {
             }
         };
         for other in remote {
-            user.sessions += other.sessions;
+            user.sessions = user.sessions.saturating_add(other.sessions);
             at = at.min(other.connected_at());
         }
         user.connected_at = wire::timestamp(at);
@@ -215,6 +230,11 @@ impl State {
             .filter(|id| !self.users.contains_key(&***id))
             .count();
         self.users.len() + remote_only
+    }
+
+    /// Whether the user has a connection on any node.
+    pub fn is_online_anywhere(&self, user_id: &str) -> bool {
+        self.users.contains_key(user_id) || self.remote.is_online(user_id)
     }
 
     /// This node's entry of a user, for the other nodes (0 sessions once it has none here).
@@ -340,17 +360,26 @@ impl Hub {
     /// Another node's entry of a user changed. Local connections hear `user-connected` when
     /// the user was online nowhere before, `user-disconnected` when it is online nowhere now.
     pub fn remote_user(&self, node: &str, user: NodeUser) {
+        let user = user.sane();
         let mut state = self.state();
-        self.apply_remote(&mut state, |remote| remote.set(node, user));
+        let touched = vec![Arc::from(user.user_id.as_str())];
+        self.apply_remote(&mut state, &touched, |remote| remote.set(node, user));
     }
 
     /// Everything `node` has online, replacing what was known of it (its snapshot).
     pub fn remote_node_users(&self, node: &str, users: Vec<NodeUser>) {
+        let users: Vec<NodeUser> = users.into_iter().map(NodeUser::sane).collect();
         let mut state = self.state();
-        self.apply_remote(&mut state, |remote| {
+        let old = state.remote.of_node(node);
+        let touched: Vec<Arc<str>> = old
+            .iter()
+            .chain(&users)
+            .map(|u| Arc::from(u.user_id.as_str()))
+            .collect();
+        self.apply_remote(&mut state, &touched, |remote| {
             let listed: std::collections::HashSet<&str> =
                 users.iter().map(|u| u.user_id.as_str()).collect();
-            for old in remote.of_node(node) {
+            for old in old {
                 if !listed.contains(old.user_id.as_str()) {
                     remote.set(node, NodeUser { sessions: 0, ..old });
                 }
@@ -365,46 +394,63 @@ impl Hub {
     /// many users it had.
     pub fn remote_node_gone(&self, node: &str) -> usize {
         let mut state = self.state();
-        let mut count = 0;
-        self.apply_remote(&mut state, |remote| count = remote.drop_node(node).len());
+        let touched: Vec<Arc<str>> = state
+            .remote
+            .of_node(node)
+            .iter()
+            .map(|u| Arc::from(u.user_id.as_str()))
+            .collect();
+        let count = touched.len();
+        self.apply_remote(&mut state, &touched, |remote| {
+            remote.drop_node(node);
+        });
         count
     }
 
-    /// Applies `change` to the remote users and announces every user it brought online or
-    /// took offline cluster-wide.
-    fn apply_remote(&self, state: &mut State, change: impl FnOnce(&mut RemotePresence)) {
-        let before: std::collections::HashSet<Arc<str>> =
-            state.remote.user_ids().cloned().collect();
-        let snapshot: HashMap<Arc<str>, UserObject> = before
+    /// Applies `change`, which concerns the users `touched` only, to the remote users and
+    /// announces each of them it brought online or took offline cluster-wide. Its cost is
+    /// that of the users touched, not of everyone online: it runs under the hub lock.
+    fn apply_remote(
+        &self,
+        state: &mut State,
+        touched: &[Arc<str>],
+        change: impl FnOnce(&mut RemotePresence),
+    ) {
+        let before: Vec<(bool, Option<UserObject>)> = touched
             .iter()
-            .filter_map(|id| Some((id.clone(), state.cluster_user_object(id)?)))
+            .map(|id| {
+                let online = state.is_online_anywhere(id);
+                (
+                    online,
+                    online.then(|| state.cluster_user_object(id)).flatten(),
+                )
+            })
             .collect();
         change(&mut state.remote);
         let at = wire::now();
-        let mut changes: Vec<(UserObject, bool)> = Vec::new();
-        for id in state.remote.user_ids() {
-            state.known_users.insert(id.clone());
-            if !before.contains(id)
-                && !state.users.contains_key(&**id)
-                && let Some(user) = state.cluster_user_object(id)
-            {
-                changes.push((user, true));
+        for (id, (was_online, was)) in touched.iter().zip(before) {
+            if state.remote.is_online(id) {
+                state.known_users.insert(id.clone());
             }
-        }
-        for id in &before {
-            if !state.remote.is_online(id)
-                && !state.users.contains_key(&**id)
-                && let Some(mut user) = snapshot.get(id).cloned()
-            {
-                user.sessions = 0;
-                changes.push((user, false));
+            let online = state.is_online_anywhere(id);
+            let user = match (was_online, online) {
+                (false, true) => state.cluster_user_object(id),
+                (true, false) => was.map(|mut user| {
+                    user.sessions = 0;
+                    user
+                }),
+                _ => None,
+            };
+            if let Some(user) = user {
+                let count = state.online_count();
+                self.inner.presence.user_changed(
+                    &mut state.presence_window,
+                    &user,
+                    online,
+                    &at,
+                    count,
+                );
             }
-        }
-        for (user, online) in changes {
-            let count = state.online_count();
-            self.inner
-                .presence
-                .user_changed(&mut state.presence_window, &user, online, &at, count);
         }
     }
 

@@ -196,6 +196,9 @@ struct StartState {
     pending: HashMap<String, u64>,
 }
 
+/// The `counters` row that names the cluster sharing this database.
+const CLUSTER_IDENTITY: &str = "cluster_identity";
+
 /// The state the writer and the store share, from where a backend found ids and queues.
 fn start_state(state: StartState) -> Shared {
     Shared {
@@ -721,9 +724,31 @@ impl Store {
         Ok(self.inner.shared.sequence.start(head).map(|rx| (head, rx)))
     }
 
+    /// The identity of the cluster whose database this is: a random number stored on the
+    /// first call, the same for every node since. The bus drops what another cluster (one
+    /// sharing the NATS server and subject prefix by mistake) says.
+    pub async fn cluster_identity(&self) -> Result<i64, StoreError> {
+        let Backend::Postgres(pool) = &self.inner.backend else {
+            return Ok(0);
+        };
+        postgres::counters::identity(pool, CLUSTER_IDENTITY)
+            .await
+            .map_err(self.failed("could not read the cluster's identity"))
+    }
+
     /// Whether ids are assigned at commit.
     pub fn is_sequenced(&self) -> bool {
         self.inner.shared.sequence.is_on()
+    }
+
+    /// Waits, at most `max`, until this node has delivered every message up to `id` (in a
+    /// cluster, where another node may be ahead); at once otherwise, or when `id` is past
+    /// anything committed (a client's bogus cursor costs it `max`).
+    pub async fn wait_delivered(&self, id: u64, max: Duration) {
+        if !self.is_sequenced() || self.last_message_id() >= id {
+            return;
+        }
+        let _ = tokio::time::timeout(max, self.wait_committed(id)).await;
     }
 
     /// Every id up to `id` is committed and delivered to this node's connections. Called by
@@ -745,16 +770,17 @@ impl Store {
             .map_err(self.failed("could not read where message ids stand"))
     }
 
-    /// The stored messages with ids in `[from, through]`, oldest first, at most `limit`: what
-    /// a node missed on the bus, read back.
+    /// The stored messages with ids in `[from, through]`, oldest first, from at most `limit`
+    /// rows: what a node missed on the bus, read back; with, when the page was full, the id
+    /// it stopped at (everything above it is still to read).
     pub async fn committed_between(
         &self,
         from: u64,
         through: u64,
         limit: u32,
-    ) -> Result<Vec<CommittedMessage>, StoreError> {
+    ) -> Result<(Vec<CommittedMessage>, Option<u64>), StoreError> {
         let Backend::Postgres(pool) = &self.inner.backend else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
         postgres::messages::committed_between(pool, from, through, limit)
             .await

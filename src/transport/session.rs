@@ -99,6 +99,10 @@ pub(crate) struct Request<'a> {
     pub started: Instant,
 }
 
+/// Most time a resuming connection waits for this node to have delivered up to its
+/// `lastMessageId` (`Store::wait_delivered`).
+const RESUME_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// An admitted connection: who it is, its session id and where its recovery starts.
 #[derive(Debug, Clone)]
 pub(crate) struct Admitted {
@@ -115,12 +119,20 @@ pub(crate) struct Admitted {
 pub(crate) async fn admit(app: &AppState, request: &Request<'_>) -> Result<Admitted, Refusal> {
     let admitted = match check(app, request) {
         Ok((identity, resume_from)) => match app.hub.store().next_session_id().await {
-            Ok(session_id) => Ok(Admitted {
-                identity,
-                session_id,
-                resume_from,
-                started: request.started,
-            }),
+            Ok(session_id) => {
+                if let Some(since) = resume_from {
+                    // In a cluster this node may not have delivered up to the id the client
+                    // saw on another one yet: its catch-up would then start below it, and
+                    // live delivery would repeat what the client has. A short, bounded wait.
+                    app.hub.store().wait_delivered(since, RESUME_WAIT).await;
+                }
+                Ok(Admitted {
+                    identity,
+                    session_id,
+                    resume_from,
+                    started: request.started,
+                })
+            }
             Err(e) => {
                 tracing::error!(error = %e, "connection refused: no session id");
                 Err(Refusal::Unavailable)

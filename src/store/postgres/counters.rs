@@ -60,3 +60,19 @@ where
     .await?;
     Ok(())
 }
+
+/// The value of counter `name`, set to a random number by the first call that finds none.
+pub(in crate::store) async fn identity(pool: &PgPool, name: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO counters (name, value)
+         VALUES ($1, (random() * 9007199254740991)::bigint + 1)
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .execute(pool)
+    .await?;
+    sqlx::query_scalar("SELECT value FROM counters WHERE name = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+}

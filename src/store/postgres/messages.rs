@@ -89,14 +89,15 @@ pub(in crate::store) async fn last_stored_id(pool: &PgPool) -> Result<u64, sqlx:
 /// `(message_id, event, target_kind, target, payload, sender_session)`.
 type CommittedRow = (i64, String, String, Option<String>, String, Option<i64>);
 
-/// The stored messages with ids in `[from, through]`, oldest first, at most `limit`, as a
-/// node delivers them (`../sequence.rs`: what it missed on the bus).
+/// The stored messages with ids in `[from, through]`, oldest first, at most `limit` rows, as
+/// a node delivers them (`../sequence.rs`: what it missed on the bus), and, when the page is
+/// full, the id it stopped at (a row whose target is unreadable is skipped but counts).
 pub(in crate::store) async fn committed_between(
     pool: &PgPool,
     from: u64,
     through: u64,
     limit: u32,
-) -> Result<Vec<CommittedMessage>, sqlx::Error> {
+) -> Result<(Vec<CommittedMessage>, Option<u64>), sqlx::Error> {
     let rows: Vec<CommittedRow> = sqlx::query_as(
         "SELECT message_id, event, target_kind, target, payload, sender_session FROM messages
          WHERE message_id BETWEEN $1 AND $2 ORDER BY message_id LIMIT $3",
@@ -106,7 +107,12 @@ pub(in crate::store) async fn committed_between(
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
-    Ok(rows
+    // A full page may stop short of `through`: where it stopped (rows counted as read, a
+    // skipped one included).
+    let stopped_at = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|row| row.0.max(0) as u64))
+        .flatten();
+    let messages = rows
         .into_iter()
         .filter_map(|(id, event, kind, target, payload, sender_session)| {
             let Some(target_kind) = TargetKind::parse(&kind) else {
@@ -122,5 +128,6 @@ pub(in crate::store) async fn committed_between(
                 sender_session: sender_session.map(|s| s.max(0) as u64),
             })
         })
-        .collect())
+        .collect();
+    Ok((messages, stopped_at))
 }
