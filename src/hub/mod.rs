@@ -280,6 +280,10 @@ impl Hub {
         if let Some(user) = state.node_user(&identity.user_id, None) {
             self.announce(ClusterEvent::User(user));
         }
+        if self.is_cut_off() {
+            // Admitted just before this node was cut off from its cluster: it goes too.
+            outbound.close(CloseReason::NodeLost);
+        }
         let presence = self
             .inner
             .presence
