@@ -45,6 +45,8 @@ const PUBLISH_QUEUE: usize = 1_024;
 const REMOTE_QUEUE: usize = 1_024;
 /// How long `NATS_URL` gets to answer at start.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The NATS header naming a bus message's sender (`<node>/<run>`).
+const SENDER_HEADER: &str = "Switchboard-Sender";
 /// Least time between two complaints about another cluster on the subject.
 const FOREIGN_WARNING_EVERY: Duration = Duration::from_secs(60);
 /// Bus messages already arrived that are taken before the liveness checks.
@@ -130,6 +132,8 @@ impl BusLink {
 struct Me {
     /// The cluster's identity, from the database.
     cluster: i64,
+    /// `<node>/<run>`, the [`SENDER_HEADER`] of everything this node sends.
+    sender: String,
     node: String,
     run: u64,
     subject: String,
@@ -147,10 +151,12 @@ impl Cluster {
         let Some(url) = &settings.nats_url else {
             return Err(ClusterError::NotPostgres);
         };
+        let run = run_id();
         let me = Me {
             cluster: hub.store().cluster_identity().await?,
+            sender: format!("{node_id}/{run}"),
             node: node_id.as_str().to_owned(),
-            run: run_id(),
+            run,
             subject: format!("{}.bus", settings.subject_prefix),
         };
         let servers: Vec<&str> = url.expose().split(',').map(str::trim).collect();
@@ -351,9 +357,12 @@ impl Publisher {
                 return;
             }
         };
+        // The sender in a header: a node reads only that much of what it hears of itself.
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(SENDER_HEADER, self.me.sender.as_str());
         match self
             .client
-            .publish(self.me.subject.clone(), bytes.into())
+            .publish_with_headers(self.me.subject.clone(), headers, bytes.into())
             .await
         {
             Ok(()) => self.hub.metrics().cluster().sent(),
@@ -438,6 +447,16 @@ impl Receiver {
 
     fn receive(&mut self, message: &async_nats::Message) {
         self.hub.metrics().cluster().received();
+        let sender = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(SENDER_HEADER))
+            .map(|v| v.as_str());
+        if sender == Some(self.me.sender.as_str()) {
+            // Its own message, heard back: the bus works; nothing else to read in it.
+            self.heard_self = Instant::now();
+            return;
+        }
         match serde_json::from_slice::<Envelope>(&message.payload) {
             Ok(envelope) => self.apply(envelope),
             Err(e) => tracing::warn!(error = %e, "ignoring an unreadable bus message"),
