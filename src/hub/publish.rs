@@ -109,6 +109,11 @@ impl Published {
         }
     }
 
+    /// Whether `other` is this same publish (a clone of it), whatever the ids say.
+    pub(super) fn is_same_message(&self, other: &Published) -> bool {
+        self.committed.is_same(&other.committed)
+    }
+
     /// Waits until the message is committed; false if it could not be stored. A message
     /// sequenced at commit learns its id here.
     pub async fn durable(&mut self) -> bool {
@@ -142,7 +147,7 @@ impl PendingPublish {
             self.hub
                 .state()
                 .recent_keys
-                .forget(sender_id, key, self.published.id);
+                .forget(sender_id, key, &self.published);
         }
         Err(PublishError::NotStored)
     }

@@ -113,12 +113,17 @@ impl RecentKeys {
         self.map.insert((sender, key), published);
     }
 
-    /// Forgets `key` if it still names message `id`: that message was not stored, so a
-    /// resend must be published anew rather than answered as its duplicate. (Its place in
+    /// Forgets `key` if it still names the message `failed`: that message was not stored, so
+    /// a resend must be published anew rather than answered as its duplicate. Matched by its
+    /// commit, not its id (sequenced messages all have id 0 until they commit). (Its place in
     /// `order` stays; evicting it later at worst sends a lookup to the database.)
-    pub fn forget(&mut self, sender: &Arc<str>, key: &str, id: u64) {
+    pub fn forget(&mut self, sender: &Arc<str>, key: &str, failed: &Published) {
         let entry = (sender.clone(), key.to_owned());
-        if self.map.get(&entry).is_some_and(|p| p.id == id) {
+        if self
+            .map
+            .get(&entry)
+            .is_some_and(|p| p.is_same_message(failed))
+        {
             self.map.remove(&entry);
         }
     }

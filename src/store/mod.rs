@@ -332,6 +332,11 @@ impl Commit {
         Self(watch::channel(Some(true)).1, None)
     }
 
+    /// Whether `other` watches the same message (a clone of this one).
+    pub fn is_same(&self, other: &Commit) -> bool {
+        self.0.same_channel(&other.0)
+    }
+
     /// The id its commit assigned, for a message sequenced at commit (`None` before the
     /// commit, and for a message that had its id when it was routed).
     pub fn assigned_id(&self) -> Option<u64> {
