@@ -858,6 +858,18 @@ pub async fn poll_at(addr: std::net::SocketAddr, method: &str, query: &str, body
     body.to_string()
 }
 
+/// A raw Engine.IO polling client's start: the handshake, then the Socket.IO connect with
+/// `token` (accepted as posted). Returns the Engine.IO session id and its `&sid=` query.
+pub async fn polling_connect(addr: std::net::SocketAddr, token: &str) -> (String, String) {
+    let open = poll_at(addr, "GET", "", "").await;
+    let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).expect("open");
+    let sid = handshake["sid"].as_str().expect("a sid").to_string();
+    let with_sid = format!("&sid={sid}");
+    let connect = format!("40{{\"token\":\"{token}\"}}");
+    assert_eq!(poll_at(addr, "POST", &with_sid, &connect).await, "ok");
+    (sid, with_sid)
+}
+
 /// Long-polls until a payload containing `needle` arrives (a poll may return other packets
 /// first, e.g. `connected` before the answer); bounded.
 pub async fn poll_until(addr: std::net::SocketAddr, with_sid: &str, needle: &str) -> String {

@@ -331,16 +331,11 @@ async fn engine_io_session_ids_never_reach_the_logs() {
     let addr = server.addr;
 
     // A polling client: handshake, connect with a token, read the answer, send an event.
-    let open = poll_at(addr, "GET", "", "").await;
-    let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).expect("open");
-    let sid = handshake["sid"].as_str().expect("a sid").to_string();
-    let with_sid = format!("&sid={sid}");
     let token = sign(
         jsonwebtoken::Algorithm::HS256,
         &serde_json::json!({"sub": "alice", "username": "alice", "role": "USER", "exp": in_an_hour()}),
     );
-    let connect = format!("40{{\"token\":\"{token}\"}}");
-    assert_eq!(poll_at(addr, "POST", &with_sid, &connect).await, "ok");
+    let (sid, with_sid) = polling_connect(addr, &token).await;
     poll_until(addr, &with_sid, "40").await;
     let event = r#"42["get-active-users"]"#;
     assert_eq!(poll_at(addr, "POST", &with_sid, event).await, "ok");

@@ -118,12 +118,7 @@ async fn a_ws_connection_is_counted_while_open_and_by_its_close_reason() {
 async fn a_socketio_connection_is_counted_under_its_own_transport() {
     // A raw Engine.IO polling client: handshake, Socket.IO connect with a token, disconnect.
     let app = spawn_app().await;
-    let open = poll_at(app.addr, "GET", "", "").await;
-    let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).expect("open");
-    let sid = handshake["sid"].as_str().expect("a sid").to_string();
-    let with_sid = format!("&sid={sid}");
-    let connect = format!("40{{\"token\":\"{}\"}}", app.token("alice", "USER"));
-    assert_eq!(poll_at(app.addr, "POST", &with_sid, &connect).await, "ok");
+    let (_, with_sid) = polling_connect(app.addr, &app.token("alice", "USER")).await;
     poll_until(app.addr, &with_sid, "connected").await;
 
     let text = scrape(&app).await;

@@ -2,7 +2,7 @@
 //! arrives once the client reads, instead of being dropped. A raw Engine.IO polling client
 //! makes "not reading" exact: nothing leaves the server's queue until it polls.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::*;
 
@@ -14,12 +14,7 @@ async fn an_ack_waits_for_room_in_a_full_socketio_queue_instead_of_being_lost() 
     })
     .await;
     // Alice over Socket.IO (polling), connected, then not reading.
-    let open = poll_at(app.addr, "GET", "", "").await;
-    let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).expect("open");
-    let sid = handshake["sid"].as_str().expect("a sid").to_string();
-    let with_sid = format!("&sid={sid}");
-    let connect = format!("40{{\"token\":\"{}\"}}", app.token("alice", "USER"));
-    assert_eq!(poll_at(app.addr, "POST", &with_sid, &connect).await, "ok");
+    let (_, with_sid) = polling_connect(app.addr, &app.token("alice", "USER")).await;
     poll_until(app.addr, &with_sid, "connected").await;
 
     // More broadcasts than socketioxide's queue for her holds (128); the rest wait in ours.
