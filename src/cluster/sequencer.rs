@@ -138,7 +138,7 @@ impl Sequencer {
             }
         }
         if !ready.is_empty() {
-            self.hub.deliver_committed(&ready);
+            self.hub.deliver_committed(ready);
         }
         if self.next > from {
             // Past the ids skipped too (no message has them, so no connection is owed one).

@@ -93,7 +93,7 @@ impl WireMessage {
             event: self.event,
             target_kind: TargetKind::parse(&self.target_kind)?,
             target: self.target,
-            payload: self.payload.get().to_owned(),
+            payload: String::from(Box::<str>::from(self.payload)),
             sender_session: self.sender_session,
         })
     }

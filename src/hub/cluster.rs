@@ -339,6 +339,17 @@ impl Hub {
         }
     }
 
+    /// Tells the other nodes how many connections `user_id` has here now (`gone`: the user
+    /// as they were, when this was their last). Nothing to build when not clustered.
+    pub(super) fn announce_user(&self, state: &State, user_id: &str, gone: Option<&UserObject>) {
+        if !self.is_clustered() {
+            return;
+        }
+        if let Some(user) = state.node_user(user_id, gone) {
+            self.announce(ClusterEvent::User(user));
+        }
+    }
+
     /// Whether a change was lost on the way to the bus since the last call (the bus then
     /// sends [`Hub::node_users`] in full).
     pub fn take_resync(&self) -> bool {
@@ -518,8 +529,10 @@ impl Hub {
     /// Delivers committed messages, in id order, to this node's connections, and moves the
     /// read horizon past them (under the lock, so a connection registering now reads a
     /// horizon that matches what it will get live).
-    pub fn deliver_committed(&self, batch: &[CommittedMessage]) {
-        let Some(last) = batch.last() else { return };
+    pub fn deliver_committed(&self, batch: Vec<CommittedMessage>) {
+        let Some(last) = batch.last().map(|m| m.id) else {
+            return;
+        };
         let store = &self.inner.store;
         let mut state = self.state();
         let mut delivered = 0;
@@ -531,14 +544,15 @@ impl Hub {
                 continue;
             }
             let tracked = (message.target_kind == TargetKind::User).then_some(message.id);
-            match Event::stored(message.event.clone(), message.payload.clone(), tracked) {
+            let id = message.id;
+            match Event::stored(message.event, message.payload, tracked) {
                 Ok(event) => delivered += state.send_to(sessions, &event),
                 Err(e) => {
-                    tracing::error!(id = message.id, error = %e, "a committed message has a bad payload")
+                    tracing::error!(id, error = %e, "a committed message has a bad payload")
                 }
             }
         }
-        store.advance_horizon(last.id);
+        store.advance_horizon(last);
         drop(state);
         store.metrics().delivered(Delivery::Live, delivered as u64);
     }

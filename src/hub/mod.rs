@@ -252,8 +252,10 @@ impl Hub {
             remote_addr: meta.remote_addr,
         };
         let mut arrival = state.add_session(id, &identity, outbound.clone(), opened, hold_limit);
-        if let Some(user) = state.cluster_user_object(&identity.user_id) {
-            // In a cluster: the sessions on every node.
+        if state.remote.is_online(&identity.user_id)
+            && let Some(user) = state.cluster_user_object(&identity.user_id)
+        {
+            // Also connected on other nodes: the sessions on every node.
             arrival.user = user;
         }
         // Straight to the connection, ahead of anything held for it.
@@ -277,9 +279,7 @@ impl Hub {
                 count,
             );
         }
-        if let Some(user) = state.node_user(&identity.user_id, None) {
-            self.announce(ClusterEvent::User(user));
-        }
+        self.announce_user(&state, &identity.user_id, None);
         if self.is_cut_off() {
             // Admitted just before this node was cut off from its cluster: it goes too.
             outbound.close(CloseReason::NodeLost);
@@ -327,9 +327,7 @@ impl Hub {
                 .presence
                 .user_changed(&mut state.presence_window, user, false, &at, count);
         }
-        if let Some(user) = state.node_user(&user.user_id, Some(user)) {
-            self.announce(ClusterEvent::User(user));
-        }
+        self.announce_user(&state, &user.user_id, Some(user));
     }
 
     /// A connection renewed its token (`refresh-token`): the user's name and role come from
@@ -339,10 +337,8 @@ impl Hub {
         let mut state = self.state();
         state.renew_identity(id, identity)?;
         self.inner.store.user_renewed(identity, &wire::now());
-        if let Some(user) = state.node_user(&identity.user_id, None) {
-            // The other nodes list the user under the new name and role too.
-            self.announce(ClusterEvent::User(user));
-        }
+        // The other nodes list the user under the new name and role too.
+        self.announce_user(&state, &identity.user_id, None);
         Ok(())
     }
 
