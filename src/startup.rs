@@ -136,6 +136,13 @@ impl EmbeddedGateway {
         async move {
             state.stopping.cancel();
             state.hub.close_all(CloseReason::ServerShutdown);
+            // Socket.IO sessions say why (an `error` event) and end without a Socket.IO
+            // DISCONNECT, after which socket.io-client would never reconnect; closing the
+            // Engine.IO transports once they have (or after a bound) is what tells every
+            // official client to come back by itself.
+            state.connections.close();
+            let said_goodbye = 2 * transport::socketio::CLOSE_GRACE;
+            let _ = tokio::time::timeout(said_goodbye, state.connections.wait()).await;
             io.close().await;
         }
     }

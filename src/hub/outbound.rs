@@ -165,11 +165,23 @@ impl Outbound {
         )
     }
 
-    /// Like [`Outbound::channel`], for a transport that takes events directly when it can.
-    pub fn with_handoff(capacity: usize, handoff: Arc<dyn Handoff>) -> (Self, OutboundQueue) {
-        let (mut outbound, queue) = Self::channel(capacity);
-        outbound.handoff = Some(handoff);
-        (outbound, queue)
+    /// Like [`Outbound::channel`], for a transport that takes events directly when it can,
+    /// and that made the connection's `closer` before the connection was opened (its
+    /// handlers may close it from the first frame on).
+    pub fn with_handoff(
+        capacity: usize,
+        closer: Closer,
+        handoff: Arc<dyn Handoff>,
+    ) -> (Self, OutboundQueue) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (
+            Self {
+                tx,
+                closer: closer.clone(),
+                handoff: Some(handoff),
+            },
+            OutboundQueue { rx, closer },
+        )
     }
 
     /// Queues an event without waiting (or hands it over directly, see [`Handoff`]). A full

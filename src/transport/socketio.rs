@@ -73,7 +73,7 @@ const PRESENCE_RETRY: Duration = Duration::from_millis(20);
 /// How long the writer waits before offering an event again to a full socketioxide queue.
 const FULL_RETRY: Duration = Duration::from_millis(1);
 /// How long a closing connection may take to hand over what is queued and say why.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Builds the Socket.IO layer and its handle, with limits from the configuration.
 pub(crate) fn layer(app: &AppState) -> (SocketIoLayer, SocketIo) {
@@ -159,17 +159,33 @@ async fn authenticate(
             .map_or_else(Instant::now, |opened| opened.0),
     };
     let admitted = session::admit(&app, &request).await?;
-    socket.extensions.insert(admitted);
+    let connecting = listen(&socket, &app, admitted);
+    socket
+        .extensions
+        .insert(Connecting(Arc::new(std::sync::Mutex::new(Some(
+            connecting,
+        )))));
     Ok(())
 }
 
-async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
-    // Taken out: the socket's extensions live as long as the connection.
-    let Some(admitted) = socket.extensions.remove::<Admitted>() else {
-        // The middleware always stores it; without it there is no one to serve.
-        let _ = socket.disconnect();
-        return;
-    };
+/// An admitted connection between the connect middleware and the connect handler.
+struct Accepted {
+    admitted: Admitted,
+    meta: SessionMeta,
+    link: Link,
+    inbound: mpsc::Receiver<Inbound>,
+}
+
+/// Where the middleware leaves [`Accepted`] for the connect handler (socketioxide's
+/// extensions hold only `Clone` values; the handler takes it out once).
+#[derive(Clone)]
+struct Connecting(Arc<std::sync::Mutex<Option<Accepted>>>);
+
+/// Starts taking the client's events. Runs in the connect middleware, before socketioxide
+/// tells the client it is connected: socketioxide sends the namespace's CONNECT packet and
+/// only then spawns the connect handler, and an event read in between, with no handler in
+/// place, would be dropped without a word (a client emits as soon as it reads CONNECT).
+fn listen(socket: &SocketRef, app: &AppState, admitted: Admitted) -> Accepted {
     let parts = socket.req_parts();
     let meta = SessionMeta {
         transport: Transport::SocketIo,
@@ -183,34 +199,61 @@ async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
             .and_then(|v| v.to_str().ok())
             .map(String::from),
     };
-    let receipts = Receipts::new(app.hub.store().clone(), admitted.identity.user_id.clone());
-    let handoff = Arc::new(SocketHandoff {
-        socket: socket.clone(),
-        handing: tokio::sync::Mutex::new(()),
-        queued: Notify::new(),
-    });
-    let (outbound, queue) =
-        Outbound::with_handoff(app.settings.limits.outbound_queue_capacity, handoff.clone());
     // Bounded so that a flood is cut by the rate limiter's verdicts, not by memory: a
     // client gets `burst` events admitted and `max_strikes` refused before it is closed.
     let limits = &app.settings.limits;
     let capacity =
         (limits.rate_limit_burst as usize + limits.rate_limit_max_strikes as usize).max(1);
     let (inbox, inbound) = mpsc::channel(capacity);
-    let span = session::connection_span(&admitted.identity, &meta);
     let link = Link {
-        closer: outbound.closer().clone(),
+        closer: Closer::default(),
         stalled: Arc::default(),
-        span: span.clone(),
+        span: session::connection_span(&admitted.identity, &meta),
     };
     socket.extensions.insert(link.clone());
     socket.on_fallback(Inbox(inbox));
+    Accepted {
+        admitted,
+        meta,
+        link,
+        inbound,
+    }
+}
+
+async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
+    // Taken out: the socket's extensions live as long as the connection.
+    let accepted = socket
+        .extensions
+        .remove::<Connecting>()
+        .and_then(|c| c.0.lock().ok()?.take());
+    let Some(Accepted {
+        admitted,
+        meta,
+        link,
+        inbound,
+    }) = accepted
+    else {
+        // The middleware always leaves it; without it there is no one to serve.
+        let _ = socket.disconnect();
+        return;
+    };
+    let receipts = Receipts::new(app.hub.store().clone(), admitted.identity.user_id.clone());
+    let handoff = Arc::new(SocketHandoff {
+        socket: socket.clone(),
+        handing: tokio::sync::Mutex::new(()),
+        queued: Notify::new(),
+    });
+    let (outbound, queue) = Outbound::with_handoff(
+        app.settings.limits.outbound_queue_capacity,
+        link.closer.clone(),
+        handoff.clone(),
+    );
     socket.on_disconnect(on_disconnect);
     // A socket that went away before the handler above was in place will never call it.
     if !socket.connected() {
         link.closer.close(CloseReason::ClientClosed);
     }
-    let mut session = Session::open(&app, admitted, meta, outbound, span);
+    let mut session = Session::open(&app, admitted, meta, outbound, link.span.clone());
     session.acks_send_errors();
     // Not instrumented as a whole (see `Session::in_span`): the session enters its span
     // where it may log.
@@ -564,8 +607,9 @@ async fn hand_over(
 /// After the hub (slow consumer, shutdown, kick), the token clock or the reader (rate limit)
 /// closed the session: what was queued before the close goes out (an error explaining it, a
 /// last message; except for a slow consumer, whose queue is the problem), then the `error`
-/// event naming the reason (Socket.IO has no close reason), then the disconnect. Bounded by
-/// `CLOSE_GRACE`: a client that stopped reading must not hold the connection open.
+/// event naming the reason (Socket.IO has no close reason), then the disconnect (but on a
+/// server stop, see below). Bounded by `CLOSE_GRACE`: a client that stopped reading must not
+/// hold the connection open.
 async fn goodbye(
     socket: &SocketRef,
     rx: &mut mpsc::Receiver<Arc<Event>>,
@@ -600,6 +644,14 @@ async fn goodbye(
             hand_over(socket, &notice, receipts, stalled, None),
         )
         .await;
+    }
+    // A client told to come back must not get a Socket.IO DISCONNECT: socket.io-client
+    // reports it as `io server disconnect` and, by design, never reconnects after that. The
+    // server's stop closes the Engine.IO transport instead (`SocketIo::close`, once every
+    // session said goodbye: see `EmbeddedGateway::begin_shutdown`), which the client
+    // reports as `transport close` and recovers from by itself.
+    if reason == CloseReason::ServerShutdown {
+        return;
     }
     // socketioxide's disconnect needs room in its queue for the disconnect packet; when a
     // client that reads nothing keeps it full, engine.io's heartbeat (whose ping cannot be

@@ -26,6 +26,7 @@ mod persistence;
 mod pipeline;
 mod presence;
 mod rest;
+mod socketio_connect;
 mod socketio_replies;
 mod startup;
 mod tokens;

@@ -13,9 +13,11 @@ export const SECRET = 'node-suites-secret-0123456789abcdef';
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const binary = process.env.SWITCHBOARD_BIN || join(root, 'target', 'release', 'switchboard');
 
-/** Starts the server; resolves to { url, log(), stop() }. */
-export async function startServer(extraEnv = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'switchboard-node-'));
+/**
+ * Starts the server; resolves to { url, dir, log(), stop() }. `dir` (a previous server's) keeps
+ * its database, for a restart; `stop({ keep: true })` leaves the directory for that.
+ */
+export async function startServer(extraEnv = {}, { dir = mkdtempSync(join(tmpdir(), 'switchboard-node-')) } = {}) {
   const child = spawn(binary, [], {
     env: {
       PATH: process.env.PATH,
@@ -43,12 +45,15 @@ export async function startServer(extraEnv = {}) {
   });
   return {
     url,
+    dir,
     log: () => log,
-    async stop() {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
+    async stop({ keep = false } = {}) {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      if (!keep) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
