@@ -36,6 +36,7 @@ pub struct Inputs {
 
 struct Sequencer {
     hub: Hub,
+    /// Where missed messages are read back from, and the shared counter.
     db: ClusterStore,
     /// The next id to deliver.
     next: u64,
