@@ -33,7 +33,7 @@ use crate::auth::Verifier;
 use crate::config::{ClusterSettings, NodeId};
 use crate::hub::{CloseReason, ClusterEvent, Hub, NodeUser, OUTBOX_CAPACITY};
 use crate::protocol::wire::timestamp;
-use crate::store::StoreError;
+use crate::store::{ClusterStore, StoreError};
 use liveness::{Heard, Nodes};
 use wire::{Body, Envelope, WireMessage};
 
@@ -151,9 +151,10 @@ impl Cluster {
         let Some(url) = &settings.nats_url else {
             return Err(ClusterError::NotPostgres);
         };
+        let db = hub.store().cluster().ok_or(ClusterError::NotPostgres)?;
         let run = run_id();
         let me = Me {
-            cluster: hub.store().cluster_identity().await?,
+            cluster: db.cluster_identity().await?,
             sender: format!("{node_id}/{run}"),
             node: node_id.as_str().to_owned(),
             run,
@@ -206,8 +207,7 @@ impl Cluster {
                 source,
             })?;
         // After subscribing: every id above `head` is either heard or read back.
-        let (head, local) = hub
-            .store()
+        let (head, local) = db
             .sequence_at_commit()
             .await?
             .ok_or(ClusterError::NotPostgres)?;
@@ -229,6 +229,7 @@ impl Cluster {
         let receiver = Receiver {
             me: me.clone(),
             hub: hub.clone(),
+            db: db.clone(),
             verifier,
             nodes: Nodes::new(settings.node_timeout),
             remote: remote_tx,
@@ -245,9 +246,10 @@ impl Cluster {
         let tasks = vec![
             tokio::spawn(publisher.run(hub_events, committed, control_rx, heartbeat, stop.clone())),
             tokio::spawn(receiver.run(subscriber, stop.clone())),
-            tokio::spawn(refresh_queue_counts(hub.store().clone(), stop.clone())),
+            tokio::spawn(refresh_queue_counts(db.clone(), stop.clone())),
             tokio::spawn(sequencer::run(
                 hub,
+                db,
                 head,
                 sequencer::Inputs {
                     local,
@@ -393,6 +395,8 @@ impl Publisher {
 struct Receiver {
     me: Me,
     hub: Hub,
+    /// The store's cluster door, opened once at join.
+    db: ClusterStore,
     verifier: Verifier,
     nodes: Nodes,
     remote: mpsc::Sender<Vec<crate::store::CommittedMessage>>,
@@ -657,7 +661,7 @@ impl Receiver {
             return;
         }
         self.orphans_checked = true;
-        let store = self.hub.store().clone();
+        let store = self.db.clone();
         let me = self.me.node.clone();
         let alive: std::collections::HashSet<String> = self.nodes.alive().collect();
         tokio::spawn(async move {
@@ -683,7 +687,7 @@ impl Receiver {
             self.hub.metrics().cluster().node_lost();
             let users = self.hub.remote_node_gone(&node);
             tracing::warn!(node, users, "node lost: silent past NODE_TIMEOUT_SECS");
-            let store = self.hub.store().clone();
+            let store = self.db.clone();
             tokio::spawn(async move {
                 close_lost_node(&store, &node, "a node lost").await;
             });
@@ -693,7 +697,7 @@ impl Receiver {
 
 /// Closes the open sessions of `node` with reason `node_lost`; whichever node gets there
 /// first closes them, the others find none.
-async fn close_lost_node(store: &crate::store::Store, node: &str, why: &'static str) {
+async fn close_lost_node(store: &ClusterStore, node: &str, why: &'static str) {
     let at = timestamp(SystemTime::now());
     match store.close_node_sessions(node, "node_lost", &at).await {
         Ok(closed) => tracing::warn!(node, closed, "closed the open sessions of {why}"),
@@ -703,7 +707,7 @@ async fn close_lost_node(store: &crate::store::Store, node: &str, why: &'static 
 
 /// Reads every user's offline-queue length back from the database every
 /// [`QUEUE_COUNTS_EVERY`], until `stop`.
-async fn refresh_queue_counts(store: crate::store::Store, stop: CancellationToken) {
+async fn refresh_queue_counts(store: ClusterStore, stop: CancellationToken) {
     let mut every = tokio::time::interval(QUEUE_COUNTS_EVERY);
     loop {
         tokio::select! {

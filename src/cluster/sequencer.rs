@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::wire::WireMessage;
 use crate::hub::Hub;
-use crate::store::CommittedMessage;
+use crate::store::{ClusterStore, CommittedMessage};
 
 /// How long a hole below a delivered-ready id may wait for its message on the bus.
 pub const GAP_WAIT: Duration = Duration::from_millis(50);
@@ -36,6 +36,8 @@ pub struct Inputs {
 
 struct Sequencer {
     hub: Hub,
+    /// Where missed messages are read back from, and the shared counter.
+    db: ClusterStore,
     /// The next id to deliver.
     next: u64,
     /// Arrived, waiting for the ids below them.
@@ -48,9 +50,16 @@ struct Sequencer {
 
 /// Runs until `stop`: delivers every committed message once, in id order, starting after
 /// `head` (the last id committed before this node joined).
-pub async fn run(hub: Hub, head: u64, mut inputs: Inputs, stop: CancellationToken) {
+pub async fn run(
+    hub: Hub,
+    db: ClusterStore,
+    head: u64,
+    mut inputs: Inputs,
+    stop: CancellationToken,
+) {
     let mut s = Sequencer {
         hub,
+        db,
         next: head + 1,
         pending: BTreeMap::new(),
         settled_through: head,
@@ -81,7 +90,7 @@ pub async fn run(hub: Hub, head: u64, mut inputs: Inputs, stop: CancellationToke
             }
             () = sleep_until(hole_deadline.unwrap_or_else(Instant::now)), if hole_deadline.is_some() => {
                 // Up to what the database says is committed, not what the bus claims.
-                match (s.pending.keys().next(), s.hub.store().sequence_head().await) {
+                match (s.pending.keys().next(), s.db.sequence_head().await) {
                     (Some(&first), Ok(head)) => s.fill((first - 1).min(head)).await,
                     (_, Err(e)) => {
                         tracing::warn!(error = %e, "could not read where ids stand");
@@ -92,7 +101,7 @@ pub async fn run(hub: Hub, head: u64, mut inputs: Inputs, stop: CancellationToke
             }
             _ = tail_check.tick() => {
                 if !std::mem::take(&mut heard) && s.pending.is_empty() {
-                    match s.hub.store().sequence_head().await {
+                    match s.db.sequence_head().await {
                         Ok(head) if head >= s.next => s.fill(head).await,
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "could not look for unannounced messages"),
@@ -157,8 +166,7 @@ impl Sequencer {
     async fn fill(&mut self, through: u64) {
         while self.next <= through {
             let page = self
-                .hub
-                .store()
+                .db
                 .committed_between(self.next, through, FILL_PAGE)
                 .await;
             let (page, stopped_at) = match page {

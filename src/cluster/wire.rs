@@ -13,7 +13,7 @@ use crate::store::{CommittedMessage, TargetKind};
 /// One bus message.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Envelope {
-    /// The cluster's identity (`Store::cluster_identity`): envelopes of another cluster that
+    /// The cluster's identity (`ClusterStore::cluster_identity`): envelopes of another cluster that
     /// shares the subject by mistake are dropped.
     pub cluster: i64,
     /// The sender's `NODE_ID`.

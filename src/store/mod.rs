@@ -4,45 +4,47 @@
 //! [`Store::list_messages`], ...), never in rows, statements or pools. Which tables an event
 //! touches, and in which order they are written, is the store's business alone.
 //!
-//! Where things are:
+//! Where things are (see "Store backends" in `docs/architecture.md`): shared work on this
+//! ground floor, one folder per backend of the same shape below it.
 //! - here: [`Store`], the whole API, and `Backend`, the one place that says which database
-//!   runs it (SQLite or PostgreSQL; see "Store backends" in `docs/architecture.md`), and what
-//!   opening decides whatever the database (`start_state`: where ids and queues stand);
-//! - `sqlite.rs`: opening the SQLite file (pragmas, migrations, crash recovery);
-//! - `postgres/`: the PostgreSQL backend, one file per SQLite file it mirrors (opening, the
-//!   writer's `commit_all`, the reads, retention's deletes);
-//! - `backup.rs`: `switchboard backup` (a checked `VACUUM INTO` copy, marked so that a
-//!   restored copy never hands out an id twice);
-//! - `writer.rs`: the one writer task, which commits writes in groups and settles each once;
-//! - the SQL, by subject: `messages.rs` (the log, the offline queue, the visibility rule,
-//!   listing, idempotency), `replay.rs` (the page behind `sync` and catch-up, the rule split
-//!   into index-backed arms), `sessions.rs` (sessions and server runs), `rooms.rs`
-//!   (memberships), `users.rs` (known users), `counters.rs` (named counters);
-//! - `ids.rs` (message ids from durable reservations), `session_ids.rs` (session ids) and [`retention`] (pruning).
+//!   runs it and dispatches each read to that backend's folder, and what opening decides
+//!   whatever the database (`start_state`: where ids and queues stand);
+//! - `model.rs`: the store's words (records, filters, pages, counter names, rows to records);
+//! - `batch.rs`: the writes ([`WriteOp`](batch::WriteOp)) and what the writer gathers from a
+//!   batch by kind; `writer.rs`: the one writer task, which commits writes in groups and
+//!   settles each once;
+//! - `sql.rs`: every statement both dialects accept, written once;
+//! - `error.rs`: [`StoreError`]; `cluster.rs`: [`ClusterStore`], the door to what only a
+//!   database shared by several nodes answers ([`Store::cluster`], `None` on SQLite);
+//! - `ids.rs` (message ids from durable reservations), `session_ids.rs` (session ids),
+//!   `sequence.rs` (ids at commit, in a cluster), `health.rs` (write health) and
+//!   [`retention`] (the pruning passes);
+//! - `sqlite/` and `postgres/`: the same files, each holding its dialect's SQL: `mod.rs`
+//!   (opening: migrations, crash recovery), `writer.rs` (the `commit_all` of a gathered
+//!   batch), `messages.rs`, `replay.rs`, `sessions.rs`, `rooms.rs`, `users.rs`,
+//!   `counters.rs`, `retention.rs` (its deletes); and SQLite's [`backup`] (`switchboard
+//!   backup`, a checked `VACUUM INTO` copy). Neither imports the other.
 //!
 //! Writes never wait for the disk: each intent is a channel send to the writer, so the hub
 //! can call them under its lock. Reads go to the database directly; one that must see writes
 //! already sent waits first ([`Store::flush`], [`Store::read_horizon`]).
 
-pub mod backup;
-mod counters;
+mod batch;
+mod cluster;
+mod error;
 mod health;
 mod ids;
-mod messages;
+mod model;
 mod postgres;
-mod replay;
 pub mod retention;
-mod rooms;
 mod sequence;
 mod session_ids;
-mod sessions;
+mod sql;
 mod sqlite;
-mod users;
 mod writer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -55,67 +57,18 @@ use crate::auth::Identity;
 use crate::config::{DatabaseLocation, DatabaseSettings};
 use crate::metrics::Metrics;
 use crate::protocol::wire::timestamp;
+use batch::WriteOp;
+pub use cluster::ClusterStore;
+pub use error::StoreError;
 pub use health::WriteHealth;
 use ids::IdAllocator;
-pub use messages::{ListFilter, MessageRecord, OriginalAck, Reader, StoredMessage, TargetKind};
-pub use replay::ReplayPage;
+pub use model::{
+    ListFilter, MessageRecord, OriginalAck, Reader, RecentSession, ReplayPage, SessionRow,
+    StoredMessage, TargetKind, UserHistory,
+};
 pub use sequence::{CommittedMessage, ID_PLACEHOLDER};
 use session_ids::SessionIds;
-pub use sessions::{RecentSession, SessionRow, UserHistory};
-use writer::WriteOp;
-
-/// A store that could not be opened or used. The message says what was being done.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The directory of the database file does not exist.
-    #[error("the directory of the database file {0} does not exist; create it or fix DATABASE_URL")]
-    MissingDirectory(PathBuf),
-    /// Creating the default data directory failed.
-    #[error("could not create the data directory {path}: {source}")]
-    CreateDirectory {
-        /// The directory.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A database step failed.
-    #[error("{context} ({database}): {source}{hint}", hint = hint(.source))]
-    Sql {
-        /// What was being done.
-        context: &'static str,
-        /// The database file or URL (without its password).
-        database: String,
-        /// The cause.
-        source: sqlx::Error,
-    },
-    /// Message ids could not be reserved in time (the database refuses the reservation), so
-    /// nothing can be published: the publisher answers "not stored" instead of waiting on.
-    #[error("message ids could not be reserved within {waited:?}; see the writer's errors")]
-    IdsUnavailable {
-        /// How long the publisher waited.
-        waited: Duration,
-    },
-    /// The file is another program's database: it holds tables but no migration history,
-    /// and migrating it would mix our tables into it.
-    #[error(
-        "{database} is not a switchboard database: it holds tables ({tables}) but no \
-         migration history; point DATABASE_URL at a new database or at a switchboard database"
-    )]
-    Foreign {
-        /// The database file or URL.
-        database: String,
-        /// Some of its tables.
-        tables: String,
-    },
-    /// A migration failed.
-    #[error("could not apply migrations to {database}: {source}")]
-    Migrate {
-        /// The database file or URL.
-        database: String,
-        /// The cause.
-        source: sqlx::migrate::MigrateError,
-    },
-}
+pub use sqlite::backup;
 
 /// How often the current run's `last_alive_at` is refreshed.
 const ALIVE_INTERVAL: Duration = Duration::from_secs(15);
@@ -148,13 +101,14 @@ struct Inner {
 }
 
 /// The database the store runs on. Every read matches on it, so a new backend is a new
-/// variant whose missing arms the compiler lists; writes reach it through the writer task.
+/// variant (and a folder shaped like `sqlite/`) whose missing arms the compiler lists; writes
+/// reach it through the writer task, and [`Store::cluster`] decides whether it can be shared.
 /// Why an enum and not a trait: see "Store backends" in `docs/architecture.md`.
 #[derive(Clone)]
 enum Backend {
     /// One SQLite file, written by this process alone.
     Sqlite(SqlitePool),
-    /// A PostgreSQL database; in cluster mode (to come) shared by several nodes.
+    /// A PostgreSQL database; in cluster mode shared by several nodes.
     Postgres(PgPool),
 }
 
@@ -196,9 +150,6 @@ struct StartState {
     pending: HashMap<String, u64>,
 }
 
-/// The `counters` row that names the cluster sharing this database.
-const CLUSTER_IDENTITY: &str = "cluster_identity";
-
 /// The state the writer and the store share, from where a backend found ids and queues.
 fn start_state(state: StartState) -> Shared {
     Shared {
@@ -227,17 +178,6 @@ fn refuse_foreign(tables: &[String], database: &DatabaseLocation) -> Result<(), 
         database: database.to_string(),
         tables: named.join(", "),
     })
-}
-
-/// What an operator can do about a database error, appended to its message (empty when
-/// there is nothing to add); only SQLite's errors have hints so far.
-fn hint(error: &sqlx::Error) -> &'static str {
-    match error.as_database_error() {
-        Some(e) if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
-            sqlite::hint(error)
-        }
-        _ => "",
-    }
 }
 
 /// State the writer and the rest of the store share.
@@ -481,8 +421,8 @@ impl Store {
     pub async fn load_live_state(&self) -> Result<LiveState, StoreError> {
         let (memberships, known_users) = match &self.inner.backend {
             Backend::Sqlite(pool) => (
-                rooms::memberships(pool).await,
-                users::known_users(pool).await,
+                sqlite::rooms::memberships(pool).await,
+                sqlite::users::known_users(pool).await,
             ),
             Backend::Postgres(pool) => (
                 postgres::rooms::memberships(pool).await,
@@ -498,7 +438,7 @@ impl Store {
     /// Every stored token revocation, `(user_id, not_before)`, for the verifier at start.
     pub async fn token_revocations(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let rows = match &self.inner.backend {
-            Backend::Sqlite(pool) => users::token_revocations(pool).await,
+            Backend::Sqlite(pool) => sqlite::users::token_revocations(pool).await,
             Backend::Postgres(pool) => postgres::users::token_revocations(pool).await,
         };
         let rows = rows.map_err(self.failed("could not load token revocations"))?;
@@ -642,13 +582,16 @@ impl Store {
     /// sharing the database (`session_ids.rs`). Fails only when PostgreSQL cannot hand out
     /// a new block.
     pub async fn next_session_id(&self) -> Result<u64, StoreError> {
-        let pool = match &self.inner.backend {
-            Backend::Postgres(pool) => Some(pool),
-            Backend::Sqlite(_) => None,
+        let take_block = async {
+            match &self.inner.backend {
+                Backend::Postgres(pool) => postgres::sessions::take_session_ids(pool).await,
+                // Never awaited: SQLite's ids continue in memory.
+                Backend::Sqlite(_) => Err(sqlx::Error::PoolClosed),
+            }
         };
         self.inner
             .session_ids
-            .next(pool)
+            .next(take_block)
             .await
             .map_err(self.failed("could not take a block of session ids"))
     }
@@ -713,34 +656,6 @@ impl Store {
 
     // ---- Sequencing at commit (a cluster; `sequence.rs`) ----
 
-    /// From now on, messages logged with id 0 get their id from the commit that stores them,
-    /// and every committed batch comes out of the returned channel, in commit order. Returns
-    /// the highest id committed so far (where delivery starts) with it. PostgreSQL only;
-    /// `None` on SQLite or when sequencing is already on.
-    pub async fn sequence_at_commit(
-        &self,
-    ) -> Result<Option<(u64, mpsc::UnboundedReceiver<Vec<CommittedMessage>>)>, StoreError> {
-        let Backend::Postgres(pool) = &self.inner.backend else {
-            return Ok(None);
-        };
-        let head = postgres::counters::counter(pool, counters::RESERVED_THROUGH)
-            .await
-            .map_err(self.failed("could not read where message ids stand"))?;
-        Ok(self.inner.shared.sequence.start(head).map(|rx| (head, rx)))
-    }
-
-    /// The identity of the cluster whose database this is: a random number stored on the
-    /// first call, the same for every node since. The bus drops what another cluster (one
-    /// sharing the NATS server and subject prefix by mistake) says.
-    pub async fn cluster_identity(&self) -> Result<i64, StoreError> {
-        let Backend::Postgres(pool) = &self.inner.backend else {
-            return Ok(0);
-        };
-        postgres::counters::identity(pool, CLUSTER_IDENTITY)
-            .await
-            .map_err(self.failed("could not read the cluster's identity"))
-    }
-
     /// Whether ids are assigned at commit.
     pub fn is_sequenced(&self) -> bool {
         self.inner.shared.sequence.is_on()
@@ -762,74 +677,6 @@ impl Store {
         let shared = &self.inner.shared;
         shared.sequence.advance(id);
         shared.committed.send_modify(|c| *c = (*c).max(id));
-    }
-
-    /// The highest id committed by any node (the shared counter; ids are assigned in commit
-    /// order, so every id below it is committed, or was never used).
-    pub async fn sequence_head(&self) -> Result<u64, StoreError> {
-        let Backend::Postgres(pool) = &self.inner.backend else {
-            return Ok(self.last_message_id());
-        };
-        postgres::counters::counter(pool, counters::RESERVED_THROUGH)
-            .await
-            .map_err(self.failed("could not read where message ids stand"))
-    }
-
-    /// The stored messages with ids in `[from, through]`, oldest first, from at most `limit`
-    /// rows: what a node missed on the bus, read back; with, when the page was full, the id
-    /// it stopped at (everything above it is still to read).
-    pub async fn committed_between(
-        &self,
-        from: u64,
-        through: u64,
-        limit: u32,
-    ) -> Result<(Vec<CommittedMessage>, Option<u64>), StoreError> {
-        let Backend::Postgres(pool) = &self.inner.backend else {
-            return Ok((Vec::new(), None));
-        };
-        postgres::messages::committed_between(pool, from, through, limit)
-            .await
-            .map_err(self.failed("could not read committed messages"))
-    }
-
-    /// Reads every user's offline-queue length from the database into the counts behind
-    /// [`Store::queued_for`]. In a cluster another node marks deliveries of messages this one
-    /// queued, which this node's counts cannot see; the bus refreshes them this way.
-    pub async fn reload_queue_counts(&self) -> Result<(), StoreError> {
-        let Backend::Postgres(pool) = &self.inner.backend else {
-            return Ok(());
-        };
-        let lengths = postgres::messages::queue_lengths(pool)
-            .await
-            .map_err(self.failed("could not read the offline queues"))?;
-        *self.inner.shared.pending() = lengths.into_iter().collect();
-        Ok(())
-    }
-
-    /// The nodes, other than `except`, that have sessions recorded as open.
-    pub async fn nodes_with_open_sessions(&self, except: &str) -> Result<Vec<String>, StoreError> {
-        let Backend::Postgres(pool) = &self.inner.backend else {
-            return Ok(Vec::new());
-        };
-        postgres::sessions::nodes_with_open_sessions(pool, except)
-            .await
-            .map_err(self.failed("could not read which nodes have open sessions"))
-    }
-
-    /// Closes the open sessions recorded under another node, with `reason`: that node is
-    /// gone. Returns how many rows it closed (0 when another node got there first).
-    pub async fn close_node_sessions(
-        &self,
-        node_id: &str,
-        reason: &str,
-        at: &str,
-    ) -> Result<u64, StoreError> {
-        let Backend::Postgres(pool) = &self.inner.backend else {
-            return Ok(0);
-        };
-        postgres::sessions::close_node(pool, node_id, reason, at)
-            .await
-            .map_err(self.failed("could not close a lost node's sessions"))
     }
 
     /// The `limit` longest offline queues (largest first, ties by user id) with the totals,
@@ -919,7 +766,7 @@ impl Store {
         page: ReplayPage<'_>,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let page = match &self.inner.backend {
-            Backend::Sqlite(pool) => replay::replay_page(pool, page).await,
+            Backend::Sqlite(pool) => sqlite::replay::replay_page(pool, page).await,
             Backend::Postgres(pool) => postgres::replay::replay_page(pool, page).await,
         };
         page.map_err(self.failed("could not read a page of stored messages"))
@@ -934,7 +781,7 @@ impl Store {
         viewer: Option<Reader<'_>>,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let rows = match &self.inner.backend {
-            Backend::Sqlite(pool) => messages::list(pool, filter, viewer).await,
+            Backend::Sqlite(pool) => sqlite::messages::list(pool, filter, viewer).await,
             Backend::Postgres(pool) => postgres::messages::list(pool, filter, viewer).await,
         };
         rows.map_err(self.failed("could not list stored messages"))
@@ -947,7 +794,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<(StoredMessage, String)>, StoreError> {
         let rows = match &self.inner.backend {
-            Backend::Sqlite(pool) => messages::undelivered(pool, user_id, limit).await,
+            Backend::Sqlite(pool) => sqlite::messages::undelivered(pool, user_id, limit).await,
             Backend::Postgres(pool) => postgres::messages::undelivered(pool, user_id, limit).await,
         };
         rows.map_err(self.failed("could not read an offline queue"))
@@ -961,7 +808,9 @@ impl Store {
         key: &str,
     ) -> Result<Option<OriginalAck>, StoreError> {
         let found = match &self.inner.backend {
-            Backend::Sqlite(pool) => messages::find_by_client_msg_id(pool, sender_id, key).await,
+            Backend::Sqlite(pool) => {
+                sqlite::messages::find_by_client_msg_id(pool, sender_id, key).await
+            }
             Backend::Postgres(pool) => {
                 postgres::messages::find_by_client_msg_id(pool, sender_id, key).await
             }
@@ -977,7 +826,7 @@ impl Store {
         now: &str,
     ) -> Result<HashMap<String, UserHistory>, StoreError> {
         let history = match &self.inner.backend {
-            Backend::Sqlite(pool) => sessions::history(pool, user_ids, now).await,
+            Backend::Sqlite(pool) => sqlite::sessions::history(pool, user_ids, now).await,
             Backend::Postgres(pool) => postgres::sessions::history(pool, user_ids, now).await,
         };
         history.map_err(self.failed("could not read session history"))
@@ -990,7 +839,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<SessionRow>, StoreError> {
         let rows = match &self.inner.backend {
-            Backend::Sqlite(pool) => sessions::sessions_of(pool, user_id, limit).await,
+            Backend::Sqlite(pool) => sqlite::sessions::sessions_of(pool, user_id, limit).await,
             Backend::Postgres(pool) => postgres::sessions::sessions_of(pool, user_id, limit).await,
         };
         rows.map_err(self.failed("could not read a user's sessions"))
@@ -999,7 +848,7 @@ impl Store {
     /// The `limit` newest sessions of anyone, newest first, live ones included.
     pub async fn recent_sessions(&self, limit: u32) -> Result<Vec<RecentSession>, StoreError> {
         let rows = match &self.inner.backend {
-            Backend::Sqlite(pool) => sessions::recent(pool, limit).await,
+            Backend::Sqlite(pool) => sqlite::sessions::recent(pool, limit).await,
             Backend::Postgres(pool) => postgres::sessions::recent(pool, limit).await,
         };
         rows.map_err(self.failed("could not read the recent sessions"))

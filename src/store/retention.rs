@@ -1,4 +1,5 @@
-//! Retention: deletes old messages by age and by count, in small transactions on a timer, so
+//! Retention's passes, shared by every backend (each backend's `retention.rs` holds its
+//! deletes): deletes old messages by age and by count, in small transactions on a timer, so
 //! the writer is never held up for long. A message still waiting in someone's offline queue
 //! is never deleted, whatever its age: the queue is bounded per user, so this cannot grow
 //! without limit, and a queued message is never lost silently. The highest id deleted is
@@ -12,20 +13,15 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use sqlx::SqlitePool;
-
-use super::counters::{PRUNED_THROUGH, raise_counter};
-use super::{Backend, Store, postgres};
+use super::model::{Cutoff, PRUNED_THROUGH};
+use super::{Backend, Store, postgres, sqlite};
 use crate::config::RetentionSettings;
 use crate::protocol::wire::timestamp;
 
 /// Rows deleted per transaction.
-pub(super) const CHUNK: i64 = 2000;
+const CHUNK: i64 = 2000;
 
-/// The PostgreSQL advisory lock key a retention pass holds (`pg_try_advisory_lock`): one
-/// pass at a time over the nodes sharing the database. Any constant no other program on the
-/// database uses; this one spells "sb-prune" in ASCII.
-pub const CLUSTER_LOCK: i64 = 0x7362_2d70_7275_6e65;
+pub use super::postgres::retention::CLUSTER_LOCK;
 
 /// What one pruning pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,14 +68,6 @@ pub(super) fn spawn(store: Store, settings: RetentionSettings) {
     });
 }
 
-/// Which messages a chunk deletes (besides those still queued, which stay).
-pub(super) enum Cutoff {
-    /// Created before this wire timestamp.
-    OlderThan(String),
-    /// Beyond the newest this many.
-    BeyondNewest(u64),
-}
-
 /// One pass: deletes, oldest first, what is older than `max_age` or beyond the newest
 /// `max_count` messages, keeping every message still queued for delivery. On PostgreSQL it
 /// runs only if no other node's pass is running (see the module doc), else it is `skipped`.
@@ -91,7 +79,7 @@ pub async fn prune(
         Backend::Sqlite(_) => pass(store, settings).await,
         Backend::Postgres(pool) => {
             // Whoever ran the last pass, this node's `sync` must know how far it deleted.
-            let pruned = postgres::counters::counter(pool, super::counters::PRUNED_THROUGH).await?;
+            let pruned = postgres::counters::counter(pool, PRUNED_THROUGH).await?;
             store.note_pruned(pruned);
             let Some(lock) = postgres::retention::PassLock::try_take(pool).await? else {
                 return Ok(PruneReport {
@@ -122,7 +110,9 @@ async fn pass(store: &Store, settings: &RetentionSettings) -> Result<PruneReport
             // counter; `sync` learns of the hole at once, so a pass that fails later still
             // reports the hole it made.
             let ids = match &store.inner.backend {
-                Backend::Sqlite(pool) => delete_chunk(pool, cutoff).await?,
+                Backend::Sqlite(pool) => {
+                    sqlite::retention::delete_chunk(pool, cutoff, CHUNK).await?
+                }
                 Backend::Postgres(pool) => {
                     postgres::retention::delete_chunk(pool, cutoff, CHUNK).await?
                 }
@@ -146,38 +136,6 @@ fn record(report: &mut PruneReport, ids: &[i64]) -> bool {
         report.highest_id = report.highest_id.max(*max as u64);
     }
     ids.len() as i64 == CHUNK
-}
-
-/// Deletes one chunk in its own transaction, raising the pruned-through counter with it.
-async fn delete_chunk(pool: &SqlitePool, cutoff: &Cutoff) -> Result<Vec<i64>, sqlx::Error> {
-    let (condition, param) = match cutoff {
-        Cutoff::OlderThan(at) => ("m.created_at < ?1", at.clone()),
-        Cutoff::BeyondNewest(n) => (
-            "m.message_id <= (SELECT message_id FROM messages ORDER BY message_id DESC
-                               LIMIT 1 OFFSET CAST(?1 AS INTEGER))",
-            (*n).min(i64::MAX as u64).to_string(),
-        ),
-    };
-    let sql = format!(
-        "DELETE FROM messages WHERE message_id IN (
-             SELECT m.message_id FROM messages m
-             WHERE {condition}
-               AND NOT EXISTS (SELECT 1 FROM deliveries d
-                               WHERE d.message_id = m.message_id AND d.delivered_at IS NULL)
-             ORDER BY m.message_id LIMIT ?2)
-         RETURNING message_id"
-    );
-    let mut tx = pool.begin().await?;
-    let ids: Vec<i64> = sqlx::query_scalar(&sql)
-        .bind(param)
-        .bind(CHUNK)
-        .fetch_all(&mut *tx)
-        .await?;
-    if let Some(max) = ids.iter().max() {
-        raise_counter(&mut *tx, PRUNED_THROUGH, *max as u64).await?;
-    }
-    tx.commit().await?;
-    Ok(ids)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! "Cluster mode"). Alone, a node hands out an id when it routes a message and commits later
 //! (`ids.rs`): with one writer, ids commit in order. Nodes sharing PostgreSQL would commit
 //! their ids out of order, and a client whose cursor is the highest id it saw could miss a
-//! lower id committed after it. So, once [`Store::sequence_at_commit`](super::Store) is
+//! lower id committed after it. So, once [`ClusterStore::sequence_at_commit`](super::ClusterStore) is
 //! called, a message gets its id **inside the transaction that stores it**, from the shared
 //! counter whose row lock serializes those transactions: ids are then in commit order and
 //! without holes (a rolled-back transaction gives its ids back), and every node can deliver
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use super::messages::TargetKind;
+use super::model::TargetKind;
 
 /// The id a payload is serialized with until its commit assigns the real one. No real id is
 /// ever this large, and the text `"id":18446744073709551615` cannot occur inside a JSON

@@ -7,8 +7,6 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sqlx::PgPool;
-
 /// Ids per `nextval`: the sequence's `INCREMENT BY` (migrations/postgres/0005_session_ids.sql).
 pub(super) const SESSION_ID_BLOCK: u64 = 100;
 
@@ -32,15 +30,18 @@ impl SessionIds {
         Self::Blocks(tokio::sync::Mutex::new(0..0))
     }
 
-    /// The next id; on PostgreSQL a new block is taken from `pool` when this one is used up.
-    pub(super) async fn next(&self, pool: Option<&PgPool>) -> Result<u64, sqlx::Error> {
+    /// The next id; with blocks, `take_block` (the first id of a new block, the backend's
+    /// statement) is awaited when this one is used up, and dropped unpolled otherwise.
+    pub(super) async fn next(
+        &self,
+        take_block: impl Future<Output = Result<u64, sqlx::Error>>,
+    ) -> Result<u64, sqlx::Error> {
         match self {
             Self::Counter(next) => Ok(next.fetch_add(1, Ordering::Relaxed)),
             Self::Blocks(block) => {
                 let mut block = block.lock().await;
                 if block.is_empty() {
-                    let pool = pool.ok_or(sqlx::Error::PoolClosed)?;
-                    let first = super::postgres::sessions::take_session_ids(pool).await?;
+                    let first = take_block.await?;
                     *block = first..first + SESSION_ID_BLOCK;
                 }
                 Ok(block.next().unwrap_or_default())

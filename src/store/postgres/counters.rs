@@ -1,16 +1,16 @@
 //! Named counters (the `counters` table) on PostgreSQL; what each counter means is in
-//! `../counters.rs`. The reservation of message ids is one statement that adds a block to the
+//! `../model.rs`, how they move in `../sqlite/counters.rs`. The reservation of message ids is one statement that adds a block to the
 //! counter and returns the new bound: atomic under concurrent writers, so nodes sharing the
 //! database get disjoint blocks.
 
 use sqlx::PgPool;
 
-use super::super::counters::RESERVED_THROUGH;
-use super::super::messages::clamp;
+use super::super::model::{RESERVED_THROUGH, clamp};
+use super::super::sql;
 
 /// Reads a named counter (0 if it was never written).
 pub(in crate::store) async fn counter(pool: &PgPool, name: &str) -> Result<u64, sqlx::Error> {
-    let value: Option<i64> = sqlx::query_scalar("SELECT value FROM counters WHERE name = $1")
+    let value: Option<i64> = sqlx::query_scalar(sql::COUNTER)
         .bind(name)
         .fetch_optional(pool)
         .await?;
@@ -71,7 +71,7 @@ pub(in crate::store) async fn identity(pool: &PgPool, name: &str) -> Result<i64,
     .bind(name)
     .execute(pool)
     .await?;
-    sqlx::query_scalar("SELECT value FROM counters WHERE name = $1")
+    sqlx::query_scalar(sql::COUNTER)
         .bind(name)
         .fetch_one(pool)
         .await

@@ -1,13 +1,15 @@
-//! The message log and the offline queue on PostgreSQL; see `../messages.rs`, whose
-//! visibility rule and listing statement ([`LIST`]) this runs as written.
+//! The message log and the offline queue on PostgreSQL: the idempotency lookup, the offline
+//! queue and the listing with the statements of `../sql.rs` (see `../sqlite/messages.rs`),
+//! and the read-back of committed messages a node of a cluster missed on the bus.
 
 use sqlx::PgPool;
 
-use super::super::messages::{
-    LIST, ListFilter, OriginalAck, Reader, StoredMessage, TargetKind, clamp, listed, original_ack,
-    queued,
+use super::super::model::{
+    ListFilter, OriginalAck, Reader, StoredMessage, TargetKind, clamp, listed, original_ack,
+    queue_lengths_of, queued,
 };
 use super::super::sequence::CommittedMessage;
+use super::super::sql;
 
 /// The stored message a sender already sent with this idempotency key, if any.
 pub(in crate::store) async fn find_by_client_msg_id(
@@ -15,14 +17,11 @@ pub(in crate::store) async fn find_by_client_msg_id(
     sender_id: &str,
     client_msg_id: &str,
 ) -> Result<Option<OriginalAck>, sqlx::Error> {
-    let row: Option<(i64, i64, String)> = sqlx::query_as(
-        "SELECT message_id, live_recipients, target_kind FROM messages
-         WHERE sender_id = $1 AND client_msg_id = $2",
-    )
-    .bind(sender_id)
-    .bind(client_msg_id)
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<(i64, i64, String)> = sqlx::query_as(sql::FIND_BY_CLIENT_MSG_ID)
+        .bind(sender_id)
+        .bind(client_msg_id)
+        .fetch_optional(pool)
+        .await?;
     Ok(row.map(original_ack))
 }
 
@@ -32,7 +31,7 @@ pub(in crate::store) async fn list(
     filter: &ListFilter,
     viewer: Option<Reader<'_>>,
 ) -> Result<Vec<StoredMessage>, sqlx::Error> {
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(LIST.as_str())
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(sql::LIST.as_str())
         .bind(viewer.map(|v| v.user_id))
         .bind(viewer.map(|v| v.role))
         .bind(clamp(filter.since))
@@ -50,37 +49,26 @@ pub(in crate::store) async fn undelivered(
     user_id: &str,
     limit: u32,
 ) -> Result<Vec<(StoredMessage, String)>, sqlx::Error> {
-    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
-        "SELECT m.message_id, m.event, m.payload, d.queued_at
-         FROM deliveries d JOIN messages m ON m.message_id = d.message_id
-         WHERE d.user_id = $1 AND d.delivered_at IS NULL
-         ORDER BY m.message_id LIMIT $2",
-    )
-    .bind(user_id)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(sql::UNDELIVERED)
+        .bind(user_id)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
     Ok(queued(rows))
 }
 
-/// Undelivered rows per user: the offline queue lengths, loaded once at start.
+/// Undelivered rows per user: the offline queue lengths, loaded at start (and, in a cluster,
+/// again and again: another node marks deliveries too).
 pub(in crate::store) async fn queue_lengths(
     pool: &PgPool,
 ) -> Result<Vec<(String, u64)>, sqlx::Error> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT user_id, COUNT(*) FROM deliveries WHERE delivered_at IS NULL GROUP BY user_id",
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(user, n)| (user, n.max(0) as u64))
-        .collect())
+    let rows: Vec<(String, i64)> = sqlx::query_as(sql::QUEUE_LENGTHS).fetch_all(pool).await?;
+    Ok(queue_lengths_of(rows))
 }
 
 /// The highest message id stored (0 if none).
 pub(in crate::store) async fn last_stored_id(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(message_id), 0) FROM messages")
+    let max: i64 = sqlx::query_scalar(sql::LAST_STORED_ID)
         .fetch_one(pool)
         .await?;
     Ok(max.max(0) as u64)

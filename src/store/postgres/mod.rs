@@ -1,9 +1,12 @@
 //! The PostgreSQL backend (`DATABASE_URL=postgres://...`): the same tables and meanings as
-//! SQLite's (`migrations/postgres/`), one file here per SQLite file it mirrors, holding only
-//! SQL. What is not SQL is shared with SQLite and lives above: the intent API and
-//! [`WriteOp`](super::writer::WriteOp), the writer's loop, gathering and settle-once
-//! (`writer.rs`), the id allocator (`ids.rs`), retention's passes (`retention.rs`), the
-//! visibility rule (`messages.rs`).
+//! SQLite's (`migrations/postgres/`), and the same files as `sqlite/`, holding only SQL and
+//! opening: `writer.rs` (the `commit_all` of a gathered batch), `messages.rs`, `replay.rs`,
+//! `sessions.rs`, `rooms.rs`, `users.rs`, `counters.rs`, `retention.rs`. The statements both
+//! dialects accept are in `../sql.rs`; what is not SQL is shared with SQLite and lives above:
+//! the intent API, the writes and their gathering (`batch.rs`), the writer's loop and
+//! settle-once (`writer.rs`), the id allocator (`ids.rs`), retention's passes
+//! (`retention.rs`). What only a shared database answers is reached through the cluster's
+//! door (`cluster.rs`), which calls the statements here.
 //!
 //! What PostgreSQL answers differently, ahead of cluster mode (several nodes, one database):
 //! an id reservation is one atomic "add a block, return the bound" (`counters.rs`), so nodes
@@ -11,14 +14,14 @@
 //! `node_id` columns). See "Store backends" in `docs/architecture.md` for what several nodes
 //! still need.
 
-pub(super) mod counters;
-pub(super) mod messages;
-pub(super) mod replay;
-pub(super) mod retention;
-pub(super) mod rooms;
-pub(super) mod sessions;
-pub(super) mod users;
-pub(super) mod writer;
+pub(in crate::store) mod counters;
+pub(in crate::store) mod messages;
+pub(in crate::store) mod replay;
+pub(in crate::store) mod retention;
+pub(in crate::store) mod rooms;
+pub(in crate::store) mod sessions;
+pub(in crate::store) mod users;
+pub(in crate::store) mod writer;
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -26,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use super::counters::PRUNED_THROUGH;
+use super::model::PRUNED_THROUGH;
 use super::session_ids::SessionIds;
 use super::{Backend, Opened, Shared, StartState, StoreError, start_state};
 use crate::config::{DatabaseSettings, PostgresUrl};

@@ -1,16 +1,15 @@
-//! The replay behind `sync` and a connection's catch-up on PostgreSQL; see `../replay.rs`
+//! The replay behind `sync` and a connection's catch-up on PostgreSQL; see `../sqlite/replay.rs`
 //! for why the visibility rule is split into arms, each an equality on an index plus a range
 //! on the id. PostgreSQL does not stop a UNION early the way SQLite's merge does, so each arm
 //! carries its own `ORDER BY message_id LIMIT`: a page reads at most `limit` index entries
 //! per arm, whatever lies past it. The reader's rooms are one arm, a LATERAL join over its
 //! memberships (each room a bounded index range), so any number of rooms fits one statement.
-//! The arms must say exactly what `VISIBLE_TO_READER` says; the tests of `../messages.rs`
+//! The arms must say exactly what `VISIBLE_TO_READER` says; the tests of `../sqlite/messages.rs`
 //! compare the two on PostgreSQL too.
 
 use sqlx::PgPool;
 
-use super::super::messages::{StoredMessage, clamp};
-use super::super::replay::{ReplayPage, replayed};
+use super::super::model::{ReplayPage, StoredMessage, clamp, replayed};
 
 /// The page: `$1` reader, `$2` its role, `$3` the bound of the visible arms (NULL without
 /// `since`, which empties them), `$4` the cursor, `$5` until, `$6` the limit, `$7` whether to

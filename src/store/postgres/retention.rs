@@ -4,10 +4,13 @@
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 
-use super::super::counters::PRUNED_THROUGH;
-use super::super::messages::clamp;
-use super::super::retention::{CLUSTER_LOCK, Cutoff};
+use super::super::model::{Cutoff, PRUNED_THROUGH, clamp};
 use super::counters::raise_counter;
+
+/// The advisory lock key a retention pass holds (`pg_try_advisory_lock`): one pass at a time
+/// over the nodes sharing the database. Any constant no other program on the database uses;
+/// this one spells "sb-prune" in ASCII.
+pub const CLUSTER_LOCK: i64 = 0x7362_2d70_7275_6e65;
 
 /// [`CLUSTER_LOCK`], held for one pass on a connection of its own: an advisory lock belongs
 /// to the session that took it, so that connection must not go back to the pool holding it.

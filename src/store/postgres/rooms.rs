@@ -1,15 +1,15 @@
-//! Room membership (the `room_members` table) on PostgreSQL; see `../rooms.rs`. A reader's
+//! Room membership (the `room_members` table) on PostgreSQL; see `../sqlite/rooms.rs`. A reader's
 //! rooms are not read here for the replay: its statement joins them itself.
 
 use sqlx::{PgConnection, PgPool};
+
+use super::super::sql;
 
 /// Every stored room membership `(room, user_id)`.
 pub(in crate::store) async fn memberships(
     pool: &PgPool,
 ) -> Result<Vec<(String, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT room, user_id FROM room_members ORDER BY room, user_id")
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(sql::MEMBERSHIPS).fetch_all(pool).await
 }
 
 /// Makes `user_id` a member of `room`; joining twice keeps the first `joined_at`.
@@ -19,15 +19,12 @@ pub(in crate::store) async fn join(
     user_id: &str,
     at: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO room_members (room, user_id, joined_at) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(room)
-    .bind(user_id)
-    .bind(at)
-    .execute(conn)
-    .await?;
+    sqlx::query(sql::JOIN_ROOM)
+        .bind(room)
+        .bind(user_id)
+        .bind(at)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -37,7 +34,7 @@ pub(in crate::store) async fn leave(
     room: &str,
     user_id: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM room_members WHERE room = $1 AND user_id = $2")
+    sqlx::query(sql::LEAVE_ROOM)
         .bind(room)
         .bind(user_id)
         .execute(conn)

@@ -1,11 +1,12 @@
-//! Sessions and server runs on PostgreSQL; see `../sessions.rs`. Crash recovery closes only
+//! Sessions and server runs on PostgreSQL; see `../sqlite/sessions.rs`. Crash recovery closes only
 //! the rows of this node (`node_id`): in a cluster the other nodes' sessions are alive.
 
 use std::collections::HashMap;
 
 use sqlx::{PgConnection, PgPool};
 
-use super::super::sessions::{HistoryRow, RecentSession, SessionRow, UserHistory, history_of};
+use super::super::model::{HistoryRow, RecentSession, SessionRow, UserHistory, history_of};
+use super::super::sql;
 
 /// Closes every session row `node_id` left open, with reason `server_restart`, at the last
 /// moment that node's previous run was known to be alive (never before the session began).
@@ -61,7 +62,7 @@ pub(in crate::store) async fn run_alive(
     run_id: i64,
     at: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE server_runs SET last_alive_at = $2 WHERE run_id = $1")
+    sqlx::query(sql::RUN_ALIVE)
         .bind(run_id)
         .bind(at)
         .execute(conn)
@@ -75,7 +76,7 @@ pub(in crate::store) async fn run_stopped(
     run_id: i64,
     at: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE server_runs SET last_alive_at = $2, stopped_at = $2 WHERE run_id = $1")
+    sqlx::query(sql::RUN_STOPPED)
         .bind(run_id)
         .bind(at)
         .execute(conn)
@@ -90,15 +91,12 @@ pub(in crate::store) async fn close(
     at: &str,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE sessions SET disconnected_at = $2, disconnect_reason = $3
-         WHERE session_id = $1 AND disconnected_at IS NULL",
-    )
-    .bind(session_id as i64)
-    .bind(at)
-    .bind(reason)
-    .execute(conn)
-    .await?;
+    sqlx::query(sql::CLOSE_SESSION)
+        .bind(session_id as i64)
+        .bind(at)
+        .bind(reason)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -133,15 +131,11 @@ pub(in crate::store) async fn sessions_of(
     user_id: &str,
     limit: u32,
 ) -> Result<Vec<SessionRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT session_id, transport, remote_addr, user_agent, connected_at, disconnected_at,
-                disconnect_reason
-         FROM sessions WHERE user_id = $1 ORDER BY session_id DESC LIMIT $2",
-    )
-    .bind(user_id)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(sql::SESSIONS_OF)
+        .bind(user_id)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
 }
 
 /// The newest sessions of anyone, newest first (the primary key's order: ids grow with time).
@@ -149,14 +143,10 @@ pub(in crate::store) async fn recent(
     pool: &PgPool,
     limit: u32,
 ) -> Result<Vec<RecentSession>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT user_id, session_id, transport, remote_addr, user_agent, connected_at,
-                disconnected_at, disconnect_reason
-         FROM sessions ORDER BY session_id DESC LIMIT $1",
-    )
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(sql::RECENT_SESSIONS)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
 }
 
 /// Closes every open session recorded under `node_id` (a node declared lost) with `reason`;

@@ -1,21 +1,19 @@
-//! Known users and token revocations on PostgreSQL; see `../users.rs`.
+//! Known users and token revocations on PostgreSQL; see `../sqlite/users.rs`.
 
 use sqlx::{PgConnection, PgPool};
 
+use super::super::sql;
+
 /// Every user ever seen.
 pub(in crate::store) async fn known_users(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT user_id FROM users")
-        .fetch_all(pool)
-        .await
+    sqlx::query_scalar(sql::KNOWN_USERS).fetch_all(pool).await
 }
 
 /// Every revocation, `(user_id, not_before)`.
 pub(in crate::store) async fn token_revocations(
     pool: &PgPool,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT user_id, not_before FROM token_revocations")
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(sql::TOKEN_REVOCATIONS).fetch_all(pool).await
 }
 
 /// Refuses `user_id`'s tokens issued before `not_before`; a bound already later is kept.

@@ -9,12 +9,12 @@
 
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
-use super::super::messages::MessageRecord;
-use super::super::sequence::splice_id;
-use super::super::writer::{
-    DeliveryRow, Facts, OpenedSession, Receipts, SeenUser, WriteOp, delivery_rows, opened_sessions,
-    records, seen_users,
+use super::super::batch::{
+    DeliveryRow, Facts, InOrder, OpenedSession, Receipts, SeenUser, WriteOp, apply_in_order,
+    delivery_rows, opened_sessions, records, seen_users,
 };
+use super::super::model::MessageRecord;
+use super::super::sequence::splice_id;
 use super::{counters, rooms, sessions, users};
 
 /// Runs the SQL of `batch` in one transaction (the phases of the SQLite `commit_all`: users
@@ -44,12 +44,7 @@ pub(in crate::store) async fn commit_all(
     insert_messages(&mut tx, &records, &ids, &payloads).await?;
     insert_deliveries(&mut tx, &delivery_rows(&records, &ids, &mut receipts)).await?;
     mark_delivered(&mut tx, &mut receipts).await?;
-    let mut reserved = None;
-    for op in batch {
-        if let Some(block) = apply(&mut tx, op, run_id).await? {
-            reserved = Some(block);
-        }
-    }
+    let reserved = apply_in_order(&mut tx, batch, run_id).await?;
     tx.commit().await?;
     Ok(Facts {
         delivered: receipts.counts,
@@ -243,44 +238,56 @@ async fn mark_delivered(
     Ok(())
 }
 
-/// Runs one write that is not gathered into the array statements; a reservation returns
-/// the ids it took.
-async fn apply(
-    tx: &mut Transaction<'_, Postgres>,
-    op: &WriteOp,
-    run_id: i64,
-) -> Result<Option<(u64, u64)>, sqlx::Error> {
-    match op {
-        // Gathered by `commit_all` before the others run.
-        WriteOp::SeenUser { .. }
-        | WriteOp::OpenSession { .. }
-        | WriteOp::Message { .. }
-        | WriteOp::MarkDelivered { .. } => {}
-        WriteOp::CloseSession {
-            session_id,
-            at,
-            reason,
-        } => sessions::close(tx, *session_id, at, reason).await?,
-        WriteOp::JoinRoom { room, user_id, at } => rooms::join(tx, room, user_id, at).await?,
-        WriteOp::LeaveRoom { room, user_id } => rooms::leave(tx, room, user_id).await?,
-        WriteOp::RevokeTokens {
-            user_id,
-            not_before,
-            at,
-            ..
-        } => users::revoke_tokens(tx, user_id, *not_before, at).await?,
-        WriteOp::ReserveIds { block, .. } => {
-            // The next block of the shared counter, not the bound asked for: other nodes
-            // may have reserved past it.
-            return Ok(Some(counters::reserve_block(&mut **tx, 0, *block).await?));
-        }
-        WriteOp::Alive { at } => sessions::run_alive(tx, run_id, at).await?,
-        WriteOp::Stop { at } => sessions::run_stopped(tx, run_id, at).await?,
-        WriteOp::Flush(_) => {}
-        #[cfg(test)]
-        WriteOp::OnWriterConnection { sql, .. } => {
-            sqlx::query(sql).execute(&mut **tx).await?;
-        }
+/// The writes not gathered into the array statements, one statement each.
+impl InOrder for Transaction<'_, Postgres> {
+    async fn close_session(
+        &mut self,
+        session_id: u64,
+        at: &str,
+        reason: &str,
+    ) -> Result<(), sqlx::Error> {
+        sessions::close(self, session_id, at, reason).await
     }
-    Ok(None)
+
+    async fn join_room(&mut self, room: &str, user_id: &str, at: &str) -> Result<(), sqlx::Error> {
+        rooms::join(self, room, user_id, at).await
+    }
+
+    async fn leave_room(&mut self, room: &str, user_id: &str) -> Result<(), sqlx::Error> {
+        rooms::leave(self, room, user_id).await
+    }
+
+    async fn revoke_tokens(
+        &mut self,
+        user_id: &str,
+        not_before: u64,
+        at: &str,
+    ) -> Result<(), sqlx::Error> {
+        users::revoke_tokens(self, user_id, not_before, at).await
+    }
+
+    /// The next block of the shared counter, not the bound asked for: other nodes may have
+    /// reserved past it.
+    async fn reserve_ids(
+        &mut self,
+        _through: u64,
+        block: u64,
+    ) -> Result<Option<(u64, u64)>, sqlx::Error> {
+        counters::reserve_block(&mut **self, 0, block)
+            .await
+            .map(Some)
+    }
+
+    async fn run_alive(&mut self, run_id: i64, at: &str) -> Result<(), sqlx::Error> {
+        sessions::run_alive(self, run_id, at).await
+    }
+
+    async fn run_stopped(&mut self, run_id: i64, at: &str) -> Result<(), sqlx::Error> {
+        sessions::run_stopped(self, run_id, at).await
+    }
+
+    #[cfg(test)]
+    async fn execute(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(sql).execute(&mut **self).await.map(|_| ())
+    }
 }

@@ -10,13 +10,13 @@ use std::time::Duration;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tempfile::TempDir;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::timeout;
 
 use super::*;
 use crate::config::{DatabaseLocation, DatabaseSettings};
-use crate::store::counters::RESERVED_THROUGH;
-use crate::store::messages::TargetKind;
+use crate::store::model::{MessageRecord, RESERVED_THROUGH, TargetKind};
+use crate::store::sqlite::writer::chunk_sizes;
 use crate::store::{Backend, Store, StoreError, ids};
 
 /// Long enough for any settled write on a loaded machine; a hang takes longer.

@@ -1,8 +1,8 @@
-//! The replay behind `sync` and a connection's catch-up: one page of what a reader may see,
+//! The replay behind `sync` and a connection's catch-up on SQLite: one page of what a reader may see,
 //! oldest first. A catch-up reads page after page of a log that can hold millions of rows,
 //! so a page must cost the same whatever lies before or after it. One `OR` over the
 //! visibility rule cannot do that (SQLite walks every row past the cursor and filters), so
-//! the rule of [`super::messages`] is split here into one arm per way a message reaches the
+//! the visibility rule (`../sql.rs`) is split here into one arm per way a message reaches the
 //! reader: public, to it, private from it, its role, each of its rooms, its offline queue.
 //! Each arm is an equality on an index plus a range on the id; SQLite runs a compound SELECT
 //! with ORDER BY as a merge of the arms in id order and stops after `limit` rows, so a page
@@ -12,7 +12,7 @@
 
 use sqlx::SqlitePool;
 
-use super::messages::{Reader, StoredMessage, clamp};
+use super::super::model::{ReplayPage, StoredMessage, clamp, replayed};
 use super::rooms;
 
 /// Room arms per statement. SQLite refuses compound SELECTs of more than 500 arms, and a
@@ -40,46 +40,6 @@ const ROLE_ARM: &str = "SELECT message_id FROM messages
 /// which also walks the reader's delivered rows; the partial index holds only pending ones.
 const QUEUED_ARM: &str = "SELECT message_id FROM deliveries INDEXED BY deliveries_pending
     WHERE user_id = ?1 AND delivered_at IS NULL AND message_id > ?4 AND message_id <= ?5";
-
-/// One page of replay, named field by field (two ids, two bounds and a flag are easy to swap
-/// when passed by position).
-#[derive(Debug, Clone, Copy)]
-pub struct ReplayPage<'a> {
-    /// Whose view: the visibility rule and the offline queue are this user's.
-    pub reader: Reader<'a>,
-    /// Every message the reader may see (the rule of [`super::messages`]) with an id above
-    /// this.
-    pub since: Option<u64>,
-    /// Also everything still in the reader's offline queue.
-    pub undelivered: bool,
-    /// Ids above this only: the last id of the previous page.
-    pub cursor: u64,
-    /// Ids up to this only: a [`Store::read_horizon`](super::Store::read_horizon), or a point
-    /// the caller flushed past.
-    pub until: u64,
-    /// Most rows; a page shorter than this is the last.
-    pub limit: u32,
-}
-
-impl ReplayPage<'_> {
-    /// The lower bound of the visible arms (public, to the reader, ..., its rooms): past the
-    /// cursor and past `since`; `None` without `since`, when only the queue is read.
-    pub(super) fn visible_after(&self) -> Option<u64> {
-        self.since.map(|since| since.max(self.cursor))
-    }
-}
-
-/// Replayed rows `(message_id, event, payload, to the reader)` as messages.
-pub(super) fn replayed(rows: Vec<(i64, String, String, bool)>) -> Vec<StoredMessage> {
-    rows.into_iter()
-        .map(|(id, event, payload, to_reader)| StoredMessage {
-            id: id as u64,
-            event,
-            payload,
-            to_reader,
-        })
-        .collect()
-}
 
 /// Which arms a statement holds.
 #[derive(Debug, Clone, Copy)]
@@ -125,7 +85,7 @@ impl Arms {
 }
 
 /// One page of replay, oldest first, ids in `(cursor, until]`.
-pub(super) async fn replay_page(
+pub(in crate::store) async fn replay_page(
     pool: &SqlitePool,
     page: ReplayPage<'_>,
 ) -> Result<Vec<StoredMessage>, sqlx::Error> {
@@ -189,7 +149,7 @@ async fn run(
 mod tests {
     use super::*;
     use crate::config::DatabaseSettings;
-    use crate::store::{MessageRecord, Store, TargetKind};
+    use crate::store::{MessageRecord, Reader, Store, TargetKind};
 
     /// A public (`None`) or room message, as the hub would log it.
     fn record(id: u64, room: Option<&str>) -> MessageRecord {
@@ -298,7 +258,7 @@ mod tests {
         let store = Store::open(&DatabaseSettings::at(dir.path().join("plan.db")))
             .await
             .expect("open the store");
-        let super::super::Backend::Sqlite(pool) = &store.inner.backend else {
+        let crate::store::Backend::Sqlite(pool) = &store.inner.backend else {
             unreachable!("opened on a SQLite file")
         };
         let shapes = [

@@ -1,7 +1,24 @@
-//! Opening the SQLite backend: the file's directory, the pragmas (WAL, `synchronous`,
-//! foreign keys), the migrations, the crash recovery of sessions, and where message ids and
-//! offline queues stand. What comes out ([`Opened`]) is everything [`Store`](super::Store)
-//! needs to start its writer; `postgres/mod.rs` returns the same for PostgreSQL.
+//! The SQLite backend (the default: one file, written by this process alone), one file per
+//! capability, the same names as `postgres/`'s: `writer.rs` (the `commit_all` of a gathered
+//! batch), `messages.rs`, `replay.rs`, `sessions.rs`, `rooms.rs`, `users.rs`, `counters.rs`,
+//! `retention.rs` (its deletes), and `backup.rs`, which only SQLite has (`switchboard
+//! backup`). Only SQL and opening live here; the statements both dialects accept are in
+//! `../sql.rs`, everything else is shared above.
+//!
+//! Opening (this file): the file's directory, the pragmas (WAL, `synchronous`, foreign keys),
+//! the migrations, the crash recovery of sessions, and where message ids and offline queues
+//! stand. What comes out ([`Opened`]) is everything [`Store`](super::Store) needs to start its
+//! writer; `postgres/mod.rs` returns the same for PostgreSQL.
+
+pub mod backup;
+pub(in crate::store) mod counters;
+pub(in crate::store) mod messages;
+pub(in crate::store) mod replay;
+pub(in crate::store) mod retention;
+pub(in crate::store) mod rooms;
+pub(in crate::store) mod sessions;
+pub(in crate::store) mod users;
+pub(in crate::store) mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,12 +27,13 @@ use std::time::{Duration, SystemTime};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::backup::{BACKUP_TAKEN_AT_MS, restored_id_floor};
-use super::counters::{PRUNED_THROUGH, RESERVED_THROUGH, counter, forget_counter, raise_counter};
+use super::model::{PRUNED_THROUGH, RESERVED_THROUGH};
 use super::session_ids::SessionIds;
-use super::{Backend, Opened, Shared, StartState, StoreError, messages, sessions, start_state};
+use super::{Backend, Opened, Shared, StartState, StoreError, start_state};
 use crate::config::{DatabaseSettings, Synchronous};
 use crate::protocol::wire::timestamp;
+use backup::{BACKUP_TAKEN_AT_MS, restored_id_floor};
+use counters::{counter, forget_counter, raise_counter};
 
 /// Opens (creating if needed) the database file at `path`, migrates it, closes the sessions a
 /// crash left open, records this run and reserves the first block of `id_block` message ids.
@@ -173,37 +191,4 @@ async fn tables(pool: &SqlitePool) -> Result<Vec<String>, sqlx::Error> {
     )
     .fetch_all(pool)
     .await
-}
-
-/// What an operator can do about a database error, appended to its message (empty when
-/// there is nothing to add). SQLite's primary result code is the low byte of the extended
-/// one that sqlx reports.
-pub(super) fn hint(error: &sqlx::Error) -> &'static str {
-    let Some(code) = error
-        .as_database_error()
-        .and_then(|e| e.code())
-        .and_then(|code| code.parse::<i32>().ok())
-    else {
-        return "";
-    };
-    match code & 0xff {
-        // SQLITE_READONLY
-        8 => {
-            "; the file (or its directory) is read-only: the server must be able to write \
-             both (SQLite keeps -wal and -shm files beside the database)"
-        }
-        // SQLITE_CANTOPEN
-        14 => {
-            "; check that the file and its directory exist and that the server may write \
-             both (SQLite keeps -wal and -shm files beside the database)"
-        }
-        // SQLITE_CORRUPT, SQLITE_NOTADB
-        11 | 26 => {
-            "; the file is corrupt or not a SQLite database: restore it from a backup, or \
-             point DATABASE_URL at another file"
-        }
-        // SQLITE_FULL
-        13 => "; the disk (or the database's size limit) is full",
-        _ => "",
-    }
 }

@@ -7,24 +7,22 @@
 
 use sqlx::{SqliteConnection, SqlitePool};
 
+use super::super::sql;
+
 /// Every user ever seen.
-pub(super) async fn known_users(pool: &SqlitePool) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT user_id FROM users")
-        .fetch_all(pool)
-        .await
+pub(in crate::store) async fn known_users(pool: &SqlitePool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(sql::KNOWN_USERS).fetch_all(pool).await
 }
 
 /// Every revocation, `(user_id, not_before)`.
-pub(super) async fn token_revocations(
+pub(in crate::store) async fn token_revocations(
     pool: &SqlitePool,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT user_id, not_before FROM token_revocations")
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(sql::TOKEN_REVOCATIONS).fetch_all(pool).await
 }
 
 /// Refuses `user_id`'s tokens issued before `not_before`; a bound already later is kept.
-pub(super) async fn revoke_tokens(
+pub(in crate::store) async fn revoke_tokens(
     conn: &mut SqliteConnection,
     user_id: &str,
     not_before: u64,

@@ -1,0 +1,117 @@
+//! The statements both dialects accept, written once. They use `$n` parameters, which sqlx
+//! gives SQLite positionally too (`$2` is the second bound value, as on PostgreSQL), so one
+//! text serves both; each backend folder binds and runs them next to its own dialect's
+//! statements, under the same function names. A statement that must differ (SQLite's `MAX`
+//! against PostgreSQL's `GREATEST`, `json_each` against arrays, the replay's arms) stays in
+//! its backend's file.
+
+use std::sync::LazyLock;
+
+// ---- Messages and the offline queue ----
+
+/// The visibility rule: whether the reader whose user id is bound as `$1` and whose role is
+/// bound as `$2` may see the message `m`. A reader sees
+/// - public messages (`all`);
+/// - messages to it, and the private messages it sent (only `private-message`: a
+///   notification to a user is not replayed to whoever sent it);
+/// - the messages of the rooms it is a member of *now* (joining a room opens its history,
+///   leaving closes it);
+/// - notifications to its role (its role now, as its token says).
+///
+/// Every query that applies it binds the reader at `$1` and `$2` and uses the alias `m` for
+/// `messages`. The replay (`sqlite/replay.rs`, `postgres/replay.rs`) states it again as one
+/// index-backed arm per line above, so that a page costs the same however long the log: a
+/// change here is a change there. The tests of `sqlite/messages.rs` hold the two to the same
+/// answer on every kind of message, on both backends.
+const VISIBLE_TO_READER: &str = "(
+    m.target_kind = 'all'
+    OR (m.target_kind = 'user' AND (m.target = $1
+        OR (m.sender_id = $1 AND m.event = 'private-message')))
+    OR (m.target_kind = 'room'
+        AND m.target IN (SELECT room FROM room_members WHERE user_id = $1))
+    OR (m.target_kind = 'role' AND m.target = $2))";
+
+/// The message listing of the REST API: `$1` viewer user (NULL: an admin, who sees
+/// everything), `$2` its role, `$3` since, `$4` room filter, `$5` user filter, `$6` limit.
+pub(super) static LIST: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT m.message_id, m.event, m.payload
+         FROM messages m
+         WHERE m.message_id > $3
+           AND ($4 IS NULL OR (m.target_kind = 'room' AND m.target = $4))
+           AND ($5 IS NULL OR m.sender_id = $5 OR (m.target_kind = 'user' AND m.target = $5))
+           AND ($1 IS NULL OR {VISIBLE_TO_READER})
+         ORDER BY m.message_id
+         LIMIT $6"
+    )
+});
+
+/// The message `$1` (sender) already sent with the idempotency key `$2`:
+/// `(message_id, live_recipients, target_kind)`.
+pub(super) const FIND_BY_CLIENT_MSG_ID: &str =
+    "SELECT message_id, live_recipients, target_kind FROM messages
+     WHERE sender_id = $1 AND client_msg_id = $2";
+
+/// User `$1`'s undelivered messages, oldest first, at most `$2`:
+/// `(message_id, event, payload, queued_at)`.
+pub(super) const UNDELIVERED: &str = "SELECT m.message_id, m.event, m.payload, d.queued_at
+     FROM deliveries d JOIN messages m ON m.message_id = d.message_id
+     WHERE d.user_id = $1 AND d.delivered_at IS NULL
+     ORDER BY m.message_id LIMIT $2";
+
+/// Undelivered rows per user: the offline queue lengths.
+pub(super) const QUEUE_LENGTHS: &str =
+    "SELECT user_id, COUNT(*) FROM deliveries WHERE delivered_at IS NULL GROUP BY user_id";
+
+/// The highest message id stored (0 if none).
+pub(super) const LAST_STORED_ID: &str = "SELECT COALESCE(MAX(message_id), 0) FROM messages";
+
+// ---- Sessions and server runs ----
+
+/// Run `$1` is alive at `$2` (the time a crash would close its sessions at).
+pub(super) const RUN_ALIVE: &str = "UPDATE server_runs SET last_alive_at = $2 WHERE run_id = $1";
+
+/// Run `$1` ended cleanly at `$2`.
+pub(super) const RUN_STOPPED: &str =
+    "UPDATE server_runs SET last_alive_at = $2, stopped_at = $2 WHERE run_id = $1";
+
+/// Closes session `$1` at `$2` for reason `$3`; a row already closed keeps its first ending.
+pub(super) const CLOSE_SESSION: &str =
+    "UPDATE sessions SET disconnected_at = $2, disconnect_reason = $3
+     WHERE session_id = $1 AND disconnected_at IS NULL";
+
+/// User `$1`'s sessions, newest first, at most `$2`.
+pub(super) const SESSIONS_OF: &str =
+    "SELECT session_id, transport, remote_addr, user_agent, connected_at, disconnected_at,
+            disconnect_reason
+     FROM sessions WHERE user_id = $1 ORDER BY session_id DESC LIMIT $2";
+
+/// The `$1` newest sessions of anyone, newest first (the primary key's order: ids grow with
+/// time).
+pub(super) const RECENT_SESSIONS: &str =
+    "SELECT user_id, session_id, transport, remote_addr, user_agent, connected_at,
+            disconnected_at, disconnect_reason
+     FROM sessions ORDER BY session_id DESC LIMIT $1";
+
+// ---- Rooms, users, counters ----
+
+/// Every stored room membership `(room, user_id)`.
+pub(super) const MEMBERSHIPS: &str =
+    "SELECT room, user_id FROM room_members ORDER BY room, user_id";
+
+/// Makes `$2` a member of room `$1` at `$3`; joining twice keeps the first `joined_at`.
+pub(super) const JOIN_ROOM: &str =
+    "INSERT INTO room_members (room, user_id, joined_at) VALUES ($1, $2, $3)
+     ON CONFLICT DO NOTHING";
+
+/// Ends the membership of `$2` in room `$1`.
+pub(super) const LEAVE_ROOM: &str = "DELETE FROM room_members WHERE room = $1 AND user_id = $2";
+
+/// Every user ever seen.
+pub(super) const KNOWN_USERS: &str = "SELECT user_id FROM users";
+
+/// Every token revocation, `(user_id, not_before)`.
+pub(super) const TOKEN_REVOCATIONS: &str = "SELECT user_id, not_before FROM token_revocations";
+
+/// The value of the counter named `$1` (no row: never written).
+pub(super) const COUNTER: &str = "SELECT value FROM counters WHERE name = $1";
