@@ -1,10 +1,10 @@
-//! Three gateways as one (contract section 14): the real binary three times on one PostgreSQL
-//! database and one NATS server, each node with its own `NODE_ID` and the test with a subject
-//! prefix of its own. Clients on different nodes must see what clients of one gateway see:
-//! presence, active users and stats over the whole cluster, broadcasts, private messages and
-//! the offline queue, rooms, REST notifications and kicks, one increasing id sequence that
-//! every node delivers in order, and, when a node is killed, its users leaving presence, its
-//! sessions closed as `node_lost` and no acknowledged message lost.
+//! Three gateways as one (`docs/protocol.md` section 13): the real binary three times on one
+//! PostgreSQL database and one NATS server, each node with its own `NODE_ID` and the test with a
+//! subject prefix of its own. Clients on different nodes must see what clients of one gateway see:
+//! presence, active users and stats over the whole cluster, broadcasts, private messages and the
+//! offline queue, rooms, REST notifications and kicks, one increasing id sequence that every node
+//! delivers in order, and, when a node is killed, its users leaving presence, its sessions closed
+//! as `node_lost` and no acknowledged message lost.
 //!
 //! A node hears the others over NATS, or from PostgreSQL within about a second when a bus
 //! message is lost: every cross-node wait below is bounded ([`CROSS`]), never a sleep. Each

@@ -1,6 +1,6 @@
-//! The embedded API in a cluster (contract sections 8 and 14): an application that embeds the
-//! gateway as one node reaches users connected to other nodes through its handle, sees them
-//! among the active users, and disconnects them.
+//! The embedded API in a cluster (README "Embedding in your Rust service", `docs/protocol.md`
+//! section 13): an application that embeds the gateway as one node reaches users connected to other
+//! nodes through its handle, sees them among the active users, and disconnects them.
 
 use serde_json::json;
 use switchboard::config::{NatsUrl, NodeId};

@@ -1,4 +1,4 @@
-//! What a node does when it loses the NATS bus (contract section 14, README "Running a
+//! What a node does when it loses the NATS bus (`docs/protocol.md` section 13, README "Running a
 //! cluster"): node B reaches NATS through a relay the test cuts. The other node declares B
 //! lost after `NODE_TIMEOUT_SECS` (B's users leave presence, its sessions are closed with
 //! reason `node_lost`); B, which can no longer tell the cluster about its connections, closes
