@@ -1,4 +1,5 @@
-//! [`GatewayHandle`]: the embedded Rust API, the seed's `NotificationService` needs in Rust.
+//! [`GatewayHandle`]: the embedded Rust API, what a back end's notification service needs.
+//! (README "Embedding in your Rust service"; `examples/notification_service.rs`.)
 //! A cheap, cloneable handle that application code keeps next to the router it mounted.
 //! It is one more caller of the hub: what it sends is stored, gets an id, and is queued for
 //! offline users, exactly like a message from a client or the REST API.
@@ -49,7 +50,7 @@ impl GatewayHandle {
 
     /// Sends `event` with `payload` to every connection of `user_id`. Returns whether it
     /// reached a live connection; when the user is offline (or unknown) it is queued for
-    /// their next connection and this returns `false`, like the seed's `sendToUser`.
+    /// their next connection and this returns `false`, as a Socket.IO gateway's `sendToUser` does.
     pub async fn send_to_user(&self, user_id: &str, event: &str, payload: &impl Serialize) -> bool {
         match self
             .publish(Target::User(user_id.to_owned()), event, payload)
@@ -147,7 +148,7 @@ impl GatewayHandle {
             .collect()
     }
 
-    /// The statistics of contract section 5.
+    /// The statistics object (`users-stats`, `docs/protocol.md` section 6).
     pub async fn stats(&self) -> UsersStats {
         users_stats(&self.hub).await
     }

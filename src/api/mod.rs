@@ -1,7 +1,7 @@
-//! The REST management API under `/websocket/`, for operators and back-end services: the
-//! seed's five endpoints, what a persistent gateway adds (session history, stored messages,
-//! a user's offline queue, force-disconnect), health checks, the Prometheus metrics and the
-//! OpenAPI document.
+//! The REST management API under `/websocket/`, for operators and back-end services: the five
+//! basic endpoints (who is online, statistics, three notifications), what a persistent gateway
+//! adds (session history, stored messages, a user's offline queue, force-disconnect), health
+//! checks, the Prometheus metrics and the OpenAPI document (`docs/protocol.md` section 12).
 //! Handlers are thin: they authenticate ([`extract`]), validate, and call the same hub and
 //! command functions as the transports and the embedded API. Each answers with a typed body
 //! and carries its `#[utoipa::path]`; the OpenAPI document is derived from those

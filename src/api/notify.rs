@@ -1,6 +1,6 @@
-//! The seed's three POST endpoints (admins only). Each stores a notification and answers
-//! once it is committed; an `Idempotency-Key` header makes a retry return the original
-//! result instead of sending twice.
+//! The three notification endpoints (admins only; `docs/protocol.md` section 12). Each stores a
+//! notification and answers once it is committed; an `Idempotency-Key` header makes a retry return
+//! the original result instead of sending twice.
 //!
 //! - `POST /websocket/send-notification { userId, message, type? }` →
 //!   `{ success, delivered, queued, id }` ([`NotificationSent`])

@@ -1,4 +1,5 @@
-//! Where a token is found, in the contract's order: the Socket.IO auth object, then the
+//! Where a token is found, in the documented order (`docs/protocol.md` section 2): the
+//! Socket.IO auth object, then the
 //! `Authorization: Bearer` header, then the `token` query parameter.
 
 use axum::http::{HeaderMap, header::AUTHORIZATION};

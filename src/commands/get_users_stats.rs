@@ -17,7 +17,8 @@ pub(super) async fn apply(caller: &Caller) -> Outcome {
     Ok(Ack::UsersStats(stats))
 }
 
-/// The statistics object of contract section 5 (shared with the REST API).
+/// The statistics object of `users-stats` (`docs/protocol.md` section 6), shared with the
+/// REST API.
 #[tracing::instrument(name = "Compute user statistics", skip(hub))]
 pub async fn users_stats(hub: &Hub) -> UsersStats {
     let online = hub.online_users();

@@ -1,7 +1,6 @@
-//! Cluster settings (contract section 14): the NATS server that carries events between the
-//! nodes sharing one PostgreSQL database, the subject prefix that keeps deployments (and
-//! tests) apart on one NATS server, and how long a silent node is given before the others
-//! declare it lost.
+//! Cluster settings (`docs/protocol.md` section 13): the NATS server that carries events between
+//! the nodes sharing one PostgreSQL database, the subject prefix that keeps deployments (and tests)
+//! apart on one NATS server, and how long a silent node is given before the others declare it lost.
 
 use std::time::Duration;
 

@@ -303,7 +303,7 @@ impl std::fmt::Debug for MetricsToken {
 /// Which browser origins may connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CorsOrigins {
-    /// Any origin (the seed's behaviour).
+    /// Any origin (the default: browsers' origins are not checked).
     Any,
     /// Only these origins, exactly as browsers send them (`https://app.example.com`).
     List(Vec<String>),

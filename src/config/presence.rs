@@ -1,5 +1,5 @@
-//! Presence settings (contract section 12): which presence events connections get, and how
-//! often a `presence-diff` goes out. Large deployments trade the seed's one event per user
+//! Presence settings (`docs/protocol.md` section 9): which presence events connections get, and how
+//! often a `presence-diff` goes out. Large deployments trade the default's one event per user
 //! change for one merged event per window, or none at all.
 
 use std::time::Duration;
@@ -10,7 +10,7 @@ use super::env::{at_least, choice};
 /// How `user-connected` / `user-disconnected` reach the other connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PresenceMode {
-    /// One `user-connected` / `user-disconnected` per change (the seed's behaviour).
+    /// One `user-connected` / `user-disconnected` per change (the default).
     Users,
     /// At most one `presence-diff { joins, leaves, activeUsersCount, timestamp }` per window.
     Diff,

@@ -1,11 +1,11 @@
-//! The hub's side of a cluster (contract section 14): what it tells the other nodes, what it
-//! takes from them, and the delivery of committed messages in id order.
+//! The hub's side of a cluster (`docs/protocol.md` section 13): what it tells the other nodes, what
+//! it takes from them, and the delivery of committed messages in id order.
 //!
 //! The hub does not know NATS. It hands [`ClusterEvent`]s to an outbox (bounded; should it
 //! ever be full, the bus sends a full snapshot of this node's users instead of the lost
 //! changes) and offers methods the bus calls with what other nodes said. Live state stays
 //! split the way it is owned: this node's sessions in the maps of `state.rs`, the other nodes'
-//! users in [`RemotePresence`], both read together wherever the contract counts users
+//! users in [`RemotePresence`], both read together wherever the protocol counts users
 //! (presence, active users, statistics).
 //!
 //! Once clustered, stored messages reach connections only through

@@ -1,4 +1,4 @@
-//! Presence fan-out (contract section 12): how `user-connected` / `user-disconnected` (or
+//! Presence fan-out (`docs/protocol.md` section 9): how `user-connected` / `user-disconnected` (or
 //! `presence-diff`) reach every connection without ever costing a handshake its time or a
 //! client its connection.
 //!

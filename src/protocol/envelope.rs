@@ -53,7 +53,7 @@ impl ClientFrame {
     }
 
     /// The ack id of a frame that failed [`ClientFrame::parse`] for another reason, so the
-    /// refusal can still be acknowledged as the contract requires.
+    /// refusal can still be acknowledged, as `docs/protocol.md` section 5 promises.
     ///
     /// A frame that is an object but too deep for [`ClientFrame::parse`] (serde_json stops
     /// at 128 levels) or holds a number serde_json cannot represent (`1e400`) still has its

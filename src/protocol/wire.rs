@@ -1,4 +1,4 @@
-//! The objects the server sends, with the contract's field names (camelCase), and the
+//! The objects the server sends, with the field names of `docs/protocol.md` (camelCase), and the
 //! timestamp format: ISO-8601 UTC with milliseconds, e.g. `2026-11-26T07:01:02.345Z`.
 
 use std::collections::BTreeMap;
@@ -7,12 +7,12 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// Formats a time as the contract's timestamp.
+/// Formats a time as the wire's timestamp (`docs/protocol.md` section 3).
 pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// The current time as the contract's timestamp.
+/// The current time as the wire's timestamp.
 pub fn now() -> String {
     timestamp(SystemTime::now())
 }
@@ -217,7 +217,7 @@ pub struct TokenExpiring {
 pub struct ErrorPayload<'a> {
     /// What was refused and why.
     pub message: &'a str,
-    /// The stable snake_case code of the refusal (see the README's list).
+    /// The stable snake_case code of the refusal (the README's "Error codes").
     pub code: &'a str,
 }
 

@@ -1,4 +1,4 @@
-//! Commit-ordered message ids, for a cluster (contract section 14, `docs/architecture.md`
+//! Commit-ordered message ids, for a cluster (`docs/protocol.md` section 13, `docs/architecture.md`
 //! "Cluster mode"). Alone, a node hands out an id when it routes a message and commits later
 //! (`ids.rs`): with one writer, ids commit in order. Nodes sharing PostgreSQL would commit
 //! their ids out of order, and a client whose cursor is the highest id it saw could miss a

@@ -1,4 +1,4 @@
-//! A live connection is bound to its token's `exp` (contract section 11). One watch per
+//! A live connection is bound to its token's `exp` (`docs/protocol.md` section 10). One watch per
 //! connection, started by [`Session::open`](super::session::Session::open) for both
 //! transports: `TOKEN_EXPIRY_WARNING_SECS` before `exp` (at once when less is left) it sends
 //! `token-expiring { exp, secondsLeft }`; at `exp` + `JWT_LEEWAY_SECS` it closes the

@@ -1,10 +1,10 @@
-//! Three gateways as one (contract section 14): the real binary three times on one PostgreSQL
-//! database and one NATS server, each node with its own `NODE_ID` and the test with a subject
-//! prefix of its own. Clients on different nodes must see what clients of one gateway see:
-//! presence, active users and stats over the whole cluster, broadcasts, private messages and
-//! the offline queue, rooms, REST notifications and kicks, one increasing id sequence that
-//! every node delivers in order, and, when a node is killed, its users leaving presence, its
-//! sessions closed as `node_lost` and no acknowledged message lost.
+//! Three gateways as one (`docs/protocol.md` section 13): the real binary three times on one
+//! PostgreSQL database and one NATS server, each node with its own `NODE_ID` and the test with a
+//! subject prefix of its own. Clients on different nodes must see what clients of one gateway see:
+//! presence, active users and stats over the whole cluster, broadcasts, private messages and the
+//! offline queue, rooms, REST notifications and kicks, one increasing id sequence that every node
+//! delivers in order, and, when a node is killed, its users leaving presence, its sessions closed
+//! as `node_lost` and no acknowledged message lost.
 //!
 //! A node hears the others over NATS, or from PostgreSQL within about a second when a bus
 //! message is lost: every cross-node wait below is bounded ([`CROSS`]), never a sleep. Each
@@ -223,42 +223,27 @@ fn owned(expected: &[(&str, u64)]) -> Vec<(String, u64)> {
 /// the other events read meanwhile.
 async fn converge(client: &mut WsClient, expected: &[(&str, u64)]) -> Vec<Event> {
     let expected = owned(expected);
-    let deadline = Instant::now() + CROSS;
+    let what = format!("active users being {expected:?}");
     let mut read = Vec::new();
-    loop {
+    eventually(CROSS, &what, async || {
         let (list, before) = ask(client, "get-active-users", "active-users").await;
         read.extend(before);
-        let got = listed(&list["users"], &list["count"]);
-        if got == expected {
-            return read;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "active users never became {expected:?}: last {got:?}"
-        );
-        // The poll's pace; the bound is the deadline.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        listed(&list["users"], &list["count"]) == expected
+    })
+    .await;
+    read
 }
 
 /// Like [`converge`], over REST (`GET /websocket/active-users`) on `node`.
 async fn converge_rest(node: &BinaryServer, expected: &[(&str, u64)]) {
-    let expected = owned(expected);
-    let deadline = Instant::now() + CROSS;
-    loop {
+    let expected = &owned(expected);
+    let what = format!("active users on {} being {expected:?}", node.addr);
+    eventually(CROSS, &what, || async move {
         let (status, body) = send(rest(node, Method::GET, "/websocket/active-users")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let got = listed(&body["users"], &body["count"]);
-        if got == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "active users on {} never became {expected:?}: last {got:?}",
-            node.addr
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        listed(&body["users"], &body["count"]) == *expected
+    })
+    .await;
 }
 
 /// A REST request to `node` as the admin `root`.
@@ -357,34 +342,31 @@ async fn presence_active_users_and_stats_span_the_cluster() {
     converge_rest(c, &everyone).await;
     // Stats on B count her sessions on A and C (history written by those nodes: asked
     // until it is there).
-    let deadline = Instant::now() + CROSS;
-    loop {
-        let (stats, _) = ask(&mut bob, "get-users-stats", "users-stats").await;
-        assert_eq!(stats["totalUsers"], 4, "{stats}");
-        assert_eq!(stats["usersByRole"], json!({"USER": 4}), "{stats}");
-        let times = stats["connectionTimes"]
-            .as_array()
-            .expect("connectionTimes");
-        let ids: BTreeSet<&str> = times
-            .iter()
-            .map(|t| t["userId"].as_str().expect("userId"))
-            .collect();
-        assert_eq!(ids.len(), times.len(), "each user once: {stats}");
-        assert_eq!(
-            ids,
-            BTreeSet::from(["alice", "bob", "carol", "dave"]),
-            "{stats}"
-        );
-        let alice = times.iter().find(|t| t["userId"] == "alice");
-        if alice.is_some_and(|t| t["sessionsCount"] == 2) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "alice's two sessions never counted: {stats}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        CROSS,
+        "alice's two sessions counted in B's stats",
+        async || {
+            let (stats, _) = ask(&mut bob, "get-users-stats", "users-stats").await;
+            assert_eq!(stats["totalUsers"], 4, "{stats}");
+            assert_eq!(stats["usersByRole"], json!({"USER": 4}), "{stats}");
+            let times = stats["connectionTimes"]
+                .as_array()
+                .expect("connectionTimes");
+            let ids: BTreeSet<&str> = times
+                .iter()
+                .map(|t| t["userId"].as_str().expect("userId"))
+                .collect();
+            assert_eq!(ids.len(), times.len(), "each user once: {stats}");
+            assert_eq!(
+                ids,
+                BTreeSet::from(["alice", "bob", "carol", "dave"]),
+                "{stats}"
+            );
+            let alice = times.iter().find(|t| t["userId"] == "alice");
+            alice.is_some_and(|t| t["sessionsCount"] == 2)
+        },
+    )
+    .await;
 
     // Her connection on A closes: she is still online (on C), so no departure.
     alice_a.close().await;
@@ -980,11 +962,10 @@ async fn a_killed_node_leaves_presence_its_sessions_close_and_no_acked_message_i
             may_die,
         )));
     }
-    let deadline = Instant::now() + CROSS;
-    while acked.iter().any(|(_, ids)| snapshot(ids).len() < 20) {
-        assert!(Instant::now() < deadline, "the senders are not under way");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(CROSS, "every sender 20 messages under way", || {
+        std::future::ready(acked.iter().all(|(_, ids)| snapshot(ids).len() >= 20))
+    })
+    .await;
 
     // SIGKILL node C in the middle of it.
     let at_kill: Vec<usize> = acked.iter().map(|(_, ids)| snapshot(ids).len()).collect();
@@ -1057,18 +1038,19 @@ async fn a_killed_node_leaves_presence_its_sessions_close_and_no_acked_message_i
     assert_eq!(closed_elsewhere, 0, "live sessions of A and B were closed");
 
     // A and B kept working after the loss.
-    let deadline = Instant::now() + CROSS;
-    while acked[..2]
-        .iter()
-        .zip(&at_kill)
-        .any(|((_, ids), before)| snapshot(ids).len() < before + 20)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "A and B's senders stalled after the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        CROSS,
+        "A's and B's senders 20 more messages on after the kill",
+        || {
+            std::future::ready(
+                acked[..2]
+                    .iter()
+                    .zip(&at_kill)
+                    .all(|((_, ids), before)| snapshot(ids).len() >= before + 20),
+            )
+        },
+    )
+    .await;
     stop.store(true, Ordering::SeqCst);
     for sender in senders {
         sender.await.expect("a sender ends cleanly");
@@ -1087,19 +1069,11 @@ async fn a_killed_node_leaves_presence_its_sessions_close_and_no_acked_message_i
         "acknowledged, not stored: {unstored:?}"
     );
     // ...and reached rex (sid's last ones, committed by C, through PostgreSQL)...
-    let deadline = Instant::now() + CROSS;
-    loop {
+    eventually(CROSS, "every acknowledged message delivered to rex", || {
         let got: BTreeSet<u64> = snapshot(&received).into_iter().collect();
-        let missing: Vec<&u64> = all_acked.difference(&got).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "acknowledged, never delivered to rex: {missing:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        std::future::ready(all_acked.is_subset(&got))
+    })
+    .await;
     stop_receiving.store(true, Ordering::SeqCst);
     receiver.await.expect("the receiver ends cleanly");
     // ...in increasing id order, each once.
@@ -1319,20 +1293,19 @@ async fn the_offline_queue_bound_follows_deliveries_made_on_other_nodes() {
     presence(&mut ann, "user-disconnected", "dave").await;
 
     // A learns his queue emptied (from the database, within its refresh) and queues again.
-    let deadline = Instant::now() + CROSS;
-    for ack in 5.. {
+    let mut ack = 4;
+    let what = "A counting dave's delivered messages as no longer queued";
+    eventually(CROSS, what, async || {
+        ack += 1;
         let again = ann
             .say(json!({"message": "again", "to": "dave"}), ack)
             .await;
-        if again["ok"] != false {
-            assert_eq!(again["queued"], true, "{again}");
-            break;
+        if again["ok"] == false {
+            assert_eq!(again["code"], "queue_full", "{again}");
+            return false;
         }
-        assert_eq!(again["code"], "queue_full", "{again}");
-        assert!(
-            Instant::now() < deadline,
-            "A still counts dave's delivered messages as queued"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        assert_eq!(again["queued"], true, "{again}");
+        true
+    })
+    .await;
 }

@@ -1,6 +1,6 @@
-//! The embedded API in a cluster (contract sections 8 and 14): an application that embeds the
-//! gateway as one node reaches users connected to other nodes through its handle, sees them
-//! among the active users, and disconnects them.
+//! The embedded API in a cluster (README "Embedding in your Rust service", `docs/protocol.md`
+//! section 13): an application that embeds the gateway as one node reaches users connected to other
+//! nodes through its handle, sees them among the active users, and disconnects them.
 
 use serde_json::json;
 use switchboard::config::{NatsUrl, NodeId};
@@ -34,14 +34,11 @@ async fn an_embedding_application_reaches_users_on_other_nodes() {
     let (mut bob, _) = connect(&b, "bob", "USER").await;
 
     // Bob, on B, is among the embedded node's active users once B has told it.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !handle.active_users().iter().any(|u| u.user_id == "bob") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "bob never appeared on the embedded node"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let bound = std::time::Duration::from_secs(10);
+    eventually(bound, "bob among the embedded node's active users", || {
+        std::future::ready(handle.active_users().iter().any(|u| u.user_id == "bob"))
+    })
+    .await;
     assert_eq!(handle.active_users_count(), 1);
 
     let sent = handle

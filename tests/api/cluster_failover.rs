@@ -1,4 +1,4 @@
-//! What a node does when it loses the NATS bus (contract section 14, README "Running a
+//! What a node does when it loses the NATS bus (`docs/protocol.md` section 13, README "Running a
 //! cluster"): node B reaches NATS through a relay the test cuts. The other node declares B
 //! lost after `NODE_TIMEOUT_SECS` (B's users leave presence, its sessions are closed with
 //! reason `node_lost`); B, which can no longer tell the cluster about its connections, closes
@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
 use crate::cluster_bus::{
     NODE_TIMEOUT_SECS, acked_id, cluster_place, connect, message, node_via, presence, rest, send,
@@ -50,18 +49,12 @@ async fn readiness(node: &BinaryServer) -> (StatusCode, Value) {
 
 /// Asks `/readyz` until it answers `want`, for at most [`NOTICE`].
 async fn ready_becomes(node: &BinaryServer, want: StatusCode) -> Value {
-    let deadline = Instant::now() + NOTICE;
-    loop {
+    let what = format!("/readyz of {} answering {want}", node.addr);
+    eventually(NOTICE, &what, || async move {
         let (status, body) = readiness(node).await;
-        if status == want {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz still {status} after {NOTICE:?}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (status == want).then_some(body)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -131,11 +124,11 @@ async fn a_node_that_loses_the_bus_is_cut_off_and_comes_back_when_it_returns() {
     let (mut bob, _) = connect(&b, "bob", "USER").await;
     presence(&mut alice, "user-connected", "bob").await;
     // The gauge follows within a check interval.
-    let deadline = Instant::now() + NOTICE;
-    while sample(&metrics_of(&a).await, "switchboard_cluster_nodes", &[]) != 1.0 {
-        assert!(Instant::now() < deadline, "A never counted B again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let node_a = &a;
+    eventually(NOTICE, "A counting B again", || async move {
+        sample(&metrics_of(node_a).await, "switchboard_cluster_nodes", &[]) == 1.0
+    })
+    .await;
     // Messages cross again: a broadcast from A reaches bob on B.
     let ack = alice.say(json!({"message": "welcome back"}), 2).await;
     let id = json!(acked_id(&ack));

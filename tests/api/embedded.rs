@@ -1,6 +1,6 @@
 //! The embedded API, through `examples/notification_service.rs` run as a real process: an
 //! application that mounts the gateway beside its own routes and notifies users from its
-//! code, as the seed's `NotificationService` does.
+//! code, as a back end's notification service does.
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! Every client event over `/ws`, with every payload field the contract names.
+//! Every client event over `/ws`, with every payload field `docs/protocol.md` names.
 
 use serde_json::{Value, json};
 

@@ -79,8 +79,9 @@ async fn the_rate_limit_refuses_then_disconnects_sustained_abuse() {
 
 #[tokio::test]
 async fn a_client_that_does_not_read_is_dropped_without_stalling_others() {
+    const QUEUE: usize = 16;
     let app = spawn_app_with(|s| {
-        s.limits.outbound_queue_capacity = 16;
+        s.limits.outbound_queue_capacity = QUEUE;
         s.limits.rate_limit_per_sec = 100_000;
         s.limits.rate_limit_burst = 100_000;
     })
@@ -105,7 +106,12 @@ async fn a_client_that_does_not_read_is_dropped_without_stalling_others() {
         }
         assert_eq!(event, "broadcast-message");
     };
-    assert!(departed > 0);
+    // Dropped because its queue overflowed, not before: the socket's buffers and then all
+    // of its queue must have filled first, so more messages than the queue holds were sent.
+    assert!(
+        departed > QUEUE,
+        "the sleeper was dropped after {departed} messages, before its queue of {QUEUE} could fill"
+    );
     assert_eq!(
         reason_of(&app, &mut watcher, "sleeper").await.as_deref(),
         Some("slow_consumer")

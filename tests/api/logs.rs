@@ -2,8 +2,6 @@
 //! span, so a line can be traced to its `sessions` row. The real binary, its stderr captured
 //! whole (an in-process subscriber would be shared by every test of this binary).
 
-use std::time::Instant;
-
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 
@@ -39,14 +37,11 @@ async fn a_connections_json_log_lines_carry_its_session_span() {
     alice.expect("connected").await;
     alice.close().await;
     // The row is closed after the close is logged: once it is, the line is written.
-    let deadline = Instant::now() + WAIT;
-    let (session_id, reason) = loop {
-        if let Some(row) = closed_sessions(&db_path, "alice").await.pop() {
-            break row;
-        }
-        assert!(Instant::now() < deadline, "the session row was not closed");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let path = db_path.as_path();
+    let (session_id, reason) = eventually(WAIT, "alice's session row closed", || async move {
+        closed_sessions(path, "alice").await.pop()
+    })
+    .await;
     assert_eq!(reason, "client_closed");
 
     let log = server.kill_and_read_log();

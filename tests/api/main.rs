@@ -25,6 +25,7 @@ mod metrics;
 mod persistence;
 mod pipeline;
 mod presence;
+mod protocol_doc;
 mod rest;
 mod socketio_connect;
 mod socketio_replies;

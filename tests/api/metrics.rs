@@ -3,8 +3,6 @@
 //! guards it. Counters start at zero on a fresh gateway, so "before" is asserted too: a
 //! figure that moved without its cause would fail.
 
-use std::time::{Duration, Instant};
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use switchboard::config::MetricsToken;
@@ -60,19 +58,11 @@ pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 /// Scrapes until `name{labels}` reads `want` (figures that move after the client already
 /// heard of the event: a close, a replayed page, a receipt's commit); fails after `WAIT`.
 async fn wait_for_sample(app: &TestApp, name: &str, labels: &[(&str, &str)], want: f64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = scrape(app).await;
-        let got = sample(&text, name, labels);
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}{labels:?} stayed {got}, expected {want}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{name}{labels:?} reading {want}");
+    eventually(WAIT, &what, || async move {
+        sample(&scrape(app).await, name, labels) == want
+    })
+    .await;
 }
 
 const WS: &[(&str, &str)] = &[("transport", "ws")];

@@ -1,4 +1,4 @@
-//! Presence at scale (contract section 12): the `diff` and `off` modes over `/ws`, and the
+//! Presence at scale (`docs/protocol.md` section 9): the `diff` and `off` modes over `/ws`, and the
 //! rule that presence traffic never makes a slow consumer of a client. (Socket.IO: the same
 //! modes in tests/socketio/interop.test.js.)
 

@@ -1,5 +1,5 @@
 //! The REST API against the real server: every endpoint, every status, and that
-//! notifications reach the right connections with the contract's payloads.
+//! notifications reach the right connections with the payloads of `docs/protocol.md` section 6.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

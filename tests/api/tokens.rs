@@ -1,4 +1,4 @@
-//! The token lifecycle on `/ws` (contract section 11): a live connection is bound to its
+//! The token lifecycle on `/ws` (`docs/protocol.md` section 10): a live connection is bound to its
 //! token's `exp`, warned before it, closed with 4001 after it, renewed in-band with
 //! `refresh-token`; an operator's revoke closes a user's connections and refuses their older
 //! tokens, also after a restart. Short-lived tokens with `JWT_LEEWAY_SECS=0`; the only sleep

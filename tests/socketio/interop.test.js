@@ -1,6 +1,7 @@
-// The official socket.io-client against the real switchboard binary: the seed's frontend
-// example unchanged, every way to pass a token and every refusal, every event and payload
-// field, a room shared with plain-WebSocket clients, recovery and the offline queue.
+// The official socket.io-client against the real switchboard binary: a typical frontend's code
+// unchanged (the README's Socket.IO example), every way to pass a token and every refusal, every
+// event and payload field, a room shared with plain-WebSocket clients, recovery and the offline
+// queue.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
@@ -24,16 +25,16 @@ function assertUser(user, userId, sessions) {
   assert.ok(isTimestamp(user.connectedAt), user.connectedAt);
 }
 
-test("the seed's frontend example works unchanged (default transports)", async () => {
-  const listener = await sioUser(server.url, 'seed-listener');
+test("a typical frontend's code works unchanged (default transports)", async () => {
+  const listener = await sioUser(server.url, 'frontend-listener');
   listener.emit('join-room', { room: 'general' });
   await listener.events.next('joined-room');
 
-  // ---- the seed's code, verbatim but for the URL and the token ----
+  // ---- a Socket.IO chat frontend's code, as is but for the URL and the token ----
   const seen = {};
   const socket = io(server.url, {
     auth: {
-      token: token('seed-user'),
+      token: token('frontend-user'),
     },
   });
   socket.on('connected', (data) => { seen.connected = data; });
@@ -52,19 +53,19 @@ test("the seed's frontend example works unchanged (default transports)", async (
 
   const broadcast = await listener.events.next('broadcast-message');
   assert.equal(broadcast.message, 'Hello everyone!');
-  assert.equal(broadcast.from.userId, 'seed-user');
+  assert.equal(broadcast.from.userId, 'frontend-user');
   const roomMessage = await listener.events.next('room-message');
   assert.equal(roomMessage.message, 'Hello room!');
   assert.equal(roomMessage.room, 'general');
   assert.ok(Number.isInteger(roomMessage.id));
-  // The listener's events can overtake the seed socket's own replies (two connections): wait
+  // The listener's events can overtake the frontend socket's own replies (two connections): wait
   // for its `active-users`, which follows its `connected` on the same socket.
   const activeUsers = seen.activeUsers ?? await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no active-users in time')), WAIT_MS);
     socket.once('active-users', (data) => { clearTimeout(timer); resolve(data.users); });
   });
-  assert.equal(seen.connected.user.userId, 'seed-user');
-  assert.ok(activeUsers.some((u) => u.userId === 'seed-listener'));
+  assert.equal(seen.connected.user.userId, 'frontend-user');
+  assert.ok(activeUsers.some((u) => u.userId === 'frontend-listener'));
   socket.disconnect();
   listener.disconnect();
 });

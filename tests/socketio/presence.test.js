@@ -1,6 +1,6 @@
-// PRESENCE_EVENTS over Socket.IO (contract section 12), with the official client: `diff` merges
-// a window's changes into one presence-diff; `off` sends none while get-active-users answers.
-// (/ws: tests/api/presence.rs.)
+// PRESENCE_EVENTS over Socket.IO (docs/protocol.md section 9), with the official client: `diff`
+// merges a window's changes into one presence-diff; `off` sends none while get-active-users
+// answers. (/ws: tests/api/presence.rs.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, sioUser } from './harness.js';

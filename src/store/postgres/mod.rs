@@ -146,7 +146,7 @@ async fn tables(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
 }
 
 /// Test databases on the local PostgreSQL, one per test, so tests run in parallel and leave
-/// nothing behind (tests/api/helpers.rs has the same for the integration tests).
+/// nothing behind (tests/api/helpers/db.rs has the same for the integration tests).
 #[cfg(test)]
 pub(crate) mod testing {
     use sqlx::{Connection, PgConnection};
