@@ -17,13 +17,15 @@
 //!   subject on NATS). Losses are allowed: the envelope numbering notices them.
 //! - **The sender beside the payload** (a header on NATS), so a node recognises its own
 //!   messages without parsing them.
-
-use std::time::Instant;
+//!
+//! Time in the cluster code is tokio's (`tokio::time::Instant`), so a test with paused time
+//! drives heartbeats, timeouts and the memory bus's delays together.
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// One message heard on the bus.
 #[derive(Debug, Clone)]

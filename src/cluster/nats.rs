@@ -6,13 +6,14 @@
 //! Echo stays on (NATS's default): hearing its own heartbeats is how a node knows its path
 //! works, since a half-open connection looks connected until pings fail.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::bus::{Bus, BusError, Heard, Inbox, LinkState};
 use crate::config::{ClusterSettings, NatsUrl, NodeId};

@@ -6,10 +6,11 @@
 //! read in tasks of their own), so a slow database cannot make this node fall silent to
 //! itself and count everyone lost.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Me;
