@@ -1,6 +1,6 @@
 //! The bus as the cluster code sees it: a place where every node publishes bytes under its
 //! sender name and hears everything published, its own messages included, in the order each
-//! sender published them. NATS is one such place ([`super::nats`]); an in-process hub for
+//! sender published them. NATS is one such place (`nats.rs`); an in-process hub for
 //! tests is another ([`super::memory`]). The publisher, the receiver and the sequencer know
 //! only this trait, so the whole cluster logic runs in one process over the memory bus.
 //!

@@ -1,29 +1,29 @@
 //! Cluster mode (contract section 14): several nodes on one PostgreSQL database behave as one
-//! gateway, exchanging over NATS what the others must know. The design, in short (the whole
+//! gateway, exchanging over a bus (NATS, or one in process for tests) what the others must know. The design, in short (the whole
 //! of it is "Cluster mode" in `docs/architecture.md`):
 //!
 //! - **Messages** get their ids in the transaction that stores them, in commit order without
 //!   holes (`store/sequence.rs`). Each node publishes what it committed; every node delivers
-//!   its own and the others' messages to its connections in id order ([`sequencer`]), reading
+//!   its own and the others' messages to its connections in id order (`sequencer.rs`), reading
 //!   from the database whatever the bus did not bring. So a client's highest id seen is a
 //!   safe recovery cursor on any node.
 //! - **Presence**: each node announces its users' connection counts as they change, the full
 //!   list when asked (a node starting, or one that missed something), and a heartbeat; the
 //!   hub merges them with its own (`hub/cluster.rs`). A node silent for `NODE_TIMEOUT_SECS` is
-//!   lost ([`liveness`]): its users leave presence and its open session rows are closed with
+//!   lost (`liveness.rs`): its users leave presence and its open session rows are closed with
 //!   reason `node_lost` (one `UPDATE`; whichever node runs it first closes them).
 //! - **Rooms, kicks, revocations** travel as events; memberships and revocations are also in
 //!   the database, which a starting node reads.
 //!
-//! Everything goes on one subject, `<NATS_SUBJECT_PREFIX>.bus`, so that NATS keeps each node's
-//! messages in the order it sent them ([`wire`]).
+//! On NATS everything goes on one subject, `<NATS_SUBJECT_PREFIX>.bus`, so that NATS keeps
+//! each node's messages in the order it sent them (`wire.rs`).
 //!
 //! The files, one step each:
-//! - [`bus`]: the [`Bus`] trait, all the rest knows of the network; [`nats`] implements it on
+//! - [`bus`]: the [`Bus`] trait, all the rest knows of the network; `nats.rs` implements it on
 //!   NATS, [`memory`] in one process for tests (with faults on demand).
 //! - `publisher.rs`: everything this node says, numbered; `receiver.rs`: everything it hears,
-//!   and the liveness checks ([`liveness`] keeps the books).
-//! - [`sequencer`]: the order of delivery, decisions only; `delivery.rs` runs it against the
+//!   and the liveness checks (`liveness.rs` keeps the books).
+//! - `sequencer.rs`: the order of delivery, decisions only; `delivery.rs` runs it against the
 //!   hub and the store.
 //! - This file: joining (the steps in order) and leaving.
 
