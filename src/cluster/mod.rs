@@ -1,6 +1,6 @@
 //! Cluster mode (contract section 14): several nodes on one PostgreSQL database behave as one
-//! gateway, exchanging over a bus (NATS, or one in process for tests) what the others must know. The design, in short (the whole
-//! of it is "Cluster mode" in `docs/architecture.md`):
+//! gateway, exchanging over a bus (NATS, or one in process for tests) what the others must
+//! know. The design, in short (the whole of it is "Cluster mode" in `docs/architecture.md`):
 //!
 //! - **Messages** get their ids in the transaction that stores them, in commit order without
 //!   holes (`store/sequence.rs`). Each node publishes what it committed; every node delivers
