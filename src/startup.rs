@@ -23,7 +23,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use crate::app::AppState;
 use crate::auth::Verifier;
 use crate::auth::keys::KeyError;
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{self, Bus, Cluster, ClusterError};
 use crate::config::{CorsOrigins, Settings};
 use crate::handle::GatewayHandle;
 use crate::hub::{CloseReason, Hub};
@@ -66,8 +66,18 @@ pub struct EmbeddedGateway {
 impl EmbeddedGateway {
     /// Opens the store (migrating it), loads the JWT key and builds the routes.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_bus(settings, None).await
+    }
+
+    /// [`EmbeddedGateway::build`], joining a cluster over `bus` instead of NATS (the tests'
+    /// in-process bus, `cluster::memory`). `None`: as `build`.
+    #[doc(hidden)]
+    pub async fn build_with_bus(
+        settings: Settings,
+        bus: Option<Arc<dyn Bus>>,
+    ) -> Result<Self, StartupError> {
         let mut database = settings.database.clone();
-        database.ids_at_commit |= settings.cluster.nats_url.is_some();
+        database.ids_at_commit |= settings.cluster.nats_url.is_some() || bus.is_some();
         let store = Store::open(&database).await?;
         // After the store: for the default location it created the data directory that
         // holds a generated secret.
@@ -76,13 +86,15 @@ impl EmbeddedGateway {
             verifier.revocations().revoke(&user_id, not_before);
         }
         let hub = Hub::load(store.clone(), settings.presence.clone()).await?;
-        let cluster = match settings.cluster.nats_url {
-            Some(_) => Some(
+        let node_id = &settings.database.node_id;
+        let cluster = match cluster::choose_bus(bus, node_id, &settings.cluster).await? {
+            Some(bus) => Some(
                 Cluster::join(
                     hub.clone(),
                     verifier.clone(),
-                    &settings.database.node_id,
+                    node_id,
                     &settings.cluster,
+                    bus,
                 )
                 .await?,
             ),
@@ -186,8 +198,18 @@ impl Gateway {
     /// Opens the store, loads the key and binds. Nothing is served until
     /// [`Gateway::run_until_stopped`].
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_bus(settings, None).await
+    }
+
+    /// [`Gateway::build`] over another bus than NATS: see
+    /// [`EmbeddedGateway::build_with_bus`].
+    #[doc(hidden)]
+    pub async fn build_with_bus(
+        settings: Settings,
+        bus: Option<Arc<dyn Bus>>,
+    ) -> Result<Self, StartupError> {
         let bind_addr = settings.bind_addr;
-        let embedded = EmbeddedGateway::build(settings).await?;
+        let embedded = EmbeddedGateway::build_with_bus(settings, bus).await?;
         let listener = TcpListener::bind(bind_addr)
             .await
             .map_err(|source| StartupError::Bind {

@@ -3,7 +3,9 @@
 //! bookkeeping, no I/O: the bus decides what to do about it.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::hub::NodeUser;
 

@@ -168,11 +168,22 @@ pub async fn spawn_on(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Op
 
 /// Starts a gateway on the data at `place` (for restarts).
 pub async fn spawn_app_at(place: &Place, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings(place);
+    tweak(&mut settings);
+    let gateway = Gateway::build(settings).await.expect("gateway starts");
+    spawn_built(place, gateway)
+}
+
+/// The test settings of a gateway on the data at `place`: port 0, the test secret.
+pub fn test_settings(place: &Place) -> Settings {
     LazyLock::force(&TRACING);
     let mut settings = Settings::for_database("unused.db", SECRET);
     settings.database = place.settings();
-    tweak(&mut settings);
-    let gateway = Gateway::build(settings).await.expect("gateway starts");
+    settings
+}
+
+/// Runs `gateway`, built by the test on the data at `place`, until the app is stopped.
+pub fn spawn_built(place: &Place, gateway: Gateway) -> TestApp {
     let addr = gateway.local_addr();
     let stop = CancellationToken::new();
     let server = tokio::spawn({
@@ -219,6 +230,17 @@ impl TestApp {
 
     /// Like [`TestApp::ws`], with a query string (`?lastMessageId=...`).
     pub async fn ws_query(&self, token: &str, query: &str) -> WsClient {
+        self.try_ws_query(token, query)
+            .await
+            .expect("connection accepted")
+    }
+
+    /// Like [`TestApp::ws_query`]; a refusal returns the HTTP status and body.
+    pub async fn try_ws_query(
+        &self,
+        token: &str,
+        query: &str,
+    ) -> Result<WsClient, (StatusCode, String)> {
         let mut request = format!("{}{query}", self.ws_url())
             .into_client_request()
             .expect("request");
@@ -226,7 +248,7 @@ impl TestApp {
             "authorization",
             HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
         );
-        self.connect(request).await.expect("connection accepted")
+        self.connect(request).await
     }
 
     /// Connects as `sub` with `role` and reads the `connected` frame.
