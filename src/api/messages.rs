@@ -11,8 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, Caller};
-use super::openapi::{ListRefusals, limit_schema};
-use super::users::check_limit;
+use super::limit::{check_limit, limit_schema};
+use super::openapi::ListRefusals;
 use crate::app::AppState;
 use crate::protocol::payloads::RoomName;
 use crate::store::{self, ListFilter, Reader};

@@ -13,6 +13,7 @@ mod dashboard;
 pub mod error;
 pub mod extract;
 mod health;
+mod limit;
 mod messages;
 mod metrics;
 mod notify;

@@ -21,7 +21,6 @@ use utoipa::openapi::{
 use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 use super::error::ErrorBody;
-use super::users::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::protocol::payloads::MAX_NOTIFICATION_TYPE_CHARS;
 
 /// What the routes do not say: the info block, the security scheme every `/websocket/`
@@ -131,19 +130,6 @@ fn refusal_responses(refusals: &[(u16, &str)]) -> BTreeMap<String, RefOr<Respons
             (status.to_string(), RefOr::T(response))
         })
         .collect()
-}
-
-/// `?limit=` of the list endpoints, from the limits [`super::users::check_limit`] enforces.
-pub(super) fn limit_schema() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .minimum(Some(1))
-        .maximum(Some(MAX_LIMIT))
-        .default(Some(DEFAULT_LIMIT.into()))
-        .description(Some(format!(
-            "How many at most (1 to {MAX_LIMIT}, default {DEFAULT_LIMIT})."
-        )))
-        .build()
 }
 
 /// The `type` of a notification, from the rule `NotificationType::parse` enforces.

@@ -17,17 +17,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::extract::{Admin, ApiQuery, Caller};
+use super::limit::{check_limit, limit_schema};
 use super::messages::StoredMessage;
-use super::openapi::{AdminRefusals, CallerRefusals, PerUserRefusals, limit_schema};
+use super::openapi::{AdminRefusals, CallerRefusals, PerUserRefusals};
 use crate::app::AppState;
 use crate::commands::users_stats as compute_stats;
 use crate::hub::{CloseReason, Hub};
 use crate::protocol::wire::{self, UserObject, UsersStats};
 use crate::store::{SessionRow, StoreError};
-
-/// Default and largest `limit` of the list endpoints.
-pub(super) const DEFAULT_LIMIT: u32 = 100;
-pub(super) const MAX_LIMIT: u32 = 1000;
 
 /// `?limit=` (1 to 1000, default 100).
 #[derive(Debug, Deserialize, IntoParams)]
@@ -36,16 +33,6 @@ pub struct LimitQuery {
     /// How many at most (1 to 1000, default 100).
     #[param(schema_with = limit_schema)]
     limit: Option<u32>,
-}
-
-pub(super) fn check_limit(limit: Option<u32>) -> Result<u32, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_LIMIT),
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        ))),
-    }
 }
 
 /// The answer of `active-users`.

@@ -16,8 +16,8 @@
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{OriginalUri, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -120,9 +120,39 @@ pub(crate) async fn socketio_guard(
     if let Err(refusal) = check_upgrade(headers) {
         return refusal;
     }
-    let mut request = super::socketio::detach_request(request);
+    let mut request = detach_request(request);
     request.extensions_mut().insert(opened);
     next.run(request).await
+}
+
+/// The request with its URI (and axum's copy of it, `OriginalUri`) and header values copied
+/// into allocations of their own. hyper parses them as slices of the connection's read buffer
+/// (8 KiB at least), and engineioxide keeps the opening request's parts for the whole
+/// connection: without the copy, every idle Socket.IO connection would hold on to that buffer.
+fn detach_request(request: Request) -> Request {
+    let (mut parts, body) = request.into_parts();
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        let copy = match HeaderValue::from_bytes(value.as_bytes()) {
+            Ok(mut copy) => {
+                copy.set_sensitive(value.is_sensitive());
+                copy
+            }
+            // Cannot happen for a value hyper accepted; sharing it is still correct.
+            Err(_) => value.clone(),
+        };
+        headers.append(name.clone(), copy);
+    }
+    parts.headers = headers;
+    if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri;
+    }
+    if let Some(OriginalUri(original)) = parts.extensions.get_mut::<OriginalUri>()
+        && let Ok(uri) = Uri::try_from(original.to_string())
+    {
+        *original = uri;
+    }
+    Request::from_parts(parts, body)
 }
 
 /// The rule socketioxide matches its path with: `/socket.io` itself or anything below it.

@@ -6,9 +6,8 @@
 //! - [`session`]: admission, open and catch-up, one client event, close; delivery receipts.
 //! - [`pipeline`]: a connection's acks in flight, sent in frame order as commits land.
 //! - [`ws`]: plain WebSocket at `/ws`, JSON envelope.
-//! - [`socketio`]: Socket.IO v4 at `/socket.io/` through socketioxide.
-//! - [`socketio_replies`]: Socket.IO acks (and a refusal's `error`) in order, waiting for room
-//!   in socketioxide's queue instead of being dropped.
+//! - [`socketio`]: Socket.IO v4 at `/socket.io/` through socketioxide (its own folder: the
+//!   connection's lifecycle, the ordered inbox, the writer, replies that wait for room).
 //! - [`rate_limit`]: the per-connection token bucket the session applies.
 //! - [`expiry`]: the per-connection token clock the session starts (`token-expiring`, then
 //!   the close with `token_expired`).
@@ -22,7 +21,6 @@ pub(crate) mod pipeline;
 pub(crate) mod rate_limit;
 pub(crate) mod session;
 pub(crate) mod socketio;
-pub(crate) mod socketio_replies;
 pub(crate) mod ws;
 
 use std::convert::Infallible;

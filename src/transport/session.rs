@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
 use serde_json::Value;
 use tracing::{Instrument, Span};
 
@@ -102,6 +103,16 @@ pub(crate) struct Request<'a> {
 /// Most time a resuming connection waits for this node to have delivered up to its
 /// `lastMessageId` (`Store::wait_delivered`).
 const RESUME_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The query parameters `/ws` (and Socket.IO's handshake) understand.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ConnectQuery {
+    /// The token, when not sent in the `Authorization` header.
+    pub token: Option<String>,
+    /// The last message id the client saw: everything it may see after it is replayed.
+    #[serde(rename = "lastMessageId")]
+    pub last_message_id: Option<String>,
+}
 
 /// An admitted connection: who it is, its session id and where its recovery starts.
 #[derive(Debug, Clone)]

@@ -27,11 +27,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::RemoteAddr;
-use super::session::{self, Admitted, Receipts, Session};
+use super::session::{self, Admitted, ConnectQuery, Receipts, Session};
 use crate::app::AppState;
 use crate::commands::{AckReply, CommandError, Outcome};
 use crate::hub::{
@@ -45,16 +44,6 @@ const MAX_COALESCED_FRAMES: usize = 256;
 /// How long a closing connection may take to flush what is queued and send its close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// The query parameters `/ws` (and Socket.IO's handshake) understand.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct WsQuery {
-    /// The token, when not sent in the `Authorization` header.
-    pub token: Option<String>,
-    /// The last message id the client saw: everything it may see after it is replayed.
-    #[serde(rename = "lastMessageId")]
-    pub last_message_id: Option<String>,
-}
-
 /// A refusal before the upgrade: a status and `{"error": message}`.
 fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
@@ -65,7 +54,7 @@ pub(crate) async fn upgrade(
     State(app): State<AppState>,
     RemoteAddr(remote_addr): RemoteAddr,
     headers: HeaderMap,
-    query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ConnectQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let started = Instant::now();

@@ -21,7 +21,7 @@ use socketioxide::handler::message::FromMessageParts;
 use socketioxide::socket::Socket;
 use socketioxide::{SendError, SocketError};
 
-use super::socketio::{Emitted, emit};
+use super::emit::{Emitted, emit};
 use crate::hub::Event;
 
 /// How long a waiting reply rests before it is offered again.
