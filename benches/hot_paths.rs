@@ -36,6 +36,7 @@ use switchboard::config::{DatabaseSettings, PresenceSettings};
 use switchboard::hub::{
     Event, Outbound, OutboundQueue, Publish, SessionId, SessionMeta, Target, Transport,
 };
+use switchboard::metrics::Metrics;
 use switchboard::protocol::ClientFrame;
 use switchboard::protocol::envelope::encode_server_frame;
 use switchboard::protocol::events::{ClientEvent, ParseLimits};
@@ -150,10 +151,14 @@ impl Room {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let settings = DatabaseSettings::at(dir.path().join("hot_paths.db"));
         let store = rt
-            .block_on(Store::open(&settings))
+            .block_on(Store::open(&settings, Metrics::shared()))
             .expect("the store opens");
         let hub = rt
-            .block_on(Hub::load(store.clone(), PresenceSettings::default()))
+            .block_on(Hub::load(
+                store.clone(),
+                Metrics::shared(),
+                PresenceSettings::default(),
+            ))
             .expect("the hub loads");
         let room = RoomName::parse("bench").expect("a valid room name");
         let mut sessions = Vec::with_capacity(recipients + 1);

@@ -264,14 +264,22 @@ async fn open_store(dir: &tempfile::TempDir, sync: Synchronous) -> (Store, Optio
     if let Some(server) = postgres_server() {
         let db = BenchDatabase::create(&server).await;
         let url = PostgresUrl::parse(&format!("{server}/{}", db.name)).expect("a postgres URL");
-        let store = Store::open(&DatabaseSettings::postgres(url))
-            .await
-            .expect("open the store");
+        let store = Store::open(
+            &DatabaseSettings::postgres(url),
+            switchboard::metrics::Metrics::shared(),
+        )
+        .await
+        .expect("open the store");
         return (store, Some(db));
     }
     let mut settings = DatabaseSettings::at(dir.path().join("bench.db"));
     settings.synchronous = sync;
-    (Store::open(&settings).await.expect("open the store"), None)
+    (
+        Store::open(&settings, switchboard::metrics::Metrics::shared())
+            .await
+            .expect("open the store"),
+        None,
+    )
 }
 
 /// Closes the store, then drops its PostgreSQL database if it had one.

@@ -3,8 +3,12 @@
 //! everything that uses it and above the layers it bundles, so that dependencies point one
 //! way: `startup → {api, transport, handle} → app → commands → hub → store`.
 //!
-//! Handlers that need only a part take that part: axum's `FromRef` turns the whole state into
-//! a [`Hub`], a [`Verifier`] or the [`Settings`] on demand (each a cheap clone).
+//! One owner per dependency, as zero2prod keeps one `web::Data<T>` for each: the hub (live
+//! state, routing), the store (everything durable: the doors read history from it here, not
+//! through the hub), the metrics (made at start-up, the same set the store and the hub
+//! record in), the verifier and the settings. Handlers that need only a part take that part:
+//! axum's `FromRef` turns the whole state into a [`Hub`], a [`Store`], the [`Metrics`], a
+//! [`Verifier`] or the [`Settings`] on demand (each a cheap clone).
 
 use std::sync::Arc;
 
@@ -16,12 +20,16 @@ use crate::auth::Verifier;
 use crate::commands::CommandLimits;
 use crate::config::Settings;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::protocol::events::ParseLimits;
+use crate::store::Store;
 
 /// What every request handler shares; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub hub: Hub,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
     pub verifier: Verifier,
     pub settings: Arc<Settings>,
     /// Cancelled when the server starts shutting down: no new connections after that.
@@ -48,6 +56,18 @@ impl AppState {
 impl FromRef<AppState> for Hub {
     fn from_ref(app: &AppState) -> Self {
         app.hub.clone()
+    }
+}
+
+impl FromRef<AppState> for Store {
+    fn from_ref(app: &AppState) -> Self {
+        app.store.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(app: &AppState) -> Self {
+        app.metrics.clone()
     }
 }
 

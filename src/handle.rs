@@ -23,6 +23,7 @@ use serde_json::Value;
 use crate::commands::users_stats;
 use crate::hub::{CloseReason, Hub, Publish, PublishError, Published, Target};
 use crate::protocol::wire::{self, UserObject, UsersStats, system_user};
+use crate::store::Store;
 
 /// Why the embedded API could not send.
 #[derive(Debug, thiserror::Error)]
@@ -39,13 +40,19 @@ pub enum SendError {
 #[derive(Clone)]
 pub struct GatewayHandle {
     hub: Hub,
+    /// The session history behind [`GatewayHandle::stats`].
+    store: Store,
     /// `MAX_QUEUED_PER_USER`: the offline queue bound applies to the embedded API too.
     queue_limit: u64,
 }
 
 impl GatewayHandle {
-    pub(crate) fn new(hub: Hub, queue_limit: u64) -> Self {
-        Self { hub, queue_limit }
+    pub(crate) fn new(hub: Hub, store: Store, queue_limit: u64) -> Self {
+        Self {
+            hub,
+            store,
+            queue_limit,
+        }
     }
 
     /// Sends `event` with `payload` to every connection of `user_id`. Returns whether it
@@ -150,7 +157,7 @@ impl GatewayHandle {
 
     /// The statistics object (`users-stats`, `docs/protocol.md` section 6).
     pub async fn stats(&self) -> UsersStats {
-        users_stats(&self.hub).await
+        users_stats(&self.hub, &self.store).await
     }
 
     /// Disconnects every connection of `user_id` (reason `kicked`). Returns how many.

@@ -1,6 +1,7 @@
 //! The gateway's Prometheus metrics (`GET /metrics`): one [`Metrics`] per gateway (tests run
-//! several gateways in one process, so there is no global registry), shared by the store, the
-//! hub, the transports and the REST API through record methods named by what happened
+//! several gateways in one process, so there is no global registry). Start-up makes it and
+//! hands the same `Arc` to the store, the hub and the app state (which the transports and the
+//! REST API read it from); each records through methods named by what happened
 //! (`connection_opened`, `store_commit`, ...).
 //!
 //! Cost on the hot path: what happens per message or per event is an atomic add on a handle
@@ -360,7 +361,8 @@ impl Metrics {
         &self.cluster
     }
 
-    /// A shared, fresh set.
+    /// A fresh set behind the `Arc` its owners share: start-up makes one per gateway, and a
+    /// test or bench that opens a store alone makes its own.
     pub fn shared() -> Arc<Self> {
         Arc::new(Self::new())
     }

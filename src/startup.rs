@@ -1,6 +1,10 @@
 //! [`Gateway`]: opens the store, loads the JWT key, binds the listener (port 0 is fine) and
 //! serves the router until told to stop, then shuts down in order.
 //!
+//! Building is where each shared thing gets its one owner: the metrics registry is made here
+//! and handed to the store, the hub and the `AppState`; the store is opened here and handed
+//! to the hub (for what it writes under its lock) and the `AppState` (for everyone else).
+//!
 //! - [`serve`]: the accept loop (header read timeout, connection cap, graceful drain).
 //! - [`admission`]: the connection counts behind `MAX_CONNECTIONS` / `MAX_CONNECTIONS_PER_IP`.
 
@@ -27,6 +31,7 @@ use crate::cluster::{self, Bus, Cluster, ClusterError};
 use crate::config::{CorsOrigins, Settings};
 use crate::handle::GatewayHandle;
 use crate::hub::{CloseReason, Hub};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::transport;
 
@@ -56,7 +61,6 @@ pub enum StartupError {
 /// axum app and serve it themselves. [`Gateway`] is this plus a bound listener.
 pub struct EmbeddedGateway {
     state: AppState,
-    store: Store,
     /// This node's membership of a cluster (`NATS_URL`).
     cluster: Option<Cluster>,
     socketio_layer: SocketIoLayer,
@@ -78,14 +82,15 @@ impl EmbeddedGateway {
     ) -> Result<Self, StartupError> {
         let mut database = settings.database.clone();
         database.ids_at_commit |= settings.cluster.nats_url.is_some() || bus.is_some();
-        let store = Store::open(&database).await?;
+        let metrics = Metrics::shared();
+        let store = Store::open(&database, metrics.clone()).await?;
         // After the store: for the default location it created the data directory that
         // holds a generated secret.
         let verifier = Verifier::from_settings(&settings.jwt)?;
         for (user_id, not_before) in store.token_revocations().await? {
             verifier.revocations().revoke(&user_id, not_before);
         }
-        let hub = Hub::load(store.clone(), settings.presence.clone()).await?;
+        let hub = Hub::load(store.clone(), metrics.clone(), settings.presence.clone()).await?;
         let node_id = &settings.database.node_id;
         let cluster = match cluster::choose_bus(bus, node_id, &settings.cluster).await? {
             Some(bus) => Some(
@@ -102,6 +107,8 @@ impl EmbeddedGateway {
         };
         let state = AppState {
             hub,
+            store,
+            metrics,
             verifier,
             settings: Arc::new(settings),
             stopping: CancellationToken::new(),
@@ -110,7 +117,6 @@ impl EmbeddedGateway {
         let (socketio_layer, socketio) = transport::socketio::layer(&state);
         Ok(Self {
             state,
-            store,
             cluster,
             socketio_layer,
             socketio,
@@ -130,6 +136,7 @@ impl EmbeddedGateway {
     pub fn handle(&self) -> GatewayHandle {
         GatewayHandle::new(
             self.state.hub.clone(),
+            self.state.store.clone(),
             self.state.settings.limits.max_queued_per_user,
         )
     }
@@ -179,7 +186,7 @@ impl EmbeddedGateway {
         if let Some(cluster) = self.cluster {
             cluster.leave().await;
         }
-        if tokio::time::timeout(timeout, self.store.close())
+        if tokio::time::timeout(timeout, state.store.close())
             .await
             .is_err()
         {

@@ -7,8 +7,8 @@
 //!   `EventSource` could only put it in the URL, where logs and history keep it).
 //!
 //! A snapshot is cheap on purpose, since every open dashboard takes one a second: live state
-//! comes from one bounded walk of the hub ([`Hub::overview`]), the offline queues and the
-//! counters from the store's memory, and the one SQL read is the last
+//! comes from one bounded walk of the hub ([`Hub::overview`]), the offline queues from the
+//! store's memory, the counters from the metrics, and the one SQL read is the last
 //! [`RECENT_SESSIONS`] session rows (by primary key). Every list is bounded; the totals
 //! beside each say how much was left out.
 
@@ -32,7 +32,7 @@ use crate::app::AppState;
 use crate::auth::Identity;
 use crate::hub::{LiveRoom, LiveSession, LiveUser, OverviewLimits};
 use crate::protocol::wire::{self, UserObject};
-use crate::store::{OfflineQueues, RecentSession};
+use crate::store::{OfflineQueues, RecentSession, StoreError};
 
 /// How much a snapshot lists at most.
 const LIMITS: OverviewLimits = OverviewLimits {
@@ -179,8 +179,13 @@ pub(super) async fn overview(
     _: Admin,
 ) -> Result<Json<AdminOverview>, ApiError> {
     // Like the other REST reads: what was sent to the store before the call is in it.
-    app.hub.store().flush().await;
-    snapshot(&app).await.map(Json)
+    let recent = app
+        .store
+        .after_writes()
+        .await
+        .recent_sessions(RECENT_SESSIONS)
+        .await;
+    snapshot(&app, recent).map(Json)
 }
 
 /// The dashboard's snapshot, live, as Server-Sent Events.
@@ -236,7 +241,10 @@ impl Ticks {
         {
             return None;
         }
-        let event = match snapshot(&self.app).await {
+        // Without waiting for the writer: a second-old row is fine here, a stream stuck
+        // behind a stuck disk is not.
+        let recent = self.app.store.recent_sessions(RECENT_SESSIONS).await;
+        let event = match snapshot(&self.app, recent) {
             Ok(overview) => Event::default().event("overview").json_data(&overview),
             Err(e) => Event::default().event("error").json_data(ErrorBody {
                 error: &e.message,
@@ -248,14 +256,17 @@ impl Ticks {
     }
 }
 
-async fn snapshot(app: &AppState) -> Result<AdminOverview, ApiError> {
-    let store = app.hub.store();
-    let recent = store.recent_sessions(RECENT_SESSIONS).await.map_err(|e| {
+/// The snapshot around `recent`, the newest session rows as the caller read them.
+fn snapshot(
+    app: &AppState,
+    recent: Result<Vec<RecentSession>, StoreError>,
+) -> Result<AdminOverview, ApiError> {
+    let recent = recent.map_err(|e| {
         tracing::error!(error = %e, "could not read the recent sessions");
         ApiError::unavailable()
     })?;
     let live = app.hub.overview(LIMITS);
-    let totals = app.hub.metrics().totals();
+    let totals = app.metrics.totals();
     Ok(AdminOverview {
         server_time: wire::now(),
         counters: Counters {
@@ -267,7 +278,7 @@ async fn snapshot(app: &AppState) -> Result<AdminOverview, ApiError> {
         rooms_total: live.rooms_total,
         users: live.users.into_iter().map(OnlineUserEntry::from).collect(),
         rooms: live.rooms.into_iter().map(RoomEntry::from).collect(),
-        offline_queues: store.offline_queues(QUEUES_LISTED).into(),
+        offline_queues: app.store.offline_queues(QUEUES_LISTED).into(),
         recent_sessions: recent.into_iter().map(RecentSessionEntry::from).collect(),
     })
 }

@@ -124,7 +124,7 @@ pub(super) async fn alive() -> Json<Alive> {
 )]
 pub(super) async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let stopping = app.stopping.is_cancelled();
-    let store = StoreState::of(app.hub.store(), !stopping).await;
+    let store = StoreState::of(&app.store, !stopping).await;
     let reason = if stopping {
         Some("shutting down")
     } else if !store.reachable {

@@ -103,8 +103,7 @@ pub(super) async fn list(
         user_id: &caller.0.user_id,
         role: &caller.0.role,
     });
-    let store = app.hub.store();
-    store.read_horizon().await;
+    let store = app.store.after_writes().await;
     let rows = store.list_messages(&filter, viewer).await.map_err(|e| {
         tracing::error!(error = %e, "could not list messages");
         ApiError::unavailable()

@@ -34,8 +34,7 @@ pub(super) async fn metrics(
     if let Some(token) = &app.settings.metrics_token {
         check(token, &headers)?;
     }
-    let hub = &app.hub;
-    let text = hub.metrics().render(&hub.live_figures());
+    let text = app.metrics.render(&app.hub.live_figures());
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text))
 }
 

@@ -24,7 +24,7 @@ use crate::app::AppState;
 use crate::commands::users_stats as compute_stats;
 use crate::hub::{CloseReason, Hub};
 use crate::protocol::wire::{self, UserObject, UsersStats};
-use crate::store::{SessionRow, StoreError};
+use crate::store::{AfterWrites, SessionRow, Store, StoreError};
 
 /// `?limit=` (1 to 1000, default 100).
 #[derive(Debug, Deserialize, IntoParams)]
@@ -167,9 +167,13 @@ pub(super) struct TokensRevoked {
     tag = "presence",
     responses((status = 200, description = "users", body = OnlineUsers), CallerRefusals)
 )]
-pub(super) async fn active_users(State(hub): State<Hub>, _: Caller) -> Json<OnlineUsers> {
+pub(super) async fn active_users(
+    State(hub): State<Hub>,
+    State(store): State<Store>,
+    _: Caller,
+) -> Json<OnlineUsers> {
     let users: Vec<_> = hub.online_users().into_iter().map(|u| u.user).collect();
-    let stats = compute_stats(&hub).await;
+    let stats = compute_stats(&hub, &store).await;
     Json(OnlineUsers {
         count: users.len(),
         users,
@@ -187,27 +191,32 @@ pub(super) async fn active_users(State(hub): State<Hub>, _: Caller) -> Json<Onli
     tag = "presence",
     responses((status = 200, description = "stats", body = UsersStats), CallerRefusals)
 )]
-pub(super) async fn users_stats(State(hub): State<Hub>, _: Caller) -> Json<UsersStats> {
-    Json(compute_stats(&hub).await)
+pub(super) async fn users_stats(
+    State(hub): State<Hub>,
+    State(store): State<Store>,
+    _: Caller,
+) -> Json<UsersStats> {
+    Json(compute_stats(&hub, &store).await)
 }
 
-/// A per-user view (admin or that user): checks access and `limit`, flushes the store so the
-/// read sees every write already sent, and logs a failed read behind a 503.
-async fn per_user_read<T, Fut>(
-    app: &AppState,
+/// A per-user view (admin or that user): checks access and `limit`, reads after the writes
+/// already sent (so a session that just opened or a message just queued is in it), and logs
+/// a failed read behind a 503.
+async fn per_user_read<'a, T, Fut>(
+    app: &'a AppState,
     caller: &Caller,
     user_id: &str,
     limit: Option<u32>,
     what: &'static str,
-    read: impl FnOnce(u32) -> Fut,
+    read: impl FnOnce(AfterWrites<'a>, u32) -> Fut,
 ) -> Result<T, ApiError>
 where
     Fut: Future<Output = Result<T, StoreError>>,
 {
     caller.require_admin_or(app, user_id)?;
     let limit = check_limit(limit)?;
-    app.hub.store().flush().await;
-    read(limit).await.map_err(|e| {
+    let store = app.store.after_writes().await;
+    read(store, limit).await.map_err(|e| {
         tracing::error!(error = %e, what, "could not read the store");
         ApiError::unavailable()
     })
@@ -229,10 +238,15 @@ pub(super) async fn sessions(
     Path(user_id): Path<String>,
     ApiQuery(query): ApiQuery<LimitQuery>,
 ) -> Result<Json<UserSessions>, ApiError> {
-    let store = app.hub.store();
-    let rows = per_user_read(&app, &caller, &user_id, query.limit, "sessions", |limit| {
-        store.sessions_of(&user_id, limit)
-    })
+    let user = user_id.as_str();
+    let rows = per_user_read(
+        &app,
+        &caller,
+        &user_id,
+        query.limit,
+        "sessions",
+        |store, limit| async move { store.sessions_of(user, limit).await },
+    )
     .await?;
     Ok(Json(UserSessions {
         user_id,
@@ -257,14 +271,14 @@ pub(super) async fn queue(
     Path(user_id): Path<String>,
     ApiQuery(query): ApiQuery<LimitQuery>,
 ) -> Result<Json<UserQueue>, ApiError> {
-    let store = app.hub.store();
+    let user = user_id.as_str();
     let rows = per_user_read(
         &app,
         &caller,
         &user_id,
         query.limit,
         "offline queue",
-        |limit| store.undelivered(&user_id, limit),
+        |store, limit| async move { store.undelivered(user, limit).await },
     )
     .await?;
     let messages: Vec<QueuedMessage> = rows
@@ -325,10 +339,7 @@ pub(super) async fn revoke(
     let now = SystemTime::now();
     let not_before = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 1;
     let revoked_at = wire::timestamp(now);
-    let mut commit = app
-        .hub
-        .store()
-        .tokens_revoked(&user_id, not_before, &revoked_at);
+    let mut commit = app.store.tokens_revoked(&user_id, not_before, &revoked_at);
     if !commit.durable().await {
         tracing::error!(
             user_id,

@@ -2,31 +2,37 @@
 //!
 //! Payload: none. Replies `users-stats { totalUsers, usersByRole, connectionTimes }` to the
 //! caller; the ack carries the same fields. History fields (`totalConnectedSeconds`,
-//! `sessionsCount`, `firstSeen`) come from the session rows, live sessions included, so the
-//! store is flushed first: a session that just opened is counted.
+//! `sessionsCount`, `firstSeen`) come from the session rows, live sessions included, so they
+//! are read after the writes already sent (`Store::after_writes`): a session that just opened
+//! is counted.
 
 use std::time::SystemTime;
 
 use super::{Ack, Caller, Outcome};
 use crate::hub::{Event, Hub};
 use crate::protocol::wire::{self, ConnectionTime, UsersStats};
+use crate::store::Store;
 
 pub(super) async fn apply(caller: &Caller) -> Outcome {
-    let stats = users_stats(&caller.hub).await;
+    let stats = users_stats(&caller.hub, &caller.store).await;
     caller.reply(Event::new("users-stats", &stats));
     Ok(Ack::UsersStats(stats))
 }
 
 /// The statistics object of `users-stats` (`docs/protocol.md` section 6), shared with the
-/// REST API.
-#[tracing::instrument(name = "Compute user statistics", skip(hub))]
-pub async fn users_stats(hub: &Hub) -> UsersStats {
+/// REST API: who is online from the hub, their history from the store.
+#[tracing::instrument(name = "Compute user statistics", skip(hub, store))]
+pub async fn users_stats(hub: &Hub, store: &Store) -> UsersStats {
     let online = hub.online_users();
     let now = SystemTime::now();
     let now_text = wire::timestamp(now);
     let ids: Vec<String> = online.iter().map(|u| u.user.user_id.clone()).collect();
-    hub.store().flush().await;
-    let history = match hub.store().user_history(&ids, &now_text).await {
+    let history = match store
+        .after_writes()
+        .await
+        .user_history(&ids, &now_text)
+        .await
+    {
         Ok(h) => h,
         Err(e) => {
             // Live figures are still right; only the history fields fall back.

@@ -36,9 +36,11 @@ pub use sync::replay_on_connect;
 
 use crate::auth::{Identity, Verifier};
 use crate::hub::{Event, Hub, Outbound, Publish, SessionId, Target};
+use crate::metrics::Metrics;
 use crate::protocol::events::{ClientEvent, ParseLimits};
 use crate::protocol::payloads::{ClientMsgId, MessageText};
 use crate::protocol::wire::{self, ChatMessage};
+use crate::store::Store;
 
 /// Per-connection settings the commands need.
 #[derive(Debug, Clone, Copy)]
@@ -51,10 +53,14 @@ pub struct CommandLimits {
     pub max_queued_per_user: u64,
 }
 
-/// Who is calling: one live session.
+/// Who is calling: one live session, and what its commands reach.
 #[derive(Clone)]
 pub struct Caller {
     pub hub: Hub,
+    /// Where `sync`, the catch-up and `get-users-stats` read history (the app state's store).
+    pub store: Store,
+    /// Where replayed deliveries are counted (the app state's metrics).
+    pub metrics: Arc<Metrics>,
     pub session: SessionId,
     /// The connection's current token (`refresh-token` renews it).
     pub credentials: Credentials,

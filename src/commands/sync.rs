@@ -22,7 +22,8 @@ use crate::store::{Reader, ReplayPage, StoredMessage};
 pub const SYNC_LIMIT: u32 = 1000;
 
 pub(super) async fn apply(caller: &Caller, since: u64) -> Outcome {
-    let store = caller.hub.store();
+    let store = &caller.store;
+    // Below the horizon every message is settled: the page misses nothing sent before.
     let until = store.read_horizon().await;
     let identity = caller.identity();
     let page = store
@@ -55,7 +56,7 @@ pub(super) async fn apply(caller: &Caller, since: u64) -> Outcome {
 /// A new connection's catch-up: its offline queue, plus what it missed since
 /// `last_message_id` when given; then the hub releases the live events it held.
 pub async fn replay_on_connect(caller: &Caller, last_message_id: Option<u64>, until: u64) {
-    let store = caller.hub.store();
+    let store = &caller.store;
     // Nothing queued and no recovery asked for: the common case costs no database round trip.
     // (The count includes messages just sent to this user, whose rows may not be committed
     // yet: those take the full path below.) In a cluster the count knows only what this node
@@ -68,13 +69,14 @@ pub async fn replay_on_connect(caller: &Caller, last_message_id: Option<u64>, un
         caller.hub.end_replay(caller.session);
         return;
     }
-    // A flush, not just the messages up to `until`: delivery receipts of the user's previous
-    // connection must be committed too, or what it already took would be sent again.
-    store.flush().await;
+    // After every write, not just the messages up to `until`: delivery receipts of the
+    // user's previous connection must be committed too, or what it already took would be
+    // sent again.
+    let history = store.after_writes().await;
     let cap = SYNC_LIMIT as usize + caller.limits.max_queued_per_user as usize;
     let (mut cursor, mut count, mut more, mut failed) = (0, 0, false, false);
     loop {
-        let page = match store
+        let page = match history
             .replay_page(ReplayPage {
                 reader: reader(&identity),
                 since: last_message_id,
@@ -154,6 +156,6 @@ async fn send_all(caller: &Caller, page: &[StoredMessage]) -> Option<usize> {
             Err(e) => tracing::error!(id = m.id, error = %e, "a stored payload is not valid JSON"),
         }
     }
-    caller.hub.metrics().delivered(Delivery::Replayed, sent);
+    caller.metrics.delivered(Delivery::Replayed, sent);
     (!closed).then_some(page.len())
 }

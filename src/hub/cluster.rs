@@ -554,6 +554,6 @@ impl Hub {
         }
         store.advance_horizon(last);
         drop(state);
-        store.metrics().delivered(Delivery::Live, delivered as u64);
+        self.metrics().delivered(Delivery::Live, delivered as u64);
     }
 }

@@ -135,7 +135,12 @@ pub struct Hub {
 struct Inner {
     /// See the lock rules in the module doc.
     state: Mutex<State>,
+    /// What the hub writes under its lock goes here; callers outside the hub reach the
+    /// store through the app state, not through the hub.
     store: Store,
+    /// The gateway's metrics, handed in at start-up (the same set the store and the app
+    /// state hold).
+    metrics: Arc<Metrics>,
     presence: PresenceFeed,
     /// In a cluster: where changes the other nodes must hear go (`cluster.rs`).
     outbox: OnceLock<mpsc::Sender<ClusterEvent>>,
@@ -161,9 +166,14 @@ pub struct OnlineUser {
 }
 
 impl Hub {
-    /// A hub over `store`, with the stored room memberships and known users loaded. Presence
-    /// events go out as `presence` says (its flusher task starts here).
-    pub async fn load(store: Store, presence: PresenceSettings) -> Result<Self, StoreError> {
+    /// A hub over `store`, with the stored room memberships and known users loaded, recording
+    /// in `metrics` (the gateway's set). Presence events go out as `presence` says (its
+    /// flusher task starts here).
+    pub async fn load(
+        store: Store,
+        metrics: Arc<Metrics>,
+        presence: PresenceSettings,
+    ) -> Result<Self, StoreError> {
         let live = store.load_live_state().await?;
         let mut state = State::default();
         for (room, user_id) in live.memberships {
@@ -179,6 +189,7 @@ impl Hub {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
                 store,
+                metrics,
                 presence: PresenceFeed::new(presence),
                 outbox: OnceLock::new(),
                 resync: AtomicBool::new(false),
@@ -189,9 +200,10 @@ impl Hub {
         Ok(hub)
     }
 
-    /// The gateway's metrics.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        self.inner.store.metrics()
+    /// The gateway's metrics, for what the hub and the cluster record (the doors hold their
+    /// own handle in the app state).
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// The state figures of `/metrics`, read when it is scraped: open connections per
@@ -215,8 +227,9 @@ impl Hub {
         }
     }
 
-    /// The store, for commands that read history.
-    pub fn store(&self) -> &Store {
+    /// The store the hub writes to, for the hub's own files and the cluster (which joins
+    /// through the hub); everything else takes the store from the app state.
+    pub(crate) fn store(&self) -> &Store {
         &self.inner.store
     }
 

@@ -291,7 +291,7 @@ impl Hub {
         });
         let queued = recipient.is_some() && live == 0;
         // Atomic adds on handles resolved at start: once per message, not per recipient.
-        let metrics = store.metrics();
+        let metrics = self.metrics();
         let delivered = match sequenced {
             // Counted as the sequencer delivers.
             true => live,

@@ -26,9 +26,15 @@
 //!   backup`, a checked `VACUUM INTO` copy). Neither imports the other.
 //!
 //! Writes never wait for the disk: each intent is a channel send to the writer, so the hub
-//! can call them under its lock. Reads go to the database directly; one that must see writes
-//! already sent waits first ([`Store::flush`], [`Store::read_horizon`]).
+//! can call them under its lock. Reads go to the database directly and see what is
+//! committed. A read that must also see the writes already sent says so by name: it goes
+//! through [`Store::after_writes`] (`after_writes.rs`: one wait for the writer, then the
+//! reads), or, for replay, stays below [`Store::read_horizon`].
+//!
+//! The store does not make its metrics: whoever opens it hands in the gateway's set
+//! ([`Store::open`]), which the writer records its commits in.
 
+mod after_writes;
 mod batch;
 mod cluster;
 mod error;
@@ -57,6 +63,7 @@ use crate::auth::Identity;
 use crate::config::{DatabaseLocation, DatabaseSettings};
 use crate::metrics::Metrics;
 use crate::protocol::wire::timestamp;
+pub use after_writes::AfterWrites;
 use batch::WriteOp;
 pub use cluster::ClusterStore;
 pub use error::StoreError;
@@ -135,7 +142,7 @@ struct Opened {
     run_id: i64,
     /// Where new session ids come from.
     session_ids: SessionIds,
-    shared: Shared,
+    start: StartState,
 }
 
 /// Where ids and queues stand once a backend has read them: every id up to `last_used` may
@@ -150,15 +157,16 @@ struct StartState {
     pending: HashMap<String, u64>,
 }
 
-/// The state the writer and the store share, from where a backend found ids and queues.
-fn start_state(state: StartState) -> Shared {
+/// The state the writer and the store share, from where a backend found ids and queues;
+/// `metrics` is the gateway's set, made at start-up and handed in.
+fn start_state(state: StartState, metrics: Arc<Metrics>) -> Shared {
     Shared {
         ids: IdAllocator::new(state.last_used, state.reserved_through, state.id_block),
         committed: watch::Sender::new(state.last_used),
         pending: Mutex::new(state.pending),
         pruned_through: AtomicU64::new(state.pruned),
         health: Default::default(),
-        metrics: Metrics::shared(),
+        metrics,
         sequence: Default::default(),
     }
 }
@@ -192,7 +200,8 @@ struct Shared {
     pruned_through: AtomicU64,
     /// Whether the writer's most recent attempt committed.
     health: health::HealthCell,
-    /// The gateway's metrics: the writer records its batches, the hub and the doors the rest.
+    /// The gateway's metrics, handed in by whoever opened the store: the writer records its
+    /// batches here (the hub and the doors hold the same set and record the rest).
     metrics: Arc<Metrics>,
     /// Ids assigned at commit, in a cluster (`sequence.rs`).
     sequence: sequence::Sequence,
@@ -299,9 +308,13 @@ impl Store {
 
     /// Opens (creating if needed) the database file, migrates it, closes sessions left open
     /// by a crash with reason `server_restart`, reserves message ids, and starts the writer
-    /// and the retention task.
-    pub async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
-        Self::open_with(settings, ids::BLOCK).await
+    /// and the retention task. The writer records its commits in `metrics`, the gateway's
+    /// set (start-up makes one and hands the same to the hub and the doors).
+    pub async fn open(
+        settings: &DatabaseSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(settings, ids::BLOCK, metrics).await
     }
 
     /// [`Store::open`], reserving message ids `id_block` at a time (tests use small blocks
@@ -309,6 +322,7 @@ impl Store {
     pub(crate) async fn open_with(
         settings: &DatabaseSettings,
         id_block: u64,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let opened = match &settings.location {
             DatabaseLocation::Sqlite { path, is_default } => {
@@ -316,7 +330,7 @@ impl Store {
             }
             DatabaseLocation::Postgres(url) => postgres::open(settings, url, id_block).await?,
         };
-        let shared = Arc::new(opened.shared);
+        let shared = Arc::new(start_state(opened.start, metrics));
         let (writes, rx) = mpsc::unbounded_channel();
         let writer_task = tokio::spawn(writer::run(
             opened.backend.clone(),
@@ -353,11 +367,6 @@ impl Store {
                 }
             }
         });
-    }
-
-    /// The gateway's metrics (one set per store, so one per gateway).
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.inner.shared.metrics
     }
 
     /// Where the data lives (a SQLite file or a PostgreSQL database).
@@ -737,6 +746,8 @@ impl Store {
     }
 
     // ---- Reads ----
+    //
+    // Each sees what is committed; through `after_writes()`, also every write sent before.
 
     /// The read horizon: waits until every message published so far is settled and returns
     /// the highest id handed out. A read of messages up to it misses nothing that was

@@ -180,7 +180,9 @@ mod tests {
         let mut settings = settings.clone();
         settings.retention.max_age = None;
         settings.retention.max_count = None;
-        let store = Store::open(&settings).await.expect("open the store");
+        let store = Store::open(&settings, crate::metrics::Metrics::shared())
+            .await
+            .expect("open the store");
         let old = "2020-01-01T00:00:00.000Z";
         let now = crate::protocol::wire::now();
         let mut ids = Vec::new();

@@ -114,7 +114,7 @@ pub(crate) async fn socketio_guard(
         .map(|o| o.to_str().unwrap_or_default());
     if !app.settings.cors_origins.allows(origin) {
         let refusal = Refusal::OriginNotAllowed;
-        app.hub.metrics().auth_refused(refusal.code());
+        app.metrics.auth_refused(refusal.code());
         return refuse(refusal.status(), refusal.to_string());
     }
     if let Err(refusal) = check_upgrade(headers) {

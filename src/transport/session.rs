@@ -129,13 +129,13 @@ pub(crate) struct Admitted {
 /// its code.
 pub(crate) async fn admit(app: &AppState, request: &Request<'_>) -> Result<Admitted, Refusal> {
     let admitted = match check(app, request) {
-        Ok((identity, resume_from)) => match app.hub.store().next_session_id().await {
+        Ok((identity, resume_from)) => match app.store.next_session_id().await {
             Ok(session_id) => {
                 if let Some(since) = resume_from {
                     // In a cluster this node may not have delivered up to the id the client
                     // saw on another one yet: its catch-up would then start below it, and
                     // live delivery would repeat what the client has. A short, bounded wait.
-                    app.hub.store().wait_delivered(since, RESUME_WAIT).await;
+                    app.store.wait_delivered(since, RESUME_WAIT).await;
                 }
                 Ok(Admitted {
                     identity,
@@ -151,7 +151,7 @@ pub(crate) async fn admit(app: &AppState, request: &Request<'_>) -> Result<Admit
         },
         Err(refusal) => Err(refusal),
     };
-    admitted.inspect_err(|refusal| app.hub.metrics().auth_refused(refusal.code()))
+    admitted.inspect_err(|refusal| app.metrics.auth_refused(refusal.code()))
 }
 
 /// Who is connecting and from which message id it resumes, or why it may not.
@@ -242,8 +242,7 @@ impl Session {
             limits.outbound_queue_capacity,
         );
         span.record("session_id", registered.session.0);
-        app.hub
-            .metrics()
+        app.metrics
             .connection_opened(transport.as_str(), admitted.started.elapsed());
         tracing::debug!("connection opened");
         // A revoke that ran between `admit` and the registration above missed this
@@ -268,6 +267,8 @@ impl Session {
             span,
             caller: Caller {
                 hub: app.hub.clone(),
+                store: app.store.clone(),
+                metrics: app.metrics.clone(),
                 session: registered.session,
                 credentials,
                 verifier: app.verifier.clone(),
@@ -311,7 +312,7 @@ impl Session {
         ack: impl FnOnce(&Outcome) + Send + 'static,
     ) -> ControlFlow<()> {
         let name = event_label(&event);
-        let metrics = self.app.hub.metrics().clone();
+        let metrics = self.app.metrics.clone();
         let ack = move |outcome: &Outcome| {
             let code = outcome.as_ref().map_or_else(CommandError::code, |_| "ok");
             metrics.client_event(name, code);
@@ -393,8 +394,7 @@ impl Session {
         });
         self.app.hub.disconnect(self.caller.session, reason);
         self.app
-            .hub
-            .metrics()
+            .metrics
             .connection_closed(self.transport.as_str(), reason.as_str());
         reason
     }

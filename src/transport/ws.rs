@@ -105,7 +105,7 @@ pub(crate) async fn upgrade(
 /// Runs one connection from registration to the recorded end.
 async fn serve_connection(socket: WebSocket, app: AppState, admitted: Admitted, meta: SessionMeta) {
     let (outbound, queue) = Outbound::channel(app.settings.limits.outbound_queue_capacity);
-    let mut receipts = Receipts::new(app.hub.store().clone(), admitted.identity.user_id.clone());
+    let mut receipts = Receipts::new(app.store.clone(), admitted.identity.user_id.clone());
     let span = session::connection_span(&admitted.identity, &meta);
     let mut session = Session::open(&app, admitted, meta, outbound.clone(), span);
     let presence = session.take_presence();

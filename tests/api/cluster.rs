@@ -159,8 +159,12 @@ async fn a_retention_pass_runs_on_one_node_at_a_time() {
         settings.retention.max_count = None;
         settings
     };
-    let node_a = Store::open(&node("node-a")).await.expect("node-a opens");
-    let node_b = Store::open(&node("node-b")).await.expect("node-b opens");
+    let node_a = Store::open(&node("node-a"), switchboard::metrics::Metrics::shared())
+        .await
+        .expect("node-a opens");
+    let node_b = Store::open(&node("node-b"), switchboard::metrics::Metrics::shared())
+        .await
+        .expect("node-b opens");
     let by_age = RetentionSettings {
         max_age: Some(Duration::from_secs(86_400)),
         max_count: None,

@@ -571,7 +571,9 @@ async fn retention_prunes_old_messages_keeps_queued_ones_and_sync_reports_the_ho
     let mut settings = place.settings();
     settings.retention.max_age = None;
     settings.retention.max_count = None;
-    let store = Store::open(&settings).await.expect("store");
+    let store = Store::open(&settings, switchboard::metrics::Metrics::shared())
+        .await
+        .expect("store");
     let report = retention::prune(
         &store,
         &RetentionSettings {

@@ -91,7 +91,10 @@ async fn without_a_secret_the_token_command_and_the_server_share_a_generated_one
 async fn a_database_in_a_missing_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let settings = DatabaseSettings::at(dir.path().join("no/such/dir/db.sqlite"));
-    let error = Store::open(&settings).await.err().expect("refused");
+    let error = Store::open(&settings, switchboard::metrics::Metrics::shared())
+        .await
+        .err()
+        .expect("refused");
     assert!(error.to_string().contains("does not exist"), "{error}");
 
     let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
@@ -111,10 +114,13 @@ async fn an_unreachable_postgresql_is_a_clear_error_that_hides_the_password() {
     // Port 1 on loopback refuses at once: no PostgreSQL is needed for this one.
     let url = PostgresUrl::parse("postgres://switchboard:hunter2@127.0.0.1:1/switchboard")
         .expect("a postgres URL");
-    let error = Store::open(&DatabaseSettings::postgres(url))
-        .await
-        .err()
-        .expect("refused");
+    let error = Store::open(
+        &DatabaseSettings::postgres(url),
+        switchboard::metrics::Metrics::shared(),
+    )
+    .await
+    .err()
+    .expect("refused");
     let said = error.to_string();
     assert!(said.contains("could not connect"), "{said}");
     assert!(

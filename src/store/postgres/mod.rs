@@ -31,7 +31,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use super::model::PRUNED_THROUGH;
 use super::session_ids::SessionIds;
-use super::{Backend, Opened, Shared, StartState, StoreError, start_state};
+use super::{Backend, Opened, StartState, StoreError};
 use crate::config::{DatabaseSettings, PostgresUrl};
 use crate::protocol::wire::timestamp;
 
@@ -108,31 +108,31 @@ pub(super) async fn open(
         .map_err(sql("could not record this server run"))?;
     // A cluster's ids come from the commits: no block to reserve (nor to leave unused).
     let id_block = if settings.ids_at_commit { 0 } else { id_block };
-    let shared = message_state(&pool, id_block)
+    let start = message_state(&pool, id_block)
         .await
         .map_err(sql("could not read the message log state"))?;
     Ok(Opened {
         backend: Backend::Postgres(pool),
         run_id,
         session_ids: SessionIds::from_sequence(),
-        shared,
+        start,
     })
 }
 
 /// Reserves the first block durably (past every stored or pruned id, whatever the counter
 /// says) and loads the queue lengths.
-async fn message_state(pool: &PgPool, id_block: u64) -> Result<Shared, sqlx::Error> {
+async fn message_state(pool: &PgPool, id_block: u64) -> Result<StartState, sqlx::Error> {
     let pruned = counters::counter(pool, PRUNED_THROUGH).await?;
     let max_id = messages::last_stored_id(pool).await?;
     let (first, through) = counters::reserve_block(pool, max_id.max(pruned), id_block).await?;
     let pending: HashMap<String, u64> = messages::queue_lengths(pool).await?.into_iter().collect();
-    Ok(start_state(StartState {
+    Ok(StartState {
         last_used: first - 1,
         reserved_through: through,
         id_block,
         pruned,
         pending,
-    }))
+    })
 }
 
 /// The tables of the current schema, sorted, for [`super::refuse_foreign`].

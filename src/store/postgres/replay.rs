@@ -87,7 +87,9 @@ mod tests {
         let Some(db) = crate::store::postgres::testing::database(name).await else {
             return;
         };
-        let store = Store::open(&db.settings).await.expect("open the store");
+        let store = Store::open(&db.settings, crate::metrics::Metrics::shared())
+            .await
+            .expect("open the store");
         let Backend::Postgres(pool) = &store.inner.backend else {
             unreachable!("opened on PostgreSQL")
         };

@@ -127,7 +127,9 @@ mod tests {
 
     async fn same_answer(settings: &DatabaseSettings) {
         // Arrange: one message of each kind the rule tells apart, and bob in room "a".
-        let store = Store::open(settings).await.expect("open the store");
+        let store = Store::open(settings, crate::metrics::Metrics::shared())
+            .await
+            .expect("open the store");
         store.room_joined("a", "bob", "2024-01-01T00:00:00Z");
         let messages = [
             ("broadcast-message", (TargetKind::All, None), "alice"),

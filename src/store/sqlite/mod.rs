@@ -29,7 +29,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::model::{PRUNED_THROUGH, RESERVED_THROUGH};
 use super::session_ids::SessionIds;
-use super::{Backend, Opened, Shared, StartState, StoreError, start_state};
+use super::{Backend, Opened, StartState, StoreError};
 use crate::config::{DatabaseSettings, Synchronous};
 use crate::protocol::wire::timestamp;
 use backup::{BACKUP_TAKEN_AT_MS, restored_id_floor};
@@ -83,14 +83,14 @@ pub(super) async fn open(
     let last_session_id = sessions::last_session_id(&pool)
         .await
         .map_err(sql("could not read the last session id"))?;
-    let shared = message_state(&pool, id_block)
+    let start = message_state(&pool, id_block)
         .await
         .map_err(sql("could not read the message log state"))?;
     Ok(Opened {
         backend: Backend::Sqlite(pool),
         run_id,
         session_ids: SessionIds::after(last_session_id),
-        shared,
+        start,
     })
 }
 
@@ -138,7 +138,7 @@ async fn connect(
 }
 
 /// Reads where ids stand, reserves the first block durably, and loads the queue lengths.
-async fn message_state(pool: &SqlitePool, id_block: u64) -> Result<Shared, sqlx::Error> {
+async fn message_state(pool: &SqlitePool, id_block: u64) -> Result<StartState, sqlx::Error> {
     let reserved = counter(pool, RESERVED_THROUGH).await?;
     let pruned = counter(pool, PRUNED_THROUGH).await?;
     let max_id = messages::last_stored_id(pool).await?;
@@ -162,13 +162,13 @@ async fn message_state(pool: &SqlitePool, id_block: u64) -> Result<Shared, sqlx:
         forget_counter(pool, BACKUP_TAKEN_AT_MS).await?;
     }
     let pending: HashMap<String, u64> = messages::queue_lengths(pool).await?.into_iter().collect();
-    Ok(start_state(StartState {
+    Ok(StartState {
         last_used,
         reserved_through: through,
         id_block,
         pruned,
         pending,
-    }))
+    })
 }
 
 /// Writes once and rolls it back: a read-only file (or a directory where the -wal file

@@ -192,7 +192,9 @@ mod tests {
     async fn pages_through_rooms(settings: &DatabaseSettings) {
         // Arrange: bob in more rooms than one statement's arms, messages spread over them
         // (and over a room he is not in, and public ones) in an order unrelated to the rooms.
-        let store = Store::open(settings).await.expect("open the store");
+        let store = Store::open(settings, crate::metrics::Metrics::shared())
+            .await
+            .expect("open the store");
         let rooms = ROOM_ARMS_PER_STATEMENT + 7;
         for r in 0..rooms {
             store.room_joined(&format!("r{r}"), "bob", "2024-01-01T00:00:00Z");
@@ -255,9 +257,12 @@ mod tests {
     async fn every_arm_is_an_index_range_and_none_sorts() {
         // Arrange
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let store = Store::open(&DatabaseSettings::at(dir.path().join("plan.db")))
-            .await
-            .expect("open the store");
+        let store = Store::open(
+            &DatabaseSettings::at(dir.path().join("plan.db")),
+            crate::metrics::Metrics::shared(),
+        )
+        .await
+        .expect("open the store");
         let crate::store::Backend::Sqlite(pool) = &store.inner.backend else {
             unreachable!("opened on a SQLite file")
         };

@@ -121,9 +121,13 @@ impl Fixture {
             Kind::Sqlite => {
                 let dir = tempfile::tempdir().expect("a temporary directory");
                 let path = dir.path().join("writer.db");
-                let store = Store::open_with(&DatabaseSettings::at(&path), id_block)
-                    .await
-                    .expect("open the store");
+                let store = Store::open_with(
+                    &DatabaseSettings::at(&path),
+                    id_block,
+                    crate::metrics::Metrics::shared(),
+                )
+                .await
+                .expect("open the store");
                 let sql = Injector::Sqlite(second_connection(&path).await);
                 Some(Self {
                     store,
@@ -135,9 +139,10 @@ impl Fixture {
             Kind::Postgres => {
                 let test = std::thread::current().name().unwrap_or("writer").to_owned();
                 let db = crate::store::postgres::testing::database(&test).await?;
-                let store = Store::open_with(&db.settings, id_block)
-                    .await
-                    .expect("open the store");
+                let store =
+                    Store::open_with(&db.settings, id_block, crate::metrics::Metrics::shared())
+                        .await
+                        .expect("open the store");
                 let DatabaseLocation::Postgres(url) = &db.settings.location else {
                     unreachable!("a PostgreSQL test database")
                 };
