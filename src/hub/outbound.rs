@@ -116,7 +116,9 @@ impl Closer {
 /// A transport that can take an event at once when nothing is queued before it, sparing the
 /// hop through its writer task (Socket.IO: socketioxide has a queue and a writer of its own).
 /// It must keep order: hand an event over only while the queue is empty and its writer is not
-/// handing anything over, and otherwise let it be queued.
+/// handing anything over, and otherwise let it be queued. It runs under the hub lock, the one
+/// call into a transport there (`docs/architecture.md`, "Locks": why, and what it measured),
+/// so it must never wait.
 pub trait Handoff: Send + Sync + 'static {
     /// Tries to hand `event` over directly; `queue` is the connection's queue, to check that
     /// it is empty. False: the event is queued instead.

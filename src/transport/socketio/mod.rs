@@ -202,7 +202,7 @@ async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
         let _ = socket.disconnect();
         return;
     };
-    let receipts = Receipts::new(app.hub.store().clone(), admitted.identity.user_id.clone());
+    let receipts = Receipts::new(app.store.clone(), admitted.identity.user_id.clone());
     let handoff = Arc::new(SocketHandoff {
         socket: socket.clone(),
         handing: tokio::sync::Mutex::new(()),
