@@ -13,6 +13,11 @@ Two measures:
 
     python3 bench/ab.py --a /path/to/before/switchboard --b target/release/switchboard
     python3 bench/ab.py --a OLD --b NEW --mode callgrind --runs 2
+    python3 bench/ab.py --a OLD --b NEW --mode callgrind --scenario private --receivers 20
+
+`--scenario private` measures durable private messages between `--receivers` pairs instead of
+the fan-out (one delivery per message, each stored and acknowledged after its commit): the
+per-message cost of the store's path rather than the per-delivery cost of fan-out.
 """
 import argparse
 import json
@@ -40,7 +45,7 @@ def Server(binary, callgrind_dir=None):
 
 
 def fanout(server, args, proto, extra):
-    cmd = [str(BENCH), "fanout", "--url", server.url, "--proto", proto, "--secret", SECRET,
+    cmd = [str(BENCH), args.scenario, "--url", server.url, "--proto", proto, "--secret", SECRET,
            "--server-pid", str(server.proc.pid), "--receivers", str(args.receivers),
            "--duration", str(args.duration)] + extra
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -92,6 +97,8 @@ def main():
     p.add_argument("--receivers", type=int, default=200)
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--rate", type=int, default=20, help="messages/s per sender (callgrind mode)")
+    p.add_argument("--scenario", choices=["fanout", "private"], default="fanout",
+                   help="fan-out to --receivers, or durable private messages between --receivers pairs")
     args = p.parse_args()
     unit = "µs CPU/delivery" if args.mode == "cpu" else "instructions/delivery"
     for proto in args.protos.split(","):
@@ -103,7 +110,8 @@ def main():
                 print(f"{proto} run {i + 1} {side}: {value:.3f} {unit} "
                       f"({r['deliveries']} deliveries, lost {r['lost']})", flush=True)
         a, b = statistics.median(results["a"]), statistics.median(results["b"])
-        print(json.dumps({"proto": proto, "mode": args.mode, "unit": unit, "receivers": args.receivers,
+        print(json.dumps({"proto": proto, "scenario": args.scenario, "mode": args.mode, "unit": unit,
+                          "receivers": args.receivers,
                           "a_median": round(a, 3), "b_median": round(b, 3),
                           "change_percent": round((b - a) / a * 100, 2),
                           "a_runs": [round(x, 3) for x in results["a"]],
