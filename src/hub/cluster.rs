@@ -1,18 +1,18 @@
-//! The hub's side of a cluster (`docs/protocol.md` section 13): what it tells the other nodes, what
-//! it takes from them, and the delivery of committed messages in id order.
+//! The hub's side of a cluster (`docs/protocol.md` section 13): what it tells the other nodes,
+//! what it takes from them, and the delivery of committed messages in id order.
 //!
 //! The hub does not know NATS. It hands [`ClusterEvent`]s to an outbox (bounded; should it
 //! ever be full, the bus sends a full snapshot of this node's users instead of the lost
 //! changes) and offers methods the bus calls with what other nodes said. Live state stays
-//! split the way it is owned: this node's sessions in the maps of `state.rs`, the other nodes'
-//! users in [`RemotePresence`], both read together wherever the protocol counts users
-//! (presence, active users, statistics).
+//! split the way it is owned: this node's sessions in the maps of `state.rs`, the other
+//! nodes' users in [`RemotePresence`] (`remote.rs`), both read together wherever the protocol
+//! counts users (presence, active users, statistics).
 //!
 //! Once clustered, stored messages reach connections only through
 //! [`Hub::deliver_committed`], called by the bus's sequencer in id order, with the recipients
-//! chosen at that moment: a connection that registered before the call gets the message
-//! live, one that registered after finds it in its catch-up (the horizon it reads under the
-//! same lock says so).
+//! chosen at that moment by the rule live routing uses (`State::recipients`): a connection
+//! that registered before the call gets the message live, one that registered after finds it
+//! in its catch-up (the horizon it reads under the same lock says so).
 
 use std::sync::Arc;
 
