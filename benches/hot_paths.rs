@@ -215,25 +215,21 @@ impl Room {
     fn publish(&self) {
         let published = self
             .hub
-            .route(Publish {
-                event: "room-message".into(),
-                target: Target::Room(self.room.clone()),
-                sender_session: Some(self.sender),
-                sender_id: self.sender_id.clone(),
-                body: BODY,
-                timestamp: TIMESTAMP,
-                kind: None,
-                client_msg_id: None,
-                unknown_user_is_error: true,
-                queue_limit: 1000,
-                payload: &|id| ChatMessage {
-                    id,
-                    from: &self.from,
-                    message: BODY,
-                    room: Some(self.room.as_str()),
-                    timestamp: TIMESTAMP,
-                },
-            })
+            .route(
+                Publish::chat(self.sender, self.sender_id.clone(), 1000).message(
+                    "room-message",
+                    Target::Room(self.room.clone()),
+                    BODY,
+                    TIMESTAMP,
+                    &|id| ChatMessage {
+                        id,
+                        from: &self.from,
+                        message: BODY,
+                        room: Some(self.room.as_str()),
+                        timestamp: TIMESTAMP,
+                    },
+                ),
+            )
             .expect("the sender is a member");
         assert_eq!(published.delivered, self.recipients);
     }

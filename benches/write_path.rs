@@ -31,7 +31,7 @@ use serde_json::json;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use switchboard::config::{DatabaseSettings, PostgresUrl, Synchronous};
-use switchboard::store::{MessageRecord, Store, TargetKind};
+use switchboard::store::{MessageRecord, Store, Target};
 
 const CREATED_AT: &str = "2026-11-26T07:01:02.345Z";
 const BODY: &str = "Deploy finished on eu-west-2; dashboards are green, rolling back nothing.";
@@ -56,8 +56,7 @@ fn record(id: u64) -> MessageRecord {
     MessageRecord {
         id,
         event: "broadcast-message".into(),
-        target_kind: TargetKind::All,
-        target: None,
+        target: Target::All,
         sender_id: "bench".into(),
         body: BODY.into(),
         kind: None,
@@ -65,7 +64,6 @@ fn record(id: u64) -> MessageRecord {
         client_msg_id: None,
         live_recipients: 0,
         created_at: CREATED_AT.into(),
-        recipient: None,
         sender_session: None,
     }
 }
@@ -421,8 +419,8 @@ fn bind_row<'q>(
 ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
     q.bind(r.id as i64)
         .bind(&r.event)
-        .bind(r.target_kind.as_str())
-        .bind(&r.target)
+        .bind(r.target.kind())
+        .bind(r.target.key())
         .bind(&r.sender_id)
         .bind(&r.body)
         .bind(&r.kind)

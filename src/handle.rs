@@ -15,8 +15,6 @@
 //! # let _ = (app, delivered); Ok(()) }
 //! ```
 
-use std::borrow::Cow;
-
 use serde::Serialize;
 use serde_json::Value;
 
@@ -113,32 +111,20 @@ impl GatewayHandle {
         let from = serde_json::to_value(system_user())?;
         let body = value.get("message").and_then(Value::as_str).unwrap_or("");
         let kind = value.get("type").and_then(Value::as_str);
-        let published = self
-            .hub
-            .publish(Publish {
-                event: Cow::Owned(event.to_owned()),
-                target,
-                sender_session: None,
-                sender_id: "system".into(),
-                body,
-                timestamp: &timestamp,
-                kind,
-                client_msg_id: None,
-                unknown_user_is_error: false,
-                queue_limit: self.queue_limit,
-                payload: &|id| {
-                    let mut value = value.clone();
-                    if let Value::Object(map) = &mut value {
-                        map.entry("id").or_insert(Value::from(id));
-                        map.entry("from").or_insert_with(|| from.clone());
-                        map.entry("timestamp")
-                            .or_insert_with(|| Value::from(timestamp.as_str()));
-                    }
-                    value
-                },
-            })
-            .await?;
-        Ok(published)
+        let payload = |id| {
+            let mut value = value.clone();
+            if let Value::Object(map) = &mut value {
+                map.entry("id").or_insert(Value::from(id));
+                map.entry("from").or_insert_with(|| from.clone());
+                map.entry("timestamp")
+                    .or_insert_with(|| Value::from(timestamp.as_str()));
+            }
+            value
+        };
+        let publish = Publish::system(self.queue_limit)
+            .message(event.to_owned(), target, body, &timestamp, &payload)
+            .kind(kind);
+        Ok(self.hub.publish(publish).await?)
     }
 
     /// Distinct users online.

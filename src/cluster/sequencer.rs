@@ -172,14 +172,13 @@ impl Sequencer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::TargetKind;
+    use crate::store::Target;
 
     fn message(id: u64) -> CommittedMessage {
         CommittedMessage {
             id,
             event: "message".into(),
-            target_kind: TargetKind::All,
-            target: None,
+            target: Target::All,
             payload: format!(r#"{{"id":{id}}}"#),
             sender_session: None,
         }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::hub::{ClusterEvent, NodeUser};
-use crate::store::{CommittedMessage, TargetKind};
+use crate::store::{CommittedMessage, Target};
 
 /// One bus message.
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,8 +79,8 @@ impl WireMessage {
         Some(Self {
             id: message.id,
             event: message.event.clone(),
-            target_kind: message.target_kind.as_str().to_owned(),
-            target: message.target.clone(),
+            target_kind: message.target.kind().to_owned(),
+            target: message.target.key().map(String::from),
             payload: RawValue::from_string(message.payload.clone()).ok()?,
             sender_session: message.sender_session,
         })
@@ -91,8 +91,7 @@ impl WireMessage {
         Some(CommittedMessage {
             id: self.id,
             event: self.event,
-            target_kind: TargetKind::parse(&self.target_kind)?,
-            target: self.target,
+            target: Target::from_columns(&self.target_kind, self.target).ok()?,
             payload: String::from(Box::<str>::from(self.payload)),
             sender_session: self.sender_session,
         })
@@ -108,8 +107,9 @@ mod tests {
         let message = CommittedMessage {
             id: 7,
             event: "room-message".into(),
-            target_kind: TargetKind::Room,
-            target: Some("lobby".into()),
+            target: Target::Room(
+                crate::protocol::payloads::RoomName::parse("lobby").expect("a room name"),
+            ),
             payload: r#"{"id":7,"message":"hi"}"#.into(),
             sender_session: Some(3),
         };
@@ -135,11 +135,11 @@ mod tests {
         assert_eq!(
             (
                 got.id,
-                got.target_kind,
+                &got.target,
                 got.payload.as_str(),
                 got.sender_session
             ),
-            (7, TargetKind::Room, message.payload.as_str(), Some(3))
+            (7, &message.target, message.payload.as_str(), Some(3))
         );
     }
 }

@@ -127,28 +127,21 @@ async fn publish_chat(
         Target::Room(room) => Some(room.as_str().to_owned()),
         _ => None,
     };
-    let pending = caller
-        .hub
-        .begin_publish(Publish {
-            event: event.into(),
-            target,
-            sender_session: Some(caller.session),
-            sender_id: caller.identity().user_id,
-            body: message.as_str(),
-            timestamp: &timestamp,
-            kind: None,
-            client_msg_id: client_msg_id.map(ClientMsgId::as_str),
-            unknown_user_is_error: true,
-            queue_limit: caller.limits.max_queued_per_user,
-            payload: &|id| ChatMessage {
-                id,
-                from: &from,
-                message: message.as_str(),
-                room: room.as_deref(),
-                timestamp: &timestamp,
-            },
-        })
-        .await?;
+    let payload = |id| ChatMessage {
+        id,
+        from: &from,
+        message: message.as_str(),
+        room: room.as_deref(),
+        timestamp: &timestamp,
+    };
+    let publish = Publish::chat(
+        caller.session,
+        caller.identity().user_id,
+        caller.limits.max_queued_per_user,
+    )
+    .message(event, target, message.as_str(), &timestamp, &payload)
+    .idempotency_key(client_msg_id.map(ClientMsgId::as_str));
+    let pending = caller.hub.begin_publish(publish).await?;
     Ok(async move {
         let published = pending.durable().await?;
         Ok(PublishedAck::from(&published))

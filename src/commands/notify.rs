@@ -34,27 +34,17 @@ pub async fn notify(hub: &Hub, n: Notify<'_>) -> Result<Published, CommandError>
         Target::Role(role) => ("role-notification", Some(role.clone())),
         Target::All | Target::Room(_) => ("broadcast-notification", None),
     };
-    let published = hub
-        .publish(Publish {
-            event: event.into(),
-            target: n.target,
-            sender_session: None,
-            sender_id: n.from.user_id.as_str().into(),
-            body: n.message.as_str(),
-            timestamp: &timestamp,
-            kind: Some(n.kind.as_str()),
-            client_msg_id: n.idempotency_key.map(ClientMsgId::as_str),
-            unknown_user_is_error: false,
-            queue_limit: n.queue_limit,
-            payload: &|id| Notification {
-                id,
-                from: n.from,
-                message: n.message.as_str(),
-                kind: n.kind.as_str(),
-                target_role: target_role.as_deref(),
-                timestamp: &timestamp,
-            },
-        })
-        .await?;
-    Ok(published)
+    let payload = |id| Notification {
+        id,
+        from: n.from,
+        message: n.message.as_str(),
+        kind: n.kind.as_str(),
+        target_role: target_role.as_deref(),
+        timestamp: &timestamp,
+    };
+    let publish = Publish::notification(n.from.user_id.as_str().into(), n.queue_limit)
+        .message(event, n.target, n.message.as_str(), &timestamp, &payload)
+        .kind(Some(n.kind.as_str()))
+        .idempotency_key(n.idempotency_key.map(ClientMsgId::as_str));
+    Ok(hub.publish(publish).await?)
 }

@@ -1,70 +1,34 @@
-//! The hub's side of a cluster (`docs/protocol.md` section 13): what it tells the other nodes, what
-//! it takes from them, and the delivery of committed messages in id order.
+//! The hub's side of a cluster (`docs/protocol.md` section 13): what it tells the other nodes,
+//! what it takes from them, and the delivery of committed messages in id order.
 //!
 //! The hub does not know NATS. It hands [`ClusterEvent`]s to an outbox (bounded; should it
 //! ever be full, the bus sends a full snapshot of this node's users instead of the lost
 //! changes) and offers methods the bus calls with what other nodes said. Live state stays
-//! split the way it is owned: this node's sessions in the maps of `state.rs`, the other nodes'
-//! users in [`RemotePresence`], both read together wherever the protocol counts users
-//! (presence, active users, statistics).
+//! split the way it is owned: this node's sessions in the maps of `state.rs`, the other
+//! nodes' users in [`RemotePresence`] (`remote.rs`), both read together wherever the protocol
+//! counts users (presence, active users, statistics).
 //!
 //! Once clustered, stored messages reach connections only through
 //! [`Hub::deliver_committed`], called by the bus's sequencer in id order, with the recipients
-//! chosen at that moment: a connection that registered before the call gets the message
-//! live, one that registered after finds it in its catch-up (the horizon it reads under the
-//! same lock says so).
+//! chosen at that moment by the rule live routing uses (`State::recipients`): a connection
+//! that registered before the call gets the message live, one that registered after finds it
+//! in its catch-up (the horizon it reads under the same lock says so).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::state::State;
+use super::remote::{NodeUser, RemotePresence};
+use super::state::{Sender, State};
 use super::{CloseReason, Event, Hub, SessionId};
 use crate::metrics::Delivery;
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::{self, RoomPresence, UserObject};
-use crate::store::{CommittedMessage, TargetKind};
+use crate::store::CommittedMessage;
 
 /// Changes per node the outbox holds before the bus falls back to a snapshot.
 pub const OUTBOX_CAPACITY: usize = 65_536;
-
-/// A user as one node has them: enough to list and count users across the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeUser {
-    /// User id.
-    pub user_id: String,
-    /// Display name.
-    pub username: String,
-    /// Role.
-    pub role: String,
-    /// The user's oldest connection on that node, in milliseconds since the epoch.
-    pub connected_at_ms: u64,
-    /// Live connections on that node; 0: none left.
-    pub sessions: usize,
-}
-
-/// Most connections one node may claim for a user, and how far ahead of this node's clock a
-/// connection time may be: bounds for what arrives from the bus, which this node cannot trust
-/// to be well-formed (an absurd time would not even format as a timestamp).
-const MAX_NODE_SESSIONS: usize = 1_000_000;
-const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(86_400);
-
-impl NodeUser {
-    /// This entry with its figures clamped to what a node can have.
-    pub fn sane(mut self) -> Self {
-        let latest = millis(SystemTime::now() + MAX_CLOCK_AHEAD);
-        self.connected_at_ms = self.connected_at_ms.min(latest);
-        self.sessions = self.sessions.min(MAX_NODE_SESSIONS);
-        self
-    }
-
-    fn connected_at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.connected_at_ms)
-    }
-}
 
 /// What this node tells the others, besides committed messages (and as it travels on the
 /// bus).
@@ -97,192 +61,6 @@ pub enum ClusterEvent {
         /// The first `iat` still accepted.
         not_before: u64,
     },
-}
-
-/// The other nodes' users.
-#[derive(Default)]
-pub(super) struct RemotePresence {
-    nodes: HashMap<String, HashMap<Arc<str>, NodeUser>>,
-    /// User → on how many other nodes it has connections.
-    users: HashMap<Arc<str>, usize>,
-}
-
-impl RemotePresence {
-    pub fn is_online(&self, user_id: &str) -> bool {
-        self.users.contains_key(user_id)
-    }
-
-    /// The user's entries on other nodes.
-    fn entries<'a>(&'a self, user_id: &'a str) -> impl Iterator<Item = &'a NodeUser> + 'a {
-        self.nodes
-            .values()
-            .filter_map(move |users| users.get(user_id))
-    }
-
-    /// Connections the user has on other nodes.
-    pub fn sessions_of(&self, user_id: &str) -> usize {
-        if !self.is_online(user_id) {
-            return 0;
-        }
-        self.entries(user_id)
-            .fold(0, |n: usize, u| n.saturating_add(u.sessions))
-    }
-
-    /// Users online on other nodes.
-    pub fn user_ids(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.users.keys()
-    }
-
-    /// Sets `node`'s entry of a user (removes it at 0 sessions).
-    fn set(&mut self, node: &str, user: NodeUser) {
-        let users = self.nodes.entry(node.to_owned()).or_default();
-        let id: Arc<str> = Arc::from(user.user_id.as_str());
-        if user.sessions == 0 {
-            if users.remove(&id).is_some() {
-                self.forget_one(&id);
-            }
-            return;
-        }
-        if users.insert(id.clone(), user).is_none() {
-            *self.users.entry(id).or_default() += 1;
-        }
-    }
-
-    fn forget_one(&mut self, id: &Arc<str>) {
-        if let Some(n) = self.users.get_mut(id) {
-            *n -= 1;
-            if *n == 0 {
-                self.users.remove(id);
-            }
-        }
-    }
-
-    /// Forgets `node` and its users; returns them.
-    fn drop_node(&mut self, node: &str) -> Vec<NodeUser> {
-        let gone: Vec<NodeUser> = self
-            .nodes
-            .remove(node)
-            .map(|users| users.into_values().collect())
-            .unwrap_or_default();
-        for user in &gone {
-            self.forget_one(&Arc::from(user.user_id.as_str()));
-        }
-        gone
-    }
-
-    /// The users of `node`.
-    fn of_node(&self, node: &str) -> Vec<NodeUser> {
-        self.nodes
-            .get(node)
-            .map(|users| users.values().cloned().collect())
-            .unwrap_or_default()
-    }
-}
-
-impl State {
-    /// The user object across the cluster: sessions summed, the oldest connection's time,
-    /// name and role from this node's newest token (else another node's).
-    pub fn cluster_user_object(&self, user_id: &str) -> Option<UserObject> {
-        let local = self.user_object(user_id);
-        let local_at = self.user_connected_at(user_id);
-        let mut remote = self.remote.entries(user_id).peekable();
-        if remote.peek().is_none() {
-            return local;
-        }
-        let (mut user, mut at) = match (local, local_at) {
-            (Some(user), Some(at)) => (user, at),
-            _ => {
-                let first = remote.next()?;
-                (
-                    UserObject {
-                        user_id: first.user_id.clone(),
-                        username: first.username.clone(),
-                        role: first.role.clone(),
-                        connected_at: String::new(),
-                        sessions: first.sessions,
-                    },
-                    first.connected_at(),
-                )
-            }
-        };
-        for other in remote {
-            user.sessions = user.sessions.saturating_add(other.sessions);
-            at = at.min(other.connected_at());
-        }
-        user.connected_at = wire::timestamp(at);
-        Some(user)
-    }
-
-    /// When the user's oldest connection anywhere opened.
-    pub fn cluster_connected_at(&self, user_id: &str) -> Option<SystemTime> {
-        let remote = self.remote.entries(user_id).map(NodeUser::connected_at);
-        self.user_connected_at(user_id)
-            .into_iter()
-            .chain(remote)
-            .min()
-    }
-
-    /// Distinct users online anywhere.
-    pub fn online_count(&self) -> usize {
-        let remote_only = self
-            .remote
-            .user_ids()
-            .filter(|id| !self.users.contains_key(&***id))
-            .count();
-        self.users.len() + remote_only
-    }
-
-    /// Whether the user has a connection on any node.
-    pub fn is_online_anywhere(&self, user_id: &str) -> bool {
-        self.users.contains_key(user_id) || self.remote.is_online(user_id)
-    }
-
-    /// This node's entry of a user, for the other nodes (0 sessions once it has none here).
-    pub fn node_user(&self, user_id: &str, gone: Option<&UserObject>) -> Option<NodeUser> {
-        if let Some(user) = self.user_object(user_id) {
-            let at = self.user_connected_at(user_id)?;
-            return Some(NodeUser {
-                user_id: user.user_id,
-                username: user.username,
-                role: user.role,
-                connected_at_ms: millis(at),
-                sessions: user.sessions,
-            });
-        }
-        gone.map(|user| NodeUser {
-            user_id: user.user_id.clone(),
-            username: user.username.clone(),
-            role: user.role.clone(),
-            connected_at_ms: 0,
-            sessions: 0,
-        })
-    }
-
-    /// The live sessions a committed message goes to on this node.
-    fn committed_recipients(
-        &self,
-        kind: TargetKind,
-        target: Option<&str>,
-        except: Option<SessionId>,
-    ) -> Vec<SessionId> {
-        let but = |id: &SessionId| Some(*id) != except;
-        match (kind, target) {
-            (TargetKind::All, _) => self.sessions.keys().copied().filter(but).collect(),
-            // Every connection of the user, the sending one included (as live routing does).
-            (TargetKind::User, Some(user_id)) => self.sessions_of(user_id, None).collect(),
-            (TargetKind::Room, Some(room)) => match RoomName::parse(room) {
-                Ok(room) => self.room_sessions(&room, except),
-                Err(_) => Vec::new(),
-            },
-            (TargetKind::Role, Some(role)) => self.role_sessions(role, except),
-            (_, None) => Vec::new(),
-        }
-    }
-}
-
-fn millis(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Hub {
@@ -537,13 +315,13 @@ impl Hub {
         let mut state = self.state();
         let mut delivered = 0;
         for message in batch {
-            let except = message.sender_session.map(SessionId);
-            let sessions =
-                state.committed_recipients(message.target_kind, message.target.as_deref(), except);
-            if sessions.is_empty() {
-                continue;
-            }
-            let tracked = (message.target_kind == TargetKind::User).then_some(message.id);
+            let sender = Sender::committed(message.sender_session.map(SessionId));
+            let sessions = match state.recipients(&message.target, sender) {
+                Ok(sessions) if !sessions.is_empty() => sessions,
+                // Nobody here; a committed message is never refused (it was allowed when sent).
+                Ok(_) | Err(_) => continue,
+            };
+            let tracked = message.target.user().map(|_| message.id);
             let id = message.id;
             match Event::stored(message.event, message.payload, tracked) {
                 Ok(event) => delivered += state.send_to(sessions, &event),

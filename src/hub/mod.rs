@@ -28,6 +28,8 @@ mod outbound;
 mod overview;
 mod presence;
 mod publish;
+mod published;
+mod remote;
 mod state;
 
 use std::net::SocketAddr;
@@ -37,13 +39,15 @@ use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 
-pub use cluster::{ClusterEvent, NodeUser, OUTBOX_CAPACITY};
+pub use cluster::{ClusterEvent, OUTBOX_CAPACITY};
 pub use event::Event;
 pub use outbound::{CloseReason, Closer, Handoff, Outbound, OutboundQueue};
 pub use overview::{LiveOverview, LiveRoom, LiveSession, LiveUser, OverviewLimits, RoomMember};
 pub use presence::PresenceCursor;
 use presence::PresenceFeed;
-pub use publish::{PendingPublish, Publish, PublishError, Published, Target};
+pub use publish::{Origin, PendingPublish, Publish, PublishError};
+pub use published::Published;
+pub use remote::NodeUser;
 use state::{Opened, State};
 
 use crate::auth::Identity;
@@ -51,6 +55,7 @@ use crate::config::PresenceSettings;
 use crate::metrics::{Live, Metrics};
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::{self, Connected, RoomPresence, UserObject};
+pub use crate::store::Target;
 use crate::store::{NewSession, Store, StoreError};
 
 /// Identifies one live connection.

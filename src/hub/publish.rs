@@ -22,51 +22,123 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::published::Published;
+use super::state::{Sender, State};
 use super::{Event, Hub, HubError, SessionId};
 use crate::metrics::Delivery;
-use crate::protocol::payloads::RoomName;
-use crate::store::{Commit, ID_PLACEHOLDER, MessageRecord, OriginalAck, TargetKind};
+use crate::store::{ID_PLACEHOLDER, MessageRecord, Target};
 
-/// Where a message goes.
+/// Who publishes, and so which rules a message is held to: the first half of a [`Publish`],
+/// made by one of its named constructors ([`Publish::chat`], [`Publish::notification`],
+/// [`Publish::system`]); [`Origin::message`] adds what is sent.
 #[derive(Debug, Clone)]
-pub enum Target {
-    /// Every connection (but the sender's).
-    All,
-    /// Every connection of one user; queued while the user is offline.
-    User(String),
-    /// Every connection of the room's members (but the sender's).
-    Room(RoomName),
-    /// Every connection whose user has this role.
-    Role(String),
-}
-
-/// A message to publish.
-pub struct Publish<'a, P> {
-    /// Event name (`broadcast-message`, `private-message`, `room-message`, `notification`,
-    /// or any name an application sends through the embedded API).
-    pub event: Cow<'static, str>,
-    /// Where it goes.
-    pub target: Target,
-    /// The sending connection: left out of live delivery, and must be a room member for a
-    /// room target. `None` for the REST and embedded APIs.
-    pub sender_session: Option<SessionId>,
+pub struct Origin {
+    /// The sending connection: left out of live delivery and held to the access rules
+    /// (`State::may_send`). `None` for the REST and embedded APIs.
+    sender_session: Option<SessionId>,
     /// The sender's user id (`system` for the embedded API).
-    pub sender_id: Arc<str>,
-    /// The text.
-    pub body: &'a str,
-    /// The timestamp in the payload, also stored as `created_at`.
-    pub timestamp: &'a str,
-    /// Notification type.
-    pub kind: Option<&'a str>,
-    /// The sender's idempotency key.
-    pub client_msg_id: Option<&'a str>,
+    sender_id: Arc<str>,
     /// Whether a user never seen is an error (client private messages) or gets queued
     /// (notifications from a back end that knows its users).
-    pub unknown_user_is_error: bool,
-    /// Most undelivered messages per offline user.
-    pub queue_limit: u64,
+    unknown_user_is_error: bool,
+    /// Most undelivered messages per offline user (`MAX_QUEUED_PER_USER`).
+    queue_limit: u64,
+}
+
+/// A message to publish: an [`Origin`] and what it sends.
+pub struct Publish<'a, P> {
+    origin: Origin,
+    /// Event name (`broadcast-message`, `private-message`, `room-message`, `notification`,
+    /// or any name an application sends through the embedded API).
+    event: Cow<'static, str>,
+    /// Where it goes.
+    target: Target,
+    /// The text.
+    body: &'a str,
+    /// The timestamp in the payload, also stored as `created_at`.
+    timestamp: &'a str,
+    /// Notification type.
+    kind: Option<&'a str>,
+    /// The sender's idempotency key.
+    client_msg_id: Option<&'a str>,
     /// The payload, given the id.
-    pub payload: &'a (dyn Fn(u64) -> P + Sync),
+    payload: &'a (dyn Fn(u64) -> P + Sync),
+}
+
+impl Publish<'_, ()> {
+    /// A client's chat message (`send-message`, `room-message`) from its connection
+    /// `session`: that connection is left out of live delivery and must be allowed to send
+    /// (a room takes its members' messages only); a private message to a user never seen is
+    /// refused.
+    pub fn chat(session: SessionId, sender_id: Arc<str>, queue_limit: u64) -> Origin {
+        Origin {
+            sender_session: Some(session),
+            sender_id,
+            unknown_user_is_error: true,
+            queue_limit,
+        }
+    }
+
+    /// A back end's notification (the REST API), named as the calling user `sender_id`: a
+    /// user never seen gets it queued (a back end knows its users).
+    pub fn notification(sender_id: Arc<str>, queue_limit: u64) -> Origin {
+        Origin {
+            sender_session: None,
+            sender_id,
+            unknown_user_is_error: false,
+            queue_limit,
+        }
+    }
+
+    /// An embedding application's message (`GatewayHandle`), from the `system` user; a user
+    /// never seen gets it queued.
+    pub fn system(queue_limit: u64) -> Origin {
+        Origin {
+            sender_session: None,
+            sender_id: Arc::from("system"),
+            unknown_user_is_error: false,
+            queue_limit,
+        }
+    }
+}
+
+impl Origin {
+    /// The message this origin sends: `event` to `target`, with `body` as its stored text,
+    /// `timestamp` as its time, and `payload` given its id.
+    pub fn message<'a, P>(
+        self,
+        event: impl Into<Cow<'static, str>>,
+        target: Target,
+        body: &'a str,
+        timestamp: &'a str,
+        payload: &'a (dyn Fn(u64) -> P + Sync),
+    ) -> Publish<'a, P> {
+        Publish {
+            origin: self,
+            event: event.into(),
+            target,
+            body,
+            timestamp,
+            kind: None,
+            client_msg_id: None,
+            payload,
+        }
+    }
+}
+
+impl<'a, P> Publish<'a, P> {
+    /// Its notification type.
+    pub fn kind(self, kind: Option<&'a str>) -> Self {
+        Self { kind, ..self }
+    }
+
+    /// The sender's idempotency key: a resend with it is answered with the original.
+    pub fn idempotency_key(self, key: Option<&'a str>) -> Self {
+        Self {
+            client_msg_id: key,
+            ..self
+        }
+    }
 }
 
 /// Why a message was not published.
@@ -81,48 +153,6 @@ pub enum PublishError {
     /// The idempotency lookup could not read the database.
     #[error("the message log could not be read")]
     StoreUnavailable,
-}
-
-/// The result of a publish, as acknowledged to the sender.
-#[derive(Debug, Clone)]
-pub struct Published {
-    /// The message id.
-    pub id: u64,
-    /// Connections that took it live.
-    pub delivered: usize,
-    /// Whether it waits in an offline queue.
-    pub queued: bool,
-    /// True when this is a resend of an earlier message with the same key.
-    pub duplicate: bool,
-    committed: Commit,
-}
-
-impl Published {
-    /// A resend of an already stored message, found in the database.
-    fn stored_duplicate(original: OriginalAck) -> Self {
-        Self {
-            id: original.id,
-            delivered: original.delivered as usize,
-            queued: original.queued,
-            duplicate: true,
-            committed: Commit::already_durable(),
-        }
-    }
-
-    /// Whether `other` is this same publish (a clone of it), whatever the ids say.
-    pub(super) fn is_same_message(&self, other: &Published) -> bool {
-        self.committed.is_same(&other.committed)
-    }
-
-    /// Waits until the message is committed; false if it could not be stored. A message
-    /// sequenced at commit learns its id here.
-    pub async fn durable(&mut self) -> bool {
-        let stored = self.committed.durable().await;
-        if let Some(id) = self.committed.assigned_id() {
-            self.id = id;
-        }
-        stored
-    }
 }
 
 /// A message that was routed (or a resend, answered by its original) and whose commit is
@@ -170,7 +200,7 @@ impl Hub {
         p: Publish<'_, P>,
     ) -> Result<PendingPublish, PublishError> {
         if let Some(key) = p.client_msg_id
-            && let Some(original) = self.original_of(&p.sender_id, key).await?
+            && let Some(original) = self.original_of(&p.origin.sender_id, key).await?
         {
             // An original still in flight answers when it is settled, as it does itself.
             return Ok(PendingPublish {
@@ -184,12 +214,13 @@ impl Hub {
             .ensure_id_headroom()
             .await
             .map_err(|_| PublishError::NotStored)?;
-        let sender_id = p.sender_id.clone();
-        let key = p.client_msg_id.map(String::from);
+        let key = p
+            .client_msg_id
+            .map(|key| (p.origin.sender_id.clone(), key.to_owned()));
         let published = self.route(p)?;
         Ok(PendingPublish {
             hub: self.clone(),
-            key: key.map(|key| (sender_id, key)),
+            key,
             published,
         })
     }
@@ -221,88 +252,29 @@ impl Hub {
     /// store and the event to every recipient, without waiting for the disk. Use
     /// [`Hub::publish`]; this is public for the benchmarks that measure the locked step.
     pub fn route<P: Serialize>(&self, p: Publish<'_, P>) -> Result<Published, HubError> {
-        let store = &self.inner.store;
         let mut state = self.state();
-        if let Some(key) = p.client_msg_id
-            && let Some(previous) = state.recent_keys.get(&p.sender_id, key)
-        {
-            return Ok(Published {
-                duplicate: true,
-                ..previous.clone()
-            });
+        if let Some(original) = remembered(&state, &p) {
+            return Ok(original);
         }
-        let sessions = state.recipients(&p.target, p.sender_session)?;
+        let sessions = state.recipients(&p.target, Sender::live(p.origin.sender_session))?;
         // In a cluster, the user's connections on other nodes take it live too.
-        let elsewhere = match &p.target {
-            Target::User(user_id) => state.remote.sessions_of(user_id),
-            Target::All | Target::Room(_) | Target::Role(_) => 0,
-        };
-        let recipient = match &p.target {
-            Target::User(user_id) => {
-                if sessions.is_empty() && elsewhere == 0 {
-                    if p.unknown_user_is_error && !state.known_users.contains(user_id.as_str()) {
-                        return Err(HubError::UnknownUser(user_id.clone()));
-                    }
-                    if store.queued_for(user_id) >= p.queue_limit {
-                        return Err(HubError::QueueFull {
-                            user_id: user_id.clone(),
-                            limit: p.queue_limit,
-                        });
-                    }
-                }
-                Some(user_id.clone())
-            }
-            Target::All | Target::Room(_) | Target::Role(_) => None,
-        };
-        let (kind, target) = match &p.target {
-            Target::All => (TargetKind::All, None),
-            Target::Room(room) => (TargetKind::Room, Some(room.as_str().to_owned())),
-            Target::User(user_id) => (TargetKind::User, Some(user_id.clone())),
-            Target::Role(role) => (TargetKind::Role, Some(role.clone())),
-        };
-
-        // Sequenced (a cluster), the id comes with the commit and delivery after it, in id
-        // order (`cluster.rs`); alone, the id is taken now and the copies go out now.
-        let sequenced = store.is_sequenced();
-        let id = match sequenced {
-            true => 0,
-            false => store.allocate_message_id(),
-        };
-        let payload = (p.payload)(if sequenced { ID_PLACEHOLDER } else { id });
-        let event = match recipient {
-            Some(_) => Event::tracked(p.event.clone(), &payload, id),
-            None => Event::new(p.event.clone(), &payload),
-        };
-        let live = sessions.len() + elsewhere;
-        let committed = store.log_message(MessageRecord {
-            id,
-            event: p.event.into_owned(),
-            target_kind: kind,
-            target,
-            sender_id: p.sender_id.to_string(),
-            body: p.body.to_owned(),
-            kind: p.kind.map(String::from),
-            payload: event.data_json().to_owned(),
-            client_msg_id: p.client_msg_id.map(String::from),
-            live_recipients: live as u64,
-            created_at: p.timestamp.to_owned(),
-            recipient: recipient.clone(),
-            sender_session: p.sender_session.map(|s| s.0),
-        });
-        let queued = recipient.is_some() && live == 0;
-        // Atomic adds on handles resolved at start: once per message, not per recipient.
-        let metrics = self.metrics();
+        let live = sessions.len() + p.target.user().map_or(0, |u| state.remote.sessions_of(u));
+        self.may_queue(&state, &p, live)?;
+        let store = &self.inner.store;
+        let (id, sequenced) = self.take_id();
+        let event = p.event(id, sequenced);
+        let queued = p.target.user().is_some() && live == 0;
+        let remember = p
+            .client_msg_id
+            .map(|key| (p.origin.sender_id.clone(), key.to_owned()));
+        let committed = store.log_message(p.into_record(id, &event, live));
         let delivered = match sequenced {
             // Counted as the sequencer delivers.
             true => live,
-            false => {
-                let delivered = state.send_to(sessions.iter().copied(), &event);
-                metrics.delivered(Delivery::Live, delivered as u64);
-                delivered
-            }
+            false => self.send_live(&mut state, &sessions, &event),
         };
         if queued {
-            metrics.delivered(Delivery::Queued, 1);
+            self.metrics().delivered(Delivery::Queued, 1);
         }
         let published = Published {
             id,
@@ -311,11 +283,90 @@ impl Hub {
             duplicate: false,
             committed,
         };
-        if let Some(key) = p.client_msg_id {
-            state
-                .recent_keys
-                .insert(p.sender_id.clone(), key.to_owned(), published.clone());
+        if let Some((sender_id, key)) = remember {
+            state.recent_keys.insert(sender_id, key, published.clone());
         }
         Ok(published)
+    }
+
+    /// Whether a message to a user nobody takes live may wait in that user's offline queue:
+    /// not for a user never seen when the origin says so, nor past the queue bound.
+    fn may_queue<P>(&self, state: &State, p: &Publish<'_, P>, live: usize) -> Result<(), HubError> {
+        let Some(user_id) = p.target.user() else {
+            return Ok(());
+        };
+        if live > 0 {
+            return Ok(());
+        }
+        if p.origin.unknown_user_is_error && !state.known_users.contains(user_id) {
+            return Err(HubError::UnknownUser(user_id.to_owned()));
+        }
+        let limit = p.origin.queue_limit;
+        if self.inner.store.queued_for(user_id) >= limit {
+            return Err(HubError::QueueFull {
+                user_id: user_id.to_owned(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// The message's id, and whether it is sequenced. Sequenced (a cluster), the id comes
+    /// with the commit (0 until then) and delivery after it, in id order (`cluster.rs`);
+    /// alone, the id is taken now and the copies go out now.
+    fn take_id(&self) -> (u64, bool) {
+        let store = &self.inner.store;
+        match store.is_sequenced() {
+            true => (0, true),
+            false => (store.allocate_message_id(), false),
+        }
+    }
+
+    /// Hands the event to this node's recipients now; how many took it.
+    fn send_live(&self, state: &mut State, sessions: &[SessionId], event: &Arc<Event>) -> usize {
+        let delivered = state.send_to(sessions.iter().copied(), event);
+        // An atomic add on a handle resolved at start: once per message, not per recipient.
+        self.metrics().delivered(Delivery::Live, delivered as u64);
+        delivered
+    }
+}
+
+/// A resend racing its original to the lock: the original's result, as first acknowledged.
+fn remembered<P>(state: &State, p: &Publish<'_, P>) -> Option<Published> {
+    let previous = state
+        .recent_keys
+        .get(&p.origin.sender_id, p.client_msg_id?)?;
+    Some(Published {
+        duplicate: true,
+        ..previous.clone()
+    })
+}
+
+impl<P: Serialize> Publish<'_, P> {
+    /// The event as delivered, serialized once (with the placeholder id when `sequenced`);
+    /// a message to a user is tracked, so that its delivery is recorded when taken.
+    fn event(&self, id: u64, sequenced: bool) -> Arc<Event> {
+        let payload = (self.payload)(if sequenced { ID_PLACEHOLDER } else { id });
+        match self.target.user() {
+            Some(_) => Event::tracked(self.event.clone(), &payload, id),
+            None => Event::new(self.event.clone(), &payload),
+        }
+    }
+
+    /// The record the store keeps, its target moved in (no copy).
+    fn into_record(self, id: u64, event: &Event, live: usize) -> MessageRecord {
+        MessageRecord {
+            id,
+            event: self.event.into_owned(),
+            target: self.target,
+            sender_id: self.origin.sender_id.to_string(),
+            body: self.body.to_owned(),
+            kind: self.kind.map(String::from),
+            payload: event.data_json().to_owned(),
+            client_msg_id: self.client_msg_id.map(String::from),
+            live_recipients: live as u64,
+            created_at: self.timestamp.to_owned(),
+            sender_session: self.origin.sender_session.map(|s| s.0),
+        }
     }
 }

@@ -4,18 +4,20 @@
 //! awaits or touches the store, so each decision is unit-tested on its own (below); the hub
 //! takes the lock, asks, and hands the records to the store.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::OnlineUser;
 use super::presence::Window;
-use super::publish::{Published, Target};
+use super::published::RecentKeys;
+use super::remote::{NodeUser, RemotePresence, millis};
 use super::{CloseReason, Event, HubError, Outbound, SessionId, Transport};
 use crate::auth::Identity;
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::{self, UserObject};
+use crate::store::Target;
 
 /// One live connection.
 pub(super) struct SessionEntry {
@@ -87,44 +89,35 @@ pub(super) struct UserEntry {
     pub sessions: Vec<SessionId>,
 }
 
-/// Idempotency keys seen in this run, oldest evicted first; older keys are found in the
-/// database (their messages are long committed).
-#[derive(Default)]
-pub(super) struct RecentKeys {
-    map: HashMap<(Arc<str>, String), Published>,
-    order: VecDeque<(Arc<str>, String)>,
+/// Who a message comes from, as the recipient rule needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sender {
+    /// A connection of this node, sending now: left out, and held to [`State::may_send`].
+    Connection(SessionId),
+    /// A committed message's sending connection, on this node or another (session ids are
+    /// unique across the cluster): left out, not checked again (it was, when routed).
+    Committed(SessionId),
+    /// The server (REST, the embedded API), or a committed message it sent: nobody is left
+    /// out, nothing is checked.
+    Server,
 }
 
-/// Keys remembered in memory.
-const RECENT_KEYS: usize = 100_000;
-
-impl RecentKeys {
-    pub fn get(&self, sender: &Arc<str>, key: &str) -> Option<&Published> {
-        self.map.get(&(sender.clone(), key.to_owned()))
+impl Sender {
+    /// A live send from `session`, or from the server.
+    pub fn live(session: Option<SessionId>) -> Self {
+        session.map_or(Self::Server, Self::Connection)
     }
 
-    pub fn insert(&mut self, sender: Arc<str>, key: String, published: Published) {
-        if self.order.len() >= RECENT_KEYS
-            && let Some(old) = self.order.pop_front()
-        {
-            self.map.remove(&old);
-        }
-        self.order.push_back((sender.clone(), key.clone()));
-        self.map.insert((sender, key), published);
+    /// A committed message from `session`, or from the server.
+    pub fn committed(session: Option<SessionId>) -> Self {
+        session.map_or(Self::Server, Self::Committed)
     }
 
-    /// Forgets `key` if it still names the message `failed`: that message was not stored, so
-    /// a resend must be published anew rather than answered as its duplicate. Matched by its
-    /// commit, not its id (sequenced messages all have id 0 until they commit). (Its place in
-    /// `order` stays; evicting it later at worst sends a lookup to the database.)
-    pub fn forget(&mut self, sender: &Arc<str>, key: &str, failed: &Published) {
-        let entry = (sender.clone(), key.to_owned());
-        if self
-            .map
-            .get(&entry)
-            .is_some_and(|p| p.is_same_message(failed))
-        {
-            self.map.remove(&entry);
+    /// The connection left out of delivery.
+    fn session(self) -> Option<SessionId> {
+        match self {
+            Self::Connection(session) | Self::Committed(session) => Some(session),
+            Self::Server => None,
         }
     }
 }
@@ -146,8 +139,8 @@ pub(super) struct State {
     /// Live connections per transport, kept as they come and go so that a scrape of
     /// `/metrics` reads two numbers instead of walking the sessions under the lock.
     pub open: OpenConnections,
-    /// The other nodes' users, in a cluster (`cluster.rs`).
-    pub remote: super::cluster::RemotePresence,
+    /// The other nodes' users, in a cluster (`remote.rs`, fed by `cluster.rs`).
+    pub remote: RemotePresence,
 }
 
 /// Live connections per transport.
@@ -256,30 +249,48 @@ impl State {
         }
     }
 
-    /// The live sessions a message to `target` goes to, the sender's own connection left out.
-    /// A room message from a connection whose user is not a member is refused.
-    pub fn recipients(
-        &self,
-        target: &Target,
-        sender: Option<SessionId>,
-    ) -> Result<Vec<SessionId>, HubError> {
-        let but_sender = |id: &SessionId| Some(*id) != sender;
+    /// THE recipient rule: the live sessions of this node a message to `target` goes to,
+    /// whether it is routed now (`Hub::route`) or delivered once committed in a cluster
+    /// (`Hub::deliver_committed`). There is no other.
+    ///
+    /// - A message to a user reaches every connection of that user, the sending one
+    ///   included: a private message to yourself reaches all your connections.
+    /// - Everyone, a room, a role: every connection of theirs but the sending one.
+    /// - A live send from a connection must first be allowed ([`State::may_send`]); a
+    ///   committed one was allowed when it was routed, and the server's sends (REST, the
+    ///   embedded API) are not held to it.
+    pub fn recipients(&self, target: &Target, sender: Sender) -> Result<Vec<SessionId>, HubError> {
+        if let Sender::Connection(session) = sender {
+            self.may_send(target, session)?;
+        }
+        let except = sender.session();
         Ok(match target {
-            Target::All => self.sessions.keys().copied().filter(but_sender).collect(),
-            Target::Room(room) => {
-                if let Some(session) = sender {
-                    let user_id = self.user_id_of(session)?;
-                    if !self.is_member(room, &user_id) {
-                        return Err(HubError::NotMember(room.to_string()));
-                    }
-                }
-                self.room_sessions(room, sender)
-            }
-            // Every connection of the user, the sending one included: a private message to
-            // yourself reaches all your connections.
+            Target::All => self
+                .sessions
+                .keys()
+                .copied()
+                .filter(|id| Some(*id) != except)
+                .collect(),
             Target::User(user_id) => self.sessions_of(user_id, None).collect(),
-            Target::Role(role) => self.role_sessions(role, sender),
+            Target::Room(room) => self.room_sessions(room, except),
+            Target::Role(role) => self.role_sessions(role, except),
         })
+    }
+
+    /// The access step of [`State::recipients`]: whether `session` may send to `target`.
+    /// Today a room takes messages from its members only; the room policies (who may join,
+    /// post, read) are to be checked here, the one place every live send passes.
+    pub fn may_send(&self, target: &Target, session: SessionId) -> Result<(), HubError> {
+        match target {
+            Target::Room(room) => {
+                let user_id = self.user_id_of(session)?;
+                if !self.is_member(room, &user_id) {
+                    return Err(HubError::NotMember(room.to_string()));
+                }
+                Ok(())
+            }
+            Target::All | Target::User(_) | Target::Role(_) => Ok(()),
+        }
     }
 
     /// Sessions of the users with `role`, but `except`.
@@ -427,6 +438,88 @@ impl State {
     }
 }
 
+/// Users across the cluster: this node's sessions and the other nodes' users read together,
+/// wherever the protocol counts users.
+impl State {
+    /// The user object across the cluster: sessions summed, the oldest connection's time,
+    /// name and role from this node's newest token (else another node's).
+    pub fn cluster_user_object(&self, user_id: &str) -> Option<UserObject> {
+        let local = self.user_object(user_id);
+        let local_at = self.user_connected_at(user_id);
+        let mut remote = self.remote.entries(user_id).peekable();
+        if remote.peek().is_none() {
+            return local;
+        }
+        let (mut user, mut at) = match (local, local_at) {
+            (Some(user), Some(at)) => (user, at),
+            _ => {
+                let first = remote.next()?;
+                (
+                    UserObject {
+                        user_id: first.user_id.clone(),
+                        username: first.username.clone(),
+                        role: first.role.clone(),
+                        connected_at: String::new(),
+                        sessions: first.sessions,
+                    },
+                    first.connected_at(),
+                )
+            }
+        };
+        for other in remote {
+            user.sessions = user.sessions.saturating_add(other.sessions);
+            at = at.min(other.connected_at());
+        }
+        user.connected_at = wire::timestamp(at);
+        Some(user)
+    }
+
+    /// When the user's oldest connection anywhere opened.
+    pub fn cluster_connected_at(&self, user_id: &str) -> Option<SystemTime> {
+        let remote = self.remote.entries(user_id).map(NodeUser::connected_at);
+        self.user_connected_at(user_id)
+            .into_iter()
+            .chain(remote)
+            .min()
+    }
+
+    /// Distinct users online anywhere.
+    pub fn online_count(&self) -> usize {
+        let remote_only = self
+            .remote
+            .user_ids()
+            .filter(|id| !self.users.contains_key(&***id))
+            .count();
+        self.users.len() + remote_only
+    }
+
+    /// Whether the user has a connection on any node.
+    pub fn is_online_anywhere(&self, user_id: &str) -> bool {
+        self.users.contains_key(user_id) || self.remote.is_online(user_id)
+    }
+
+    /// This node's entry of a user, for the other nodes (0 sessions once it has none here).
+    pub fn node_user(&self, user_id: &str, gone: Option<&UserObject>) -> Option<NodeUser> {
+        if let Some(user) = self.user_object(user_id) {
+            let at = self.user_connected_at(user_id)?;
+            return Some(NodeUser {
+                user_id: user.user_id,
+                username: user.username,
+                role: user.role,
+                connected_at_ms: millis(at),
+                sessions: user.sessions,
+            });
+        }
+        gone.map(|user| NodeUser {
+            user_id: user.user_id.clone(),
+            username: user.username.clone(),
+            role: user.role.clone(),
+            connected_at_ms: 0,
+            sessions: 0,
+        })
+    }
+}
+
 /// The user object straight from the token, for a user with no live connection.
 pub(super) fn user_object_of(identity: &Identity, connected_at: SystemTime) -> UserObject {
     UserObject {
@@ -474,6 +567,9 @@ mod tests {
         (state, queues)
     }
 
+    /// The session numbers a message goes to, sorted, or its refusal.
+    type Recipients = Result<Vec<u64>, HubError>;
+
     fn room(name: &str) -> RoomName {
         RoomName::parse(name).expect("valid room name")
     }
@@ -490,36 +586,84 @@ mod tests {
             .collect()
     }
 
+    /// The recipient rule, every target against every kind of sender. Alice has connections
+    /// 1 and 2, bob (an ADMIN) 3, carol 4; alice, bob and the offline dave are in "ops";
+    /// session 9 is on another node (or gone).
     #[test]
-    fn a_room_message_reaches_every_connection_of_every_member_but_the_sending_one() {
+    fn the_recipient_rule_leaves_out_the_sender_but_of_a_private_message_and_checks_live_sends_only()
+     {
         let (mut state, _queues) = state_with(&[
             (1, "alice", "USER"),
             (2, "alice", "USER"),
-            (3, "bob", "USER"),
+            (3, "bob", "ADMIN"),
             (4, "carol", "USER"),
         ]);
-        state.add_member(&room("ops"), &Arc::from("alice"));
-        state.add_member(&room("ops"), &Arc::from("bob"));
-        state.add_member(&room("ops"), &Arc::from("dave")); // offline member: no session
+        for member in ["alice", "bob", "dave"] {
+            state.add_member(&room("ops"), &Arc::from(member));
+        }
+        let all = Target::All;
+        let alice = Target::User("alice".into());
+        let zed = Target::User("zed".into());
+        let ops = Target::Room(room("ops"));
+        let admins = Target::Role("ADMIN".into());
+        let live = |id| Sender::Connection(SessionId(id));
+        let committed = |id| Sender::Committed(SessionId(id));
+        let not_member = Err(HubError::NotMember("ops".into()));
+        #[rustfmt::skip]
+        let cases: &[(&Target, Sender, Recipients, &str)] = &[
+            (&all, live(1), Ok(vec![2, 3, 4]), "a broadcast leaves out the sending connection"),
+            (&all, committed(1), Ok(vec![2, 3, 4]), "so does its committed delivery"),
+            (&all, committed(9), Ok(vec![1, 2, 3, 4]), "sent on another node: everyone here"),
+            (&all, live(9), Ok(vec![1, 2, 3, 4]), "a gone sender is not refused a broadcast"),
+            (&all, Sender::Server, Ok(vec![1, 2, 3, 4]), "the server leaves out nobody"),
+            (&alice, live(1), Ok(vec![1, 2]), "to yourself: every connection, the sending one too"),
+            (&alice, committed(1), Ok(vec![1, 2]), "the same once committed"),
+            (&alice, live(3), Ok(vec![1, 2]), "to another user: all their connections"),
+            (&alice, Sender::Server, Ok(vec![1, 2]), "a notification to a user"),
+            (&zed, Sender::Server, Ok(vec![]), "a user with no connection here"),
+            (&ops, live(1), Ok(vec![2, 3]), "a member's room message: the other members"),
+            (&ops, committed(1), Ok(vec![2, 3]), "the same once committed"),
+            (&ops, live(4), not_member.clone(), "carol is no member: refused"),
+            (&ops, live(9), Err(HubError::SessionGone), "a gone connection is refused"),
+            (&ops, committed(4), Ok(vec![1, 2, 3]), "committed: allowed when sent, not checked again"),
+            (&ops, committed(9), Ok(vec![1, 2, 3]), "sent on another node"),
+            (&ops, Sender::Server, Ok(vec![1, 2, 3]), "the server needs no membership"),
+            (&admins, live(1), Ok(vec![3]), "a role: its users' connections"),
+            (&admins, live(3), Ok(vec![]), "the sending connection left out of its own role"),
+            (&admins, committed(3), Ok(vec![]), "the same once committed"),
+            (&admins, Sender::Server, Ok(vec![3]), "a role notification"),
+        ];
+        for (target, sender, expected, why) in cases {
+            let got = state.recipients(target, *sender).map(ids);
+            assert_eq!(&got, expected, "{why}: {target:?} from {sender:?}");
+        }
+    }
 
-        let to_room = Target::Room(room("ops"));
+    #[test]
+    fn a_live_room_message_is_refused_once_its_sender_left_the_room_but_its_committed_copy_is_not()
+    {
+        let (mut state, _queues) = state_with(&[(1, "alice", "USER"), (2, "bob", "USER")]);
+        for member in ["alice", "bob"] {
+            state.add_member(&room("ops"), &Arc::from(member));
+        }
+        let ops = Target::Room(room("ops"));
+        state.remove_member(&room("ops"), "alice");
+
         assert_eq!(
-            ids(state
-                .recipients(&to_room, Some(SessionId(1)))
-                .expect("routed")),
-            [2, 3]
+            state.recipients(&ops, Sender::live(Some(SessionId(1)))),
+            Err(HubError::NotMember("ops".into()))
         );
         assert_eq!(
             state
-                .recipients(&to_room, Some(SessionId(4)))
-                .expect_err("refused"),
-            HubError::NotMember("ops".into()),
-            "carol is not a member"
+                .recipients(&ops, Sender::committed(Some(SessionId(1))))
+                .map(ids),
+            Ok(vec![2]),
+            "routed while alice was a member: delivered to the room as it is now"
         );
         assert_eq!(
-            ids(state.recipients(&to_room, None).expect("routed")),
-            [1, 2, 3],
-            "from REST"
+            state.recipients(&ops, Sender::live(None)).map(ids),
+            state.recipients(&ops, Sender::committed(None)).map(ids),
+            "from the server, live and committed are one"
         );
     }
 
@@ -535,45 +679,15 @@ mod tests {
             .expect("same user");
         let to_admins = Target::Role("ADMIN".into());
         assert_eq!(
-            ids(state.recipients(&to_admins, None).expect("routed")),
+            ids(state
+                .recipients(&to_admins, Sender::Server)
+                .expect("routed")),
             [1, 2, 3]
         );
         assert_eq!(
             state.renew_identity(SessionId(3), &identity("alice", "USER")),
             Err(HubError::SessionGone),
             "another user's token never renames a session"
-        );
-    }
-
-    #[test]
-    fn other_targets_choose_their_recipients() {
-        let (state, _queues) = state_with(&[
-            (1, "alice", "USER"),
-            (2, "alice", "USER"),
-            (3, "bob", "ADMIN"),
-        ]);
-        let from_alice = Some(SessionId(1));
-        assert_eq!(
-            ids(state.recipients(&Target::All, from_alice).expect("routed")),
-            [2, 3]
-        );
-        let to_alice = Target::User("alice".into());
-        assert_eq!(
-            ids(state.recipients(&to_alice, from_alice).expect("routed")),
-            [1, 2],
-            "to yourself"
-        );
-        let to_admins = Target::Role("ADMIN".into());
-        assert_eq!(
-            ids(state.recipients(&to_admins, None).expect("routed")),
-            [3]
-        );
-        let to_nobody = Target::User("zed".into());
-        assert!(
-            state
-                .recipients(&to_nobody, None)
-                .expect("routed")
-                .is_empty()
         );
     }
 

@@ -95,7 +95,7 @@ mod tests {
     use crate::config::DatabaseSettings;
     use crate::metrics::Metrics;
     use crate::protocol::wire::now;
-    use crate::store::{MessageRecord, NewSession, Store, TargetKind};
+    use crate::store::{MessageRecord, NewSession, Store, Target};
 
     async fn open(dir: &tempfile::TempDir, metrics: Arc<Metrics>) -> Store {
         Store::open(&DatabaseSettings::at(dir.path().join("after.db")), metrics)
@@ -144,8 +144,7 @@ mod tests {
         let mut commit = store.log_message(MessageRecord {
             id: store.allocate_message_id(),
             event: "broadcast-message".into(),
-            target_kind: TargetKind::All,
-            target: None,
+            target: Target::All,
             sender_id: "alice".into(),
             body: "hi".into(),
             kind: None,
@@ -153,7 +152,6 @@ mod tests {
             client_msg_id: None,
             live_recipients: 0,
             created_at: now(),
-            recipient: None,
             sender_session: None,
         });
         assert!(commit.durable().await, "the message is stored");

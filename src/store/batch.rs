@@ -252,7 +252,7 @@ pub(super) fn delivery_rows<'a>(
         .iter()
         .zip(ids)
         .filter_map(|(r, &id)| {
-            let user_id = r.recipient.as_deref()?;
+            let user_id = r.target.user()?;
             Some((
                 user_id,
                 id,

@@ -71,7 +71,7 @@ pub use health::WriteHealth;
 use ids::IdAllocator;
 pub use model::{
     ListFilter, MessageRecord, OriginalAck, Reader, RecentSession, ReplayPage, SessionRow,
-    StoredMessage, TargetKind, UserHistory,
+    StoredMessage, Target, UserHistory,
 };
 pub use sequence::{CommittedMessage, ID_PLACEHOLDER};
 use session_ids::SessionIds;
@@ -541,7 +541,7 @@ impl Store {
     }
 
     /// Logs a published message (with its id from [`Store::allocate_message_id`]); a message
-    /// with a recipient also gets a row in that user's offline queue, and counts in
+    /// to a user also gets a row in that user's offline queue, and counts in
     /// [`Store::queued_for`] from now on, so that the next publish sees the queue bound
     /// before the commit. The returned [`Commit`] says whether it became durable.
     pub fn log_message(&self, record: MessageRecord) -> Commit {

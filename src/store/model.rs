@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+use crate::protocol::payloads::RoomName;
+
 /// Counter name: ids reserved so far (see `ids.rs`).
 pub(super) const RESERVED_THROUGH: &str = "message_id_reserved_through";
 /// Counter name: the highest id retention deleted, so that `sync` can say history is
@@ -14,38 +16,78 @@ pub(super) const PRUNED_THROUGH: &str = "pruned_through_message_id";
 /// Counter name: the identity of the cluster sharing this database (PostgreSQL).
 pub(super) const CLUSTER_IDENTITY: &str = "cluster_identity";
 
-/// Where a message went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetKind {
-    /// Everyone.
+/// Where a message goes: the one description of a target that routing (the hub), storage
+/// (this store) and the cluster bus share. Stored as two columns, `messages.target_kind` and
+/// `messages.target` ([`Target::kind`], [`Target::key`]); [`Target::from_columns`] reads them
+/// back, the one place that knows how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Every connection (but the sender's).
     All,
-    /// One user.
-    User,
-    /// A room's members.
-    Room,
-    /// Everyone with a role.
-    Role,
+    /// Every connection of one user; queued while the user is offline.
+    User(String),
+    /// Every connection of the room's members (but the sender's).
+    Room(RoomName),
+    /// Every connection whose user has this role (but the sender's).
+    Role(String),
 }
 
-impl TargetKind {
-    /// The kind a stored `messages.target_kind` names.
-    pub fn parse(stored: &str) -> Option<Self> {
-        Some(match stored {
-            "all" => Self::All,
-            "user" => Self::User,
-            "room" => Self::Room,
-            "role" => Self::Role,
-            _ => return None,
-        })
-    }
+/// Stored target columns that name no target: an unknown kind, or a kind without its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unreadable message target: kind {kind:?}, key {key:?}")]
+pub struct BadTarget {
+    /// `messages.target_kind` as read.
+    pub kind: String,
+    /// `messages.target` as read.
+    pub key: Option<String>,
+}
 
+impl Target {
     /// The value stored in `messages.target_kind`.
-    pub fn as_str(self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             Self::All => "all",
-            Self::User => "user",
-            Self::Room => "room",
-            Self::Role => "role",
+            Self::User(_) => "user",
+            Self::Room(_) => "room",
+            Self::Role(_) => "role",
+        }
+    }
+
+    /// The value stored in `messages.target`: the user id, room or role; `None` for all.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::All => None,
+            Self::User(user_id) => Some(user_id),
+            Self::Room(room) => Some(room.as_str()),
+            Self::Role(role) => Some(role),
+        }
+    }
+
+    /// The target two stored columns name (as [`Target::kind`] and [`Target::key`] wrote
+    /// them). A key beside `all` is ignored, as delivery always ignored it; a room that is
+    /// no valid room name is refused (no connection could be in it).
+    pub fn from_columns(kind: &str, key: Option<String>) -> Result<Self, BadTarget> {
+        let bad = |key: Option<String>| BadTarget {
+            kind: kind.to_owned(),
+            key,
+        };
+        match (kind, key) {
+            ("all", _) => Ok(Self::All),
+            ("user", Some(user_id)) => Ok(Self::User(user_id)),
+            ("role", Some(role)) => Ok(Self::Role(role)),
+            ("room", Some(room)) => RoomName::parse(&room)
+                .map(Self::Room)
+                .map_err(|_| bad(Some(room))),
+            (_, key) => Err(bad(key)),
+        }
+    }
+
+    /// The user a message to this target is addressed to: the one whose offline queue and
+    /// delivery record it gets.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Self::User(user_id) => Some(user_id),
+            Self::All | Self::Room(_) | Self::Role(_) => None,
         }
     }
 }
@@ -57,10 +99,9 @@ pub struct MessageRecord {
     pub id: u64,
     /// The event name it was delivered as.
     pub event: String,
-    /// Target kind.
-    pub target_kind: TargetKind,
-    /// User id, room or role (`None` for all).
-    pub target: Option<String>,
+    /// Where it goes; a message to a user also gets a row in that user's deliveries
+    /// (its offline queue until taken).
+    pub target: Target,
     /// The sender's user id.
     pub sender_id: String,
     /// The text.
@@ -75,8 +116,6 @@ pub struct MessageRecord {
     pub live_recipients: u64,
     /// When.
     pub created_at: String,
-    /// The user whose offline queue / delivery record gets a row.
-    pub recipient: Option<String>,
     /// The sending connection, left out of delivery once sequenced (`None`: REST, embedded).
     pub sender_session: Option<u64>,
 }
@@ -88,7 +127,7 @@ impl MessageRecord {
     /// sight, so only one that waits for the recipient is counted.
     pub(super) fn counted_recipient(&self) -> Option<&str> {
         let waits = self.id != 0 || self.live_recipients == 0;
-        self.recipient.as_deref().filter(|_| waits)
+        self.target.user().filter(|_| waits)
     }
 }
 
@@ -295,4 +334,45 @@ pub(super) enum Cutoff {
     OlderThan(String),
     /// Beyond the newest this many.
     BeyondNewest(u64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_reads_back_from_its_columns_as_it_was_written() {
+        let room = RoomName::parse("ops").expect("a room name");
+        for target in [
+            Target::All,
+            Target::User("alice".into()),
+            Target::Room(room),
+            Target::Role("ADMIN".into()),
+        ] {
+            let read = Target::from_columns(target.kind(), target.key().map(String::from));
+            assert_eq!(read, Ok(target.clone()), "{target:?}");
+        }
+    }
+
+    #[test]
+    fn columns_that_name_no_target_are_refused() {
+        let cases = [
+            ("everyone", None, "an unknown kind"),
+            ("user", None, "a user without an id"),
+            ("room", None, "a room without a name"),
+            ("role", None, "a role without its name"),
+            ("room", Some("not a room!"), "a room name no room can have"),
+        ];
+        for (kind, key, why) in cases {
+            assert!(
+                Target::from_columns(kind, key.map(String::from)).is_err(),
+                "{why}"
+            );
+        }
+        assert_eq!(
+            Target::from_columns("all", Some("x".into())),
+            Ok(Target::All),
+            "a key beside `all` is ignored, as delivery always did"
+        );
+    }
 }

@@ -144,7 +144,7 @@ mod tests {
 
     use super::*;
     use crate::config::DatabaseSettings;
-    use crate::store::{MessageRecord, TargetKind};
+    use crate::store::{MessageRecord, Target};
 
     /// A public message, or one queued for bob, created at `at`.
     fn record(id: u64, at: &str, queued: bool) -> MessageRecord {
@@ -156,12 +156,11 @@ mod tests {
                 "broadcast-message"
             }
             .into(),
-            target_kind: if queued {
-                TargetKind::User
+            target: if queued {
+                Target::User("bob".into())
             } else {
-                TargetKind::All
+                Target::All
             },
-            target: queued.then(|| "bob".to_owned()),
             sender_id: "alice".into(),
             body: format!("m{id}"),
             kind: None,
@@ -169,7 +168,6 @@ mod tests {
             client_msg_id: None,
             live_recipients: 0,
             created_at: at.into(),
-            recipient: queued.then(|| "bob".to_owned()),
             sender_session: None,
         }
     }

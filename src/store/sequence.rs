@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use super::model::TargetKind;
+use super::model::Target;
 
 /// The id a payload is serialized with until its commit assigns the real one. No real id is
 /// ever this large, and the text `"id":18446744073709551615` cannot occur inside a JSON
@@ -41,9 +41,7 @@ pub struct CommittedMessage {
     /// Event name.
     pub event: String,
     /// Where it goes.
-    pub target_kind: TargetKind,
-    /// User id, room or role (`None` for everyone).
-    pub target: Option<String>,
+    pub target: Target,
     /// The payload as stored (its id spliced in).
     pub payload: String,
     /// The sending connection, left out of delivery (session ids are unique across the

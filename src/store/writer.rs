@@ -228,7 +228,6 @@ fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outc
                     sequenced.push(CommittedMessage {
                         id,
                         event: record.event.clone(),
-                        target_kind: record.target_kind,
                         target: record.target.clone(),
                         payload: std::mem::take(&mut record.payload),
                         sender_session: record.sender_session,

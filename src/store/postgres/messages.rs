@@ -5,7 +5,7 @@
 use sqlx::PgPool;
 
 use super::super::model::{
-    ListFilter, OriginalAck, Reader, StoredMessage, TargetKind, clamp, listed, original_ack,
+    ListFilter, OriginalAck, Reader, StoredMessage, Target, clamp, listed, original_ack,
     queue_lengths_of, queued,
 };
 use super::super::sequence::CommittedMessage;
@@ -103,14 +103,16 @@ pub(in crate::store) async fn committed_between(
     let messages = rows
         .into_iter()
         .filter_map(|(id, event, kind, target, payload, sender_session)| {
-            let Some(target_kind) = TargetKind::parse(&kind) else {
-                tracing::warn!(id, kind, "skipping a message with an unknown target");
-                return None;
+            let target = match Target::from_columns(&kind, target) {
+                Ok(target) => target,
+                Err(e) => {
+                    tracing::warn!(id, error = %e, "skipping a message with an unreadable target");
+                    return None;
+                }
             };
             Some(CommittedMessage {
                 id: id.max(0) as u64,
                 event,
-                target_kind,
                 target,
                 payload,
                 sender_session: sender_session.map(|s| s.max(0) as u64),

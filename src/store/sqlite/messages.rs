@@ -81,23 +81,17 @@ pub(in crate::store) async fn last_stored_id(pool: &SqlitePool) -> Result<u64, s
 #[cfg(test)]
 mod tests {
     use crate::config::DatabaseSettings;
+    use crate::protocol::payloads::RoomName;
     use crate::store::{
-        ListFilter, MessageRecord, Reader, ReplayPage, Store, StoredMessage, TargetKind,
+        ListFilter, MessageRecord, Reader, ReplayPage, Store, StoredMessage, Target,
     };
 
     /// A message from `sender` to `target`, as the hub would log it.
-    fn record(
-        id: u64,
-        event: &str,
-        target: (TargetKind, Option<&str>),
-        sender: &str,
-    ) -> MessageRecord {
-        let (target_kind, target) = target;
+    fn record(id: u64, event: &str, target: Target, sender: &str) -> MessageRecord {
         MessageRecord {
             id,
             event: event.into(),
-            target_kind,
-            target: target.map(String::from),
+            target,
             sender_id: sender.into(),
             body: format!("m{id}"),
             kind: None,
@@ -106,7 +100,6 @@ mod tests {
             live_recipients: 1,
             // Now, not a fixed date: retention runs at start and deletes old messages.
             created_at: crate::protocol::wire::now(),
-            recipient: None,
             sender_session: None,
         }
     }
@@ -131,20 +124,19 @@ mod tests {
             .await
             .expect("open the store");
         store.room_joined("a", "bob", "2024-01-01T00:00:00Z");
+        let user = |id: &str| Target::User(id.into());
+        let room = |name: &str| Target::Room(RoomName::parse(name).expect("a room name"));
+        let role = |role: &str| Target::Role(role.into());
         let messages = [
-            ("broadcast-message", (TargetKind::All, None), "alice"),
-            ("private-message", (TargetKind::User, Some("bob")), "alice"),
-            ("private-message", (TargetKind::User, Some("carol")), "bob"),
-            ("notification", (TargetKind::User, Some("carol")), "bob"),
-            (
-                "private-message",
-                (TargetKind::User, Some("carol")),
-                "alice",
-            ),
-            ("room-message", (TargetKind::Room, Some("a")), "alice"),
-            ("room-message", (TargetKind::Room, Some("b")), "alice"),
-            ("notification", (TargetKind::Role, Some("ADMIN")), "system"),
-            ("notification", (TargetKind::Role, Some("USER")), "system"),
+            ("broadcast-message", Target::All, "alice"),
+            ("private-message", user("bob"), "alice"),
+            ("private-message", user("carol"), "bob"),
+            ("notification", user("carol"), "bob"),
+            ("private-message", user("carol"), "alice"),
+            ("room-message", room("a"), "alice"),
+            ("room-message", room("b"), "alice"),
+            ("notification", role("ADMIN"), "system"),
+            ("notification", role("USER"), "system"),
         ];
         let mut ids = Vec::new();
         for (event, target, sender) in messages {

@@ -149,19 +149,22 @@ async fn run(
 mod tests {
     use super::*;
     use crate::config::DatabaseSettings;
-    use crate::store::{MessageRecord, Reader, Store, TargetKind};
+    use crate::protocol::payloads::RoomName;
+    use crate::store::{MessageRecord, Reader, Store, Target};
 
     /// A public (`None`) or room message, as the hub would log it.
     fn record(id: u64, room: Option<&str>) -> MessageRecord {
-        let (event, target_kind) = match room {
-            Some(_) => ("room-message", TargetKind::Room),
-            None => ("broadcast-message", TargetKind::All),
+        let (event, target) = match room {
+            Some(room) => (
+                "room-message",
+                Target::Room(RoomName::parse(room).expect("a room name")),
+            ),
+            None => ("broadcast-message", Target::All),
         };
         MessageRecord {
             id,
             event: event.into(),
-            target_kind,
-            target: room.map(String::from),
+            target,
             sender_id: "alice".into(),
             body: format!("m{id}"),
             kind: None,
@@ -170,7 +173,6 @@ mod tests {
             live_recipients: 0,
             // Now, not a fixed date: retention runs at start and deletes old messages.
             created_at: crate::protocol::wire::now(),
-            recipient: None,
             sender_session: None,
         }
     }

@@ -173,8 +173,8 @@ async fn insert_messages(
         insert.push_values(chunk, |mut row, r| {
             row.push_bind(r.id as i64)
                 .push_bind(&r.event)
-                .push_bind(r.target_kind.as_str())
-                .push_bind(&r.target)
+                .push_bind(r.target.kind())
+                .push_bind(r.target.key())
                 .push_bind(&r.sender_id)
                 .push_bind(&r.body)
                 .push_bind(&r.kind)

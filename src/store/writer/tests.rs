@@ -15,7 +15,7 @@ use tokio::time::timeout;
 
 use super::*;
 use crate::config::{DatabaseLocation, DatabaseSettings};
-use crate::store::model::{MessageRecord, RESERVED_THROUGH, TargetKind};
+use crate::store::model::{MessageRecord, RESERVED_THROUGH, Target};
 use crate::store::sqlite::writer::chunk_sizes;
 use crate::store::{Backend, Store, StoreError, ids};
 
@@ -248,12 +248,7 @@ impl Fixture {
             record: Box::new(MessageRecord {
                 id,
                 event: "broadcast-message".into(),
-                target_kind: if recipient.is_some() {
-                    TargetKind::User
-                } else {
-                    TargetKind::All
-                },
-                target: recipient.map(String::from),
+                target: recipient.map_or(Target::All, |user_id| Target::User(user_id.into())),
                 sender_id: "alice".into(),
                 body: body.into(),
                 kind: None,
@@ -262,7 +257,6 @@ impl Fixture {
                 live_recipients: 0,
                 // Now, not a fixed date: retention runs at start and deletes old messages.
                 created_at: crate::protocol::wire::now(),
-                recipient: recipient.map(String::from),
                 sender_session: None,
             }),
             committed: Some(tx),
