@@ -142,6 +142,39 @@ impl BinaryServer {
         }
     }
 
+    /// Sends `signal` (`TERM`, `STOP`, `CONT`, ...) with `kill(1)`.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -{signal} {}", self.child.id());
+    }
+
+    /// Waits at most `bound` for the process to exit (fails the test if it does not).
+    pub async fn exits_within(&mut self, bound: Duration) -> std::process::ExitStatus {
+        let child = &mut self.child;
+        super::eventually(bound, "the process exits", async || {
+            child.try_wait().expect("the child's status")
+        })
+        .await
+    }
+
+    /// Waits at most `bound` for a log line containing `text` (fails the test if none).
+    pub async fn logs_within(&self, text: &str, bound: Duration) {
+        let what = format!("a log line with {text:?}");
+        super::eventually(bound, &what, async || {
+            self.log_lines().iter().any(|line| line.contains(text))
+        })
+        .await;
+    }
+
+    /// Every line logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lines").clone()
+    }
+
     /// SIGKILL: nothing gets to clean up.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
