@@ -102,6 +102,18 @@ struct Me {
     run: u64,
 }
 
+impl Me {
+    /// The same node as run `run`.
+    fn with_run(&self, run: u64) -> Self {
+        Self {
+            cluster: self.cluster,
+            sender: format!("{}/{run}", self.node),
+            node: self.node.clone(),
+            run,
+        }
+    }
+}
+
 /// The bus this node joins: `given` (an embedder's or a test's), else NATS at `NATS_URL`,
 /// else none (the node runs alone).
 pub async fn choose_bus(
@@ -211,13 +223,13 @@ impl Cluster {
 
 /// Who this node is: its `NODE_ID`, a new run, and the cluster of its database.
 async fn introduce(db: &ClusterStore, node_id: &NodeId) -> Result<Me, ClusterError> {
-    let run = run_id();
-    Ok(Me {
+    let me = Me {
         cluster: db.cluster_identity().await?,
-        sender: format!("{node_id}/{run}"),
+        sender: String::new(),
         node: node_id.as_str().to_owned(),
-        run,
-    })
+        run: 0,
+    };
+    Ok(me.with_run(run_id()))
 }
 
 /// The channels between the tasks; the hub's outbox is switched on here.
