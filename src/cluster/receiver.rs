@@ -355,15 +355,19 @@ impl Receiver {
     }
 
     /// Reads every token revocation from the database into the verifier (revoking is
-    /// idempotent): a revocation announced while this node was not listening is not missed.
-    /// In a task of its own: this loop never waits for the database.
+    /// idempotent): a revocation announced while this node was not listening is not missed,
+    /// and the connections of a user whose revocation it had missed are closed (`revoked`),
+    /// as the announcement would have. In a task of its own: this loop never waits for the
+    /// database.
     fn reload_revocations(&self) {
-        let (store, verifier) = (self.hub.store().clone(), self.verifier.clone());
+        let (hub, verifier) = (self.hub.clone(), self.verifier.clone());
         tokio::spawn(async move {
-            match store.token_revocations().await {
+            match hub.store().token_revocations().await {
                 Ok(revocations) => {
                     for (user_id, not_before) in revocations {
-                        verifier.revocations().revoke(&user_id, not_before);
+                        if verifier.revocations().revoke(&user_id, not_before) {
+                            hub.close_local_user(&user_id, CloseReason::Revoked);
+                        }
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not reload token revocations"),

@@ -359,3 +359,40 @@ async fn a_node_that_rejoins_gets_every_list_even_when_its_hellos_are_lost() {
     assert!(cluster.bus.faulted_to("node-a") >= 1, "a Hello was dropped");
     drop(alice);
 }
+
+#[tokio::test]
+async fn a_revocation_lost_on_its_way_to_a_node_still_closes_the_user_there() {
+    let Some(cluster) = Cluster::new("memory_lost_revocation", SHORT * 2).await else {
+        return;
+    };
+    let [a, _b, c] = cluster.three().await;
+    let (mut alice, _) = a.user("alice", "USER").await;
+    let (mut mallory, _) = c.user("mallory", "USER").await;
+    presence(&mut alice, "user-connected", "mallory").await;
+    // A's announcement of the revocation never reaches C.
+    let revoked = Route::any()
+        .from("node-a")
+        .to("node-c")
+        .containing(r#""revoked""#);
+    cluster.bus.fault(revoked, Fault::Drop, 1);
+
+    let response = a
+        .rest(
+            reqwest::Method::POST,
+            "/websocket/users/mallory/revoke",
+            "root",
+            "ADMIN",
+        )
+        .send()
+        .await
+        .expect("revoke answers");
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // C notices the hole in A's numbering, reads the revocations and closes mallory.
+    let frame = mallory
+        .close_frame_within(CROSS)
+        .await
+        .expect("C closes mallory's connection with a frame");
+    assert_eq!(u16::from(frame.code), 4003, "revoked: {frame:?}");
+    assert_eq!(cluster.bus.faulted_to("node-c"), 1, "the bus dropped it");
+}
