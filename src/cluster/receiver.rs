@@ -46,7 +46,8 @@ pub struct Receiver {
     db: ClusterStore,
     /// `NODE_TIMEOUT_SECS`.
     timeout: Duration,
-    /// When this node joined.
+    /// When this node joined, or last came back from a cut-off (which forgot every node):
+    /// the look for nodes never heard waits a whole timeout of listening after it.
     started: Instant,
     /// Whether nodes that left open sessions behind and were never heard were looked for.
     orphans_checked: bool,
@@ -447,6 +448,8 @@ impl Receiver {
         self.reload_revocations();
         self.me = self.me.with_run(run);
         self.heard_self = Instant::now();
+        // Nobody is heard yet: a node not heard by now is not one that died.
+        self.started = self.heard_self;
         self.told_lost.clear();
         let _ = self.control.try_send(Control::NewRun(run));
         self.hub.rejoin();

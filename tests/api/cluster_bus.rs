@@ -235,7 +235,7 @@ async fn converge(client: &mut WsClient, expected: &[(&str, u64)]) -> Vec<Event>
 }
 
 /// Like [`converge`], over REST (`GET /websocket/active-users`) on `node`.
-async fn converge_rest(node: &BinaryServer, expected: &[(&str, u64)]) {
+pub(crate) async fn converge_rest(node: &BinaryServer, expected: &[(&str, u64)]) {
     let expected = &owned(expected);
     let what = format!("active users on {} being {expected:?}", node.addr);
     eventually(CROSS, &what, || async move {

@@ -23,7 +23,7 @@ const NOTICE: Duration = Duration::from_secs(NODE_TIMEOUT_SECS + 8);
 const STOPS_WITHIN: Duration = Duration::from_secs(10);
 
 /// The NATS server's address, for the relay.
-fn nats_addr() -> std::net::SocketAddr {
+pub(crate) fn nats_addr() -> std::net::SocketAddr {
     let url = nats_url();
     let host = url.trim_start_matches("nats://");
     let host = host.rsplit('@').next().unwrap_or(host);

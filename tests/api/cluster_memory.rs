@@ -396,3 +396,33 @@ async fn a_revocation_lost_on_its_way_to_a_node_still_closes_the_user_there() {
     assert_eq!(u16::from(frame.code), 4003, "revoked: {frame:?}");
     assert_eq!(cluster.bus.faulted_to("node-c"), 1, "the bus dropped it");
 }
+
+#[tokio::test]
+async fn a_node_cut_off_before_its_first_timeout_closes_no_live_node_sessions_when_back() {
+    let Some(cluster) = Cluster::new("memory_orphans_after_cut", SHORT).await else {
+        return;
+    };
+    let a = cluster.node("node-a").await;
+    let (_alice, _) = a.user("alice", "USER").await;
+    // C starts and loses the bus before a timeout has passed: it has not looked for the
+    // sessions of nodes it never heard yet, and forgets A as it cuts itself off.
+    let c = cluster.node("node-c").await;
+    cluster.bus.cut("node-c");
+    let c = &c;
+    eventually(CROSS, "C cut off", async || {
+        c.try_ws_query(&c.token("carl", "USER"), "").await.is_err()
+    })
+    .await;
+    cluster.bus.restore("node-c");
+    let mut carl = eventually(CROSS, "C takes connections again", async || {
+        c.try_ws_query(&c.token("carl", "USER"), "").await.ok()
+    })
+    .await;
+    carl.expect("connected").await;
+    lists(&mut carl, &["alice", "carl"]).await;
+
+    // Well past a timeout after its return, A's live session is still open.
+    tokio::time::sleep(SHORT * 3).await;
+    let sql = &Sql::open(&cluster.place).await;
+    open_rows(sql, "alice", 1).await;
+}

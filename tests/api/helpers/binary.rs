@@ -133,13 +133,7 @@ impl BinaryServer {
 
     /// Like [`BinaryServer::connect_with`], but a refused handshake is an error naming it.
     pub async fn try_connect_with(&self, token: &str, query: &str) -> Result<WsClient, String> {
-        let url = format!("ws://{}/ws?token={token}{query}", self.addr);
-        let request = url.into_client_request().map_err(|e| e.to_string())?;
-        match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await {
-            Ok(Ok((stream, _))) => Ok(WsClient { stream }),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("no handshake in time".into()),
-        }
+        try_connect_at(self.addr, token, query).await
     }
 
     /// Sends `signal` (`TERM`, `STOP`, `CONT`, ...) with `kill(1)`.
@@ -197,4 +191,20 @@ pub fn parse_listen_line(line: &str) -> Option<SocketAddr> {
         .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')))
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
+}
+
+/// A `/ws` connection to the gateway at `addr` with `token`, passing `query` too; a refused
+/// handshake is an error naming it.
+pub async fn try_connect_at(
+    addr: SocketAddr,
+    token: &str,
+    query: &str,
+) -> Result<WsClient, String> {
+    let url = format!("ws://{addr}/ws?token={token}{query}");
+    let request = url.into_client_request().map_err(|e| e.to_string())?;
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await {
+        Ok(Ok((stream, _))) => Ok(WsClient { stream }),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no handshake in time".into()),
+    }
 }
