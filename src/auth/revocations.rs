@@ -23,14 +23,17 @@ pub struct Revocations {
 
 impl Revocations {
     /// Refuses `user_id`'s tokens issued before `not_before` (seconds since the epoch). A
-    /// later revoke only moves the bound forward.
-    pub fn revoke(&self, user_id: &str, not_before: u64) {
+    /// later revoke only moves the bound forward; whether this one did (a cluster node
+    /// reloading revocations learns which it had missed).
+    pub fn revoke(&self, user_id: &str, not_before: u64) -> bool {
         let mut map = self
             .not_before
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let bound = map.entry(Arc::from(user_id)).or_insert(0);
+        let moved = not_before > *bound;
         *bound = (*bound).max(not_before);
+        moved
     }
 
     /// Whether `identity`'s token was issued before its user's revocation.
@@ -89,8 +92,9 @@ mod tests {
     #[test]
     fn a_later_revoke_never_moves_the_bound_back() {
         let revocations = Revocations::default();
-        revocations.revoke("alice", 200);
-        revocations.revoke("alice", 100);
+        assert!(revocations.revoke("alice", 200), "moved");
+        assert!(!revocations.revoke("alice", 100), "not moved");
+        assert!(!revocations.revoke("alice", 200), "already there");
         assert!(revocations.refuses(&token_of("alice", Some(150))));
     }
 }

@@ -25,6 +25,9 @@ pub enum Heard {
     Gap,
     /// A straggler from a run that said goodbye or was replaced by a restart: ignored.
     Departed,
+    /// A run this node declared lost still speaks: it does not know (a long pause, or the
+    /// announcement was lost). Ignored, and told again.
+    DeclaredLost,
 }
 
 struct Seen {
@@ -41,6 +44,8 @@ pub struct Nodes {
     seen: HashMap<String, Seen>,
     /// The run each node last said goodbye from.
     departed: HashMap<String, u64>,
+    /// The run each node was last declared lost in, until a newer run is heard.
+    lost: HashMap<String, u64>,
 }
 
 impl Nodes {
@@ -50,6 +55,7 @@ impl Nodes {
             timeout,
             seen: HashMap::new(),
             departed: HashMap::new(),
+            lost: HashMap::new(),
         }
     }
 
@@ -57,6 +63,15 @@ impl Nodes {
     pub fn heard(&mut self, node: &str, run: u64, seq: u64, at: Instant) -> Heard {
         if self.departed.get(node) == Some(&run) {
             return Heard::Departed;
+        }
+        if let Some(&lost) = self.lost.get(node) {
+            match run.cmp(&lost) {
+                std::cmp::Ordering::Less => return Heard::Departed,
+                std::cmp::Ordering::Equal => return Heard::DeclaredLost,
+                std::cmp::Ordering::Greater => {
+                    self.lost.remove(node);
+                }
+            }
         }
         let Some(seen) = self.seen.get_mut(node) else {
             self.seen.insert(
@@ -143,17 +158,19 @@ impl Nodes {
         self.seen.contains_key(node)
     }
 
-    /// The nodes silent for longer than the timeout at `now`, forgotten.
-    pub fn take_lost(&mut self, now: Instant) -> Vec<String> {
+    /// The nodes silent for longer than the timeout at `now`, with the run declared lost;
+    /// forgotten, and that run ignored from now on ([`Heard::DeclaredLost`]).
+    pub fn take_lost(&mut self, now: Instant) -> Vec<(String, u64)> {
         let timeout = self.timeout;
-        let lost: Vec<String> = self
+        let lost: Vec<(String, u64)> = self
             .seen
             .iter()
             .filter(|(_, seen)| now.saturating_duration_since(seen.last_heard) > timeout)
-            .map(|(node, _)| node.clone())
+            .map(|(node, seen)| (node.clone(), seen.run))
             .collect();
-        for node in &lost {
+        for (node, run) in &lost {
             self.seen.remove(node);
+            self.lost.insert(node.clone(), *run);
         }
         lost
     }
@@ -207,10 +224,28 @@ mod tests {
         nodes.heard("a", 1, 1, t);
         nodes.heard("b", 1, 1, t + Duration::from_secs(2));
         assert!(nodes.take_lost(t + Duration::from_secs(2)).is_empty());
-        assert_eq!(nodes.take_lost(t + Duration::from_secs(3)), vec!["a"]);
+        assert_eq!(
+            nodes.take_lost(t + Duration::from_secs(3)),
+            vec![("a".to_owned(), 1)]
+        );
         assert!(nodes.take_lost(t + Duration::from_secs(3)).is_empty());
         assert!(!nodes.is_alive("a") && nodes.is_alive("b"));
         assert_eq!(nodes.forget_all(), vec!["b"]);
+    }
+
+    #[test]
+    fn a_run_declared_lost_stays_lost_and_a_newer_run_is_new() {
+        let mut nodes = Nodes::new(Duration::from_secs(2));
+        let t = Instant::now();
+        nodes.heard("a", 2, 1, t);
+        nodes.take_lost(t + Duration::from_secs(3));
+        let later = t + Duration::from_secs(4);
+        assert_eq!(nodes.heard("a", 2, 2, later), Heard::DeclaredLost);
+        assert_eq!(nodes.heard("a", 2, 3, later), Heard::DeclaredLost, "still");
+        assert!(!nodes.is_alive("a"));
+        assert_eq!(nodes.heard("a", 1, 9, later), Heard::Departed, "older");
+        assert_eq!(nodes.heard("a", 3, 1, later), Heard::New);
+        assert_eq!(nodes.heard("a", 2, 4, later), Heard::Departed, "replaced");
     }
 
     #[test]

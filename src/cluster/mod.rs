@@ -62,6 +62,10 @@ const REMOTE_QUEUE: usize = 1_024;
 const CONTROL_QUEUE: usize = 64;
 /// How long a stopping node waits for its goodbye to leave.
 const BYE_WAIT: Duration = Duration::from_secs(2);
+/// How long a stopping node waits for its bus tasks to end once told to, before it drops
+/// them: a publisher blocked on a bus that is unreachable would otherwise hold the stop, and
+/// the store's record of a clean stop after it, until the bus came back.
+const TASKS_WAIT: Duration = Duration::from_secs(1);
 /// How often the offline-queue lengths are read back from the database: other nodes mark
 /// deliveries of what this one queued (`MAX_QUEUED_PER_USER` is checked against them).
 const QUEUE_COUNTS_EVERY: Duration = Duration::from_secs(5);
@@ -96,6 +100,18 @@ struct Me {
     sender: String,
     node: String,
     run: u64,
+}
+
+impl Me {
+    /// The same node as run `run`.
+    fn with_run(&self, run: u64) -> Self {
+        Self {
+            cluster: self.cluster,
+            sender: format!("{}/{run}", self.node),
+            node: self.node.clone(),
+            run,
+        }
+    }
 }
 
 /// The bus this node joins: `given` (an embedder's or a test's), else NATS at `NATS_URL`,
@@ -181,28 +197,39 @@ impl Cluster {
     }
 
     /// Says goodbye (the others drop this node's users at once instead of at the timeout)
-    /// and stops the bus tasks. Call after the connections are closed.
+    /// and stops the bus tasks. Call after the connections are closed. Bounded whatever the
+    /// bus does: [`BYE_WAIT`] for the goodbye, then [`TASKS_WAIT`] for the tasks, which are
+    /// dropped past it (with the bus unreachable, the others count this node lost at the
+    /// timeout instead; its sessions are closed already).
     pub async fn leave(self) {
         let (done, said) = oneshot::channel();
-        if self.control.send(Control::Bye(done)).await.is_ok() {
-            let _ = tokio::time::timeout(BYE_WAIT, said).await;
+        let goodbye = async {
+            if self.control.send(Control::Bye(done)).await.is_ok() {
+                let _ = said.await;
+            }
+        };
+        if tokio::time::timeout(BYE_WAIT, goodbye).await.is_err() {
+            tracing::warn!("the goodbye did not leave in time (is the bus unreachable?)");
         }
         self.stop.cancel();
-        for task in self.tasks {
-            let _ = task.await;
+        let deadline = tokio::time::Instant::now() + TASKS_WAIT;
+        for mut task in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+            }
         }
     }
 }
 
 /// Who this node is: its `NODE_ID`, a new run, and the cluster of its database.
 async fn introduce(db: &ClusterStore, node_id: &NodeId) -> Result<Me, ClusterError> {
-    let run = run_id();
-    Ok(Me {
+    let me = Me {
         cluster: db.cluster_identity().await?,
-        sender: format!("{node_id}/{run}"),
+        sender: String::new(),
         node: node_id.as_str().to_owned(),
-        run,
-    })
+        run: 0,
+    };
+    Ok(me.with_run(run_id()))
 }
 
 /// The channels between the tasks; the hub's outbox is switched on here.

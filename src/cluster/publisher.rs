@@ -24,6 +24,9 @@ pub enum Control {
     Users,
     /// Goodbye, then answer.
     Bye(oneshot::Sender<()>),
+    /// Speak as a new run from now on (numbered from 1): this node was declared lost, and
+    /// the others ignore its old run.
+    NewRun(u64),
 }
 
 /// What the publisher reads from.
@@ -76,6 +79,10 @@ impl Publisher {
         match order {
             Control::Send(body) => self.send(body).await,
             Control::Users => self.send_users().await,
+            Control::NewRun(run) => {
+                self.me = self.me.with_run(run);
+                self.seq = 0;
+            }
             Control::Bye(done) => {
                 // The departures of the connections just closed go first: heard after the
                 // goodbye, they would make this node look alive again.

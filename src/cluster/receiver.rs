@@ -6,6 +6,7 @@
 //! read in tasks of their own), so a slow database cannot make this node fall silent to
 //! itself and count everyone lost.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use futures_util::{FutureExt, StreamExt};
@@ -45,7 +46,8 @@ pub struct Receiver {
     db: ClusterStore,
     /// `NODE_TIMEOUT_SECS`.
     timeout: Duration,
-    /// When this node joined.
+    /// When this node joined, or last came back from a cut-off (which forgot every node):
+    /// the look for nodes never heard waits a whole timeout of listening after it.
     started: Instant,
     /// Whether nodes that left open sessions behind and were never heard were looked for.
     orphans_checked: bool,
@@ -53,6 +55,11 @@ pub struct Receiver {
     heard_self: Instant,
     /// When another cluster on the subject was last complained about.
     foreign_warned: Option<Instant>,
+    /// Whether this node's own list of users is to go out at the next check: a message of
+    /// another node was missed, and it may have been that node asking for it (`Hello`).
+    owe_users: bool,
+    /// When each node still speaking in a run declared lost was last told so.
+    told_lost: HashMap<String, Instant>,
 }
 
 /// What the receiver talks to.
@@ -95,6 +102,8 @@ impl Receiver {
             orphans_checked: false,
             heard_self: now,
             foreign_warned: None,
+            owe_users: false,
+            told_lost: HashMap::new(),
         }
     }
 
@@ -128,6 +137,7 @@ impl Receiver {
         self.watch_own_link();
         self.declare_lost();
         self.close_orphans();
+        self.pay_users();
         self.hub.metrics().cluster().nodes(self.nodes.count());
     }
 
@@ -182,14 +192,15 @@ impl Receiver {
     }
 
     /// Whether the envelope carries this node's `NODE_ID`: its own (heard back without the
-    /// sender beside it), or another process's that was given the same id.
+    /// sender beside it, or of its run before it was declared lost), or another process's
+    /// that was given the same id.
     fn is_mine(&mut self, node: &str, run: u64) -> bool {
         if node != self.me.node {
             return false;
         }
         if run == self.me.run {
             self.heard_self = Instant::now();
-        } else {
+        } else if run > self.me.run {
             tracing::error!(
                 node,
                 "another process uses this NODE_ID: give each node its own"
@@ -202,15 +213,20 @@ impl Receiver {
     /// hole in its numbering); whether its message is to be applied.
     fn note_sender(&mut self, node: &str, run: u64, seq: u64) -> bool {
         let heard = self.nodes.heard(node, run, seq, Instant::now());
-        if heard == Sender::Departed {
-            return false;
+        match heard {
+            Sender::Departed => return false,
+            Sender::DeclaredLost => {
+                self.tell_lost(node, run);
+                return false;
+            }
+            _ => {}
         }
         if heard != Sender::Known {
             // What it said while unheard may include revocations: the database has them all.
             self.reload_revocations();
         }
         match heard {
-            Sender::Known | Sender::Departed => {}
+            Sender::Known | Sender::Departed | Sender::DeclaredLost => {}
             Sender::Restarted => {
                 tracing::info!(node, "node restarted");
                 self.hub.remote_node_gone(node);
@@ -224,10 +240,15 @@ impl Receiver {
                 tracing::warn!(
                     node,
                     seq,
-                    "missed bus messages from a node; asking for its users"
+                    "missed bus messages from a node; asking for its users, sending ours"
                 );
                 self.ask_for_users(0);
             }
+        }
+        // Its first messages (its `Hello` among them) or some later ones were missed: one
+        // may have been a request for this node's users, which nobody would ask again.
+        if heard == Sender::Gap || seq > 1 {
+            self.owe_users = true;
         }
         true
     }
@@ -250,6 +271,51 @@ impl Receiver {
                 self.nodes.departed(node);
                 self.hub.remote_node_gone(node);
             }
+            Body::Lost { node: lost, run } => {
+                if lost == self.me.node && run == self.me.run {
+                    self.declared_lost(node);
+                }
+            }
+        }
+    }
+
+    /// Another node declared this one lost and closed its sessions (this node was paused,
+    /// or its messages did not reach that node): its connections would go on unrecorded.
+    /// Cut off now; the next check takes connections again as a new run.
+    fn declared_lost(&mut self, by: &str) {
+        tracing::error!(
+            by,
+            "another node declared this one lost and closed its sessions: closing every \
+             connection (node_lost) and coming back as a new run"
+        );
+        self.cut_off();
+    }
+
+    /// Tells `node`, still speaking in run `run` that this node declared lost, that it was
+    /// (at most once per `ask_every`: it may not have heard the first time).
+    fn tell_lost(&mut self, node: &str, run: u64) {
+        let now = Instant::now();
+        if self
+            .told_lost
+            .get(node)
+            .is_some_and(|at| now.duration_since(*at) < self.ask_every)
+        {
+            return;
+        }
+        self.told_lost.insert(node.to_owned(), now);
+        tracing::warn!(node, "a node declared lost still speaks; telling it");
+        let lost = Body::Lost {
+            node: node.to_owned(),
+            run,
+        };
+        let _ = self.control.try_send(Control::Send(lost));
+    }
+
+    /// Sends this node's list of users if a missed message may have asked for it (once per
+    /// check, however many were missed).
+    fn pay_users(&mut self) {
+        if std::mem::take(&mut self.owe_users) && !self.hub.is_cut_off() {
+            let _ = self.control.try_send(Control::Users);
         }
     }
 
@@ -290,15 +356,19 @@ impl Receiver {
     }
 
     /// Reads every token revocation from the database into the verifier (revoking is
-    /// idempotent): a revocation announced while this node was not listening is not missed.
-    /// In a task of its own: this loop never waits for the database.
+    /// idempotent): a revocation announced while this node was not listening is not missed,
+    /// and the connections of a user whose revocation it had missed are closed (`revoked`),
+    /// as the announcement would have. In a task of its own: this loop never waits for the
+    /// database.
     fn reload_revocations(&self) {
-        let (store, verifier) = (self.hub.store().clone(), self.verifier.clone());
+        let (hub, verifier) = (self.hub.clone(), self.verifier.clone());
         tokio::spawn(async move {
-            match store.token_revocations().await {
+            match hub.store().token_revocations().await {
                 Ok(revocations) => {
                     for (user_id, not_before) in revocations {
-                        verifier.revocations().revoke(&user_id, not_before);
+                        if verifier.revocations().revoke(&user_id, not_before) {
+                            hub.close_local_user(&user_id, CloseReason::Revoked);
+                        }
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not reload token revocations"),
@@ -347,29 +417,45 @@ impl Receiver {
             self.nodes.heard_all(now);
         }
         match down_for {
-            Some(down) if down > self.timeout && !self.hub.is_cut_off() => self.cut_off(),
+            Some(down) if down > self.timeout && !self.hub.is_cut_off() => {
+                tracing::error!(
+                    "the bus has been unreachable for NODE_TIMEOUT_SECS: closing every \
+                     connection (node_lost) and refusing new ones until it is back"
+                );
+                self.cut_off();
+            }
             None if self.hub.is_cut_off() => self.rejoin(),
             _ => {}
         }
     }
 
+    /// Closes every connection (`node_lost`), refuses new ones and forgets the other nodes'
+    /// users, until [`Receiver::rejoin`].
     fn cut_off(&mut self) {
-        tracing::error!(
-            "the bus has been unreachable for NODE_TIMEOUT_SECS: closing every \
-             connection (node_lost) and refusing new ones until it is back"
-        );
         self.hub.cut_off();
         for node in self.nodes.forget_all() {
             self.hub.remote_node_gone(&node);
         }
     }
 
+    /// Takes connections again, as a new run: the others declared the old one lost (or
+    /// will: it was cut off past the timeout) and ignore it from then on, so that what it
+    /// said before and after cannot be mixed up. Like a node starting, it asks for everyone's
+    /// users and sends its own.
     fn rejoin(&mut self) {
-        tracing::info!("the bus is back: taking connections again");
+        let run = super::run_id().max(self.me.run + 1);
+        tracing::info!(run, "the bus is back: taking connections again");
         self.reload_revocations();
+        self.me = self.me.with_run(run);
+        self.heard_self = Instant::now();
+        // Nobody is heard yet: a node not heard by now is not one that died.
+        self.started = self.heard_self;
+        self.told_lost.clear();
+        let _ = self.control.try_send(Control::NewRun(run));
         self.hub.rejoin();
         self.asked_at = None;
         let _ = self.control.try_send(Control::Send(Body::Hello));
+        let _ = self.control.try_send(Control::Users);
     }
 
     /// Once, a timeout after joining: closes the open sessions of nodes that were never heard
@@ -401,10 +487,16 @@ impl Receiver {
     /// the database). Not while this node's own bus is down (`watch_own_link` counts them
     /// heard meanwhile).
     fn declare_lost(&mut self) {
-        for node in self.nodes.take_lost(Instant::now()) {
+        for (node, run) in self.nodes.take_lost(Instant::now()) {
             self.hub.metrics().cluster().node_lost();
             let users = self.hub.remote_node_gone(&node);
             tracing::warn!(node, users, "node lost: silent past NODE_TIMEOUT_SECS");
+            // Should it still be serving (paused, or unheard by this node only), it learns.
+            let lost = Body::Lost {
+                node: node.clone(),
+                run,
+            };
+            let _ = self.control.try_send(Control::Send(lost));
             let store = self.db.clone();
             tokio::spawn(async move {
                 close_lost_node(&store, &node, "a node lost").await;

@@ -52,6 +52,15 @@ pub enum Body {
     Heartbeat,
     /// The sender is stopping: its users are gone now, not at the timeout.
     Bye,
+    /// The sender declared `node`'s run `run` lost (silent past `NODE_TIMEOUT_SECS`) and
+    /// closed its sessions: that node, should it still be serving (a long pause), must cut
+    /// itself off and come back as a new run. Said again whenever that run is heard.
+    Lost {
+        /// The node declared lost.
+        node: String,
+        /// Its run.
+        run: u64,
+    },
 }
 
 /// A committed message on the bus.

@@ -235,7 +235,7 @@ async fn converge(client: &mut WsClient, expected: &[(&str, u64)]) -> Vec<Event>
 }
 
 /// Like [`converge`], over REST (`GET /websocket/active-users`) on `node`.
-async fn converge_rest(node: &BinaryServer, expected: &[(&str, u64)]) {
+pub(crate) async fn converge_rest(node: &BinaryServer, expected: &[(&str, u64)]) {
     let expected = &owned(expected);
     let what = format!("active users on {} being {expected:?}", node.addr);
     eventually(CROSS, &what, || async move {
@@ -764,6 +764,21 @@ async fn replayed(client: &mut WsClient) -> (Vec<u64>, Value) {
     }
 }
 
+/// The ids `client` gets in its catch-up (up to `sync-complete`, which is returned), then
+/// live, until it has `n`. A node's catch-up reads up to what that node has delivered, which
+/// may lag behind what another node acknowledged a moment ago; the rest follows live, and
+/// together they are what the protocol promises: everything, once, in order.
+async fn caught_up(client: &mut WsClient, n: usize) -> (Vec<u64>, Value) {
+    let (mut ids, done) = replayed(client).await;
+    assert_eq!(done["count"], ids.len(), "{done}");
+    if let Some(last) = ids.last() {
+        assert_eq!(done["lastMessageId"], json!(last), "{done}");
+    }
+    let rest = collect(client, n.saturating_sub(ids.len())).await;
+    ids.extend(rest.iter().map(|(id, _)| *id));
+    (ids, done)
+}
+
 fn strictly_increasing(ids: &[u64]) -> bool {
     ids.windows(2).all(|w| w[0] < w[1])
 }
@@ -815,12 +830,10 @@ async fn ids_are_one_sequence_delivered_in_order_on_every_node() {
     // A newcomer on A catching up from 0 gets them all, in the same order.
     let mut late = a.user("late", "&lastMessageId=0").await;
     late.expect("connected").await;
-    let (ids, done) = replayed(&mut late).await;
-    assert_eq!(ids, live_ids, "the catch-up on A");
-    assert_eq!(done["count"], live_ids.len(), "{done}");
+    let (ids, done) = caught_up(&mut late, live_ids.len()).await;
+    assert_eq!(ids, live_ids, "the catch-up on A, then live");
     assert_eq!(done["more"], false, "{done}");
-    assert_eq!(done["lastMessageId"], json!(live_ids.last()), "{done}");
-    // `sync` from 0 on C: the same.
+    // `sync` from 0 on C, which delivered them all to cat already: the same, all replayed.
     cat.emit("sync", json!({"since": 0})).await;
     let (ids, done) = replayed(&mut cat).await;
     assert_eq!(ids, live_ids, "sync on C");
@@ -829,9 +842,8 @@ async fn ids_are_one_sequence_delivered_in_order_on_every_node() {
     let middle = live_ids[live_ids.len() / 2 - 1];
     let mut resumed = b.user("cat", &format!("&lastMessageId={middle}")).await;
     resumed.expect("connected").await;
-    let (ids, done) = replayed(&mut resumed).await;
+    let (ids, _) = caught_up(&mut resumed, live_ids.len() / 2).await;
     assert_eq!(ids, live_ids[live_ids.len() / 2..], "the rest, from B");
-    assert_eq!(done["count"], live_ids.len() / 2, "{done}");
 }
 
 /// What a sender task shares: the ids acknowledged so far.

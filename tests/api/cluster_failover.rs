@@ -19,9 +19,11 @@ use crate::metrics::sample;
 
 /// How long a node has to notice its bus is gone, or back.
 const NOTICE: Duration = Duration::from_secs(NODE_TIMEOUT_SECS + 8);
+/// How long a node stopped while its bus is unreachable may take to exit.
+const STOPS_WITHIN: Duration = Duration::from_secs(10);
 
 /// The NATS server's address, for the relay.
-fn nats_addr() -> std::net::SocketAddr {
+pub(crate) fn nats_addr() -> std::net::SocketAddr {
     let url = nats_url();
     let host = url.trim_start_matches("nats://");
     let host = host.rsplit('@').next().unwrap_or(host);
@@ -95,18 +97,27 @@ async fn a_node_that_loses_the_bus_is_cut_off_and_comes_back_when_it_returns() {
     };
     assert!(refused.contains("503"), "{refused}");
     // Bob's session is closed as node_lost (by B as it closed, or by A as it declared B lost).
-    let sql = Sql::open(&place).await;
-    let reason: Option<String> = sql
-        .scalar(
-            "SELECT disconnect_reason FROM sessions WHERE user_id = 'bob'",
-            &[],
-        )
-        .await;
-    assert_eq!(reason.as_deref(), Some("node_lost"));
+    // Written in a task of its own on either node: waited for, not read once.
+    let sql = &Sql::open(&place).await;
+    eventually(NOTICE, "bob's session closed as node_lost", async || {
+        let reason: Option<String> = sql
+            .scalar(
+                "SELECT disconnect_reason FROM sessions WHERE user_id = 'bob'",
+                &[],
+            )
+            .await;
+        reason.is_some_and(|r| r == "node_lost")
+    })
+    .await;
     // A counts it: one node lost, none heard now.
-    let text = metrics_of(&a).await;
+    // The gauge is set at the end of the check that announced the departure: waited for.
+    let node_a = &a;
+    let text = eventually(NOTICE, "A counting no node", || async move {
+        let text = metrics_of(node_a).await;
+        (sample(&text, "switchboard_cluster_nodes", &[]) == 0.0).then_some(text)
+    })
+    .await;
     assert_eq!(sample(&text, "switchboard_nodes_lost_total", &[]), 1.0);
-    assert_eq!(sample(&text, "switchboard_cluster_nodes", &[]), 0.0);
     assert!(
         sample(
             &text,
@@ -124,7 +135,6 @@ async fn a_node_that_loses_the_bus_is_cut_off_and_comes_back_when_it_returns() {
     let (mut bob, _) = connect(&b, "bob", "USER").await;
     presence(&mut alice, "user-connected", "bob").await;
     // The gauge follows within a check interval.
-    let node_a = &a;
     eventually(NOTICE, "A counting B again", || async move {
         sample(&metrics_of(node_a).await, "switchboard_cluster_nodes", &[]) == 1.0
     })
@@ -135,4 +145,48 @@ async fn a_node_that_loses_the_bus_is_cut_off_and_comes_back_when_it_returns() {
     let (msg, _) = message(&mut bob, "broadcast-message", &id).await;
     assert_eq!(msg["message"], "welcome back");
     drop((a, b, place));
+}
+
+#[tokio::test]
+async fn a_node_stopped_while_its_bus_is_cut_stops_in_time_and_records_a_clean_stop() {
+    let test = "a_node_stopped_while_its_bus_is_cut_stops_in_time_and_records_a_clean_stop";
+    let Some((place, prefix)) = cluster_place(test).await else {
+        return;
+    };
+    let relay = TcpProxy::start(nats_addr()).await;
+    let a = node_via(&place, &prefix, "node-a", &nats_url()).await;
+    let mut b = node_via(&place, &prefix, "node-b", &format!("nats://{}", relay.addr)).await;
+    let (mut bob, _) = connect(&b, "bob", "USER").await;
+
+    relay.cut();
+    b.logs_within("disconnected from NATS", NOTICE).await;
+    // Stopped (as systemd stops it) before the timeout would cut it off.
+    b.signal("TERM");
+
+    let frame = bob
+        .close_frame_within(NOTICE)
+        .await
+        .expect("B closes bob's connection with a frame");
+    assert_eq!(u16::from(frame.code), 1001, "going away: {frame:?}");
+    // The goodbye cannot leave; the stop is bounded all the same (goodbye 2 s, bus tasks
+    // 1 s, the store's last writes), well before the bus returns.
+    let status = b.exits_within(STOPS_WITHIN).await;
+    assert!(status.success(), "{status:?}: {:#?}", b.log_lines());
+    // A clean stop, recorded as one: the run has its end, bob's row its reason.
+    let sql = Sql::open(&place).await;
+    let stopped: Option<String> = sql
+        .scalar(
+            "SELECT stopped_at FROM server_runs WHERE node_id = 'node-b'",
+            &[],
+        )
+        .await;
+    assert!(stopped.is_some(), "node-b's run has no stopped_at");
+    let reason: Option<String> = sql
+        .scalar(
+            "SELECT disconnect_reason FROM sessions WHERE user_id = 'bob'",
+            &[],
+        )
+        .await;
+    assert_eq!(reason.as_deref(), Some("server_shutdown"));
+    drop((a, relay, place));
 }

@@ -30,6 +30,10 @@ const LONG: Duration = Duration::from_secs(60);
 const COMMITTED: &str = r#""body":{"messages""#;
 /// What marks a change a node announces (a user's connections, a room, a kick).
 const EVENT: &str = r#""body":{"event""#;
+/// What marks a node asking for everyone's users.
+const HELLO: &str = r#""body":"hello""#;
+/// What marks a node telling another that it declared it lost.
+const LOST: &str = r#""body":{"lost""#;
 
 /// Nodes on one database and one memory bus.
 struct Cluster {
@@ -241,4 +245,184 @@ async fn a_node_cut_off_past_the_timeout_is_declared_lost_and_cuts_itself_off() 
     .await;
     carol.expect("connected").await;
     presence(&mut alice, "user-connected", "carol").await;
+}
+
+/// Reads `sql` until `user` has exactly `open` session rows not closed.
+async fn open_rows(sql: &Sql, user: &str, open: i64) {
+    let what = format!("{user} with {open} open session rows");
+    eventually(CROSS, &what, async || {
+        let count: i64 = sql
+            .scalar(
+                "SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND disconnected_at IS NULL",
+                &[user],
+            )
+            .await;
+        count == open
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_node_declared_lost_while_it_still_serves_learns_it_and_cuts_itself_off() {
+    let Some(cluster) = Cluster::new("memory_declared_lost", SHORT).await else {
+        return;
+    };
+    let [a, b, c] = cluster.three().await;
+    let (mut alice, _) = a.user("alice", "USER").await;
+    let (mut carol, _) = c.user("carol", "USER").await;
+    presence(&mut alice, "user-connected", "carol").await;
+    // What A and B see of a node paused past the timeout: nothing from C reaches them,
+    // while C, which still hears itself and them, has no reason to think anything is
+    // wrong. And the first announcements of its loss (one from A, one from B) are lost on
+    // their way to C.
+    let all = usize::MAX;
+    for other in ["node-a", "node-b"] {
+        let from_c = Route::any().from("node-c").to(other);
+        cluster.bus.fault(from_c, Fault::Drop, all);
+    }
+    let lost_to_c = Route::any().to("node-c").containing(LOST);
+    cluster.bus.fault(lost_to_c, Fault::Drop, 2);
+
+    let (left, _) = presence(&mut alice, "user-disconnected", "carol").await;
+    assert_eq!(left["user"]["sessions"], 0, "{left}");
+    let sql = &Sql::open(&cluster.place).await;
+    open_rows(sql, "carol", 0).await;
+    eventually(
+        CROSS,
+        "both announcements of C's loss dropped",
+        async || cluster.bus.faulted_to("node-c") == 2,
+    )
+    .await;
+    // C is heard again (it resumed): told once more that it was lost, it closes its
+    // connections, which the database already counts closed.
+    cluster.bus.heal();
+    let frame = carol
+        .close_frame_within(CROSS)
+        .await
+        .expect("C closes carol's connection with a frame");
+    assert_eq!(u16::from(frame.code), 1013, "try again later: {frame:?}");
+
+    // It comes back as a new run: carol reconnects, and every node and the database agree.
+    let c = &c;
+    let mut carol = eventually(CROSS, "C takes connections again", async || {
+        c.try_ws_query(&c.token("carol", "USER"), "").await.ok()
+    })
+    .await;
+    carol.expect("connected").await;
+    presence(&mut alice, "user-connected", "carol").await;
+    let (mut bob, _) = b.user("bob", "USER").await;
+    lists(&mut bob, &["alice", "bob", "carol"]).await;
+    lists(&mut carol, &["alice", "bob", "carol"]).await;
+    open_rows(sql, "carol", 1).await;
+}
+
+#[tokio::test]
+async fn a_node_that_rejoins_gets_every_list_even_when_its_hellos_are_lost() {
+    let Some(cluster) = Cluster::new("memory_rejoin_lists", SHORT).await else {
+        return;
+    };
+    let [a, _b, c] = cluster.three().await;
+    let mut alice = Vec::new();
+    for n in 0..10 {
+        let (client, _) = a.user(&format!("alice-{n}"), "USER").await;
+        alice.push(client);
+    }
+    let mut everyone: Vec<String> = (0..10).map(|n| format!("alice-{n}")).collect();
+    everyone.push("carol".into());
+    let everyone: Vec<&str> = everyone.iter().map(String::as_str).collect();
+    let (mut carol, _) = c.user("carol", "USER").await;
+    lists(&mut carol, &everyone).await;
+    // Every request for users on its way to A is lost: A never hears C ask.
+    cluster.bus.fault(
+        Route::any().to("node-a").containing(HELLO),
+        Fault::Drop,
+        usize::MAX,
+    );
+
+    // C loses the bus past the timeout, cuts itself off (forgetting A's users) and rejoins.
+    cluster.bus.cut("node-c");
+    let frame = carol
+        .close_frame_within(CROSS)
+        .await
+        .expect("C closes carol's connection with a frame");
+    assert_eq!(u16::from(frame.code), 1013, "try again later: {frame:?}");
+    cluster.bus.restore("node-c");
+    let c = &c;
+    let mut carol = eventually(CROSS, "C takes connections again", async || {
+        c.try_ws_query(&c.token("carol", "USER"), "").await.ok()
+    })
+    .await;
+    carol.expect("connected").await;
+
+    // A noticed it missed some of C's messages and sent its list unasked.
+    lists(&mut carol, &everyone).await;
+    assert!(cluster.bus.faulted_to("node-a") >= 1, "a Hello was dropped");
+    drop(alice);
+}
+
+#[tokio::test]
+async fn a_revocation_lost_on_its_way_to_a_node_still_closes_the_user_there() {
+    let Some(cluster) = Cluster::new("memory_lost_revocation", SHORT * 2).await else {
+        return;
+    };
+    let [a, _b, c] = cluster.three().await;
+    let (mut alice, _) = a.user("alice", "USER").await;
+    let (mut mallory, _) = c.user("mallory", "USER").await;
+    presence(&mut alice, "user-connected", "mallory").await;
+    // A's announcement of the revocation never reaches C.
+    let revoked = Route::any()
+        .from("node-a")
+        .to("node-c")
+        .containing(r#""revoked""#);
+    cluster.bus.fault(revoked, Fault::Drop, 1);
+
+    let response = a
+        .rest(
+            reqwest::Method::POST,
+            "/websocket/users/mallory/revoke",
+            "root",
+            "ADMIN",
+        )
+        .send()
+        .await
+        .expect("revoke answers");
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // C notices the hole in A's numbering, reads the revocations and closes mallory.
+    let frame = mallory
+        .close_frame_within(CROSS)
+        .await
+        .expect("C closes mallory's connection with a frame");
+    assert_eq!(u16::from(frame.code), 4003, "revoked: {frame:?}");
+    assert_eq!(cluster.bus.faulted_to("node-c"), 1, "the bus dropped it");
+}
+
+#[tokio::test]
+async fn a_node_cut_off_before_its_first_timeout_closes_no_live_node_sessions_when_back() {
+    let Some(cluster) = Cluster::new("memory_orphans_after_cut", SHORT).await else {
+        return;
+    };
+    let a = cluster.node("node-a").await;
+    let (_alice, _) = a.user("alice", "USER").await;
+    // C starts and loses the bus before a timeout has passed: it has not looked for the
+    // sessions of nodes it never heard yet, and forgets A as it cuts itself off.
+    let c = cluster.node("node-c").await;
+    cluster.bus.cut("node-c");
+    let c = &c;
+    eventually(CROSS, "C cut off", async || {
+        c.try_ws_query(&c.token("carl", "USER"), "").await.is_err()
+    })
+    .await;
+    cluster.bus.restore("node-c");
+    let mut carl = eventually(CROSS, "C takes connections again", async || {
+        c.try_ws_query(&c.token("carl", "USER"), "").await.ok()
+    })
+    .await;
+    carl.expect("connected").await;
+    lists(&mut carl, &["alice", "carl"]).await;
+
+    // Well past a timeout after its return, A's live session is still open.
+    tokio::time::sleep(SHORT * 3).await;
+    let sql = &Sql::open(&cluster.place).await;
+    open_rows(sql, "alice", 1).await;
 }

@@ -12,6 +12,7 @@ mod cluster;
 mod cluster_bus;
 mod cluster_embedded;
 mod cluster_failover;
+mod cluster_faults;
 mod cluster_memory;
 mod crash;
 mod embedded;

@@ -133,13 +133,40 @@ impl BinaryServer {
 
     /// Like [`BinaryServer::connect_with`], but a refused handshake is an error naming it.
     pub async fn try_connect_with(&self, token: &str, query: &str) -> Result<WsClient, String> {
-        let url = format!("ws://{}/ws?token={token}{query}", self.addr);
-        let request = url.into_client_request().map_err(|e| e.to_string())?;
-        match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await {
-            Ok(Ok((stream, _))) => Ok(WsClient { stream }),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("no handshake in time".into()),
-        }
+        try_connect_at(self.addr, token, query).await
+    }
+
+    /// Sends `signal` (`TERM`, `STOP`, `CONT`, ...) with `kill(1)`.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -{signal} {}", self.child.id());
+    }
+
+    /// Waits at most `bound` for the process to exit (fails the test if it does not).
+    pub async fn exits_within(&mut self, bound: Duration) -> std::process::ExitStatus {
+        let child = &mut self.child;
+        super::eventually(bound, "the process exits", async || {
+            child.try_wait().expect("the child's status")
+        })
+        .await
+    }
+
+    /// Waits at most `bound` for a log line containing `text` (fails the test if none).
+    pub async fn logs_within(&self, text: &str, bound: Duration) {
+        let what = format!("a log line with {text:?}");
+        super::eventually(bound, &what, async || {
+            self.log_lines().iter().any(|line| line.contains(text))
+        })
+        .await;
+    }
+
+    /// Every line logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lines").clone()
     }
 
     /// SIGKILL: nothing gets to clean up.
@@ -164,4 +191,20 @@ pub fn parse_listen_line(line: &str) -> Option<SocketAddr> {
         .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')))
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
+}
+
+/// A `/ws` connection to the gateway at `addr` with `token`, passing `query` too; a refused
+/// handshake is an error naming it.
+pub async fn try_connect_at(
+    addr: SocketAddr,
+    token: &str,
+    query: &str,
+) -> Result<WsClient, String> {
+    let url = format!("ws://{addr}/ws?token={token}{query}");
+    let request = url.into_client_request().map_err(|e| e.to_string())?;
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await {
+        Ok(Ok((stream, _))) => Ok(WsClient { stream }),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no handshake in time".into()),
+    }
 }
