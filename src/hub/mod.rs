@@ -119,7 +119,6 @@ pub enum HubError {
     },
 }
 
-/// A registered connection.
 #[derive(Debug)]
 pub struct Registered {
     /// The new session.
@@ -164,7 +163,6 @@ impl Drop for Inner {
 /// A user that is online, as the statistics need it.
 #[derive(Debug, Clone)]
 pub struct OnlineUser {
-    /// The user object.
     pub user: UserObject,
     /// Oldest live connection.
     pub connected_at: SystemTime,
