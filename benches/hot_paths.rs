@@ -29,21 +29,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use switchboard::auth::claims::Claims;
-use switchboard::auth::keys::Minter;
-use switchboard::auth::{Identity, Verifier};
 use switchboard::config::{DatabaseSettings, PresenceSettings};
-use switchboard::hub::{
-    Event, Outbound, OutboundQueue, Publish, SessionId, SessionMeta, Target, Transport,
+use switchboard::internals::{
+    Claims, ClientEvent, ClientFrame, Event, Hub, Identity, Metrics, Minter, Outbound,
+    OutboundQueue, ParseLimits, Publish, RoomName, SessionId, SessionMeta, Store, Transport,
+    Verifier, encode_server_frame,
 };
-use switchboard::metrics::Metrics;
-use switchboard::protocol::ClientFrame;
-use switchboard::protocol::envelope::encode_server_frame;
-use switchboard::protocol::events::{ClientEvent, ParseLimits};
-use switchboard::protocol::payloads::RoomName;
 use switchboard::protocol::wire::{ChatMessage, UserObject};
-use switchboard::store::Store;
-use switchboard::{Hub, Settings};
+use switchboard::{Settings, Target};
 use tokio::runtime::Runtime;
 
 /// The `/ws` frame of an event, encoded once and shared, as the `/ws` writer does.

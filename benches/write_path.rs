@@ -30,8 +30,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use switchboard::Target;
 use switchboard::config::{DatabaseSettings, PostgresUrl, Synchronous};
-use switchboard::store::{MessageRecord, Store, Target};
+use switchboard::internals::{MessageRecord, Store};
 
 const CREATED_AT: &str = "2026-11-26T07:01:02.345Z";
 const BODY: &str = "Deploy finished on eu-west-2; dashboards are green, rolling back nothing.";
@@ -264,7 +265,7 @@ async fn open_store(dir: &tempfile::TempDir, sync: Synchronous) -> (Store, Optio
         let url = PostgresUrl::parse(&format!("{server}/{}", db.name)).expect("a postgres URL");
         let store = Store::open(
             &DatabaseSettings::postgres(url),
-            switchboard::metrics::Metrics::shared(),
+            switchboard::internals::Metrics::shared(),
         )
         .await
         .expect("open the store");
@@ -273,7 +274,7 @@ async fn open_store(dir: &tempfile::TempDir, sync: Synchronous) -> (Store, Optio
     let mut settings = DatabaseSettings::at(dir.path().join("bench.db"));
     settings.synchronous = sync;
     (
-        Store::open(&settings, switchboard::metrics::Metrics::shared())
+        Store::open(&settings, switchboard::internals::Metrics::shared())
             .await
             .expect("open the store"),
         None,

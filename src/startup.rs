@@ -141,7 +141,8 @@ impl EmbeddedGateway {
         )
     }
 
-    /// The hub.
+    /// The hub: for the benches and tests, not API.
+    #[doc(hidden)]
     pub fn hub(&self) -> Hub {
         self.state.hub.clone()
     }
@@ -238,7 +239,8 @@ impl Gateway {
         self.local_addr().port()
     }
 
-    /// The hub, for embedders and tests.
+    /// The hub: for the benches and tests, not API.
+    #[doc(hidden)]
     pub fn hub(&self) -> Hub {
         self.embedded.hub()
     }

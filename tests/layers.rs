@@ -32,9 +32,14 @@ const LAYERS: &[&[&str]] = &[
 const REEXPORTS: &[(&str, &str)] = &[
     ("Settings", "config"),
     ("GatewayHandle", "handle"),
-    ("Hub", "hub"),
+    ("SendError", "handle"),
+    ("HubError", "hub"),
+    ("PublishError", "hub"),
+    ("Published", "hub"),
+    ("Target", "hub"),
     ("EmbeddedGateway", "startup"),
     ("Gateway", "startup"),
+    ("StartupError", "startup"),
 ];
 
 /// A module as the path to it: `["hub", "state"]` for `src/hub/state.rs`.

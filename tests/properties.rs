@@ -11,10 +11,9 @@ use jsonwebtoken::{EncodingKey, Header};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use switchboard::Settings;
-use switchboard::auth::claims::{Claims, Identity};
-use switchboard::auth::{Verifier, find_token};
-use switchboard::protocol::events::ParseLimits;
-use switchboard::protocol::{ClientEvent, ClientFrame};
+use switchboard::internals::{
+    Claims, ClientEvent, ClientFrame, Identity, ParseLimits, Verifier, find_token,
+};
 
 /// The most any single parse may take (debug build, slow CI machine included).
 const BOUND: Duration = Duration::from_secs(2);
@@ -180,7 +179,7 @@ proptest! {
         let parsed = timed("ClientEvent::parse", || ClientEvent::parse(name, data.as_ref(), LIMITS))?;
         if let Err(e) = parsed {
             prop_assert!(!e.to_string().is_empty());
-            prop_assert_eq!(e.kind, switchboard::protocol::ProtocolErrorKind::Payload);
+            prop_assert_eq!(e.kind, switchboard::internals::ProtocolErrorKind::Payload);
         }
     }
 

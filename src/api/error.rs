@@ -14,7 +14,6 @@ use crate::hub::HubError;
 /// A REST failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    /// The status.
     pub status: StatusCode,
     /// What went wrong, for the caller.
     pub message: String,

@@ -39,9 +39,7 @@ pub enum ClusterEvent {
     User(NodeUser),
     /// A user joined (`true`) or left a room.
     Room {
-        /// The room.
         room: String,
-        /// The user.
         user: UserObject,
         /// Joined or left.
         joined: bool,
@@ -49,14 +47,10 @@ pub enum ClusterEvent {
         at: String,
     },
     /// An operator's disconnect: close the user's connections everywhere.
-    Kick {
-        /// The user.
-        user_id: String,
-    },
+    Kick { user_id: String },
     /// The user's tokens issued before `not_before` are revoked: refuse them and close the
     /// user's connections everywhere.
     Revoked {
-        /// The user.
         user_id: String,
         /// The first `iat` still accepted.
         not_before: u64,

@@ -42,10 +42,10 @@ use tokio::sync::mpsc;
 pub use cluster::{ClusterEvent, OUTBOX_CAPACITY};
 pub use event::Event;
 pub use outbound::{CloseReason, Closer, Handoff, Outbound, OutboundQueue};
-pub use overview::{LiveOverview, LiveRoom, LiveSession, LiveUser, OverviewLimits, RoomMember};
+pub use overview::{LiveOverview, LiveRoom, LiveSession, LiveUser, OverviewLimits};
 pub use presence::PresenceCursor;
 use presence::PresenceFeed;
-pub use publish::{Origin, PendingPublish, Publish, PublishError};
+pub use publish::{Publish, PublishError};
 pub use published::Published;
 pub use remote::NodeUser;
 use state::{Opened, State};
@@ -119,7 +119,6 @@ pub enum HubError {
     },
 }
 
-/// A registered connection.
 #[derive(Debug)]
 pub struct Registered {
     /// The new session.
@@ -164,7 +163,6 @@ impl Drop for Inner {
 /// A user that is online, as the statistics need it.
 #[derive(Debug, Clone)]
 pub struct OnlineUser {
-    /// The user object.
     pub user: UserObject,
     /// Oldest live connection.
     pub connected_at: SystemTime,

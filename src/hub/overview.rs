@@ -65,7 +65,6 @@ pub struct LiveSession {
 /// A room and its members (membership outlives connections, so some may be offline).
 #[derive(Debug, Clone)]
 pub struct LiveRoom {
-    /// The room's name.
     pub name: String,
     /// Members in all.
     pub members_total: usize,
@@ -75,10 +74,8 @@ pub struct LiveRoom {
     pub members: Vec<RoomMember>,
 }
 
-/// A member of a room.
 #[derive(Debug, Clone)]
 pub struct RoomMember {
-    /// The member's user id.
     pub user_id: String,
     /// Whether they have a live connection.
     pub online: bool,

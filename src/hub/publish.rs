@@ -45,7 +45,7 @@ pub struct Origin {
     queue_limit: u64,
 }
 
-/// A message to publish: an [`Origin`] and what it sends.
+/// A message to publish: an `Origin` and what it sends.
 pub struct Publish<'a, P> {
     origin: Origin,
     /// Event name (`broadcast-message`, `private-message`, `room-message`, `notification`,

@@ -12,11 +12,9 @@ use serde::{Deserialize, Serialize};
 /// A user as one node has them: enough to list and count users across the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeUser {
-    /// User id.
     pub user_id: String,
     /// Display name.
     pub username: String,
-    /// Role.
     pub role: String,
     /// The user's oldest connection on that node, in milliseconds since the epoch.
     pub connected_at_ms: u64,
@@ -115,7 +113,6 @@ impl RemotePresence {
         gone
     }
 
-    /// The users of `node`.
     pub fn of_node(&self, node: &str) -> Vec<NodeUser> {
         self.nodes
             .get(node)

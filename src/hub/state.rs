@@ -125,7 +125,6 @@ impl Sender {
 #[derive(Default)]
 pub(super) struct State {
     pub sessions: HashMap<SessionId, SessionEntry>,
-    /// Online users.
     pub users: HashMap<Arc<str>, UserEntry>,
     /// Room → member users, online or not (membership is stored and outlives connections).
     pub rooms: HashMap<RoomName, BTreeSet<Arc<str>>>,
@@ -146,9 +145,7 @@ pub(super) struct State {
 /// Live connections per transport.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct OpenConnections {
-    /// `/ws`.
     pub ws: usize,
-    /// Socket.IO.
     pub socketio: usize,
 }
 

@@ -122,7 +122,6 @@ impl MessageText {
         Ok(Self(s.to_owned()))
     }
 
-    /// The text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -168,7 +167,6 @@ pub const MAX_NOTIFICATION_TYPE_CHARS: usize = 32;
 pub struct NotificationType(String);
 
 impl NotificationType {
-    /// Checks a type.
     pub fn parse(s: &str) -> Result<Self, ProtocolError> {
         let chars = s.chars().count();
         if chars == 0
@@ -184,7 +182,6 @@ impl NotificationType {
         Ok(Self(s.to_owned()))
     }
 
-    /// The type.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -204,7 +201,6 @@ pub const MAX_CLIENT_MSG_ID_CHARS: usize = 128;
 pub struct ClientMsgId(String);
 
 impl ClientMsgId {
-    /// Checks a key.
     pub fn parse(s: &str) -> Result<Self, ProtocolError> {
         let chars = s.chars().count();
         if chars == 0 || chars > MAX_CLIENT_MSG_ID_CHARS {
@@ -215,7 +211,6 @@ impl ClientMsgId {
         Ok(Self(s.to_owned()))
     }
 
-    /// The key.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -239,7 +234,6 @@ impl TargetUserId {
         Ok(Self(s.into()))
     }
 
-    /// The id.
     pub fn as_str(&self) -> &str {
         &self.0
     }

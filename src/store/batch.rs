@@ -24,11 +24,9 @@ use super::model::MessageRecord;
 pub(super) enum WriteOp {
     /// A user connected: insert it, or refresh its name, role and `last_seen_at`.
     SeenUser {
-        /// User id.
         user_id: String,
         /// Display name.
         username: String,
-        /// Role.
         role: String,
         /// When.
         at: String,
@@ -37,7 +35,6 @@ pub(super) enum WriteOp {
     OpenSession {
         /// Session id (allocated by the store).
         session_id: u64,
-        /// User id.
         user_id: String,
         /// `ws` or `socketio`.
         transport: &'static str,
@@ -50,7 +47,6 @@ pub(super) enum WriteOp {
     },
     /// A connection closed.
     CloseSession {
-        /// Session id.
         session_id: u64,
         /// When.
         at: String,
@@ -59,7 +55,6 @@ pub(super) enum WriteOp {
     },
     /// A message to log; `committed` hears whether it became durable.
     Message {
-        /// The row.
         record: Box<MessageRecord>,
         /// Told `Some(true)` once committed, `Some(false)` if it could not be stored.
         committed: Option<watch::Sender<Option<bool>>>,
@@ -71,30 +66,21 @@ pub(super) enum WriteOp {
     MarkDelivered {
         /// The recipient.
         user_id: String,
-        /// Message ids.
         ids: Vec<u64>,
         /// When.
         at: String,
     },
     /// A user joined a room.
     JoinRoom {
-        /// Room.
         room: String,
-        /// User id.
         user_id: String,
         /// When.
         at: String,
     },
     /// A user left a room.
-    LeaveRoom {
-        /// Room.
-        room: String,
-        /// User id.
-        user_id: String,
-    },
+    LeaveRoom { room: String, user_id: String },
     /// An operator revoked a user's tokens; `committed` hears whether it became durable.
     RevokeTokens {
-        /// User id.
         user_id: String,
         /// The first `iat` still accepted.
         not_before: u64,

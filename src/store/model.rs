@@ -134,7 +134,6 @@ impl MessageRecord {
 /// What the original of a resent message was acknowledged with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginalAck {
-    /// Its id.
     pub id: u64,
     /// Connections it reached live.
     pub delivered: u64,
@@ -155,7 +154,6 @@ pub(super) fn original_ack((id, live, kind): (i64, i64, String)) -> OriginalAck 
 /// A stored message as it is replayed.
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
-    /// Its id.
     pub id: u64,
     /// The original event name.
     pub event: String,
@@ -168,7 +166,6 @@ pub struct StoredMessage {
 /// Who is reading, for the visibility rule (`sql.rs`, `VISIBLE_TO_READER`).
 #[derive(Debug, Clone, Copy)]
 pub struct Reader<'a> {
-    /// User id.
     pub user_id: &'a str,
     /// Current role.
     pub role: &'a str,
@@ -302,7 +299,6 @@ pub(super) fn history_of(rows: Vec<HistoryRow>) -> HashMap<String, UserHistory> 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionRow {
-    /// Session id.
     pub session_id: i64,
     /// `ws` or `socketio`.
     pub transport: String,
@@ -323,7 +319,6 @@ pub struct SessionRow {
 pub struct RecentSession {
     /// The user it belonged to.
     pub user_id: String,
-    /// The session itself.
     #[sqlx(flatten)]
     pub session: SessionRow,
 }

@@ -38,7 +38,6 @@ pub fn splice_id(payload: &str, id: u64) -> String {
 pub struct CommittedMessage {
     /// Its id, in commit order.
     pub id: u64,
-    /// Event name.
     pub event: String,
     /// Where it goes.
     pub target: Target,

@@ -130,7 +130,7 @@ async fn a_retention_pass_runs_on_one_node_at_a_time() {
 
     use sqlx::Connection;
     use switchboard::config::{NodeId, RetentionSettings};
-    use switchboard::store::{Store, retention};
+    use switchboard::internals::{Store, retention};
 
     let test = "a_retention_pass_runs_on_one_node_at_a_time";
     let Some((place, _)) = Place::fresh(Backend::Postgres, test).await else {
@@ -159,10 +159,10 @@ async fn a_retention_pass_runs_on_one_node_at_a_time() {
         settings.retention.max_count = None;
         settings
     };
-    let node_a = Store::open(&node("node-a"), switchboard::metrics::Metrics::shared())
+    let node_a = Store::open(&node("node-a"), switchboard::internals::Metrics::shared())
         .await
         .expect("node-a opens");
-    let node_b = Store::open(&node("node-b"), switchboard::metrics::Metrics::shared())
+    let node_b = Store::open(&node("node-b"), switchboard::internals::Metrics::shared())
         .await
         .expect("node-b opens");
     let by_age = RetentionSettings {

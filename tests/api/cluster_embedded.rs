@@ -43,7 +43,7 @@ async fn an_embedding_application_reaches_users_on_other_nodes() {
 
     let sent = handle
         .publish(
-            switchboard::hub::Target::User("bob".into()),
+            switchboard::Target::User("bob".into()),
             "notification",
             &json!({"message": "from the app", "type": "info"}),
         )

@@ -1,4 +1,4 @@
-//! Three gateways in one process over the in-process bus (`switchboard::cluster::memory`),
+//! Three gateways in one process over the in-process bus (`switchboard::internals::memory`),
 //! each with its real store on one fresh PostgreSQL database and real WebSocket clients: the
 //! cluster logic (presence merge, `Hello` and `Bye`, read-back of a lost message, node loss
 //! and cut-off) with the network under the test's control. The bus drops, delays or cuts on
@@ -13,8 +13,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use switchboard::Gateway;
-use switchboard::cluster::memory::{Fault, MemoryBus, Route};
 use switchboard::config::NodeId;
+use switchboard::internals::memory::{Fault, MemoryBus, Route};
 
 use crate::cluster_bus::{acked_id, message, presence};
 use crate::helpers::*;

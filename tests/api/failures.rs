@@ -316,9 +316,10 @@ fn the_error_line(stderr: &str, db_path: &Path, words: &[&str]) {
 /// A migrated switchboard database, closed.
 async fn a_switchboard_database(path: &Path) {
     let settings = switchboard::config::DatabaseSettings::at(path);
-    let store = switchboard::store::Store::open(&settings, switchboard::metrics::Metrics::shared())
-        .await
-        .expect("open");
+    let store =
+        switchboard::internals::Store::open(&settings, switchboard::internals::Metrics::shared())
+            .await
+            .expect("open");
     store.close().await;
 }
 

@@ -547,7 +547,7 @@ async fn retention_prunes_old_messages_keeps_queued_ones_and_sync_reports_the_ho
 ) {
     use std::time::Duration;
     use switchboard::config::RetentionSettings;
-    use switchboard::store::{Store, retention};
+    use switchboard::internals::{Store, retention};
 
     let Some(mut app) = spawn_on(backend, |_| {}).await else {
         return;
@@ -571,7 +571,7 @@ async fn retention_prunes_old_messages_keeps_queued_ones_and_sync_reports_the_ho
     let mut settings = place.settings();
     settings.retention.max_age = None;
     settings.retention.max_count = None;
-    let store = Store::open(&settings, switchboard::metrics::Metrics::shared())
+    let store = Store::open(&settings, switchboard::internals::Metrics::shared())
         .await
         .expect("store");
     let report = retention::prune(

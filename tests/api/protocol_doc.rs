@@ -5,9 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use switchboard::auth::AuthError;
-use switchboard::hub::CloseReason;
-use switchboard::protocol::ClientEvent;
+use switchboard::internals::{AuthError, ClientEvent, CloseReason};
 
 const PROTOCOL: &str = include_str!("../../docs/protocol.md");
 const README: &str = include_str!("../../README.md");

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use switchboard::config::{DatabaseSettings, PostgresUrl};
-use switchboard::store::Store;
+use switchboard::internals::Store;
 
 use crate::helpers::*;
 
@@ -91,7 +91,7 @@ async fn without_a_secret_the_token_command_and_the_server_share_a_generated_one
 async fn a_database_in_a_missing_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let settings = DatabaseSettings::at(dir.path().join("no/such/dir/db.sqlite"));
-    let error = Store::open(&settings, switchboard::metrics::Metrics::shared())
+    let error = Store::open(&settings, switchboard::internals::Metrics::shared())
         .await
         .err()
         .expect("refused");
@@ -116,7 +116,7 @@ async fn an_unreachable_postgresql_is_a_clear_error_that_hides_the_password() {
         .expect("a postgres URL");
     let error = Store::open(
         &DatabaseSettings::postgres(url),
-        switchboard::metrics::Metrics::shared(),
+        switchboard::internals::Metrics::shared(),
     )
     .await
     .err()

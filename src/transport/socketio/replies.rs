@@ -27,7 +27,6 @@ use crate::hub::Event;
 /// How long a waiting reply rests before it is offered again.
 const RETRY: Duration = Duration::from_millis(20);
 
-/// One reply for the client.
 enum Reply {
     /// An event (a refusal's `error`).
     Event(Arc<Event>),
