@@ -163,6 +163,7 @@ impl Room {
                 role: "USER".into(),
                 exp: u64::MAX,
                 iat: None,
+                grants: None,
             };
             let (outbound, queue) = Outbound::channel(capacity);
             let session_id = rt.block_on(store.next_session_id()).expect("a session id");

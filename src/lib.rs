@@ -73,7 +73,7 @@ mod transport;
 
 pub use config::Settings;
 pub use handle::{GatewayHandle, SendError};
-pub use hub::{HubError, PublishError, Published, Target};
+pub use hub::{Forbidden, HubError, PublishError, Published, Target};
 pub use startup::{EmbeddedGateway, Gateway, StartupError};
 
 /// What the benches, the integration tests and `switchboard-bench` reach inside the crate.

@@ -30,7 +30,7 @@ use crate::auth::keys::KeyError;
 use crate::cluster::{self, Bus, Cluster, ClusterError};
 use crate::config::{CorsOrigins, Settings};
 use crate::handle::GatewayHandle;
-use crate::hub::{CloseReason, Hub};
+use crate::hub::{CloseReason, Hub, RoomAccess};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::transport;
@@ -91,6 +91,7 @@ impl EmbeddedGateway {
             verifier.revocations().revoke(&user_id, not_before);
         }
         let hub = Hub::load(store.clone(), metrics.clone(), settings.presence.clone()).await?;
+        hub.set_room_access(RoomAccess::from_settings(&settings));
         let node_id = &settings.database.node_id;
         let cluster = match cluster::choose_bus(bus, node_id, &settings.cluster).await? {
             Some(bus) => Some(

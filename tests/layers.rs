@@ -33,6 +33,7 @@ const REEXPORTS: &[(&str, &str)] = &[
     ("Settings", "config"),
     ("GatewayHandle", "handle"),
     ("SendError", "handle"),
+    ("Forbidden", "hub"),
     ("HubError", "hub"),
     ("PublishError", "hub"),
     ("Published", "hub"),

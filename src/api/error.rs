@@ -86,7 +86,9 @@ impl From<CommandError> for ApiError {
             CommandError::Hub(HubError::SessionGone) => StatusCode::GONE,
             // Client events only; a REST caller's token is refused with 401 by `Caller`.
             CommandError::TokenRefused(_) => StatusCode::UNAUTHORIZED,
-            CommandError::WrongSubject => StatusCode::FORBIDDEN,
+            CommandError::WrongSubject | CommandError::Hub(HubError::Forbidden(_)) => {
+                StatusCode::FORBIDDEN
+            }
             CommandError::NotStored
             | CommandError::StoreUnavailable
             | CommandError::CatchUpFailed => StatusCode::SERVICE_UNAVAILABLE,

@@ -1,12 +1,14 @@
 //! Turns verified JWT claims into an [`Identity`]: `sub` is the user id; the username falls
 //! back from `username` to `preferred_username`, `name`, then `sub`; the role from `role` to
-//! the first of `roles`, then `USER`.
+//! the first of `roles`, then `USER`; `rooms`, when present, lists the rooms the token grants
+//! ([`RoomGrants`]).
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::AuthError;
+use super::grants::RoomGrants;
 
 /// Role given to a token that names none.
 pub const DEFAULT_ROLE: &str = "USER";
@@ -26,6 +28,9 @@ pub struct Identity {
     /// When the token was issued (`iat`), if it says: a revocation refuses tokens issued
     /// before it, and a token without `iat` once its user has been revoked.
     pub iat: Option<u64>,
+    /// The `rooms` claim: `None` when the token has none (then `ROOM_JOIN_DEFAULT` alone
+    /// decides), else the only rooms it may join.
+    pub grants: Option<Arc<RoomGrants>>,
 }
 
 /// The claims switchboard reads; everything else in the token is ignored.
@@ -61,6 +66,10 @@ pub struct Claims {
     /// Audience, checked where configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// Rooms granted: patterns, or `{ "room": pattern, "publish": false }` entries. Read as
+    /// any JSON so that a malformed claim is refused with a sentence naming it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<serde_json::Value>,
 }
 
 /// Longest user id, username or role accepted from a token: they end up in every frame.
@@ -100,6 +109,11 @@ impl TryFrom<Claims> for Identity {
                 .exp
                 .ok_or_else(|| AuthError::BadClaim("missing claim \"exp\"".into()))?,
             iat: c.iat,
+            grants: match &c.rooms {
+                // `"rooms": null` says nothing, like an absent claim.
+                None | Some(serde_json::Value::Null) => None,
+                Some(rooms) => Some(Arc::new(RoomGrants::from_claim(rooms)?)),
+            },
         })
     }
 }

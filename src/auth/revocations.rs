@@ -69,6 +69,7 @@ mod tests {
             role: "USER".into(),
             exp: u64::MAX,
             iat,
+            grants: None,
         }
     }
 

@@ -67,6 +67,7 @@ impl CommandError {
             Self::RateLimited(_) => "rate_limited",
             Self::Hub(HubError::NotMember(_)) => "not_member",
             Self::Hub(HubError::TooManyRooms(_)) => "too_many_rooms",
+            Self::Hub(HubError::Forbidden(_)) => "forbidden",
             Self::Hub(HubError::UnknownUser(_)) => "unknown_user",
             Self::Hub(HubError::QueueFull { .. }) => "queue_full",
             Self::Hub(HubError::SessionGone) => "session_closed",
@@ -82,6 +83,7 @@ impl CommandError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::Forbidden;
 
     /// Every code, in the README's order.
     const CODES: &[&str] = &[
@@ -92,6 +94,7 @@ mod tests {
         "rate_limited",
         "not_member",
         "too_many_rooms",
+        "forbidden",
         "unknown_user",
         "queue_full",
         "session_closed",
@@ -112,6 +115,7 @@ mod tests {
             CommandError::RateLimited(1),
             CommandError::Hub(HubError::NotMember("r".into())),
             CommandError::Hub(HubError::TooManyRooms(1)),
+            CommandError::Hub(HubError::Forbidden(Forbidden::Join)),
             CommandError::Hub(HubError::UnknownUser("u".into())),
             CommandError::Hub(HubError::QueueFull {
                 user_id: "u".into(),

@@ -17,8 +17,8 @@ use jsonwebtoken::Algorithm;
 use super::{
     ClusterSettings, ConfigError, ConnectionLimits, CorsOrigins, DEFAULT_DATABASE_PATH,
     DatabaseLocation, DatabaseSettings, GENERATED_SECRET_FILE, JwtKeySource, JwtSettings, Limits,
-    LogFormat, MetricsToken, NodeId, PostgresUrl, PresenceSettings, RetentionSettings, Settings,
-    Synchronous,
+    LogFormat, MetricsToken, NodeId, PostgresUrl, PresenceSettings, RetentionSettings,
+    RoomJoinDefault, Settings, Synchronous,
 };
 
 /// Every variable, in the order of `.env.example`. No `Debug`: it holds the JWT secret.
@@ -77,6 +77,11 @@ pub(super) struct EnvSettings {
     /// Roles allowed to use the REST POST endpoints (comma-separated).
     #[arg(long, env = "ADMIN_ROLES", default_value = "ADMIN", value_parser = list)]
     admin_roles: ::std::vec::Vec<String>,
+    /// Who may join a room: `anyone` (the default; a token carrying a `rooms` claim is still
+    /// held to it) or `token` (only the rooms the token's `rooms` claim grants; roles in
+    /// ADMIN_ROLES go anywhere).
+    #[arg(long, env = "ROOM_JOIN_DEFAULT", default_value = "anyone", value_parser = choice::<RoomJoinDefault>)]
+    room_join_default: RoomJoinDefault,
     /// `*` for any origin, or a comma-separated list of exact origins. A list also refuses
     /// WebSocket upgrades and Socket.IO connections from other origins; clients that send no
     /// Origin are not browsers and pass.
@@ -200,6 +205,7 @@ impl EnvSettings {
                 expiry_warning: Duration::from_secs(self.token_expiry_warning_secs),
             },
             admin_roles: self.admin_roles,
+            room_join_default: self.room_join_default,
             cors_origins: self.cors_origins,
             metrics_token,
             log_format: self.log_format,

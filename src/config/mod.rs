@@ -6,6 +6,7 @@
 //! (a URL into a path, a secret into a key source) in `env.rs`. clap parses them and shows the
 //! same docs in `switchboard --help`; a test keeps `.env.example` equal to the declarations.
 
+mod access;
 mod cluster;
 mod connections;
 mod env;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
+pub use access::RoomJoinDefault;
 pub use cluster::{ClusterSettings, NatsUrl};
 pub use connections::ConnectionLimits;
 pub(crate) use env::help as env_help;
@@ -48,6 +50,8 @@ pub struct Settings {
     pub jwt: JwtSettings,
     /// `ADMIN_ROLES`: roles allowed to call the REST POST endpoints.
     pub admin_roles: Vec<String>,
+    /// `ROOM_JOIN_DEFAULT`: who may join a room (the token's `rooms` claim, or anyone).
+    pub room_join_default: RoomJoinDefault,
     /// `CORS_ORIGINS`: which browser origins may connect.
     pub cors_origins: CorsOrigins,
     /// `METRICS_TOKEN`: when set, the bearer token `GET /metrics` requires.
@@ -489,6 +493,7 @@ mod tests {
             JwtKeySource::GeneratedSecretFile(ref p) if p.ends_with("data/jwt-secret")
         ));
         assert_eq!(s.admin_roles, vec!["ADMIN"]);
+        assert_eq!(s.room_join_default, RoomJoinDefault::Anyone);
         assert_eq!(s.cors_origins, CorsOrigins::Any);
         assert_eq!(
             s.database.retention.max_age,
@@ -524,6 +529,7 @@ mod tests {
             ("CORS_ORIGINS", " , ", "CORS_ORIGINS"),
             ("SQLITE_SYNCHRONOUS", "off", "SQLITE_SYNCHRONOUS"),
             ("LOG_FORMAT", "xml", "LOG_FORMAT"),
+            ("ROOM_JOIN_DEFAULT", "members", "ROOM_JOIN_DEFAULT"),
             ("DATABASE_URL", "sqlite::memory:", "DATABASE_URL"),
         ];
         for (name, value, expected) in cases {

@@ -22,6 +22,7 @@
 //! - Order: the hub lock may take the store's small locks (queue counts, id allocator) and
 //!   the presence log's, never the other way round.
 
+mod access;
 mod cluster;
 mod event;
 mod outbound;
@@ -39,6 +40,7 @@ use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 
+pub use access::RoomAccess;
 pub use cluster::{ClusterEvent, OUTBOX_CAPACITY};
 pub use event::Event;
 pub use outbound::{CloseReason, Closer, Handoff, Outbound, OutboundQueue};
@@ -54,7 +56,7 @@ use crate::auth::Identity;
 use crate::config::PresenceSettings;
 use crate::metrics::{Live, Metrics};
 use crate::protocol::payloads::RoomName;
-use crate::protocol::wire::{self, Connected, RoomPresence, UserObject};
+use crate::protocol::wire::{self, Connected, RoomDropped, RoomPresence, UserObject};
 pub use crate::store::Target;
 use crate::store::{NewSession, Store, StoreError};
 
@@ -104,6 +106,9 @@ pub enum HubError {
     /// `join-room` past `MAX_ROOMS_PER_USER`.
     #[error("you are already in {0} rooms, the most allowed; leave one first")]
     TooManyRooms(usize),
+    /// Refused by the room's access rules; the same words whether the room exists or not.
+    #[error("{0}")]
+    Forbidden(Forbidden),
     /// A private message to a user the gateway has never seen.
     #[error("unknown user {0:?}: nobody with that id has ever connected")]
     UnknownUser(String),
@@ -118,6 +123,20 @@ pub enum HubError {
         limit: u64,
     },
 }
+
+/// What the access rules refused (the `rooms` claim, `ROOM_JOIN_DEFAULT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Forbidden {
+    /// `join-room` for a room the user may not be in.
+    #[error("not allowed to join this room")]
+    Join,
+    /// `room-message` from a member whose grant of the room is read-only.
+    #[error("not allowed to post in this room")]
+    Post,
+}
+
+/// Why a stored membership ended without the user asking (`left-room`'s `reason`).
+const NOT_GRANTED: &str = "not_granted";
 
 #[derive(Debug)]
 pub struct Registered {
@@ -203,6 +222,12 @@ impl Hub {
         Ok(hub)
     }
 
+    /// Sets who may be in which room (from `ROOM_JOIN_DEFAULT` and `ADMIN_ROLES`); until then
+    /// anyone may join any room their token's `rooms` claim (if any) grants.
+    pub fn set_room_access(&self, access: RoomAccess) {
+        self.state().access = access;
+    }
+
     /// The gateway's metrics, for what the hub and the cluster record (the doors hold their
     /// own handle in the app state).
     pub(crate) fn metrics(&self) -> &Arc<Metrics> {
@@ -274,6 +299,9 @@ impl Hub {
             // Also connected on other nodes: the sessions on every node.
             arrival.user = user;
         }
+        // Stored memberships this connection's token (now the user's newest) does not grant
+        // end before `connected` lists the rooms; each is explained right after it.
+        let dropped = self.drop_ungranted(&mut state, &identity.user_id, Some(id));
         // Straight to the connection, ahead of anything held for it.
         outbound.send(Event::new(
             "connected",
@@ -284,6 +312,9 @@ impl Hub {
                 rooms: state.rooms_of(&identity.user_id),
             },
         ));
+        for event in dropped {
+            outbound.send(event);
+        }
         if arrival.first && !state.remote.is_online(&identity.user_id) {
             let count = state.online_count();
             let state = &mut *state;
@@ -346,12 +377,15 @@ impl Hub {
         self.announce_user(&state, &user.user_id, Some(user));
     }
 
-    /// A connection renewed its token (`refresh-token`): the user's name and role come from
-    /// the new one from now on, for every connection of the user (role broadcasts included),
-    /// and the stored user row follows.
+    /// A connection renewed its token (`refresh-token`): the user's name, role and room
+    /// grants come from the new one from now on, for every connection of the user (role
+    /// broadcasts included), and the stored user row follows. Rooms the new token no longer
+    /// grants are left at once (`left-room` with `reason: "not_granted"` to every connection
+    /// of the user).
     pub fn renew_identity(&self, id: SessionId, identity: &Identity) -> Result<(), HubError> {
         let mut state = self.state();
         state.renew_identity(id, identity)?;
+        self.drop_ungranted(&mut state, &identity.user_id, None);
         self.inner.store.user_renewed(identity, &wire::now());
         // The other nodes list the user under the new name and role too.
         self.announce_user(&state, &identity.user_id, None);
@@ -399,6 +433,8 @@ impl Hub {
     ) -> Result<bool, HubError> {
         let mut state = self.state();
         let user_id = state.user_id_of(id)?;
+        // Before anything that depends on the room, so that a refusal says nothing about it.
+        state.may_join(room, id)?;
         if state.is_member(room, &user_id) {
             return Ok(false);
         }
@@ -426,6 +462,64 @@ impl Hub {
             at,
         });
         Ok(true)
+    }
+
+    /// Ends the memberships of `user_id` that its newest token does not grant (stored as
+    /// left; the room's other members hear `user-left-room`, the other nodes too) and returns
+    /// tells the user's connections `left-room`, but `except`: a new connection, which hears
+    /// them after its `connected`, from the events returned.
+    fn drop_ungranted(
+        &self,
+        state: &mut State,
+        user_id: &Arc<str>,
+        except: Option<SessionId>,
+    ) -> Vec<Arc<Event>> {
+        let rooms = state.ungranted_rooms(user_id);
+        if rooms.is_empty() {
+            return Vec::new();
+        }
+        let Some(user_object) = state.user_object(user_id) else {
+            return Vec::new();
+        };
+        let own: Vec<SessionId> = state.sessions_of(user_id, None).collect();
+        let mut told = Vec::with_capacity(rooms.len());
+        for room in rooms {
+            let at = wire::now();
+            let presence = Event::new(
+                "user-left-room",
+                &RoomPresence {
+                    user: &user_object,
+                    room: room.as_str(),
+                    timestamp: at.clone(),
+                },
+            );
+            let others: Vec<SessionId> = state
+                .room_sessions(&room, None)
+                .into_iter()
+                .filter(|s| !own.contains(s))
+                .collect();
+            state.send_to(others, &presence);
+            state.remove_member(&room, user_id);
+            self.inner.store.room_left(room.as_str(), user_id);
+            self.announce(ClusterEvent::Room {
+                room: room.as_str().to_owned(),
+                user: user_object.clone(),
+                joined: false,
+                at,
+            });
+            let left = Event::new(
+                "left-room",
+                &RoomDropped {
+                    room: room.as_str(),
+                    message: format!("Left room {room}: your token does not grant it"),
+                    reason: NOT_GRANTED,
+                },
+            );
+            let rest = own.iter().copied().filter(|s| Some(*s) != except);
+            state.send_to(rest, &left);
+            told.push(left);
+        }
+        told
     }
 
     /// Ends the membership of the session's user in `room` (stored) and tells the room's

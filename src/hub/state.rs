@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::OnlineUser;
+use super::access::RoomAccess;
 use super::presence::Window;
 use super::published::RecentKeys;
 use super::remote::{NodeUser, RemotePresence, millis};
-use super::{CloseReason, Event, HubError, Outbound, SessionId, Transport};
+use super::{CloseReason, Event, Forbidden, HubError, Outbound, SessionId, Transport};
 use crate::auth::Identity;
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::{self, UserObject};
@@ -140,6 +141,8 @@ pub(super) struct State {
     pub open: OpenConnections,
     /// The other nodes' users, in a cluster (`remote.rs`, fed by `cluster.rs`).
     pub remote: RemotePresence,
+    /// Who may be in which room (`ROOM_JOIN_DEFAULT`, the `rooms` claim, `ADMIN_ROLES`).
+    pub access: RoomAccess,
 }
 
 /// Live connections per transport.
@@ -275,8 +278,9 @@ impl State {
     }
 
     /// The access step of [`State::recipients`]: whether `session` may send to `target`.
-    /// Today a room takes messages from its members only; the room policies (who may join,
-    /// post, read) are to be checked here, the one place every live send passes.
+    /// A room takes messages from its members whose newest token may post in it (a read-only
+    /// grant may not); the room policies still to come are to be checked here too, the one
+    /// place every live send passes.
     pub fn may_send(&self, target: &Target, session: SessionId) -> Result<(), HubError> {
         match target {
             Target::Room(room) => {
@@ -284,10 +288,39 @@ impl State {
                 if !self.is_member(room, &user_id) {
                     return Err(HubError::NotMember(room.to_string()));
                 }
+                let user = self.users.get(&user_id).ok_or(HubError::SessionGone)?;
+                if !self.access.may_post(&user.identity, room) {
+                    return Err(HubError::Forbidden(Forbidden::Post));
+                }
                 Ok(())
             }
             Target::All | Target::User(_) | Target::Role(_) => Ok(()),
         }
+    }
+
+    /// The access step of `join-room`, beside [`State::may_send`]: whether the user of
+    /// `session` may join `room`. The refusal is the same whether the room exists or not.
+    pub fn may_join(&self, room: &RoomName, session: SessionId) -> Result<(), HubError> {
+        let user_id = self.user_id_of(session)?;
+        let user = self.users.get(&user_id).ok_or(HubError::SessionGone)?;
+        if !self.access.may_join(&user.identity, room) {
+            return Err(HubError::Forbidden(Forbidden::Join));
+        }
+        Ok(())
+    }
+
+    /// The stored memberships of an online user that its newest token no longer grants.
+    pub fn ungranted_rooms(&self, user_id: &str) -> Vec<RoomName> {
+        let Some(user) = self.users.get(user_id) else {
+            return Vec::new();
+        };
+        self.memberships
+            .get(user_id)
+            .into_iter()
+            .flatten()
+            .filter(|room| !self.access.may_join(&user.identity, room))
+            .cloned()
+            .collect()
     }
 
     /// Sessions of the users with `role`, but `except`.
@@ -540,6 +573,7 @@ mod tests {
             role: role.into(),
             exp: u64::MAX,
             iat: None,
+            grants: None,
         }
     }
 

@@ -143,6 +143,18 @@ pub struct RoomConfirmation<'a> {
     pub message: String,
 }
 
+/// `left-room` for a membership the server ended (the token no longer grants the room):
+/// told to every connection of the user.
+#[derive(Debug, Serialize)]
+pub struct RoomDropped<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// A readable sentence.
+    pub message: String,
+    /// Why, as a stable code: `not_granted`.
+    pub reason: &'static str,
+}
+
 /// `user-joined-room` / `user-left-room`: told to the room's other members.
 #[derive(Debug, Serialize)]
 pub struct RoomPresence<'a> {

@@ -114,6 +114,7 @@ mod tests {
             role: "USER".into(),
             exp: u64::MAX,
             iat: None,
+            grants: None,
         };
         let at = now();
         store.session_opened(NewSession {
