@@ -699,6 +699,43 @@ mod tests {
     }
 
     #[test]
+    fn a_read_only_member_is_refused_in_the_access_step_and_its_committed_copies_are_not() {
+        let (mut state, _queues) = state_with(&[(1, "alice", "USER"), (2, "bob", "USER")]);
+        let claim = serde_json::json!([{"room": "news", "publish": false}]);
+        let grants = crate::auth::grants::RoomGrants::from_claim(&claim).expect("valid");
+        let read_only = Identity {
+            grants: Some(Arc::new(grants)),
+            ..identity("alice", "USER")
+        };
+        state
+            .renew_identity(SessionId(1), &read_only)
+            .expect("same user");
+        for member in ["alice", "bob"] {
+            state.add_member(&room("news"), &Arc::from(member));
+        }
+        let news = Target::Room(room("news"));
+        assert_eq!(
+            state.recipients(&news, Sender::live(Some(SessionId(1)))),
+            Err(HubError::Forbidden(Forbidden::Post))
+        );
+        assert_eq!(state.may_join(&room("news"), SessionId(1)), Ok(()));
+        assert_eq!(
+            state.may_join(&room("sports"), SessionId(1)),
+            Err(HubError::Forbidden(Forbidden::Join))
+        );
+        assert_eq!(
+            state
+                .recipients(&news, Sender::live(Some(SessionId(2))))
+                .map(ids),
+            Ok(vec![1]),
+            "bob, with no claim, posts under the default"
+        );
+        assert_eq!(state.ungranted_rooms("alice"), Vec::<RoomName>::new());
+        state.add_member(&room("sports"), &Arc::from("alice"));
+        assert_eq!(state.ungranted_rooms("alice"), [room("sports")]);
+    }
+
+    #[test]
     fn a_renewed_identity_moves_every_connection_of_the_user_to_its_new_role() {
         let (mut state, _queues) = state_with(&[
             (1, "alice", "USER"),
