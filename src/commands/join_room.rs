@@ -5,6 +5,8 @@
 //! `user-joined-room { user, room, timestamp }` when the user was not a member yet (joining
 //! twice is harmless and tells nobody). Membership belongs to the user: all of its
 //! connections are in the room. Ack: `{ ok, room, joined }`, `joined: false` when already in.
+//! A room the access rules refuse (the token's `rooms` claim, `ROOM_JOIN_DEFAULT`; checked by
+//! the hub) is `forbidden`, in the same words whether the room exists or not.
 
 use super::{Ack, Caller, Outcome};
 use crate::hub::Event;

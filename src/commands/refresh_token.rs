@@ -4,7 +4,9 @@
 //! [`Verifier`](crate::auth::Verifier): signature, algorithm, `exp`, `nbf`, issuer, audience,
 //! revocation) and must name the same user (`sub`). Then the connection lives by its `exp`
 //! (a new `token-expiring` comes before it), and its `username` and `role` name the user from
-//! now on, for all of the user's connections (role broadcasts follow at once). Ack:
+//! now on, for all of the user's connections (role broadcasts follow at once), and so do its
+//! room grants: rooms it no longer grants are left at once (`left-room`, `reason:
+//! "not_granted"`). Ack:
 //! `{ ok, exp }`. A refusal (`token_refused`, `wrong_subject`) changes nothing: the
 //! connection keeps its old token and expiry.
 

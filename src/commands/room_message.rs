@@ -3,7 +3,8 @@
 //! Payload: `{ room, message, clientMsgId? }`. Sends
 //! `room-message { id, from, message, room, timestamp }` to every other connection in the
 //! room (the sender's other connections included). A caller who is not a member gets
-//! `error`. Ack, once committed: `{ ok, id, delivered, queued: false, room }`; a resend with
+//! `error` (`not_member`), a member whose grant of the room is read-only `forbidden` (both
+//! decided in the hub's access step, `State::may_send`). Ack, once committed: `{ ok, id, delivered, queued: false, room }`; a resend with
 //! the same `clientMsgId` gets the original's ack.
 
 use super::{Ack, Caller, CommandError, Pending, publish_chat};
