@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use socketioxide::SocketError;
 use socketioxide::extract::SocketRef;
+use socketioxide::{SocketError, TransportType};
 use tokio::sync::mpsc;
 
 use super::emit::{Emitted, emit};
@@ -25,6 +25,9 @@ const MAX_COALESCED_FRAMES: usize = 256;
 const PRESENCE_RETRY: Duration = Duration::from_millis(20);
 /// How long the writer waits before offering an event again to a full socketioxide queue.
 const FULL_RETRY: Duration = Duration::from_millis(1);
+/// How long a closing long-polling connection keeps its Socket.IO session after its last
+/// words: a few of the client's poll round trips (see `goodbye`).
+const POLLING_LINGER: Duration = Duration::from_millis(300);
 /// How long a closing connection may take to hand over what is queued and say why.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -201,6 +204,15 @@ async fn goodbye(
             hand_over(socket, &notice, receipts, stalled, None),
         )
         .await;
+        // Over long-polling the notice waits for the client's next poll, and a POST of events
+        // the client sent before it heard anything may still arrive: once the Socket.IO
+        // session is gone, socketioxide answers such a packet by closing the Engine.IO session,
+        // dropping the notice unread (the client saw only `transport error`). Kept a moment
+        // longer, the session takes those late events (the inbox ignores them: the reader is
+        // gone) while the client polls the notice.
+        if socket.transport_type() == TransportType::Polling {
+            tokio::time::sleep(POLLING_LINGER).await;
+        }
     }
     // A client told to come back must not get a Socket.IO DISCONNECT: socket.io-client
     // reports it as `io server disconnect` and, by design, never reconnects after that. The
