@@ -71,15 +71,22 @@ pub(in crate::store) fn chunk_sizes(n: usize) -> impl Iterator<Item = usize> {
     full.chain(tail)
 }
 
+/// `rows` cut into the chunks of [`chunk_sizes`], in order: one multi-row statement each.
+fn chunked<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    chunk_sizes(rows.len()).map(move |size| {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        chunk
+    })
+}
+
 /// Inserts or refreshes the users of a batch, a multi-row upsert per chunk.
 async fn upsert_users(
     tx: &mut Transaction<'_, Sqlite>,
     rows: &[SeenUser<'_>],
 ) -> Result<(), sqlx::Error> {
-    let mut rest = rows;
-    for size in chunk_sizes(rows.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
+    for chunk in chunked(rows) {
         let mut upsert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO users (user_id, username, role, first_seen_at, last_seen_at) ",
         );
@@ -104,10 +111,7 @@ async fn open_sessions(
     tx: &mut Transaction<'_, Sqlite>,
     rows: &[OpenedSession<'_>],
 ) -> Result<(), sqlx::Error> {
-    let mut rest = rows;
-    for size in chunk_sizes(rows.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
+    for chunk in chunked(rows) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO sessions
              (session_id, user_id, transport, remote_addr, user_agent, connected_at) ",
@@ -162,10 +166,7 @@ async fn insert_messages(
     tx: &mut Transaction<'_, Sqlite>,
     records: &[&MessageRecord],
 ) -> Result<(), sqlx::Error> {
-    let mut rest = records;
-    for size in chunk_sizes(records.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
+    for chunk in chunked(records) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO messages (message_id, event, target_kind, target, sender_id, body,
                  type, payload, client_msg_id, live_recipients, created_at, sender_session) ",
@@ -195,10 +196,7 @@ async fn insert_deliveries(
     tx: &mut Transaction<'_, Sqlite>,
     rows: &[DeliveryRow<'_>],
 ) -> Result<(), sqlx::Error> {
-    let mut rest = rows;
-    for size in chunk_sizes(rows.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
+    for chunk in chunked(rows) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO deliveries (user_id, message_id, queued_at, delivered_at) ",
         );
