@@ -213,20 +213,17 @@ impl Receiver {
     /// hole in its numbering); whether its message is to be applied.
     fn note_sender(&mut self, node: &str, run: u64, seq: u64) -> bool {
         let heard = self.nodes.heard(node, run, seq, Instant::now());
+        if matches!(heard, Sender::Restarted | Sender::New | Sender::Gap) {
+            // What it said while unheard may include revocations: the database has them all.
+            self.reload_revocations();
+        }
         match heard {
+            Sender::Known => return true,
             Sender::Departed => return false,
             Sender::DeclaredLost => {
                 self.tell_lost(node, run);
                 return false;
             }
-            _ => {}
-        }
-        if heard != Sender::Known {
-            // What it said while unheard may include revocations: the database has them all.
-            self.reload_revocations();
-        }
-        match heard {
-            Sender::Known | Sender::Departed | Sender::DeclaredLost => {}
             Sender::Restarted => {
                 tracing::info!(node, "node restarted");
                 self.hub.remote_node_gone(node);
