@@ -110,15 +110,18 @@ pub enum Access {
 
 /// Whether `pattern` matches all of `text`: `*` matches any run of characters, including
 /// none; everything else only itself. Greedy with one backtrack point (the last star), so
-/// linear in practice and at worst pattern × text.
+/// linear in practice and at worst pattern × text. Runs on every room message of a member
+/// whose token lists rooms, so it compares bytes and allocates nothing: `*` is ASCII, never
+/// part of another character's UTF-8 bytes, so a whole-string match by bytes is the match by
+/// characters.
 fn matches(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
+    let p = pattern.as_bytes();
+    let t = text.as_bytes();
     let (mut pi, mut ti) = (0, 0);
     // The last star seen, and the text position it currently stands up to.
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && p[pi] == '*' {
+        if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, ti));
             pi += 1;
         } else if pi < p.len() && p[pi] == t[ti] {
@@ -133,7 +136,7 @@ fn matches(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == b'*')
 }
 
 #[cfg(test)]

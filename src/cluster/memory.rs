@@ -71,9 +71,7 @@ impl Route {
         self.from.as_deref().is_none_or(|f| f == from)
             && self.to.as_deref().is_none_or(|t| t == to)
             && self.containing.as_deref().is_none_or(|text| {
-                payload
-                    .windows(text.len().max(1))
-                    .any(|w| w == text.as_bytes())
+                text.is_empty() || payload.windows(text.len()).any(|w| w == text.as_bytes())
             })
     }
 }

@@ -95,12 +95,20 @@ impl WireMessage {
         })
     }
 
-    /// The message for delivery on the receiving node.
+    /// The message for delivery on the receiving node; `None` (logged) when its target cannot
+    /// be read, which only another version of the gateway could send.
     pub fn into_committed(self) -> Option<CommittedMessage> {
+        let target = match Target::from_columns(&self.target_kind, self.target) {
+            Ok(target) => target,
+            Err(e) => {
+                tracing::warn!(id = self.id, error = %e, "a bus message with an unreadable target: not delivered");
+                return None;
+            }
+        };
         Some(CommittedMessage {
             id: self.id,
             event: self.event,
-            target: Target::from_columns(&self.target_kind, self.target).ok()?,
+            target,
             payload: String::from(Box::<str>::from(self.payload)),
             sender_session: self.sender_session,
         })

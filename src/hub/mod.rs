@@ -465,9 +465,9 @@ impl Hub {
     }
 
     /// Ends the memberships of `user_id` that its newest token does not grant (stored as
-    /// left; the room's other members hear `user-left-room`, the other nodes too) and returns
-    /// tells the user's connections `left-room`, but `except`: a new connection, which hears
-    /// them after its `connected`, from the events returned.
+    /// left; the room's other members hear `user-left-room`, the other nodes too) and tells
+    /// the user's connections `left-room`, but `except`: a new connection, which hears them
+    /// after its `connected`, from the `left-room` events returned.
     fn drop_ungranted(
         &self,
         state: &mut State,
@@ -493,13 +493,9 @@ impl Hub {
                     timestamp: at.clone(),
                 },
             );
-            let others: Vec<SessionId> = state
-                .room_sessions(&room, None)
-                .into_iter()
-                .filter(|s| !own.contains(s))
-                .collect();
-            state.send_to(others, &presence);
+            // Removed first: the room's remaining connections are exactly the others.
             state.remove_member(&room, user_id);
+            state.send_to_room(&room, &presence, None);
             self.inner.store.room_left(room.as_str(), user_id);
             self.announce(ClusterEvent::Room {
                 room: room.as_str().to_owned(),
