@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use switchboard::config::{DatabaseSettings, PresenceSettings};
 use switchboard::internals::{
-    Claims, ClientEvent, ClientFrame, Event, Hub, Identity, Metrics, Minter, Outbound,
+    Claims, ClientEvent, ClientFrame, Event, HookAnswer, Hub, Identity, Metrics, Minter, Outbound,
     OutboundQueue, ParseLimits, Publish, RoomName, SessionId, SessionMeta, Store, Transport,
     Verifier, encode_server_frame,
 };
@@ -179,7 +179,7 @@ impl Room {
                 capacity,
             );
             hub.end_replay(registered.session);
-            hub.join_room(registered.session, &room, 100)
+            hub.join_room(registered.session, &room, 100, HookAnswer::NotAsked)
                 .expect("joins the room");
             sessions.push(registered.session);
             queues.push(queue);

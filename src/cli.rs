@@ -102,7 +102,9 @@ pub fn check_config() -> Result<(), CliError> {
     let settings = Settings::from_env()?;
     prepare_generated_secret_dir(&settings)?;
     crate::auth::Verifier::from_settings(&settings.jwt)?;
+    let policies = crate::access::load_policies(&settings)?;
     println!("configuration is valid:\n{settings:#?}");
+    println!("\nroom policies (first match wins):\n{policies}");
     Ok(())
 }
 

@@ -36,6 +36,8 @@
 //!   configuration) and how its claims become an `auth::Identity`.
 //! - `protocol`: pure wire types, no I/O: the `/ws` envelope, client events and their
 //!   validated payloads, the objects the server sends.
+//! - `access`: who may join a room, post in it, broadcast, and which history a member
+//!   replays (room policies, the `rooms` claim, server-side members, the join hook).
 //! - `hub`: the one owner of live state (sessions, users, rooms) and the only place that
 //!   routes; transports reach connections only through `hub::Outbound`.
 //! - `commands`: one file per client event; each turns a parsed event into hub calls.
@@ -51,6 +53,7 @@
 //! - `startup`: [`EmbeddedGateway`] and [`Gateway`]: build, router, run, shutdown order.
 //! - `cli`: `switchboard serve | token | check-config | backup`.
 
+pub(crate) mod access;
 mod api;
 mod app;
 pub(crate) mod auth;
@@ -85,8 +88,8 @@ pub mod internals {
     pub use crate::auth::{AuthError, Identity, Verifier, find_token};
     pub use crate::cluster::{Bus, memory};
     pub use crate::hub::{
-        CloseReason, Event, Hub, Outbound, OutboundQueue, Publish, SessionId, SessionMeta,
-        Transport,
+        CloseReason, Event, HookAnswer, Hub, Outbound, OutboundQueue, Publish, SessionId,
+        SessionMeta, Transport,
     };
     pub use crate::metrics::Metrics;
     pub use crate::protocol::envelope::{ClientFrame, encode_server_frame};

@@ -24,13 +24,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
+use crate::access::{self, AccessError, RoomAccess};
 use crate::app::AppState;
 use crate::auth::Verifier;
 use crate::auth::keys::KeyError;
 use crate::cluster::{self, Bus, Cluster, ClusterError};
 use crate::config::{CorsOrigins, Settings};
 use crate::handle::GatewayHandle;
-use crate::hub::{CloseReason, Hub, RoomAccess};
+use crate::hub::{CloseReason, Hub};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::transport;
@@ -44,6 +45,9 @@ pub enum StartupError {
     /// The JWT key could not be loaded.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The access settings were refused (`ROOM_POLICIES`, the join hook).
+    #[error(transparent)]
+    Access(#[from] AccessError),
     /// The cluster could not be joined (`NATS_URL`).
     #[error(transparent)]
     Cluster(#[from] ClusterError),
@@ -91,7 +95,8 @@ impl EmbeddedGateway {
             verifier.revocations().revoke(&user_id, not_before);
         }
         let hub = Hub::load(store.clone(), metrics.clone(), settings.presence.clone()).await?;
-        hub.set_room_access(RoomAccess::from_settings(&settings));
+        let policies = access::load_policies(&settings)?;
+        hub.set_room_access(RoomAccess::new(&settings, policies));
         let node_id = &settings.database.node_id;
         let cluster = match cluster::choose_bus(bus, node_id, &settings.cluster).await? {
             Some(bus) => Some(

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["protocol", "config"],
     &["auth", "telemetry", "metrics"],
-    &["store"],
+    &["store", "access"],
     &["hub"],
     &["commands", "cluster"],
     &["app"],

@@ -90,7 +90,7 @@ impl RoomGrants {
         let mut matched = self
             .0
             .iter()
-            .filter(|g| matches(&g.pattern, room))
+            .filter(|g| pattern_matches(&g.pattern, room))
             .peekable();
         matched.peek()?;
         Some(if matched.any(|g| g.publish) {
@@ -114,7 +114,7 @@ pub enum Access {
 /// whose token lists rooms, so it compares bytes and allocates nothing: `*` is ASCII, never
 /// part of another character's UTF-8 bytes, so a whole-string match by bytes is the match by
 /// characters.
-fn matches(pattern: &str, text: &str) -> bool {
+pub fn pattern_matches(pattern: &str, text: &str) -> bool {
     let p = pattern.as_bytes();
     let t = text.as_bytes();
     let (mut pi, mut ti) = (0, 0);
@@ -166,7 +166,7 @@ mod tests {
         ];
         for (pattern, room, expected) in cases {
             assert_eq!(
-                matches(pattern, room),
+                pattern_matches(pattern, room),
                 expected,
                 "{pattern:?} against {room:?}"
             );

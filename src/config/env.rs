@@ -15,10 +15,10 @@ use clap::{Arg, Args, Command, FromArgMatches, ValueEnum};
 use jsonwebtoken::Algorithm;
 
 use super::{
-    ClusterSettings, ConfigError, ConnectionLimits, CorsOrigins, DEFAULT_DATABASE_PATH,
-    DatabaseLocation, DatabaseSettings, GENERATED_SECRET_FILE, JwtKeySource, JwtSettings, Limits,
-    LogFormat, MetricsToken, NodeId, PostgresUrl, PresenceSettings, RetentionSettings,
-    RoomJoinDefault, Settings, Synchronous,
+    AccessSettings, ClusterSettings, ConfigError, ConnectionLimits, CorsOrigins,
+    DEFAULT_DATABASE_PATH, DatabaseLocation, DatabaseSettings, GENERATED_SECRET_FILE, JwtKeySource,
+    JwtSettings, Limits, LogFormat, MetricsToken, NodeId, PostgresUrl, PresenceSettings,
+    RetentionSettings, Settings, Synchronous,
 };
 
 /// Every variable, in the order of `.env.example`. No `Debug`: it holds the JWT secret.
@@ -77,11 +77,6 @@ pub(super) struct EnvSettings {
     /// Roles allowed to use the REST POST endpoints (comma-separated).
     #[arg(long, env = "ADMIN_ROLES", default_value = "ADMIN", value_parser = list)]
     admin_roles: ::std::vec::Vec<String>,
-    /// Who may join a room: `anyone` (the default; a token carrying a `rooms` claim is still
-    /// held to it) or `token` (only the rooms the token's `rooms` claim grants; roles in
-    /// ADMIN_ROLES go anywhere).
-    #[arg(long, env = "ROOM_JOIN_DEFAULT", default_value = "anyone", value_parser = choice::<RoomJoinDefault>)]
-    room_join_default: RoomJoinDefault,
     /// `*` for any origin, or a comma-separated list of exact origins. A list also refuses
     /// WebSocket upgrades and Socket.IO connections from other origins; clients that send no
     /// Origin are not browsers and pass.
@@ -100,6 +95,8 @@ pub(super) struct EnvSettings {
     connections: ConnectionLimits,
     #[command(flatten)]
     presence: PresenceSettings,
+    #[command(flatten)]
+    access: AccessSettings,
     #[command(flatten)]
     cluster: ClusterSettings,
 }
@@ -205,7 +202,7 @@ impl EnvSettings {
                 expiry_warning: Duration::from_secs(self.token_expiry_warning_secs),
             },
             admin_roles: self.admin_roles,
-            room_join_default: self.room_join_default,
+            access: self.access,
             cors_origins: self.cors_origins,
             metrics_token,
             log_format: self.log_format,
@@ -360,7 +357,7 @@ fn database_location(url: &str) -> Result<DatabaseLocation, String> {
 }
 
 /// A comma-separated list; blanks between commas are dropped.
-fn list(s: &str) -> Result<Vec<String>, String> {
+pub(super) fn list(s: &str) -> Result<Vec<String>, String> {
     Ok(s.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())

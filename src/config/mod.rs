@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
-pub use access::RoomJoinDefault;
+pub use access::{AccessSettings, RoomJoinDefault};
 pub use cluster::{ClusterSettings, NatsUrl};
 pub use connections::ConnectionLimits;
 pub(crate) use env::help as env_help;
@@ -50,8 +50,8 @@ pub struct Settings {
     pub jwt: JwtSettings,
     /// `ADMIN_ROLES`: roles allowed to call the REST POST endpoints.
     pub admin_roles: Vec<String>,
-    /// `ROOM_JOIN_DEFAULT`: who may join a room (the token's `rooms` claim, or anyone).
-    pub room_join_default: RoomJoinDefault,
+    /// Room access: `ROOM_JOIN_DEFAULT`, `ROOM_POLICIES`, `BROADCAST_ROLES`, the join hook.
+    pub access: AccessSettings,
     /// `CORS_ORIGINS`: which browser origins may connect.
     pub cors_origins: CorsOrigins,
     /// `METRICS_TOKEN`: when set, the bearer token `GET /metrics` requires.
@@ -493,7 +493,7 @@ mod tests {
             JwtKeySource::GeneratedSecretFile(ref p) if p.ends_with("data/jwt-secret")
         ));
         assert_eq!(s.admin_roles, vec!["ADMIN"]);
-        assert_eq!(s.room_join_default, RoomJoinDefault::Anyone);
+        assert_eq!(s.access.join_default, RoomJoinDefault::Anyone);
         assert_eq!(s.cors_origins, CorsOrigins::Any);
         assert_eq!(
             s.database.retention.max_age,

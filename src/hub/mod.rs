@@ -22,7 +22,6 @@
 //! - Order: the hub lock may take the store's small locks (queue counts, id allocator) and
 //!   the presence log's, never the other way round.
 
-mod access;
 mod cluster;
 mod event;
 mod outbound;
@@ -40,7 +39,8 @@ use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 
-pub use access::RoomAccess;
+use crate::access::JoinVerdict;
+pub use crate::access::RoomAccess;
 pub use cluster::{ClusterEvent, OUTBOX_CAPACITY};
 pub use event::Event;
 pub use outbound::{CloseReason, Closer, Handoff, Outbound, OutboundQueue};
@@ -124,15 +124,36 @@ pub enum HubError {
     },
 }
 
-/// What the access rules refused (the `rooms` claim, `ROOM_JOIN_DEFAULT`).
+/// What the access rules refused (`crate::access`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Forbidden {
     /// `join-room` for a room the user may not be in.
     #[error("not allowed to join this room")]
     Join,
-    /// `room-message` from a member whose grant of the room is read-only.
+    /// `room-message` from a member the room's post rule or a read-only grant excludes.
     #[error("not allowed to post in this room")]
     Post,
+    /// `send-message` to everyone from a role `BROADCAST_ROLES` does not list.
+    #[error("not allowed to send to everyone")]
+    Broadcast,
+}
+
+/// Whether the application's join hook was asked for this join (see [`Hub::join_room`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookAnswer {
+    /// Not asked (yet): a room whose policy asks it answers `JoinOutcome::AskHook`.
+    NotAsked,
+    /// Asked, and it let the user in.
+    Allowed,
+}
+
+/// What [`Hub::join_room`] did.
+#[derive(Debug)]
+pub enum JoinOutcome {
+    /// The user is a member; `new` when it was not before.
+    Joined { new: bool },
+    /// The room's policy asks the application's join hook about this identity first.
+    AskHook(Identity),
 }
 
 /// Why a stored membership ended without the user asking (`left-room`'s `reason`).
@@ -423,20 +444,29 @@ impl Hub {
     }
 
     /// Makes the session's user a member of `room` (stored). Tells the room's other
-    /// connections `user-joined-room` when the user was not a member yet. Returns whether
-    /// the membership is new.
+    /// connections `user-joined-room` when the user was not a member yet. Answers whether the
+    /// membership is new, or, when the room's policy asks the application and `hook` says it
+    /// was not asked yet, [`JoinOutcome::AskHook`] with the identity to ask about: the caller
+    /// asks outside the lock and comes back with [`HookAnswer::Allowed`].
     pub fn join_room(
         &self,
         id: SessionId,
         room: &RoomName,
         max_rooms: usize,
-    ) -> Result<bool, HubError> {
+        hook: HookAnswer,
+    ) -> Result<JoinOutcome, HubError> {
         let mut state = self.state();
         let user_id = state.user_id_of(id)?;
         // Before anything that depends on the room, so that a refusal says nothing about it.
-        state.may_join(room, id)?;
+        let verdict = state.may_join(room, id)?;
         if state.is_member(room, &user_id) {
-            return Ok(false);
+            return Ok(JoinOutcome::Joined { new: false });
+        }
+        if verdict == JoinVerdict::AskHook && hook == HookAnswer::NotAsked {
+            let identity = state.users.get(&user_id).map(|u| u.identity.clone());
+            return identity
+                .map(JoinOutcome::AskHook)
+                .ok_or(HubError::SessionGone);
         }
         let count = state.memberships.get(&user_id).map_or(0, |r| r.len());
         if count >= max_rooms {
@@ -461,7 +491,7 @@ impl Hub {
             joined: true,
             at,
         });
-        Ok(true)
+        Ok(JoinOutcome::Joined { new: true })
     }
 
     /// Ends the memberships of `user_id` that its newest token does not grant (stored as

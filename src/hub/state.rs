@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::OnlineUser;
-use super::access::RoomAccess;
 use super::presence::Window;
 use super::published::RecentKeys;
 use super::remote::{NodeUser, RemotePresence, millis};
 use super::{CloseReason, Event, Forbidden, HubError, Outbound, SessionId, Transport};
+use crate::access::{JoinVerdict, RoomAccess};
 use crate::auth::Identity;
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::{self, UserObject};
@@ -131,6 +131,9 @@ pub(super) struct State {
     pub rooms: HashMap<RoomName, BTreeSet<Arc<str>>>,
     /// User → rooms, online or not.
     pub memberships: HashMap<Arc<str>, BTreeSet<RoomName>>,
+    /// User → the rooms of `memberships` the application added it to (REST, the embedded
+    /// API): they hold whatever the room's join rule and the user's token say.
+    pub server_members: HashMap<Arc<str>, BTreeSet<RoomName>>,
     /// Every user ever seen (private messages to others are refused).
     pub known_users: HashSet<Arc<str>>,
     pub recent_keys: RecentKeys,
@@ -141,7 +144,7 @@ pub(super) struct State {
     pub open: OpenConnections,
     /// The other nodes' users, in a cluster (`remote.rs`, fed by `cluster.rs`).
     pub remote: RemotePresence,
-    /// Who may be in which room (`ROOM_JOIN_DEFAULT`, the `rooms` claim, `ADMIN_ROLES`).
+    /// Who may be in which room, post in it and broadcast (`crate::access`).
     pub access: RoomAccess,
 }
 
@@ -278,9 +281,9 @@ impl State {
     }
 
     /// The access step of [`State::recipients`]: whether `session` may send to `target`.
-    /// A room takes messages from its members whose newest token may post in it (a read-only
-    /// grant may not); the room policies still to come are to be checked here too, the one
-    /// place every live send passes.
+    /// A room takes messages from its members whom its policy lets post (`crate::access`: the
+    /// post rule, a read-only grant); everyone, from the roles `BROADCAST_ROLES` allows. The
+    /// one place every live send passes.
     pub fn may_send(&self, target: &Target, session: SessionId) -> Result<(), HubError> {
         match target {
             Target::Room(room) => {
@@ -289,8 +292,17 @@ impl State {
                     return Err(HubError::NotMember(room.to_string()));
                 }
                 let user = self.users.get(&user_id).ok_or(HubError::SessionGone)?;
-                if !self.access.may_post(&user.identity, room) {
+                if !self.access.may_post(&user.identity, room.as_str()) {
                     return Err(HubError::Forbidden(Forbidden::Post));
+                }
+                Ok(())
+            }
+            // Looked up only when limited: a broadcast is the hot path of the seed's rule.
+            Target::All if !self.access.broadcast_roles.is_empty() => {
+                let user_id = self.user_id_of(session)?;
+                let user = self.users.get(&user_id).ok_or(HubError::SessionGone)?;
+                if !self.access.may_broadcast(&user.identity) {
+                    return Err(HubError::Forbidden(Forbidden::Broadcast));
                 }
                 Ok(())
             }
@@ -299,17 +311,23 @@ impl State {
     }
 
     /// The access step of `join-room`, beside [`State::may_send`]: whether the user of
-    /// `session` may join `room`. The refusal is the same whether the room exists or not.
-    pub fn may_join(&self, room: &RoomName, session: SessionId) -> Result<(), HubError> {
+    /// `session` may join `room`, or whether the application's hook is to be asked. The
+    /// refusal is the same whether the room exists or not.
+    pub fn may_join(&self, room: &RoomName, session: SessionId) -> Result<JoinVerdict, HubError> {
         let user_id = self.user_id_of(session)?;
         let user = self.users.get(&user_id).ok_or(HubError::SessionGone)?;
-        if !self.access.may_join(&user.identity, room) {
-            return Err(HubError::Forbidden(Forbidden::Join));
+        let server_member = self.is_server_member(room, &user_id);
+        match self
+            .access
+            .join(&user.identity, room.as_str(), server_member)
+        {
+            JoinVerdict::Refused => Err(HubError::Forbidden(Forbidden::Join)),
+            verdict => Ok(verdict),
         }
-        Ok(())
     }
 
-    /// The stored memberships of an online user that its newest token no longer grants.
+    /// The stored memberships of an online user that the access rules no longer allow for
+    /// its newest token.
     pub fn ungranted_rooms(&self, user_id: &str) -> Vec<RoomName> {
         let Some(user) = self.users.get(user_id) else {
             return Vec::new();
@@ -318,9 +336,21 @@ impl State {
             .get(user_id)
             .into_iter()
             .flatten()
-            .filter(|room| !self.access.may_join(&user.identity, room))
+            .filter(|room| {
+                let server_member = self.is_server_member(room, user_id);
+                !self
+                    .access
+                    .may_stay(&user.identity, room.as_str(), server_member)
+            })
             .cloned()
             .collect()
+    }
+
+    /// Whether the application made `user_id` a member of `room`.
+    pub fn is_server_member(&self, room: &RoomName, user_id: &str) -> bool {
+        self.server_members
+            .get(user_id)
+            .is_some_and(|rooms| rooms.contains(room))
     }
 
     /// Sessions of the users with `role`, but `except`.
@@ -411,12 +441,24 @@ impl State {
                 self.rooms.remove(room);
             }
         }
-        if let Some(rooms) = self.memberships.get_mut(user_id) {
-            rooms.remove(room);
-            if rooms.is_empty() {
-                self.memberships.remove(user_id);
+        for by_user in [&mut self.memberships, &mut self.server_members] {
+            if let Some(rooms) = by_user.get_mut(user_id) {
+                rooms.remove(room);
+                if rooms.is_empty() {
+                    by_user.remove(user_id);
+                }
             }
         }
+    }
+
+    /// Marks a membership as the application's (it holds whatever the rules say).
+    #[allow(dead_code)] // Server-side membership (REST, the embedded API) is next.
+    pub fn add_server_member(&mut self, room: &RoomName, user_id: &Arc<str>) {
+        self.add_member(room, user_id);
+        self.server_members
+            .entry(user_id.clone())
+            .or_default()
+            .insert(room.clone());
     }
 
     /// Sessions of a user, but `except`.
@@ -718,7 +760,10 @@ mod tests {
             state.recipients(&news, Sender::live(Some(SessionId(1)))),
             Err(HubError::Forbidden(Forbidden::Post))
         );
-        assert_eq!(state.may_join(&room("news"), SessionId(1)), Ok(()));
+        assert_eq!(
+            state.may_join(&room("news"), SessionId(1)),
+            Ok(JoinVerdict::Allowed)
+        );
         assert_eq!(
             state.may_join(&room("sports"), SessionId(1)),
             Err(HubError::Forbidden(Forbidden::Join))

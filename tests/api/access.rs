@@ -11,7 +11,7 @@ use switchboard::config::RoomJoinDefault;
 use crate::helpers::*;
 
 fn token_mode(s: &mut Settings) {
-    s.room_join_default = RoomJoinDefault::Token;
+    s.access.join_default = RoomJoinDefault::Token;
 }
 
 /// A token for `sub` with `role` and, when given, a `rooms` claim.
