@@ -198,7 +198,8 @@ impl Hub {
     ) -> Result<Self, StoreError> {
         let live = store.load_live_state().await?;
         let mut state = State::default();
-        for (room, user_id) in live.memberships {
+        for stored in live.memberships {
+            let (room, user_id) = (stored.room, stored.user_id);
             match RoomName::parse(&room) {
                 Ok(room) => state.add_member(&room, &Arc::from(user_id)),
                 Err(e) => {
@@ -444,7 +445,10 @@ impl Hub {
         }
         state.add_member(room, &user_id);
         let at = wire::now();
-        self.inner.store.room_joined(room.as_str(), &user_id, &at);
+        let how = crate::store::JoinedHow::default();
+        self.inner
+            .store
+            .room_joined(room.as_str(), &user_id, &at, how);
         let user_object = state.user_object(&user_id).ok_or(HubError::SessionGone)?;
         let event = Event::new(
             "user-joined-room",
