@@ -198,8 +198,7 @@ impl Hub {
     ) -> Result<Self, StoreError> {
         let live = store.load_live_state().await?;
         let mut state = State::default();
-        for stored in live.memberships {
-            let (room, user_id) = (stored.room, stored.user_id);
+        for crate::store::StoredMembership { room, user_id, .. } in live.memberships {
             match RoomName::parse(&room) {
                 Ok(room) => state.add_member(&room, &Arc::from(user_id)),
                 Err(e) => {
@@ -445,7 +444,7 @@ impl Hub {
         }
         state.add_member(room, &user_id);
         let at = wire::now();
-        let how = crate::store::JoinedHow::default();
+        let how = Default::default();
         self.inner
             .store
             .room_joined(room.as_str(), &user_id, &at, how);
