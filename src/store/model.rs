@@ -163,7 +163,7 @@ pub struct StoredMessage {
     pub to_reader: bool,
 }
 
-/// Who is reading, for the visibility rule (`sql.rs`, `VISIBLE_TO_READER`).
+/// Who is reading, for the visibility rule (`sql.rs`, `visible_to_reader`).
 #[derive(Debug, Clone, Copy)]
 pub struct Reader<'a> {
     pub user_id: &'a str,

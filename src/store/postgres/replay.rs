@@ -9,7 +9,7 @@
 //! a filter on the walked range and not an id bound). `created_at` and `history_from` are
 //! both TEXT (`migrations/postgres/0002_messages.sql`, `0007_room_member_access.sql`) in the
 //! one fixed-width ISO-8601 UTC format, so they compare as text, in time order.
-//! The arms must say exactly what `VISIBLE_TO_READER` says; the tests of `../sqlite/messages.rs`
+//! The arms must say exactly what `visible_to_reader` says; the tests of `../sqlite/messages.rs`
 //! compare the two on PostgreSQL too.
 
 use sqlx::PgPool;

@@ -7,7 +7,7 @@
 //! Each arm is an equality on an index plus a range on the id; SQLite runs a compound SELECT
 //! with ORDER BY as a merge of the arms in id order and stops after `limit` rows, so a page
 //! reads about `limit` index entries plus one per arm. The arms must say exactly what
-//! `VISIBLE_TO_READER` says: the tests of `messages.rs` compare the two on every kind of
+//! `visible_to_reader` says: the tests of `messages.rs` compare the two on every kind of
 //! message, and the tests here check with `EXPLAIN QUERY PLAN` that no arm scans a table.
 //!
 //! A room arm is for a room the reader may read now (`rooms::of_user` leaves out the
