@@ -5,5 +5,6 @@
 -- message of the room; otherwise only those with `created_at >= history_from` (the same
 -- fixed-width ISO-8601 UTC text as `messages.created_at`, so text order is time order).
 -- A repeated join keeps the first `history_from`, as it keeps the first `joined_at`.
-ALTER TABLE room_members ADD COLUMN by_server INTEGER NOT NULL DEFAULT 0 CHECK (by_server IN (0, 1));
+ALTER TABLE room_members
+    ADD COLUMN by_server INTEGER NOT NULL DEFAULT 0 CHECK (by_server IN (0, 1));
 ALTER TABLE room_members ADD COLUMN history_from TEXT;

@@ -18,9 +18,10 @@ use super::super::model::{ReplayPage, StoredMessage, clamp, replayed};
 
 /// The page: `$1` reader, `$2` its role, `$3` the bound of the visible arms (NULL without
 /// `since`, which empties them), `$4` the cursor, `$5` until, `$6` the limit, `$7` whether to
-/// read the offline queue, `$8` the rooms it may not read (`text[]`). UNION also drops the ids two arms share (a private message to
-/// oneself). The page's ids go through an array so that its rows are then fetched by primary
-/// key: joined to a subquery instead, the planner may hash the whole table to find them.
+/// read the offline queue, `$8` the rooms it may not read (`text[]`). UNION also drops the
+/// ids two arms share (a private message to oneself). The page's ids go through an array so
+/// that its rows are then fetched by primary key: joined to a subquery instead, the planner
+/// may hash the whole table to find them.
 const PAGE: &str = "
 SELECT m.message_id, m.event, m.payload, (m.target_kind = 'user' AND m.target = $1)
 FROM unnest(ARRAY(
