@@ -13,12 +13,15 @@
 //! A room arm is for a room the reader may read now (`rooms::of_user` leaves out the
 //! unreadable ones) and bounds it by the membership's `history_from`: `created_at >=` it,
 //! a filter on the rows the arm's index range already walks, not a bound of the range.
-//! So a member who joined long after a room began walks the room's pre-join rows once per
-//! catch-up from 0 (each page's arm resumes past the cursor, so not once per page), reading
-//! each row's `created_at` to skip it. Accepted because the cheaper bound, the last id at
-//! the join, would be wrong in a cluster: ids are not time-ordered across nodes (each
-//! reserves its own blocks), so a message created after the join can carry a lower id than
-//! one created before it.
+//! So a member who joined long after a room began walks the room's pre-join rows on a
+//! catch-up from before the join, reading each row's `created_at` to skip it: a page's arm
+//! walks those still past the cursor up to the room's first readable row, so while other
+//! arms fill the pages, each page walks them again until the cursor passes them (at worst
+//! pages × pre-join rows; once per catch-up when the room's rows fill the pages). Accepted
+//! because the cheaper bound, the last id at the join, would be wrong in a cluster: ids are
+//! not time-ordered across nodes (each reserves its own blocks), so a message created after
+//! the join can carry a lower id than one created before it. Once a client's cursor is past
+//! the join, the pre-join rows are below every arm's range and cost nothing.
 
 use sqlx::SqlitePool;
 
