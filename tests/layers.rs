@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["protocol", "config"],
     &["auth", "telemetry", "metrics"],
-    &["store", "access"],
+    &["store"],
+    &["access"],
     &["hub"],
     &["commands", "cluster"],
     &["app"],

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::auth::{Access, Identity};
 use crate::config::Settings;
+use crate::store::JoinedHow;
 
 pub use file::PolicyFileError;
 pub use policy::{History, JoinRule, Policies, PostRule};
@@ -160,6 +161,15 @@ impl RoomAccess {
     /// Which of `room`'s history a member replays.
     pub fn history(&self, room: &str) -> History {
         self.policies.of(room).history
+    }
+
+    /// How a membership that starts `at` is stored: whether the application made it, and,
+    /// in a room whose policy says `since_join`, the time its history starts.
+    pub fn joined_how(&self, room: &str, at: &str, by_server: bool) -> JoinedHow {
+        JoinedHow {
+            by_server,
+            history_from: (self.history(room) == History::SinceJoin).then(|| at.to_owned()),
+        }
     }
 }
 

@@ -99,10 +99,12 @@ pub(super) async fn list(
         since: query.since.unwrap_or(0),
         limit: check_limit(query.limit)?,
     };
+    // The rooms its user is still a member of that this token may not read.
+    let unreadable = app.hub.unreadable_rooms(&caller.0);
     let viewer = (!caller.is_admin(&app)).then(|| Reader {
         user_id: &caller.0.user_id,
         role: &caller.0.role,
-        unreadable: &[],
+        unreadable: &unreadable,
     });
     let store = app.store.after_writes().await;
     let rows = store.list_messages(&filter, viewer).await.map_err(|e| {

@@ -26,9 +26,13 @@ pub(super) async fn apply(caller: &Caller, since: u64) -> Outcome {
     // Below the horizon every message is settled: the page misses nothing sent before.
     let until = store.read_horizon().await;
     let identity = caller.identity();
-    let page = store
+    let unreadable = caller.hub.unreadable_rooms(&identity);
+    // After the writes already sent: a room the caller just left or was removed from must
+    // not be read as a membership still stored.
+    let history = store.after_writes().await;
+    let page = history
         .replay_page(ReplayPage {
-            reader: reader(&identity),
+            reader: reader(&identity, &unreadable),
             since: Some(since),
             undelivered: false,
             cursor: since,
@@ -73,12 +77,13 @@ pub async fn replay_on_connect(caller: &Caller, last_message_id: Option<u64>, un
     // user's previous connection must be committed too, or what it already took would be
     // sent again.
     let history = store.after_writes().await;
+    let unreadable = caller.hub.unreadable_rooms(&identity);
     let cap = SYNC_LIMIT as usize + caller.limits.max_queued_per_user as usize;
     let (mut cursor, mut count, mut more, mut failed) = (0, 0, false, false);
     loop {
         let page = match history
             .replay_page(ReplayPage {
-                reader: reader(&identity),
+                reader: reader(&identity, &unreadable),
                 since: last_message_id,
                 undelivered: true,
                 cursor,
@@ -129,12 +134,13 @@ pub async fn replay_on_connect(caller: &Caller, last_message_id: Option<u64>, un
     caller.hub.end_replay(caller.session);
 }
 
-/// Who reads: the role is the one of the connection's current token (a refresh can change it).
-fn reader(identity: &Identity) -> Reader<'_> {
+/// Who reads: the role is the one of the connection's current token (a refresh can change
+/// it), and the rooms its user is still a member of that this token may not read.
+fn reader<'a>(identity: &'a Identity, unreadable: &'a [String]) -> Reader<'a> {
     Reader {
         user_id: &identity.user_id,
         role: &identity.role,
-        unreadable: &[],
+        unreadable,
     }
 }
 

@@ -58,7 +58,7 @@ use crate::metrics::{Live, Metrics};
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::{self, Connected, RoomDropped, RoomPresence, UserObject};
 pub use crate::store::Target;
-use crate::store::{NewSession, Store, StoreError};
+use crate::store::{NewSession, Store, StoreError, StoredMembership};
 
 /// Identifies one live connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -219,8 +219,15 @@ impl Hub {
     ) -> Result<Self, StoreError> {
         let live = store.load_live_state().await?;
         let mut state = State::default();
-        for crate::store::StoredMembership { room, user_id, .. } in live.memberships {
+        for membership in live.memberships {
+            let StoredMembership {
+                room,
+                user_id,
+                by_server,
+                ..
+            } = membership;
             match RoomName::parse(&room) {
+                Ok(room) if by_server => state.add_server_member(&room, &Arc::from(user_id)),
                 Ok(room) => state.add_member(&room, &Arc::from(user_id)),
                 Err(e) => {
                     tracing::warn!(room, error = %e, "ignoring a stored room with a bad name")
@@ -474,7 +481,7 @@ impl Hub {
         }
         state.add_member(room, &user_id);
         let at = wire::now();
-        let how = Default::default();
+        let how = state.access.joined_how(room.as_str(), &at, false);
         self.inner
             .store
             .room_joined(room.as_str(), &user_id, &at, how);
@@ -580,6 +587,18 @@ impl Hub {
             at,
         });
         Ok(())
+    }
+
+    /// The rooms whose stored history a reader holding `identity` may not read although its
+    /// user is still a member (a token that no longer grants them, a role no longer
+    /// allowed): `sync`, the catch-up and the REST listing leave them out until the
+    /// membership itself ends (at the user's next connection or token renewal).
+    pub fn unreadable_rooms(&self, identity: &Identity) -> Vec<String> {
+        self.state()
+            .rooms_not_allowed(identity)
+            .into_iter()
+            .map(|room| room.as_str().to_owned())
+            .collect()
     }
 
     /// Asks every connection to close (shutdown, or an operator's kick).

@@ -329,18 +329,24 @@ impl State {
     /// The stored memberships of an online user that the access rules no longer allow for
     /// its newest token.
     pub fn ungranted_rooms(&self, user_id: &str) -> Vec<RoomName> {
-        let Some(user) = self.users.get(user_id) else {
-            return Vec::new();
-        };
+        match self.users.get(user_id) {
+            Some(user) => self.rooms_not_allowed(&user.identity),
+            None => Vec::new(),
+        }
+    }
+
+    /// The memberships of `identity`'s user that the access rules do not allow it: a reader
+    /// holding this token may not read those rooms' history (`sync`, catch-up, the REST
+    /// listing), even before the membership itself is ended.
+    pub fn rooms_not_allowed(&self, identity: &Identity) -> Vec<RoomName> {
+        let user_id = &identity.user_id;
         self.memberships
             .get(user_id)
             .into_iter()
             .flatten()
             .filter(|room| {
                 let server_member = self.is_server_member(room, user_id);
-                !self
-                    .access
-                    .may_stay(&user.identity, room.as_str(), server_member)
+                !self.access.may_stay(identity, room.as_str(), server_member)
             })
             .cloned()
             .collect()
@@ -452,7 +458,6 @@ impl State {
     }
 
     /// Marks a membership as the application's (it holds whatever the rules say).
-    #[allow(dead_code)] // Server-side membership (REST, the embedded API) is next.
     pub fn add_server_member(&mut self, room: &RoomName, user_id: &Arc<str>) {
         self.add_member(room, user_id);
         self.server_members

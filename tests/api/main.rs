@@ -19,6 +19,7 @@ mod crash;
 mod embedded;
 mod events;
 mod failures;
+mod history_access;
 mod hygiene;
 mod limits;
 mod lingering;
