@@ -16,11 +16,11 @@
 //! ```
 
 use serde::Serialize;
-use serde_json::Value;
 
+use crate::commands::publish_event::{BackendEvent, publish_event};
 use crate::commands::users_stats;
 use crate::hub::{CloseReason, Hub, Publish, PublishError, Published, Target};
-use crate::protocol::wire::{self, UserObject, UsersStats, system_user};
+use crate::protocol::wire::{UserObject, UsersStats, system_user};
 use crate::store::Store;
 
 /// Why the embedded API could not send.
@@ -106,25 +106,15 @@ impl GatewayHandle {
         event: &str,
         payload: &impl Serialize,
     ) -> Result<Published, SendError> {
-        let value = serde_json::to_value(payload)?;
-        let timestamp = wire::now();
-        let from = serde_json::to_value(system_user())?;
-        let body = value.get("message").and_then(Value::as_str).unwrap_or("");
-        let kind = value.get("type").and_then(Value::as_str);
-        let payload = |id| {
-            let mut value = value.clone();
-            if let Value::Object(map) = &mut value {
-                map.entry("id").or_insert(Value::from(id));
-                map.entry("from").or_insert_with(|| from.clone());
-                map.entry("timestamp")
-                    .or_insert_with(|| Value::from(timestamp.as_str()));
-            }
-            value
+        let event = BackendEvent {
+            target,
+            event,
+            payload: serde_json::to_value(payload)?,
+            from: serde_json::to_value(system_user())?,
+            idempotency_key: None,
         };
-        let publish = Publish::system(self.queue_limit)
-            .message(event.to_owned(), target, body, &timestamp, &payload)
-            .kind(kind);
-        Ok(self.hub.publish(publish).await?)
+        let origin = Publish::system(self.queue_limit);
+        Ok(publish_event(&self.hub, origin, event).await?)
     }
 
     /// Distinct users online.

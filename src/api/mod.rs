@@ -18,6 +18,7 @@ mod messages;
 mod metrics;
 mod notify;
 mod openapi;
+mod publish;
 mod users;
 
 use axum::Router;
@@ -50,6 +51,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(notify::send_notification))
         .routes(routes!(notify::broadcast))
         .routes(routes!(notify::send_to_role))
+        .routes(routes!(publish::publish))
         .routes(routes!(users::sessions))
         .routes(routes!(users::queue))
         .routes(routes!(users::disconnect))

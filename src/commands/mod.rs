@@ -14,6 +14,7 @@ mod get_users_stats;
 mod join_room;
 mod leave_room;
 pub mod notify;
+pub mod publish_event;
 mod refresh_token;
 mod reply;
 mod room_message;

@@ -47,7 +47,7 @@ pub use outbound::{CloseReason, Closer, Handoff, Outbound, OutboundQueue};
 pub use overview::{LiveOverview, LiveRoom, LiveSession, LiveUser, OverviewLimits};
 pub use presence::PresenceCursor;
 use presence::PresenceFeed;
-pub use publish::{Publish, PublishError};
+pub use publish::{Origin, Publish, PublishError};
 pub use published::Published;
 pub use remote::NodeUser;
 use state::{Opened, State};

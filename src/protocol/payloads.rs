@@ -239,9 +239,89 @@ impl TargetUserId {
     }
 }
 
+/// Longest event name a back end may publish, in characters.
+pub const MAX_EVENT_NAME_CHARS: usize = 64;
+
+/// Names a back end may not publish under (`POST /websocket/publish`): the protocol's own
+/// server events, whose payloads clients trust to mean what section 6 says (a published
+/// `room-message` would be a chat message nobody sent), and the names Socket.IO reserves.
+const RESERVED_EVENT_NAMES: &[&str] = &[
+    "connected",
+    "user-connected",
+    "user-disconnected",
+    "presence-diff",
+    "active-users",
+    "users-stats",
+    "broadcast-message",
+    "private-message",
+    "room-message",
+    "joined-room",
+    "left-room",
+    "user-joined-room",
+    "user-left-room",
+    "sync-complete",
+    "token-expiring",
+    "error",
+    "ack",
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+/// The name of an event a back end publishes: 1 to 64 ASCII letters, digits, `-`, `_`, `.`
+/// or `:`, and none of the protocol's own server events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventName(String);
+
+impl EventName {
+    pub fn parse(s: &str) -> Result<Self, ProtocolError> {
+        let chars = s.chars().count();
+        let valid_chars = s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+        if chars == 0 || chars > MAX_EVENT_NAME_CHARS || !valid_chars {
+            return Err(ProtocolError::new(format!(
+                "invalid event name {s:?}: use 1 to {MAX_EVENT_NAME_CHARS} ASCII letters, \
+                 digits, '-', '_', '.' or ':'"
+            )));
+        }
+        if RESERVED_EVENT_NAMES.contains(&s) {
+            return Err(ProtocolError::new(format!(
+                "event name {s:?} is one of the protocol's own events; choose another name"
+            )));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn published_event_names_are_plain_and_not_the_protocols_own() {
+        for ok in ["order-shipped", "invoice.paid", "game:move", "notification"] {
+            assert!(EventName::parse(ok).is_ok(), "{ok}");
+        }
+        let long = "e".repeat(MAX_EVENT_NAME_CHARS + 1);
+        for bad in [
+            "",
+            "with space",
+            "café",
+            "room-message",
+            "connect",
+            long.as_str(),
+        ] {
+            assert!(EventName::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn room_names_follow_the_documented_rule() {

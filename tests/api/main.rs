@@ -30,6 +30,7 @@ mod persistence;
 mod pipeline;
 mod presence;
 mod protocol_doc;
+mod publish;
 mod rest;
 mod socketio_connect;
 mod socketio_replies;

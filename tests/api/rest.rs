@@ -31,6 +31,7 @@ const PROTECTED: &[(&str, &str)] = &[
     ("POST", "/websocket/send-notification"),
     ("POST", "/websocket/broadcast"),
     ("POST", "/websocket/send-to-role"),
+    ("POST", "/websocket/publish"),
     ("GET", "/websocket/users/alice/sessions"),
     ("GET", "/websocket/users/alice/queue"),
     ("POST", "/websocket/users/alice/disconnect"),
@@ -63,6 +64,7 @@ async fn post_endpoints_need_an_admin_role() {
         "/websocket/send-notification",
         "/websocket/broadcast",
         "/websocket/send-to-role",
+        "/websocket/publish",
         "/websocket/users/x/disconnect",
         "/websocket/users/x/revoke",
     ] {
