@@ -570,3 +570,40 @@ async fn check_config_prints_the_effective_table_closed_by_the_default() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("policy 1 (\"a\")"), "{stderr}");
 }
+
+/// The JSON blocks of `doc` between the heading `from` and the next heading.
+fn json_blocks<'a>(doc: &'a str, from: &str) -> Vec<&'a str> {
+    let start = doc.find(from).unwrap_or_else(|| panic!("no {from:?}"));
+    let body = &doc[start + from.len()..];
+    let end = body.find("\n#").unwrap_or(body.len());
+    body[..end]
+        .split("```json\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_policy_file_the_documents_show_starts_a_gateway() {
+    let readme = include_str!("../../README.md");
+    let protocol = include_str!("../../docs/protocol.md");
+    let mut files = json_blocks(readme, "### Access control");
+    files.extend(json_blocks(protocol, "## 14. Access control"));
+    assert_eq!(files.len(), 6, "five in the README, one in the protocol");
+    for text in files {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("policies.json");
+        std::fs::write(&path, text).expect("written");
+        let place = Place::Sqlite(dir.path().join("switchboard.db"));
+        let mut settings = test_settings(&place);
+        settings.access.policies_file = Some(path);
+        if text.contains("\"hook\"") {
+            settings.access.join_hook_url = Some("http://127.0.0.1:9/join".into());
+            settings.access.join_hook_secret =
+                Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+        }
+        if let Err(e) = Gateway::build(settings).await {
+            panic!("{text}\nis refused: {e}");
+        }
+    }
+}
