@@ -89,7 +89,8 @@ impl CommandError {
                 Forbidden::Post => AccessRefusal::Post,
                 Forbidden::Broadcast => AccessRefusal::Broadcast,
             }),
-            // The join hook's refusal goes here: `Self::HookUnavailable => Some(AccessRefusal::HookUnavailable),`
+            // The join hook's refusal (code `hook_unavailable`) maps here:
+            // `Self::HookUnavailable => Some(AccessRefusal::HookUnavailable),`
             Self::Protocol(_)
             | Self::Hub(_)
             | Self::UnknownEvent(_)
