@@ -58,6 +58,39 @@ impl Delivery {
     }
 }
 
+/// Which access rule refused a client event (`switchboard_access_refusals_total{reason}`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum AccessRefusal {
+    /// `join-room` refused by the room's join rule or the token's `rooms` claim.
+    Join,
+    /// `room-message` refused by the room's post rule or a read-only grant.
+    Post,
+    /// `send-message` to everyone from a role `BROADCAST_ROLES` does not list.
+    Broadcast,
+    /// `join-room` refused because the application's join hook did not answer.
+    HookUnavailable,
+}
+
+impl AccessRefusal {
+    /// Every kind, in declaration order (a kind's index is its discriminant).
+    const ALL: [Self; 4] = [
+        Self::Join,
+        Self::Post,
+        Self::Broadcast,
+        Self::HookUnavailable,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Join => "join",
+            Self::Post => "post",
+            Self::Broadcast => "broadcast",
+            Self::HookUnavailable => "hook_unavailable",
+        }
+    }
+}
+
 /// `transport` is the `sessions.transport` value (`ws`, `socketio`), so that a figure and a
 /// row name a door the same way.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -131,6 +164,8 @@ pub struct Metrics {
     opened: Vec<(&'static str, Counter, Histogram)>,
     connections_closed: Family<ClosedLabels, Counter>,
     auth_refusals: Family<ReasonLabel, Counter>,
+    /// `access_refusals{reason}` of each [`AccessRefusal`], indexed by it.
+    access_refusals: [Counter; 4],
     client_events: Family<EventLabels, Counter>,
     /// `client_events{event, outcome="ok"}` of every known event, in `ClientEvent::NAMES`
     /// order: the common case is an atomic add, with no map lookup.
@@ -219,6 +254,7 @@ impl Metrics {
             "Connections refused before they opened, by error code",
             Family::default(),
         );
+        let access_refusals = access_refusal_counters(&mut r);
         let client_events: Family<EventLabels, Counter> = register(
             &mut r,
             "client_events",
@@ -339,6 +375,7 @@ impl Metrics {
             connections_opened,
             connections_closed,
             auth_refusals,
+            access_refusals,
             client_events,
             events_ok,
             messages_stored,
@@ -409,6 +446,12 @@ impl Metrics {
             .inc();
     }
 
+    /// A client event was refused by the access rules (a subset of the `forbidden` and
+    /// `hook_unavailable` outcomes of `client_events`, by rule rather than by event).
+    pub fn access_refused(&self, rule: AccessRefusal) {
+        self.access_refusals[rule as usize].inc();
+    }
+
     /// A client event was handled; `outcome` is `"ok"` or the error code.
     pub fn client_event(&self, event: &'static str, outcome: &'static str) {
         if outcome == "ok"
@@ -476,6 +519,21 @@ impl Metrics {
         }
         to_prometheus_text(&out)
     }
+}
+
+/// The `access_refusals` family, one counter per [`AccessRefusal`] made now: a refusal is an
+/// atomic add, and an alert on a rule works before its first refusal.
+fn access_refusal_counters(registry: &mut Registry) -> [Counter; 4] {
+    let family: Family<ReasonLabel, Counter> = register(
+        registry,
+        "access_refusals",
+        "Client events refused by the access rules, by rule: join, post, broadcast, hook_unavailable",
+        Family::default(),
+    );
+    AccessRefusal::ALL.map(|rule| {
+        let reason = rule.as_str();
+        family.get_or_create(&ReasonLabel { reason }).clone()
+    })
 }
 
 /// OpenMetrics text as prometheus-client writes it → Prometheus text 0.0.4: a counter family's
@@ -599,6 +657,24 @@ mod tests {
             "switchboard_client_events_total{event=\"unknown\",outcome=\"unknown_event\"} 1\n",
         ] {
             assert!(text.contains(sample), "{sample} in {text}");
+        }
+    }
+
+    #[test]
+    fn access_refusals_show_every_rule_at_zero_and_count_by_rule() {
+        let metrics = Metrics::new();
+        metrics.access_refused(AccessRefusal::Post);
+        let text = metrics.render(&Live::default());
+        assert!(text.contains("# TYPE switchboard_access_refusals_total counter\n"));
+        for (reason, count) in [
+            ("join", 0),
+            ("post", 1),
+            ("broadcast", 0),
+            ("hook_unavailable", 0),
+        ] {
+            let sample =
+                format!("switchboard_access_refusals_total{{reason=\"{reason}\"}} {count}\n");
+            assert!(text.contains(&sample), "{sample} in {text}");
         }
     }
 

@@ -5,7 +5,8 @@
 //! and a test keeps that list equal to the codes here.
 
 use crate::auth::AuthError;
-use crate::hub::{HubError, PublishError};
+use crate::hub::{Forbidden, HubError, PublishError};
+use crate::metrics::AccessRefusal;
 use crate::protocol::events::ClientEvent;
 use crate::protocol::{ProtocolError, ProtocolErrorKind};
 
@@ -78,12 +79,35 @@ impl CommandError {
             Self::WrongSubject => "wrong_subject",
         }
     }
+
+    /// The access rule behind this refusal, when the access rules refused (counted in
+    /// `switchboard_access_refusals_total`); `None` for every other refusal.
+    pub fn access_refusal(&self) -> Option<AccessRefusal> {
+        match self {
+            Self::Hub(HubError::Forbidden(rule)) => Some(match rule {
+                Forbidden::Join => AccessRefusal::Join,
+                Forbidden::Post => AccessRefusal::Post,
+                Forbidden::Broadcast => AccessRefusal::Broadcast,
+            }),
+            // The join hook's refusal (code `hook_unavailable`) maps here:
+            // `Self::HookUnavailable => Some(AccessRefusal::HookUnavailable),`
+            Self::Protocol(_)
+            | Self::Hub(_)
+            | Self::UnknownEvent(_)
+            | Self::RateLimited(_)
+            | Self::BinaryFrame
+            | Self::NotStored
+            | Self::StoreUnavailable
+            | Self::CatchUpFailed
+            | Self::TokenRefused(_)
+            | Self::WrongSubject => None,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::Forbidden;
 
     /// Every code, in the README's order.
     const CODES: &[&str] = &[

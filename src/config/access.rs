@@ -1,4 +1,4 @@
-//! Access settings (`docs/protocol.md` section 15): who may join a room when no policy names
+//! Access settings (`docs/protocol.md` section 14): who may join a room when no policy names
 //! it (`ROOM_JOIN_DEFAULT`), where the room policies are written (`ROOM_POLICIES`, a file: a
 //! table of patterns outgrows one variable), who may broadcast to everyone
 //! (`BROADCAST_ROLES`), and the application's join hook (`JOIN_HOOK_*`). The policy file is

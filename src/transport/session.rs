@@ -316,6 +316,13 @@ impl Session {
         let ack = move |outcome: &Outcome| {
             let code = outcome.as_ref().map_or_else(CommandError::code, |_| "ok");
             metrics.client_event(name, code);
+            if let Some(rule) = outcome
+                .as_ref()
+                .err()
+                .and_then(CommandError::access_refusal)
+            {
+                metrics.access_refused(rule);
+            }
             ack(outcome);
         };
         let verdict = self.limiter.check(Instant::now());

@@ -1,4 +1,4 @@
-//! Room access (`docs/protocol.md` section 4, "Access"): the token's `rooms` claim and
+//! Room access (`docs/protocol.md` section 14): the token's `rooms` claim and
 //! `ROOM_JOIN_DEFAULT` decide who joins and who posts, checked at `join-room`, at every
 //! `room-message`, when a connection opens and at `refresh-token`; refusals are `forbidden`
 //! on both transports and say nothing about the room. `sync` of a room's history is not

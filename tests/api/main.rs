@@ -28,6 +28,7 @@ mod messages;
 mod metrics;
 mod persistence;
 mod pipeline;
+mod policies;
 mod presence;
 mod protocol_doc;
 mod publish;

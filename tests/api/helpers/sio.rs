@@ -10,6 +10,15 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::WAIT;
 
+/// What the server sent a [`SioClient`]: an event or an ack.
+#[derive(Debug)]
+pub enum SioIncoming {
+    /// `(name, data)`.
+    Event(String, Value),
+    /// `(id, first argument)`.
+    Ack(u64, Value),
+}
+
 /// A Socket.IO client over a WebSocket (Engine.IO 4, Socket.IO 5, default namespace), enough
 /// to exchange events and acks with the gateway from Rust tests (the Node suite uses the
 /// official client).
@@ -96,6 +105,26 @@ impl SioClient {
             {
                 let v: Value = serde_json::from_str(body).expect("an ack array");
                 return v[0].clone();
+            }
+        }
+    }
+
+    /// The next event or ack, in the order they arrived (for a test that must see whether a
+    /// refusal's `error` came before its ack).
+    pub async fn next_incoming(&mut self) -> SioIncoming {
+        loop {
+            let packet = self.packet().await;
+            if let Some(body) = packet.strip_prefix("42") {
+                let v: Value = serde_json::from_str(body).expect("an event array");
+                let name = v[0].as_str().expect("a name").to_owned();
+                return SioIncoming::Event(name, v[1].clone());
+            }
+            if let Some(body) = packet.strip_prefix("43")
+                && let Some((id, args)) = body.split_at_checked(body.find('[').unwrap_or(0))
+                && let Ok(id) = id.parse()
+            {
+                let v: Value = serde_json::from_str(args).expect("an ack array");
+                return SioIncoming::Ack(id, v[0].clone());
             }
         }
     }
