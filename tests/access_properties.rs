@@ -1,8 +1,9 @@
 //! Property test of room access: for random room policy tables, random users (a role, with or
 //! without a `rooms` claim, some entries read-only) and random sequences of joins, leaves,
-//! room messages, broadcasts, token renewals and server sends to a room, what every
-//! connection receives from the real hub (over a real SQLite store in a temporary directory)
-//! is exactly what a small model of the rules says, and every refusal is the model's.
+//! room messages, broadcasts, token renewals, new connections with another token and server
+//! sends to a room, what every connection receives from the real hub (over a real SQLite
+//! store in a temporary directory) is exactly what a small model of the rules says, and
+//! every refusal is the model's.
 //!
 //! The model (`Model` below) is written from the documents (`docs/protocol.md`, the contract's
 //! section 15, the `ROOM_POLICIES` format), not from `src/access`: the first policy whose
@@ -114,13 +115,16 @@ enum Op {
     },
     /// The server's message to a room (REST, the embedded API).
     ServerPost { room: &'static str },
+    /// A new connection of `user` with another token, which becomes the user's newest.
+    Connect { user: usize, token: Token },
 }
 
 impl Op {
-    /// The same operation with `user` and `conn` brought within `world`'s connections.
-    fn within(&self, world: &World) -> Self {
-        let user = |u: usize| u % world.users.len();
-        let conn = |u: usize, c: usize| c % world.users[user(u)].1;
+    /// The same operation with `user` and `conn` brought within the connections open now
+    /// (`conns`: how many each user has).
+    fn within(&self, conns: &[usize]) -> Self {
+        let user = |u: usize| u % conns.len();
+        let conn = |u: usize, c: usize| c % conns[user(u)];
         match self.clone() {
             Self::Join {
                 user: u,
@@ -160,6 +164,10 @@ impl Op {
             } => Self::Renew {
                 user: user(u),
                 conn: conn(u, c),
+                token,
+            },
+            Self::Connect { user: u, token } => Self::Connect {
+                user: user(u),
                 token,
             },
             other @ Self::ServerPost { .. } => other,
@@ -247,6 +255,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => who.clone().prop_map(|(user, conn)| Op::Broadcast { user, conn }),
         2 => (who, token()).prop_map(|((user, conn), token)| Op::Renew { user, conn, token }),
         1 => room().prop_map(|room| Op::ServerPost { room }),
+        1 => (0_usize..4, token()).prop_map(|(user, token)| Op::Connect { user, token }),
     ]
 }
 
@@ -272,13 +281,15 @@ type Conn = (usize, usize);
 /// What one operation must do: its answer, and what each connection receives, in order.
 struct Expected {
     answer: Result<(), HubError>,
-    received: BTreeMap<Conn, Vec<String>>,
+    received: Received,
 }
 
 struct Model<'w> {
     world: &'w World,
     /// Each user's newest token.
     tokens: Vec<Token>,
+    /// How many connections each user has (numbered from 0, none closes).
+    conns: Vec<usize>,
     /// Room → member users. Rooms in name order, as memberships are kept.
     members: BTreeMap<&'static str, BTreeSet<usize>>,
 }
@@ -288,6 +299,7 @@ impl<'w> Model<'w> {
         Self {
             world,
             tokens: world.users.iter().map(|(t, _)| t.clone()).collect(),
+            conns: world.users.iter().map(|(_, n)| *n).collect(),
             members: BTreeMap::new(),
         }
     }
@@ -335,11 +347,10 @@ impl<'w> Model<'w> {
 
     /// Every connection of the gateway.
     fn conns(&self) -> impl Iterator<Item = Conn> + '_ {
-        self.world
-            .users
+        self.conns
             .iter()
             .enumerate()
-            .flat_map(|(user, (_, n))| (0..*n).map(move |c| (user, c)))
+            .flat_map(|(user, n)| (0..*n).map(move |c| (user, c)))
     }
 
     /// The connections of `room`'s members.
@@ -350,13 +361,7 @@ impl<'w> Model<'w> {
     }
 
     fn apply(&mut self, index: usize, op: &Op) -> Expected {
-        let mut received: BTreeMap<Conn, Vec<String>> =
-            self.conns().map(|c| (c, Vec::new())).collect();
-        let mut tell = |conns: &[Conn], except: Option<Conn>, what: String| {
-            for c in conns.iter().filter(|c| Some(**c) != except) {
-                received.entry(*c).or_default().push(what.clone());
-            }
-        };
+        let mut received: Received = self.conns().map(|c| (c, Vec::new())).collect();
         let answer = match *op {
             Op::Join { user, conn, room } => {
                 if !self.may_be_in(&self.tokens[user], room) {
@@ -366,6 +371,7 @@ impl<'w> Model<'w> {
                         self.members.entry(room).or_default().insert(user);
                         let to = self.room_conns(room);
                         tell(
+                            &mut received,
                             &to,
                             Some((user, conn)),
                             presence("user-joined-room", room, user),
@@ -378,6 +384,7 @@ impl<'w> Model<'w> {
                 if self.is_member(user, room) {
                     let to = self.room_conns(room);
                     tell(
+                        &mut received,
                         &to,
                         Some((user, conn)),
                         presence("user-left-room", room, user),
@@ -391,7 +398,12 @@ impl<'w> Model<'w> {
             Op::Post { user, conn, room } => {
                 let refused = self.post_refusal(user, room);
                 if refused.is_none() {
-                    tell(&self.room_conns(room), Some((user, conn)), mark(index));
+                    tell(
+                        &mut received,
+                        &self.room_conns(room),
+                        Some((user, conn)),
+                        mark(index),
+                    );
                 }
                 refused.map_or(Ok(()), Err)
             }
@@ -402,7 +414,7 @@ impl<'w> Model<'w> {
                     || role == ADMIN;
                 if allowed {
                     let everyone: Vec<Conn> = self.conns().collect();
-                    tell(&everyone, Some((user, conn)), mark(index));
+                    tell(&mut received, &everyone, Some((user, conn)), mark(index));
                     Ok(())
                 } else {
                     Err(HubError::Forbidden(Forbidden::Broadcast))
@@ -411,33 +423,57 @@ impl<'w> Model<'w> {
             Op::Renew {
                 user, ref token, ..
             } => {
-                self.tokens[user] = token.clone();
-                let own: Vec<Conn> = self.conns().filter(|(u, _)| *u == user).collect();
-                let rooms: Vec<&'static str> = self
+                self.renew(user, token, None, &mut received);
+                Ok(())
+            }
+            Op::Connect { user, ref token } => {
+                let new = (user, self.conns[user]);
+                self.conns[user] += 1;
+                let dropped = self.renew(user, token, Some(new), &mut received);
+                let rooms: Vec<&str> = self
                     .members
                     .iter()
-                    .filter(|(room, members)| {
-                        members.contains(&user) && !self.may_be_in(token, room)
-                    })
+                    .filter(|(_, members)| members.contains(&user))
                     .map(|(room, _)| *room)
                     .collect();
-                for room in rooms {
-                    self.members.entry(room).or_default().remove(&user);
-                    tell(
-                        &self.room_conns(room),
-                        None,
-                        presence("user-left-room", room, user),
-                    );
-                    tell(&own, None, format!("left-room {room} not_granted"));
-                }
+                let welcome = std::iter::once(format!("connected rooms={}", rooms.join(",")));
+                let told = dropped.iter().map(|room| not_granted(room));
+                received.insert(new, welcome.chain(told).collect());
                 Ok(())
             }
             Op::ServerPost { room } => {
-                tell(&self.room_conns(room), None, mark(index));
+                tell(&mut received, &self.room_conns(room), None, mark(index));
                 Ok(())
             }
         };
         Expected { answer, received }
+    }
+
+    /// `user` presents `token`, its newest from now on: the memberships it does not allow
+    /// end, in room order; the room's other connections hear `user-left-room`, the user's
+    /// own (but `new`, told after its welcome) `left-room`. Returns the rooms left.
+    fn renew(
+        &mut self,
+        user: usize,
+        token: &Token,
+        new: Option<Conn>,
+        received: &mut Received,
+    ) -> Vec<&'static str> {
+        self.tokens[user] = token.clone();
+        let own: Vec<Conn> = self.conns().filter(|(u, _)| *u == user).collect();
+        let rooms: Vec<&'static str> = self
+            .members
+            .iter()
+            .filter(|(room, members)| members.contains(&user) && !self.may_be_in(token, room))
+            .map(|(room, _)| *room)
+            .collect();
+        for room in &rooms {
+            self.members.entry(room).or_default().remove(&user);
+            let presence = presence("user-left-room", room, user);
+            tell(received, &self.room_conns(room), None, presence);
+            tell(received, &own, new, not_granted(room));
+        }
+        rooms
     }
 
     /// Why `user` may not post in `room`, if it may not: members only; then the post rule
@@ -463,6 +499,20 @@ impl<'w> Model<'w> {
             _ => None,
         }
     }
+}
+
+/// What each connection received, in order.
+type Received = BTreeMap<Conn, Vec<String>>;
+
+/// `what` reaches every connection of `conns` but `except`.
+fn tell(received: &mut Received, conns: &[Conn], except: Option<Conn>, what: String) {
+    for c in conns.iter().filter(|c| Some(**c) != except) {
+        received.entry(*c).or_default().push(what.clone());
+    }
+}
+
+fn not_granted(room: &str) -> String {
+    format!("left-room {room} not_granted")
 }
 
 fn user_id(user: usize) -> String {
@@ -492,6 +542,11 @@ fn describe(name: &str, data: &Value) -> String {
             data["user"]["userId"].as_str().unwrap_or("?")
         ),
         "left-room" => format!("left-room {} {}", text("room"), text("reason")),
+        "connected" => {
+            let rooms = data["rooms"].as_array().into_iter().flatten();
+            let rooms: Vec<&str> = rooms.map(|r| r.as_str().unwrap_or("?")).collect();
+            format!("connected rooms={}", rooms.join(","))
+        }
         "room-message" | "broadcast-message" => format!("message #{}", data["mark"]),
         other => format!("{other} {data}"),
     }
@@ -528,23 +583,19 @@ fn identity(user: usize, token: &Token) -> Result<Identity, TestCaseError> {
 
 /// The `ROOM_POLICIES` file of `rows`.
 fn policy_file(rows: &[Row]) -> Value {
-    let rule = |word: &str, roles: Option<&Vec<&str>>| match roles {
-        Some(roles) => json!({ "roles": roles }),
-        None => json!(word),
-    };
     let rows: Vec<Value> = rows
         .iter()
         .map(|row| {
             let join = match &row.join {
-                JoinRule::Anyone => rule("anyone", None),
-                JoinRule::Token => rule("token", None),
-                JoinRule::Roles(roles) => rule("", Some(roles)),
-                JoinRule::Members => rule("members", None),
+                JoinRule::Anyone => json!("anyone"),
+                JoinRule::Token => json!("token"),
+                JoinRule::Roles(roles) => json!({ "roles": roles }),
+                JoinRule::Members => json!("members"),
             };
             let post = match &row.post {
-                PostRule::Members => rule("members", None),
-                PostRule::Roles(roles) => rule("", Some(roles)),
-                PostRule::Server => rule("server", None),
+                PostRule::Members => json!("members"),
+                PostRule::Roles(roles) => json!({ "roles": roles }),
+                PostRule::Server => json!("server"),
             };
             json!({ "match": row.pattern, "join": join, "post": post })
         })
@@ -555,6 +606,7 @@ fn policy_file(rows: &[Row]) -> Value {
 /// One gateway's hub over its own store, and its connections.
 struct Gateway {
     hub: Hub,
+    store: Store,
     sessions: BTreeMap<Conn, (SessionId, OutboundQueue)>,
     _dir: tempfile::TempDir,
 }
@@ -594,31 +646,46 @@ impl Gateway {
             &settings,
             load_policies(&settings).map_err(fail)?,
         ));
-        let mut sessions = BTreeMap::new();
+        let mut gateway = Self {
+            hub,
+            store,
+            sessions: BTreeMap::new(),
+            _dir: dir,
+        };
         for (user, (token, conns)) in world.users.iter().enumerate() {
-            for conn in 0..*conns {
-                let (outbound, mut queue) = Outbound::channel(QUEUE);
-                let id = store.next_session_id().await.map_err(fail)?;
-                let meta = SessionMeta {
-                    transport: Transport::WebSocket,
-                    remote_addr: None,
-                    user_agent: None,
-                };
-                let registered = hub.connect(id, identity(user, token)?, meta, outbound, QUEUE);
-                hub.end_replay(registered.session);
-                let welcome = drain(&mut queue);
-                prop_assert!(
-                    welcome.len() == 1 && welcome[0].starts_with("connected "),
-                    "a fresh connection hears only its welcome: {welcome:?}"
+            for _ in 0..*conns {
+                let conn = gateway.connect(user, token).await?;
+                let welcome = drain(
+                    &mut gateway
+                        .sessions
+                        .get_mut(&conn)
+                        .ok_or_else(|| fail("opened"))?
+                        .1,
                 );
-                sessions.insert((user, conn), (registered.session, queue));
+                prop_assert_eq!(welcome, ["connected rooms="], "a fresh gateway's welcome");
             }
         }
-        Ok(Self {
-            hub,
-            sessions,
-            _dir: dir,
-        })
+        Ok(gateway)
+    }
+
+    /// Opens a new connection of `user` with `token`, caught up at once (what it hears
+    /// waits in its queue).
+    async fn connect(&mut self, user: usize, token: &Token) -> Result<Conn, TestCaseError> {
+        let conn = self.sessions.range((user, 0)..(user + 1, 0)).count();
+        let (outbound, queue) = Outbound::channel(QUEUE);
+        let id = self.store.next_session_id().await.map_err(fail)?;
+        let meta = SessionMeta {
+            transport: Transport::WebSocket,
+            remote_addr: None,
+            user_agent: None,
+        };
+        let registered = self
+            .hub
+            .connect(id, identity(user, token)?, meta, outbound, QUEUE);
+        self.hub.end_replay(registered.session);
+        self.sessions
+            .insert((user, conn), (registered.session, queue));
+        Ok((user, conn))
     }
 
     fn session(&self, user: usize, conn: usize) -> SessionId {
@@ -627,7 +694,7 @@ impl Gateway {
 
     /// Does `op` through the hub's public calls, as the commands do: its answer, and for a
     /// message how many connections it reached.
-    async fn apply(&self, index: usize, op: &Op) -> Result<Answer, TestCaseError> {
+    async fn apply(&mut self, index: usize, op: &Op) -> Result<Answer, TestCaseError> {
         let payload = |id: u64| json!({ "id": id, "mark": index });
         let chat = |user, conn| Publish::chat(self.session(user, conn), user_id(user).into(), 1000);
         let to_room = |room| Target::Room(room_name(room));
@@ -673,6 +740,10 @@ impl Gateway {
                 .hub
                 .renew_identity(self.session(user, conn), &identity(user, token)?)
                 .map(|()| None),
+            Op::Connect { user, ref token } => {
+                self.connect(user, token).await?;
+                Ok(None)
+            }
             Op::ServerPost { room } => {
                 let message = Publish::system(1000).message(
                     "room-message",
@@ -706,7 +777,7 @@ async fn run(world: World, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut gateway = Gateway::start(&world).await?;
     let mut model = Model::new(&world);
     for (index, op) in ops.iter().enumerate() {
-        let op = &op.within(&world);
+        let op = &op.within(&model.conns);
         let got = gateway.apply(index, op).await?;
         let expected = model.apply(index, op);
         prop_assert_eq!(
