@@ -83,6 +83,7 @@ pub use startup::{EmbeddedGateway, Gateway, StartupError};
 /// Not API: it follows the internals and may change with any release.
 #[doc(hidden)]
 pub mod internals {
+    pub use crate::access::{RoomAccess, load_policies};
     pub use crate::auth::claims::Claims;
     pub use crate::auth::keys::Minter;
     pub use crate::auth::{AuthError, Identity, Verifier, find_token};

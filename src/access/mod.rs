@@ -66,6 +66,7 @@ pub enum JoinVerdict {
 /// The access rules of this node.
 #[derive(Debug, Clone, Default)]
 pub struct RoomAccess {
+    /// The room policies, first match wins.
     pub policies: Arc<Policies>,
     /// Roles that go anywhere and may always broadcast.
     pub admin_roles: Vec<Arc<str>>,
