@@ -102,6 +102,7 @@ pub(super) async fn list(
     let viewer = (!caller.is_admin(&app)).then(|| Reader {
         user_id: &caller.0.user_id,
         role: &caller.0.role,
+        unreadable: &[],
     });
     let store = app.store.after_writes().await;
     let rows = store.list_messages(&filter, viewer).await.map_err(|e| {

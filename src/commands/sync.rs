@@ -134,6 +134,7 @@ fn reader(identity: &Identity) -> Reader<'_> {
     Reader {
         user_id: &identity.user_id,
         role: &identity.role,
+        unreadable: &[],
     }
 }
 

@@ -219,7 +219,7 @@ impl Hub {
     ) -> Result<Self, StoreError> {
         let live = store.load_live_state().await?;
         let mut state = State::default();
-        for (room, user_id) in live.memberships {
+        for crate::store::StoredMembership { room, user_id, .. } in live.memberships {
             match RoomName::parse(&room) {
                 Ok(room) => state.add_member(&room, &Arc::from(user_id)),
                 Err(e) => {
@@ -474,7 +474,10 @@ impl Hub {
         }
         state.add_member(room, &user_id);
         let at = wire::now();
-        self.inner.store.room_joined(room.as_str(), &user_id, &at);
+        let how = Default::default();
+        self.inner
+            .store
+            .room_joined(room.as_str(), &user_id, &at, how);
         let user_object = state.user_object(&user_id).ok_or(HubError::SessionGone)?;
         let event = Event::new(
             "user-joined-room",

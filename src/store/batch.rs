@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicU64;
 
 use tokio::sync::{oneshot, watch};
 
-use super::model::MessageRecord;
+use super::model::{JoinedHow, MessageRecord};
 
 /// One durable write. Built only by the [`Store`](super::Store) methods that name an intent
 /// (`session_opened`, `log_message`, ...): callers say what happened, this says which rows
@@ -76,6 +76,8 @@ pub(super) enum WriteOp {
         user_id: String,
         /// When.
         at: String,
+        /// By whom, and how much history it opens.
+        how: JoinedHow,
     },
     /// A user left a room.
     LeaveRoom { room: String, user_id: String },
@@ -297,8 +299,14 @@ pub(super) trait InOrder {
         at: &str,
         reason: &str,
     ) -> Result<(), sqlx::Error>;
-    /// Makes `user_id` a member of `room`.
-    async fn join_room(&mut self, room: &str, user_id: &str, at: &str) -> Result<(), sqlx::Error>;
+    /// Makes `user_id` a member of `room` (see [`Store::room_joined`](super::Store::room_joined)).
+    async fn join_room(
+        &mut self,
+        room: &str,
+        user_id: &str,
+        at: &str,
+        how: &JoinedHow,
+    ) -> Result<(), sqlx::Error>;
     /// Ends the membership of `user_id` in `room`.
     async fn leave_room(&mut self, room: &str, user_id: &str) -> Result<(), sqlx::Error>;
     /// Refuses `user_id`'s tokens issued before `not_before`.
@@ -345,7 +353,12 @@ pub(super) async fn apply_in_order(
                 at,
                 reason,
             } => tx.close_session(*session_id, at, reason).await?,
-            WriteOp::JoinRoom { room, user_id, at } => tx.join_room(room, user_id, at).await?,
+            WriteOp::JoinRoom {
+                room,
+                user_id,
+                at,
+                how,
+            } => tx.join_room(room, user_id, at, how).await?,
             WriteOp::LeaveRoom { room, user_id } => tx.leave_room(room, user_id).await?,
             WriteOp::RevokeTokens {
                 user_id,

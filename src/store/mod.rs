@@ -70,8 +70,8 @@ pub use error::StoreError;
 pub use health::WriteHealth;
 use ids::IdAllocator;
 pub use model::{
-    ListFilter, MessageRecord, OriginalAck, Reader, RecentSession, ReplayPage, SessionRow,
-    StoredMessage, Target, UserHistory,
+    JoinedHow, ListFilter, MessageRecord, OriginalAck, Reader, RecentSession, ReplayPage,
+    SessionRow, StoredMembership, StoredMessage, Target, UserHistory,
 };
 pub use sequence::{CommittedMessage, ID_PLACEHOLDER};
 use session_ids::SessionIds;
@@ -263,8 +263,8 @@ pub struct NewSession<'a> {
 /// What the hub rebuilds its live state from at start.
 #[derive(Debug, Clone, Default)]
 pub struct LiveState {
-    /// Every stored room membership, `(room, user_id)`, ordered by room.
-    pub memberships: Vec<(String, String)>,
+    /// Every stored room membership, ordered by room, then user.
+    pub memberships: Vec<StoredMembership>,
     /// Every user ever seen: a private message to one of them is queued while they are
     /// offline, one to anybody else is refused.
     pub known_users: Vec<String>,
@@ -523,12 +523,15 @@ impl Store {
         Commit(commit, None)
     }
 
-    /// `user_id` became a member of `room` at `at`.
-    pub fn room_joined(&self, room: &str, user_id: &str, at: &str) {
+    /// `user_id` became a member of `room` at `at`, `how` says by whom and with how much
+    /// of the room's history. Already a member, it keeps its first `joined_at` and
+    /// `history_from`; `by_server` becomes true if either join says so.
+    pub fn room_joined(&self, room: &str, user_id: &str, at: &str, how: JoinedHow) {
         self.write(WriteOp::JoinRoom {
             room: room.to_owned(),
             user_id: user_id.to_owned(),
             at: at.to_owned(),
+            how,
         });
     }
 

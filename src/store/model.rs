@@ -169,6 +169,37 @@ pub struct Reader<'a> {
     pub user_id: &'a str,
     /// Current role.
     pub role: &'a str,
+    /// Rooms the reader is a stored member of but may not read now (its token no longer
+    /// grants them, its role is no longer allowed: the hub decides from the access rules).
+    /// Their messages are neither replayed nor listed to it, while the membership stays.
+    pub unreadable: &'a [String],
+}
+
+/// How a user became a member of a room, as [`Store::room_joined`](super::Store::room_joined)
+/// records it (the `room_members.by_server` and `history_from` columns).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinedHow {
+    /// The application added the member (REST, the embedded API), not the user's own
+    /// `join-room`. Kept true once either join said so: an application add over a self-join
+    /// makes it a server membership.
+    pub by_server: bool,
+    /// The member reads only the room's messages created at or after this wire timestamp
+    /// (`protocol::wire::now()`'s format); `None`, all of its stored history. A repeated
+    /// join keeps the first one.
+    pub history_from: Option<String>,
+}
+
+/// One stored room membership, as the hub loads it at start.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredMembership {
+    pub room: String,
+    pub user_id: String,
+    /// When the user first joined (a wire timestamp).
+    pub joined_at: String,
+    /// See [`JoinedHow::by_server`].
+    pub by_server: bool,
+    /// See [`JoinedHow::history_from`].
+    pub history_from: Option<String>,
 }
 
 /// Filters for listing stored messages.

@@ -3,9 +3,8 @@
 //! text serves both; each backend folder binds and runs them next to its own dialect's
 //! statements, under the same function names. A statement that must differ (SQLite's `MAX`
 //! against PostgreSQL's `GREATEST`, `json_each` against arrays, the replay's arms) stays in
-//! its backend's file.
-
-use std::sync::LazyLock;
+//! its backend's file; the listing differs in one fragment only (how a list of rooms is
+//! bound), which each backend hands to [`list`], so the visibility rule is still written once.
 
 // ---- Messages and the offline queue ----
 
@@ -15,36 +14,52 @@ use std::sync::LazyLock;
 /// - messages to it, and the private messages it sent (only `private-message`: a
 ///   notification to a user is not replayed to whoever sent it);
 /// - the messages of the rooms it is a member of *now* (joining a room opens its history,
-///   leaving closes it);
+///   leaving closes it), from the membership's `history_from` on (all of them when NULL),
+///   but none of a room the access rules keep it from reading now (`Reader::unreadable`,
+///   bound at `$7`: `unreadable` is the dialect's "`m.target` is one of them");
 /// - notifications to its role (its role now, as its token says).
+///
+/// `created_at >= history_from` compares text on both backends (both columns are TEXT,
+/// `migrations/postgres/0002_messages.sql` too): wire timestamps are fixed-width ISO-8601
+/// UTC (`protocol::wire::timestamp`), so their text order is their time order.
 ///
 /// Every query that applies it binds the reader at `$1` and `$2` and uses the alias `m` for
 /// `messages`. The replay (`sqlite/replay.rs`, `postgres/replay.rs`) states it again as one
 /// index-backed arm per line above, so that a page costs the same however long the log: a
 /// change here is a change there. The tests of `sqlite/messages.rs` hold the two to the same
 /// answer on every kind of message, on both backends.
-const VISIBLE_TO_READER: &str = "(
+fn visible_to_reader(unreadable: &str) -> String {
+    format!(
+        "(
     m.target_kind = 'all'
     OR (m.target_kind = 'user' AND (m.target = $1
         OR (m.sender_id = $1 AND m.event = 'private-message')))
-    OR (m.target_kind = 'room'
-        AND m.target IN (SELECT room FROM room_members WHERE user_id = $1))
-    OR (m.target_kind = 'role' AND m.target = $2))";
+    OR (m.target_kind = 'room' AND NOT ({unreadable})
+        AND EXISTS (SELECT 1 FROM room_members rm
+            WHERE rm.user_id = $1 AND rm.room = m.target
+              AND (rm.history_from IS NULL OR m.created_at >= rm.history_from)))
+    OR (m.target_kind = 'role' AND m.target = $2))"
+    )
+}
 
 /// The message listing of the REST API: `$1` viewer user (NULL: an admin, who sees
-/// everything), `$2` its role, `$3` since, `$4` room filter, `$5` user filter, `$6` limit.
-pub(super) static LIST: LazyLock<String> = LazyLock::new(|| {
+/// everything), `$2` its role, `$3` since, `$4` room filter, `$5` user filter, `$6` limit,
+/// `$7` the rooms the viewer may not read, which `unreadable` says `m.target` is one of
+/// (SQLite has no arrays: a JSON array there, `m.target IN (SELECT value FROM json_each($7))`;
+/// PostgreSQL binds a `text[]`, `m.target = ANY($7)`). Each backend builds it once.
+pub(super) fn list(unreadable: &str) -> String {
+    let visible = visible_to_reader(unreadable);
     format!(
         "SELECT m.message_id, m.event, m.payload
          FROM messages m
          WHERE m.message_id > $3
            AND ($4 IS NULL OR (m.target_kind = 'room' AND m.target = $4))
            AND ($5 IS NULL OR m.sender_id = $5 OR (m.target_kind = 'user' AND m.target = $5))
-           AND ($1 IS NULL OR {VISIBLE_TO_READER})
+           AND ($1 IS NULL OR {visible})
          ORDER BY m.message_id
          LIMIT $6"
     )
-});
+}
 
 /// The message `$1` (sender) already sent with the idempotency key `$2`:
 /// `(message_id, live_recipients, target_kind)`.
@@ -95,14 +110,22 @@ pub(super) const RECENT_SESSIONS: &str =
 
 // ---- Rooms, users, counters ----
 
-/// Every stored room membership `(room, user_id)`.
+/// Every stored room membership, as a `StoredMembership`.
 pub(super) const MEMBERSHIPS: &str =
-    "SELECT room, user_id FROM room_members ORDER BY room, user_id";
+    "SELECT room, user_id, joined_at, by_server, history_from FROM room_members
+     ORDER BY room, user_id";
 
-/// Makes `$2` a member of room `$1` at `$3`; joining twice keeps the first `joined_at`.
+/// Makes `$2` a member of room `$1` at `$3`, added by the application if `$4`, reading the
+/// room's messages from `$5` on (NULL: all). Joining twice keeps the first `joined_at` and
+/// `history_from`; `by_server` becomes true if either join says so (SQLite's 0/1 integers
+/// and PostgreSQL's `BOOLEAN` both take `OR` and `NOT`), and a join that changes nothing
+/// writes nothing.
 pub(super) const JOIN_ROOM: &str =
-    "INSERT INTO room_members (room, user_id, joined_at) VALUES ($1, $2, $3)
-     ON CONFLICT DO NOTHING";
+    "INSERT INTO room_members (room, user_id, joined_at, by_server, history_from)
+     VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (room, user_id) DO UPDATE
+     SET by_server = room_members.by_server OR excluded.by_server
+     WHERE excluded.by_server AND NOT room_members.by_server";
 
 /// Ends the membership of `$2` in room `$1`.
 pub(super) const LEAVE_ROOM: &str = "DELETE FROM room_members WHERE room = $1 AND user_id = $2";

@@ -2,6 +2,8 @@
 //! queue and the listing with the statements of `../sql.rs` (see `../sqlite/messages.rs`),
 //! and the read-back of committed messages a node of a cluster missed on the bus.
 
+use std::sync::LazyLock;
+
 use sqlx::PgPool;
 
 use super::super::model::{
@@ -10,6 +12,9 @@ use super::super::model::{
 };
 use super::super::sequence::CommittedMessage;
 use super::super::sql;
+
+/// The listing of `../sql.rs`, its unreadable rooms (`$7`) read the way this dialect can.
+static LIST: LazyLock<String> = LazyLock::new(|| sql::list("m.target = ANY($7)"));
 
 /// The stored message a sender already sent with this idempotency key, if any.
 pub(in crate::store) async fn find_by_client_msg_id(
@@ -31,13 +36,15 @@ pub(in crate::store) async fn list(
     filter: &ListFilter,
     viewer: Option<Reader<'_>>,
 ) -> Result<Vec<StoredMessage>, sqlx::Error> {
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(sql::LIST.as_str())
+    let unreadable = viewer.map_or(&[][..], |v| v.unreadable);
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(LIST.as_str())
         .bind(viewer.map(|v| v.user_id))
         .bind(viewer.map(|v| v.role))
         .bind(clamp(filter.since))
         .bind(&filter.room)
         .bind(&filter.user)
         .bind(i64::from(filter.limit))
+        .bind(unreadable)
         .fetch_all(pool)
         .await?;
     Ok(listed(rows))

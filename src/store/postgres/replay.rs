@@ -3,7 +3,12 @@
 //! on the id. PostgreSQL does not stop a UNION early the way SQLite's merge does, so each arm
 //! carries its own `ORDER BY message_id LIMIT`: a page reads at most `limit` index entries
 //! per arm, whatever lies past it. The reader's rooms are one arm, a LATERAL join over its
-//! memberships (each room a bounded index range), so any number of rooms fits one statement.
+//! memberships (each room a bounded index range), so any number of rooms fits one statement;
+//! it leaves out the rooms the reader may not read now (bound as a text array) and filters
+//! each room's rows by the membership's `history_from`, as on SQLite (see there why that is
+//! a filter on the walked range and not an id bound). `created_at` and `history_from` are
+//! both TEXT (`migrations/postgres/0002_messages.sql`, `0007_room_member_access.sql`) in the
+//! one fixed-width ISO-8601 UTC format, so they compare as text, in time order.
 //! The arms must say exactly what `VISIBLE_TO_READER` says; the tests of `../sqlite/messages.rs`
 //! compare the two on PostgreSQL too.
 
@@ -13,7 +18,7 @@ use super::super::model::{ReplayPage, StoredMessage, clamp, replayed};
 
 /// The page: `$1` reader, `$2` its role, `$3` the bound of the visible arms (NULL without
 /// `since`, which empties them), `$4` the cursor, `$5` until, `$6` the limit, `$7` whether to
-/// read the offline queue. UNION also drops the ids two arms share (a private message to
+/// read the offline queue, `$8` the rooms it may not read (`text[]`). UNION also drops the ids two arms share (a private message to
 /// oneself). The page's ids go through an array so that its rows are then fetched by primary
 /// key: joined to a subquery instead, the planner may hash the whole table to find them.
 const PAGE: &str = "
@@ -41,8 +46,9 @@ FROM unnest(ARRAY(
          SELECT message_id FROM messages
          WHERE target_kind = 'room' AND target = rm.room
            AND message_id > $3 AND message_id <= $5
+           AND (rm.history_from IS NULL OR created_at >= rm.history_from)
          ORDER BY message_id LIMIT $6) r
-     WHERE rm.user_id = $1)
+     WHERE rm.user_id = $1 AND rm.room <> ALL($8))
     UNION
     (SELECT message_id FROM deliveries
      WHERE $7 AND user_id = $1 AND delivered_at IS NULL AND message_id > $4 AND message_id <= $5
@@ -65,6 +71,7 @@ pub(in crate::store) async fn replay_page(
         .bind(clamp(page.until))
         .bind(i64::from(page.limit))
         .bind(page.undelivered)
+        .bind(page.reader.unreadable)
         .fetch_all(pool)
         .await?;
     Ok(replayed(rows))
@@ -110,8 +117,10 @@ mod tests {
              SELECT target, message_id, created_at,
                     CASE WHEN message_id % 100 = 1 THEN NULL ELSE created_at END
              FROM messages WHERE target_kind = 'user'",
-            "INSERT INTO room_members VALUES ('r2', 'u1', 'x'), ('r6', 'u1', 'x'),
-                 ('r10', 'u1', 'x')",
+            // One room read from a point in its history, one the reader may not read.
+            "INSERT INTO room_members (room, user_id, joined_at, history_from)
+             VALUES ('r2', 'u1', 'x', NULL), ('r6', 'u1', 'x', NULL),
+                 ('r10', 'u1', 'x', '2026-11-28T00:00:00.000Z')",
             "ANALYZE",
         ] {
             sqlx::query(statement).execute(pool).await.expect(statement);
@@ -126,6 +135,7 @@ mod tests {
             .bind(50_000_i64)
             .bind(1000_i64)
             .bind(true)
+            .bind(["r6".to_owned()].as_slice())
             .fetch_all(pool)
             .await
             .expect("explain");

@@ -3,26 +3,31 @@
 
 use sqlx::{PgConnection, PgPool};
 
+use super::super::model::{JoinedHow, StoredMembership};
 use super::super::sql;
 
-/// Every stored room membership `(room, user_id)`.
+/// Every stored room membership.
 pub(in crate::store) async fn memberships(
     pool: &PgPool,
-) -> Result<Vec<(String, String)>, sqlx::Error> {
+) -> Result<Vec<StoredMembership>, sqlx::Error> {
     sqlx::query_as(sql::MEMBERSHIPS).fetch_all(pool).await
 }
 
-/// Makes `user_id` a member of `room`; joining twice keeps the first `joined_at`.
+/// Makes `user_id` a member of `room` as `how` says; joining twice keeps the first
+/// `joined_at` and `history_from` and ORs `by_server`.
 pub(in crate::store) async fn join(
     conn: &mut PgConnection,
     room: &str,
     user_id: &str,
     at: &str,
+    how: &JoinedHow,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(sql::JOIN_ROOM)
         .bind(room)
         .bind(user_id)
         .bind(at)
+        .bind(how.by_server)
+        .bind(how.history_from.as_deref())
         .execute(conn)
         .await?;
     Ok(())

@@ -13,7 +13,7 @@ use super::super::batch::{
     DeliveryRow, Facts, InOrder, OpenedSession, Receipts, SeenUser, WriteOp, apply_in_order,
     delivery_rows, opened_sessions, records, seen_users,
 };
-use super::super::model::MessageRecord;
+use super::super::model::{JoinedHow, MessageRecord};
 use super::super::sequence::splice_id;
 use super::{counters, rooms, sessions, users};
 
@@ -249,8 +249,14 @@ impl InOrder for Transaction<'_, Postgres> {
         sessions::close(self, session_id, at, reason).await
     }
 
-    async fn join_room(&mut self, room: &str, user_id: &str, at: &str) -> Result<(), sqlx::Error> {
-        rooms::join(self, room, user_id, at).await
+    async fn join_room(
+        &mut self,
+        room: &str,
+        user_id: &str,
+        at: &str,
+        how: &JoinedHow,
+    ) -> Result<(), sqlx::Error> {
+        rooms::join(self, room, user_id, at, how).await
     }
 
     async fn leave_room(&mut self, room: &str, user_id: &str) -> Result<(), sqlx::Error> {

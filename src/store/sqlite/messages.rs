@@ -6,6 +6,8 @@
 //! cannot disagree). Rows are inserted by the writer's batched INSERTs (`writer.rs`) and
 //! deleted by retention (`retention.rs`).
 
+use std::sync::LazyLock;
+
 use sqlx::SqlitePool;
 
 use super::super::model::{
@@ -13,6 +15,10 @@ use super::super::model::{
     queued,
 };
 use super::super::sql;
+
+/// The listing of `../sql.rs`, its unreadable rooms (`$7`) read the way this dialect can.
+static LIST: LazyLock<String> =
+    LazyLock::new(|| sql::list("m.target IN (SELECT value FROM json_each($7))"));
 
 /// The stored message a sender already sent with this idempotency key, if any.
 pub(in crate::store) async fn find_by_client_msg_id(
@@ -35,13 +41,15 @@ pub(in crate::store) async fn list(
     filter: &ListFilter,
     viewer: Option<Reader<'_>>,
 ) -> Result<Vec<StoredMessage>, sqlx::Error> {
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(sql::LIST.as_str())
+    let unreadable = viewer.map_or(&[][..], |v| v.unreadable);
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(LIST.as_str())
         .bind(viewer.map(|v| v.user_id))
         .bind(viewer.map(|v| v.role))
         .bind(clamp(filter.since))
         .bind(&filter.room)
         .bind(&filter.user)
         .bind(i64::from(filter.limit))
+        .bind(serde_json::Value::from(unreadable).to_string())
         .fetch_all(pool)
         .await?;
     Ok(listed(rows))
@@ -80,10 +88,13 @@ pub(in crate::store) async fn last_stored_id(pool: &SqlitePool) -> Result<u64, s
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, SystemTime};
+
     use crate::config::DatabaseSettings;
     use crate::protocol::payloads::RoomName;
+    use crate::protocol::wire::timestamp;
     use crate::store::{
-        ListFilter, MessageRecord, Reader, ReplayPage, Store, StoredMessage, Target,
+        JoinedHow, ListFilter, MessageRecord, Reader, ReplayPage, Store, StoredMessage, Target,
     };
 
     /// A message from `sender` to `target`, as the hub would log it.
@@ -123,7 +134,7 @@ mod tests {
         let store = Store::open(settings, crate::metrics::Metrics::shared())
             .await
             .expect("open the store");
-        store.room_joined("a", "bob", "2024-01-01T00:00:00Z");
+        store.room_joined("a", "bob", "2024-01-01T00:00:00Z", JoinedHow::default());
         let user = |id: &str| Target::User(id.into());
         let room = |name: &str| Target::Room(RoomName::parse(name).expect("a room name"));
         let role = |role: &str| Target::Role(role.into());
@@ -144,16 +155,31 @@ mod tests {
             let _ = store.log_message(record(id, event, target, sender));
             ids.push(id);
         }
-        let until = store.read_horizon().await;
         let bob = Reader {
             user_id: "bob",
             role: "USER",
+            unreadable: &[],
         };
 
         // Act
+        let (replayed, listed) = seen_by(&store, bob).await;
+
+        // Assert
+        let visible = [ids[0], ids[1], ids[2], ids[5], ids[8]];
+        assert_eq!(replayed, visible, "what sync replays to bob");
+        assert_eq!(
+            listed, visible,
+            "what GET /websocket/messages lists for bob"
+        );
+        store.close().await;
+    }
+
+    /// The ids `reader` gets from a replay from 0 (one page) and from the listing, in order.
+    async fn seen_by(store: &Store, reader: Reader<'_>) -> (Vec<u64>, Vec<u64>) {
+        let until = store.read_horizon().await;
         let replayed = store
             .replay_page(ReplayPage {
-                reader: bob,
+                reader,
                 since: Some(0),
                 undelivered: false,
                 cursor: 0,
@@ -168,18 +194,79 @@ mod tests {
                     limit: 100,
                     ..ListFilter::default()
                 },
-                Some(bob),
+                Some(reader),
             )
             .await
             .expect("list");
-
-        // Assert
-        let visible = [ids[0], ids[1], ids[2], ids[5], ids[8]];
         let ids_of = |rows: &[StoredMessage]| rows.iter().map(|m| m.id).collect::<Vec<_>>();
-        assert_eq!(ids_of(&replayed), visible, "what sync replays to bob");
+        (ids_of(&replayed), ids_of(&listed))
+    }
+
+    #[tokio::test]
+    async fn replay_and_listing_start_a_room_at_history_from_and_skip_unreadable_rooms() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        history_and_access(&DatabaseSettings::at(dir.path().join("access.db"))).await;
+    }
+
+    #[tokio::test]
+    async fn replay_and_listing_start_a_room_at_history_from_and_skip_unreadable_rooms_on_pg() {
+        let name =
+            "replay_and_listing_start_a_room_at_history_from_and_skip_unreadable_rooms_on_pg";
+        if let Some(db) = crate::store::postgres::testing::database(name).await {
+            history_and_access(&db.settings).await;
+        }
+    }
+
+    async fn history_and_access(settings: &DatabaseSettings) {
+        // Arrange: bob reads "old" from its start, "new" from `from` on, and may not read
+        // "shut" now; messages in each before, exactly at and after `from`. Times are recent:
+        // retention runs at start and deletes old messages.
+        let store = Store::open(settings, crate::metrics::Metrics::shared())
+            .await
+            .expect("open the store");
+        let ago = |secs| timestamp(SystemTime::now() - Duration::from_secs(secs));
+        let (before, from, after) = (ago(60), ago(30), ago(0));
+        let joined = |history_from: Option<&String>| JoinedHow {
+            by_server: true,
+            history_from: history_from.cloned(),
+        };
+        store.room_joined("old", "bob", &before, joined(None));
+        store.room_joined("new", "bob", &from, joined(Some(&from)));
+        store.room_joined("shut", "bob", &before, joined(None));
+        let room = |name: &str| Target::Room(RoomName::parse(name).expect("a room name"));
+        let messages = [
+            (room("old"), &before),
+            (room("new"), &before),
+            (room("shut"), &before),
+            (Target::All, &before),
+            (room("new"), &from),
+            (room("old"), &after),
+            (room("new"), &after),
+            (room("shut"), &after),
+        ];
+        let mut ids = Vec::new();
+        for (target, at) in messages {
+            let id = store.allocate_message_id();
+            let mut message = record(id, "room-message", target, "alice");
+            message.created_at = at.clone();
+            let _ = store.log_message(message);
+            ids.push(id);
+        }
+        let unreadable = ["shut".to_owned()];
+        let bob = Reader {
+            user_id: "bob",
+            role: "USER",
+            unreadable: &unreadable,
+        };
+
+        // Act
+        let (replayed, listed) = seen_by(&store, bob).await;
+
+        // Assert: all of "old", "new" from `from` on (inclusive), none of "shut".
+        let visible = [ids[0], ids[3], ids[4], ids[5], ids[6]];
+        assert_eq!(replayed, visible, "what sync replays to bob");
         assert_eq!(
-            ids_of(&listed),
-            visible,
+            listed, visible,
             "what GET /websocket/messages lists for bob"
         );
         store.close().await;

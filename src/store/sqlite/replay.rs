@@ -9,11 +9,21 @@
 //! reads about `limit` index entries plus one per arm. The arms must say exactly what
 //! `VISIBLE_TO_READER` says: the tests of `messages.rs` compare the two on every kind of
 //! message, and the tests here check with `EXPLAIN QUERY PLAN` that no arm scans a table.
+//!
+//! A room arm is for a room the reader may read now (`rooms::of_user` leaves out the
+//! unreadable ones) and bounds it by the membership's `history_from`: `created_at >=` it,
+//! a filter on the rows the arm's index range already walks, not a bound of the range.
+//! So a member who joined long after a room began walks the room's pre-join rows once per
+//! catch-up from 0 (each page's arm resumes past the cursor, so not once per page), reading
+//! each row's `created_at` to skip it. Accepted because the cheaper bound, the last id at
+//! the join, would be wrong in a cluster: ids are not time-ordered across nodes (each
+//! reserves its own blocks), so a message created after the join can carry a lower id than
+//! one created before it.
 
 use sqlx::SqlitePool;
 
 use super::super::model::{ReplayPage, StoredMessage, clamp, replayed};
-use super::rooms;
+use super::rooms::{self, ReadableRoom};
 
 /// Room arms per statement. SQLite refuses compound SELECTs of more than 500 arms, and a
 /// statement's text (hence the prepared-statement cache) grows with them; a reader in more
@@ -23,8 +33,9 @@ const ROOM_ARMS_PER_STATEMENT: usize = 200;
 
 /// The arms, by the parameters every statement binds: `?1` reader, `?2` its role, `?3` the
 /// bound of the visible arms (the larger of cursor and `since`), `?4` the cursor, `?5` until,
-/// `?6` the limit; each room arm binds its room from `?7` on. `target IS NULL` for public
-/// messages is what the index holds them under (a public message never has a target).
+/// `?6` the limit; each room arm binds two from `?7` on, its room and its `history_from`.
+/// `target IS NULL` for public messages is what the index holds them under (a public message
+/// never has a target).
 const PUBLIC_ARM: &str = "SELECT message_id FROM messages
     WHERE target_kind = 'all' AND target IS NULL AND message_id > ?3 AND message_id <= ?5";
 const TO_READER_ARM: &str = "SELECT message_id FROM messages
@@ -48,7 +59,7 @@ struct Arms {
     visible: bool,
     /// The offline queue.
     queued: bool,
-    /// Room arms, one per room bound from `?7` on.
+    /// Room arms, one per room, each binding its room and its `history_from` from `?7` on.
     rooms: usize,
 }
 
@@ -64,11 +75,14 @@ impl Arms {
         if self.visible {
             arms.extend([PUBLIC_ARM, TO_READER_ARM, SENT_PRIVATE_ARM, ROLE_ARM].map(String::from));
         }
+        // The same text whether a room has a `history_from` or not (NULL turns the filter
+        // off), so that the statement cache holds one statement per number of rooms.
         arms.extend((0..self.rooms).map(|i| {
+            let (room, from) = (7 + 2 * i, 8 + 2 * i);
             format!(
                 "SELECT message_id FROM messages
-    WHERE target_kind = 'room' AND target = ?{} AND message_id > ?3 AND message_id <= ?5",
-                7 + i
+    WHERE target_kind = 'room' AND target = ?{room} AND message_id > ?3 AND message_id <= ?5
+      AND (?{from} IS NULL OR created_at >= ?{from})"
             )
         }));
         if self.queued {
@@ -89,9 +103,10 @@ pub(in crate::store) async fn replay_page(
     pool: &SqlitePool,
     page: ReplayPage<'_>,
 ) -> Result<Vec<StoredMessage>, sqlx::Error> {
-    // The rooms it is a member of now: joining a room opens its history, leaving closes it.
+    // The rooms it is a member of now and may read: joining a room opens its history (from
+    // `history_from`), leaving closes it, and so does losing access while a member.
     let rooms = match page.since {
-        Some(_) => rooms::of_user(pool, page.reader.user_id).await?,
+        Some(_) => rooms::of_user(pool, page.reader.user_id, page.reader.unreadable).await?,
         None => Vec::new(),
     };
     let mut chunks = rooms.chunks(ROOM_ARMS_PER_STATEMENT);
@@ -125,7 +140,7 @@ async fn run(
     pool: &SqlitePool,
     page: ReplayPage<'_>,
     arms: Arms,
-    rooms: &[String],
+    rooms: &[ReadableRoom],
 ) -> Result<Vec<StoredMessage>, sqlx::Error> {
     if arms.is_empty() {
         return Ok(Vec::new());
@@ -140,7 +155,7 @@ async fn run(
         .bind(clamp(page.until))
         .bind(i64::from(page.limit));
     for room in rooms {
-        query = query.bind(room);
+        query = query.bind(&room.room).bind(&room.history_from);
     }
     Ok(replayed(query.fetch_all(pool).await?))
 }
@@ -150,7 +165,7 @@ mod tests {
     use super::*;
     use crate::config::DatabaseSettings;
     use crate::protocol::payloads::RoomName;
-    use crate::store::{MessageRecord, Reader, Store, Target};
+    use crate::store::{JoinedHow, MessageRecord, Reader, Store, Target};
 
     /// A public (`None`) or room message, as the hub would log it.
     fn record(id: u64, room: Option<&str>) -> MessageRecord {
@@ -199,7 +214,8 @@ mod tests {
             .expect("open the store");
         let rooms = ROOM_ARMS_PER_STATEMENT + 7;
         for r in 0..rooms {
-            store.room_joined(&format!("r{r}"), "bob", "2024-01-01T00:00:00Z");
+            let how = JoinedHow::default();
+            store.room_joined(&format!("r{r}"), "bob", "2024-01-01T00:00:00Z", how);
         }
         let mut visible = Vec::new();
         for n in 0..3 * rooms {
@@ -218,6 +234,7 @@ mod tests {
         let bob = Reader {
             user_id: "bob",
             role: "USER",
+            unreadable: &[],
         };
 
         // Act: pages of 7, as a client would ask for them.
@@ -295,8 +312,10 @@ mod tests {
                 .bind(0_i64)
                 .bind(100_i64)
                 .bind(10_i64);
+            // Every other room read from a point in its history.
             for i in 0..arms.rooms {
-                explain = explain.bind(format!("room{i}"));
+                let from = (i % 2 == 0).then_some("2026-11-28T00:00:00.000Z");
+                explain = explain.bind(format!("room{i}")).bind(from);
             }
             let plan: Vec<String> = explain
                 .fetch_all(pool)

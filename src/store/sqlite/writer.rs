@@ -23,7 +23,7 @@ use super::super::batch::{
     DeliveryRow, Facts, InOrder, OpenedSession, Receipts, SeenUser, WriteOp, apply_in_order,
     delivery_rows, opened_sessions, records, seen_users,
 };
-use super::super::model::{MessageRecord, RESERVED_THROUGH};
+use super::super::model::{JoinedHow, MessageRecord, RESERVED_THROUGH};
 use super::counters::raise_counter;
 use super::{rooms, sessions, users};
 
@@ -222,8 +222,14 @@ impl InOrder for Transaction<'_, Sqlite> {
         sessions::close(self, session_id, at, reason).await
     }
 
-    async fn join_room(&mut self, room: &str, user_id: &str, at: &str) -> Result<(), sqlx::Error> {
-        rooms::join(self, room, user_id, at).await
+    async fn join_room(
+        &mut self,
+        room: &str,
+        user_id: &str,
+        at: &str,
+        how: &JoinedHow,
+    ) -> Result<(), sqlx::Error> {
+        rooms::join(self, room, user_id, at, how).await
     }
 
     async fn leave_room(&mut self, room: &str, user_id: &str) -> Result<(), sqlx::Error> {

@@ -15,7 +15,7 @@ use tokio::time::timeout;
 
 use super::*;
 use crate::config::{DatabaseLocation, DatabaseSettings};
-use crate::store::model::{MessageRecord, RESERVED_THROUGH, Target};
+use crate::store::model::{JoinedHow, MessageRecord, RESERVED_THROUGH, Target};
 use crate::store::sqlite::writer::chunk_sizes;
 use crate::store::{Backend, Store, StoreError, ids};
 
@@ -308,8 +308,12 @@ async fn a_message_is_acknowledged_as_stored_when_a_later_write_in_its_batch_fai
 
     // Act: one batch, whose room join fails after the message was inserted.
     f.store.write(good);
-    f.store
-        .room_joined("poison", "alice", "2024-01-01T00:00:00Z");
+    f.store.room_joined(
+        "poison",
+        "alice",
+        "2024-01-01T00:00:00Z",
+        JoinedHow::default(),
+    );
 
     // Assert
     assert_eq!(
