@@ -452,7 +452,6 @@ impl State {
     }
 
     /// Marks a membership as the application's (it holds whatever the rules say).
-    #[allow(dead_code)] // Server-side membership (REST, the embedded API) is next.
     pub fn add_server_member(&mut self, room: &RoomName, user_id: &Arc<str>) {
         self.add_member(room, user_id);
         self.server_members
