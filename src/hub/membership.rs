@@ -98,7 +98,9 @@ impl Hub {
             by_server: true,
             history_from: since_join.then(|| at.clone()),
         };
-        self.inner.store.room_joined(room.as_str(), &user_id, &at, how);
+        self.inner
+            .store
+            .room_joined(room.as_str(), &user_id, &at, how);
         if new {
             let joined = Event::new("joined-room", &RoomConfirmation::added(room.as_str()));
             let own: Vec<SessionId> = state.sessions_of(&user_id, None).collect();
