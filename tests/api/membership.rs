@@ -67,7 +67,7 @@ async fn marker(app: &TestApp, user: &str, text: &str) {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
-/// `join-room` of `room` on `client` (ack 1); `bob` then waits for it to be told.
+/// `join-room` of `room` on `client` (ack 1), confirmed.
 async fn joins(client: &mut WsClient, room: &str) {
     client
         .emit_ack("join-room", json!({ "room": room }), 1)
@@ -92,6 +92,7 @@ async fn an_added_user_hears_joined_room_on_every_connection_and_then_the_rooms_
     joins(&mut bob, "ops").await;
     let (mut alice_ws, _) = app.user("alice", "USER").await;
     let mut alice_sio = SioClient::connect(app.addr, &app.token("alice", "USER")).await;
+    bob.wait_for("user-connected").await;
 
     add(&app, "ops", "alice", true).await;
 
