@@ -138,8 +138,8 @@ mod tests {
             reason: Some(LeftReason::Removed),
             ..change
         };
-        let text = serde_json::to_string(&Body::Event(ClusterEvent::Room(removed)))
-            .expect("serializes");
+        let text =
+            serde_json::to_string(&Body::Event(ClusterEvent::Room(removed))).expect("serializes");
         assert!(text.contains(r#""reason":"removed""#), "{text}");
         let Body::Event(ClusterEvent::Room(read)) = serde_json::from_str(&text).expect("reads")
         else {
