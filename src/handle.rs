@@ -19,7 +19,10 @@ use serde::Serialize;
 
 use crate::commands::publish_event::{BackendEvent, publish_event};
 use crate::commands::users_stats;
-use crate::hub::{CloseReason, Hub, Publish, PublishError, Published, Target};
+use crate::hub::{
+    CloseReason, Hub, HubError, MemberInfo, Publish, PublishError, Published, Target,
+};
+use crate::protocol::payloads::{RoomName, UserId};
 use crate::protocol::wire::{UserObject, UsersStats, system_user};
 use crate::store::Store;
 
@@ -32,6 +35,17 @@ pub enum SendError {
     /// The hub refused (a full offline queue), or the message could not be stored.
     #[error(transparent)]
     NotSent(#[from] PublishError),
+}
+
+/// Why the embedded API refused a room membership call.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// The room name or the user id breaks its rule; the message names which and why.
+    #[error("{0}")]
+    Invalid(String),
+    /// The hub refused.
+    #[error(transparent)]
+    Refused(#[from] HubError),
 }
 
 /// Sends to users, roles and everyone, and reads who is online; cheap to clone.
@@ -140,4 +154,46 @@ impl GatewayHandle {
     pub fn disconnect_user(&self, user_id: &str) -> usize {
         self.hub.close_user(user_id, CloseReason::Kicked)
     }
+
+    /// Makes `user_id` a member of `room`, as `PUT /websocket/rooms/{room}/members/{userId}`
+    /// does: the user may be offline or may never have connected; the membership holds
+    /// whatever the room's join rule and the user's token say (a `"join": "members"` room is
+    /// made of such members), survives restarts, and ends only by the user's `leave-room` or
+    /// [`GatewayHandle::remove_room_member`]. When it is new, the user's connections (on every
+    /// node of a cluster) hear `joined-room` and the room `user-joined-room`. Returns whether
+    /// it is new (`false`: it was a member already, and its membership is the application's
+    /// now).
+    pub fn add_room_member(&self, room: &str, user_id: &str) -> Result<bool, MembershipError> {
+        let (room, user) = parse_member(room, user_id)?;
+        Ok(self.hub.add_member(&room, user.as_str())?)
+    }
+
+    /// Ends `user_id`'s membership of `room`, whoever made it: its connections (on every node)
+    /// hear `left-room` with `reason: "removed"` and nothing of the room after it, and the
+    /// room hears `user-left-room`. Returns whether it was a member.
+    pub fn remove_room_member(&self, room: &str, user_id: &str) -> Result<bool, MembershipError> {
+        let (room, user) = parse_member(room, user_id)?;
+        Ok(self.hub.remove_member(&room, user.as_str())?)
+    }
+
+    /// The members of `room`, online or not (in a cluster: online on any node), by user id.
+    pub fn room_members(&self, room: &str) -> Result<Vec<MemberInfo>, MembershipError> {
+        let room = RoomName::parse(room).map_err(|e| MembershipError::Invalid(e.to_string()))?;
+        Ok(self.hub.room_members(&room))
+    }
+
+    /// The rooms `user_id` is a member of, by name.
+    pub fn user_rooms(&self, user_id: &str) -> Vec<String> {
+        self.hub.user_rooms(user_id)
+    }
+}
+
+/// A room and a user named by the application, or which of them breaks its rule.
+fn parse_member(room: &str, user_id: &str) -> Result<(RoomName, UserId), MembershipError> {
+    let invalid =
+        |e: crate::protocol::error::ProtocolError| MembershipError::Invalid(e.to_string());
+    Ok((
+        RoomName::parse(room).map_err(invalid)?,
+        UserId::parse(user_id).map_err(invalid)?,
+    ))
 }

@@ -12,9 +12,9 @@
 //!
 //! - At the root: [`EmbeddedGateway`] (routes to mount in your own axum app), [`Gateway`] (the
 //!   same, bound to a listener and run until told to stop), [`GatewayHandle`] (send to a user, a
-//!   role, everyone; who is online), [`Settings`], and what their methods take and return
-//!   ([`StartupError`], [`SendError`], [`Target`], [`Published`], [`PublishError`],
-//!   [`HubError`]).
+//!   role, everyone; who is online; room members), [`Settings`], and what their methods take
+//!   and return ([`StartupError`], [`SendError`], [`Target`], [`Published`], [`PublishError`],
+//!   [`HubError`], [`MembershipError`], [`MemberInfo`]).
 //! - [`config`]: the settings tree, read from the environment (and `.env`), with a default and a
 //!   doc line next to every field; its path is part of the API, as you build [`Settings`] from
 //!   its types.
@@ -75,8 +75,8 @@ pub mod telemetry;
 mod transport;
 
 pub use config::Settings;
-pub use handle::{GatewayHandle, SendError};
-pub use hub::{Forbidden, HubError, PublishError, Published, Target};
+pub use handle::{GatewayHandle, MembershipError, SendError};
+pub use hub::{Forbidden, HubError, MemberInfo, PublishError, Published, Target};
 pub use startup::{EmbeddedGateway, Gateway, StartupError};
 
 /// What the benches, the integration tests and `switchboard-bench` reach inside the crate.

@@ -117,8 +117,24 @@ struct RoomEntry {
     members_total: usize,
     /// Members online now.
     online_total: usize,
+    /// Who may join, who may post, what a member replays (`ROOM_POLICIES`).
+    policy: PolicyEntry,
     /// Online members first, at most 50.
     members: Vec<MemberEntry>,
+}
+
+/// A room's policy, as `switchboard check-config` prints it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct PolicyEntry {
+    /// The pattern of the policy that matched the room (`*` for the default).
+    pattern: String,
+    /// Who may join: `anyone`, `token`, `roles A,B`, `members`, `hook`.
+    join: String,
+    /// Who may post: `members`, `roles A,B`, `server`.
+    post: String,
+    /// What a member replays: `all` or `since_join`.
+    history: String,
 }
 
 /// A member of a room.
@@ -129,6 +145,8 @@ struct MemberEntry {
     user_id: String,
     /// Whether they are connected.
     online: bool,
+    /// Whether the application added them (REST, the embedded API).
+    added_by_server: bool,
 }
 
 /// The offline queues.
@@ -313,12 +331,19 @@ impl From<LiveRoom> for RoomEntry {
             name: room.name,
             members_total: room.members_total,
             online_total: room.online_total,
+            policy: PolicyEntry {
+                pattern: room.policy.pattern,
+                join: room.policy.join.to_string(),
+                post: room.policy.post.to_string(),
+                history: room.policy.history.to_string(),
+            },
             members: room
                 .members
                 .into_iter()
                 .map(|m| MemberEntry {
                     user_id: m.user_id,
                     online: m.online,
+                    added_by_server: m.by_server,
                 })
                 .collect(),
         }

@@ -1,12 +1,13 @@
 //! The REST management API under `/websocket/`, for operators and back-end services: the five
 //! basic endpoints (who is online, statistics, three notifications), what a persistent gateway
-//! adds (session history, stored messages, a user's offline queue, force-disconnect), health
-//! checks, the Prometheus metrics and the OpenAPI document (`docs/protocol.md` section 12).
-//! Handlers are thin: they authenticate ([`extract`]), validate, and call the same hub and
-//! command functions as the transports and the embedded API. Each answers with a typed body
-//! and carries its `#[utoipa::path]`; the OpenAPI document is derived from those
-//! ([`openapi`]), never written by hand. The operator dashboard's page (`/admin/`,
-//! [`dashboard`]) is served from here too: its data is this API's ([`admin`]).
+//! adds (session history, stored messages, a user's offline queue, force-disconnect), room
+//! members the application adds and removes ([`rooms`]), health checks, the Prometheus
+//! metrics and the OpenAPI document (`docs/protocol.md` section 12). Handlers are thin: they
+//! authenticate ([`extract`]), validate, and call the same hub and command functions as the
+//! transports and the embedded API. Each answers with a typed body and carries its
+//! `#[utoipa::path]`; the OpenAPI document is derived from those ([`openapi`]), never written
+//! by hand. The operator dashboard's page (`/admin/`, [`dashboard`]) is served from here too:
+//! its data is this API's ([`admin`]).
 
 mod admin;
 mod dashboard;
@@ -19,6 +20,7 @@ mod metrics;
 mod notify;
 mod openapi;
 mod publish;
+mod rooms;
 mod users;
 
 use axum::Router;
@@ -56,6 +58,9 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::queue))
         .routes(routes!(users::disconnect))
         .routes(routes!(users::revoke))
+        .routes(routes!(rooms::add_member, rooms::remove_member))
+        .routes(routes!(rooms::members))
+        .routes(routes!(rooms::user_rooms))
         .routes(routes!(messages::list))
         .routes(routes!(admin::overview))
         .routes(routes!(admin::stream))

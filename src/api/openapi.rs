@@ -43,6 +43,7 @@ use crate::protocol::payloads::MAX_NOTIFICATION_TYPE_CHARS;
         (name = "notifications", description = "Notifications sent by a back-end (admins)"),
         (name = "users", description = "One user's sessions and offline queue"),
         (name = "messages", description = "The stored message history"),
+        (name = "rooms", description = "Room members the application adds and removes (admins)"),
         (name = "admin", description = "The operator dashboard's live data (admins)"),
         (name = "operations", description = "Health checks, metrics and this document; no JWT"),
     )
@@ -112,6 +113,12 @@ refusals! {
     ];
     /// An admin action without a body.
     AdminRefusals = [401 => UNAUTHORIZED, 403 => NOT_ADMIN, 503 => UNAVAILABLE];
+    /// A room membership endpoint (admins; the room and user in the path).
+    MemberRefusals = [
+        400 => "the room name or user id in the path is invalid (code bad_payload)",
+        401 => UNAUTHORIZED,
+        403 => NOT_ADMIN,
+    ];
     /// The message list.
     ListRefusals = [400 => "bad filter", 401 => UNAUTHORIZED, 503 => UNAVAILABLE];
 }

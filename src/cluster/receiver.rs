@@ -333,12 +333,7 @@ impl Receiver {
     fn apply_event(&self, node: &str, event: ClusterEvent) {
         match event {
             ClusterEvent::User(user) => self.hub.remote_user(node, user),
-            ClusterEvent::Room {
-                room,
-                user,
-                joined,
-                at,
-            } => self.hub.remote_room_change(&room, &user, joined, at),
+            ClusterEvent::Room(change) => self.hub.remote_room_change(change),
             ClusterEvent::Kick { user_id } => {
                 self.hub.close_local_user(&user_id, CloseReason::Kicked);
             }

@@ -118,6 +118,35 @@ impl WireMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::RoomChange;
+    use crate::protocol::wire::LeftReason;
+
+    /// Proves a room change of a node that predates server membership still reads (as a
+    /// user's own join), and that a removal carries its reason to the other nodes.
+    #[test]
+    fn a_room_change_reads_with_or_without_who_made_it_and_why() {
+        let old = r#"{"event":{"room":{"room":"ops","user":{"userId":"a","username":"A",
+            "role":"USER","connectedAt":"","sessions":1},"joined":false,"at":"t"}}}"#;
+        let Body::Event(ClusterEvent::Room(change)) =
+            serde_json::from_str(old).expect("an older node's room change reads")
+        else {
+            panic!("a room change");
+        };
+        assert_eq!((change.by_server, change.reason), (false, None));
+
+        let removed = RoomChange {
+            reason: Some(LeftReason::Removed),
+            ..change
+        };
+        let text =
+            serde_json::to_string(&Body::Event(ClusterEvent::Room(removed))).expect("serializes");
+        assert!(text.contains(r#""reason":"removed""#), "{text}");
+        let Body::Event(ClusterEvent::Room(read)) = serde_json::from_str(&text).expect("reads")
+        else {
+            panic!("a room change: {text}");
+        };
+        assert_eq!(read.reason, Some(LeftReason::Removed));
+    }
 
     #[test]
     fn an_envelope_reads_back_as_it_was_written() {

@@ -24,7 +24,9 @@ use super::state::{Sender, State};
 use super::{CloseReason, Event, Hub, SessionId};
 use crate::metrics::Delivery;
 use crate::protocol::payloads::RoomName;
-use crate::protocol::wire::{self, RoomPresence, UserObject};
+use crate::protocol::wire::{
+    self, LeftReason, RoomConfirmation, RoomDropped, RoomPresence, UserObject,
+};
 use crate::store::CommittedMessage;
 
 /// Changes per node the outbox holds before the bus falls back to a snapshot.
@@ -37,15 +39,8 @@ pub const OUTBOX_CAPACITY: usize = 65_536;
 pub enum ClusterEvent {
     /// A user's connections on this node changed.
     User(NodeUser),
-    /// A user joined (`true`) or left a room.
-    Room {
-        room: String,
-        user: UserObject,
-        /// Joined or left.
-        joined: bool,
-        /// When.
-        at: String,
-    },
+    /// A user joined or left a room.
+    Room(RoomChange),
     /// An operator's disconnect: close the user's connections everywhere.
     Kick { user_id: String },
     /// The user's tokens issued before `not_before` are revoked: refuse them and close the
@@ -55,6 +50,57 @@ pub enum ClusterEvent {
         /// The first `iat` still accepted.
         not_before: u64,
     },
+}
+
+/// A room membership that began or ended on the announcing node, as the others apply it.
+/// `by_server` and `reason` came later: a message of an older node reads without them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoomChange {
+    pub room: String,
+    pub user: UserObject,
+    /// Joined or left.
+    pub joined: bool,
+    /// When.
+    pub at: String,
+    /// The application made the membership (REST, the embedded API): it holds whatever the
+    /// room's rules say, and the user's connections hear `joined-room`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_server: bool,
+    /// Why the server ended it: the user's connections hear `left-room` with it. `None`: the
+    /// user left on its own (its connections heard it as room members do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<LeftReason>,
+}
+
+impl RoomChange {
+    /// `user` became a member of `room` at `at`, by the application when `by_server`.
+    pub(super) fn joined(room: &RoomName, user: UserObject, at: String, by_server: bool) -> Self {
+        Self {
+            room: room.as_str().to_owned(),
+            user,
+            joined: true,
+            at,
+            by_server,
+            reason: None,
+        }
+    }
+
+    /// `user`'s membership of `room` ended at `at`; `reason` when the server ended it.
+    pub(super) fn left(
+        room: &RoomName,
+        user: UserObject,
+        at: String,
+        reason: Option<LeftReason>,
+    ) -> Self {
+        Self {
+            room: room.as_str().to_owned(),
+            user,
+            joined: false,
+            at,
+            by_server: false,
+            reason,
+        }
+    }
 }
 
 impl Hub {
@@ -237,38 +283,69 @@ impl Hub {
         }
     }
 
-    /// Another node's user joined or left a room: the membership follows, and this node's
-    /// connections of the room hear it.
-    pub fn remote_room_change(&self, room: &str, user: &UserObject, joined: bool, at: String) {
-        let Ok(room) = RoomName::parse(room) else {
-            tracing::warn!(room, "ignoring a room change with a bad room name");
+    /// Another node's user joined or left a room: the membership follows, this node's
+    /// connections of the room hear it, and the user's own connections here hear what the
+    /// server did to them (`joined-room` for an application's add, `left-room` with the
+    /// reason for a membership the server ended) with the same effect as on the node that did
+    /// it: delivery to them starts or stops under this lock.
+    pub fn remote_room_change(&self, change: RoomChange) {
+        let Ok(room) = RoomName::parse(&change.room) else {
+            tracing::warn!(
+                room = change.room,
+                "ignoring a room change with a bad room name"
+            );
             return;
         };
-        let user_id: Arc<str> = Arc::from(user.user_id.as_str());
+        let user_id: Arc<str> = Arc::from(change.user.user_id.as_str());
         let mut state = self.state();
-        let (name, member) = match joined {
-            true => ("user-joined-room", state.is_member(&room, &user_id)),
-            false => ("user-left-room", !state.is_member(&room, &user_id)),
-        };
-        if member {
+        let was_member = state.is_member(&room, &user_id);
+        if change.joined && change.by_server {
+            // Marked even when already a member: an application's add over a self-join.
+            state.add_server_member(&room, &user_id);
+            state.known_users.insert(user_id.clone());
+        }
+        if was_member == change.joined {
             // Already as told (this node heard it before, or never knew otherwise).
             return;
         }
-        if joined {
+        if change.joined {
             state.add_member(&room, &user_id);
         }
-        let event = Event::new(
+        // The user's connections here hear the change as the room does when it was the
+        // user's own (a join or leave on another node); what the server did to them is
+        // addressed to them instead, below.
+        let told_apart = change.by_server || change.reason.is_some();
+        let own: Vec<SessionId> = state.sessions_of(&user_id, None).collect();
+        let room_sessions: Vec<SessionId> = state
+            .room_sessions(&room, None)
+            .into_iter()
+            .filter(|s| !(told_apart && own.contains(s)))
+            .collect();
+        let name = if change.joined {
+            "user-joined-room"
+        } else {
+            "user-left-room"
+        };
+        let presence = Event::new(
             name,
             &RoomPresence {
-                user,
+                user: &change.user,
                 room: room.as_str(),
-                timestamp: at,
+                timestamp: change.at,
             },
         );
-        state.send_to_room(&room, &event, None);
-        if !joined {
+        state.send_to(room_sessions, &presence);
+        if !change.joined {
             state.remove_member(&room, &user_id);
         }
+        let addressed = match change.reason {
+            Some(reason) => Event::new("left-room", &RoomDropped::new(room.as_str(), reason)),
+            None if change.by_server => {
+                Event::new("joined-room", &RoomConfirmation::added(room.as_str()))
+            }
+            None => return,
+        };
+        state.send_to(own, &addressed);
     }
 
     /// Closes the user's connections (reason `revoked`) on every node: its tokens issued

@@ -24,6 +24,7 @@
 
 mod cluster;
 mod event;
+mod membership;
 mod outbound;
 mod overview;
 mod presence;
@@ -41,8 +42,10 @@ use tokio::sync::mpsc;
 
 use crate::access::JoinVerdict;
 pub use crate::access::RoomAccess;
-pub use cluster::{ClusterEvent, OUTBOX_CAPACITY};
+pub use cluster::{ClusterEvent, OUTBOX_CAPACITY, RoomChange};
 pub use event::Event;
+use membership::Ending;
+pub use membership::MemberInfo;
 pub use outbound::{CloseReason, Closer, Handoff, Outbound, OutboundQueue};
 pub use overview::{LiveOverview, LiveRoom, LiveSession, LiveUser, OverviewLimits};
 pub use presence::PresenceCursor;
@@ -56,7 +59,7 @@ use crate::auth::Identity;
 use crate::config::PresenceSettings;
 use crate::metrics::{Live, Metrics};
 use crate::protocol::payloads::RoomName;
-use crate::protocol::wire::{self, Connected, RoomDropped, RoomPresence, UserObject};
+use crate::protocol::wire::{self, Connected, LeftReason, RoomPresence, UserObject};
 pub use crate::store::Target;
 use crate::store::{NewSession, Store, StoreError, StoredMembership};
 
@@ -156,9 +159,6 @@ pub enum JoinOutcome {
     AskHook(Identity),
 }
 
-/// Why a stored membership ended without the user asking (`left-room`'s `reason`).
-const NOT_GRANTED: &str = "not_granted";
-
 #[derive(Debug)]
 pub struct Registered {
     /// The new session.
@@ -235,6 +235,9 @@ impl Hub {
             }
         }
         state.known_users = live.known_users.into_iter().map(Arc::from).collect();
+        // A member the application added may never have connected: it is known all the same.
+        let members: Vec<Arc<str>> = state.memberships.keys().cloned().collect();
+        state.known_users.extend(members);
         let hub = Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
@@ -495,12 +498,12 @@ impl Hub {
             },
         );
         state.send_to_room(room, &event, Some(id));
-        self.announce(ClusterEvent::Room {
-            room: room.as_str().to_owned(),
-            user: user_object,
-            joined: true,
+        self.announce(ClusterEvent::Room(RoomChange::joined(
+            room,
+            user_object,
             at,
-        });
+            false,
+        )));
         Ok(JoinOutcome::Joined { new: true })
     }
 
@@ -515,47 +518,14 @@ impl Hub {
         except: Option<SessionId>,
     ) -> Vec<Arc<Event>> {
         let rooms = state.ungranted_rooms(user_id);
-        if rooms.is_empty() {
-            return Vec::new();
-        }
-        let Some(user_object) = state.user_object(user_id) else {
-            return Vec::new();
+        let ended = Ending::Ended {
+            reason: LeftReason::NotGranted,
+            except,
         };
-        let own: Vec<SessionId> = state.sessions_of(user_id, None).collect();
-        let mut told = Vec::with_capacity(rooms.len());
-        for room in rooms {
-            let at = wire::now();
-            let presence = Event::new(
-                "user-left-room",
-                &RoomPresence {
-                    user: &user_object,
-                    room: room.as_str(),
-                    timestamp: at.clone(),
-                },
-            );
-            // Removed first: the room's remaining connections are exactly the others.
-            state.remove_member(&room, user_id);
-            state.send_to_room(&room, &presence, None);
-            self.inner.store.room_left(room.as_str(), user_id);
-            self.announce(ClusterEvent::Room {
-                room: room.as_str().to_owned(),
-                user: user_object.clone(),
-                joined: false,
-                at,
-            });
-            let left = Event::new(
-                "left-room",
-                &RoomDropped {
-                    room: room.as_str(),
-                    message: format!("Left room {room}: your token does not grant it"),
-                    reason: NOT_GRANTED,
-                },
-            );
-            let rest = own.iter().copied().filter(|s| Some(*s) != except);
-            state.send_to(rest, &left);
-            told.push(left);
-        }
-        told
+        rooms
+            .iter()
+            .filter_map(|room| self.end_membership(state, room, user_id, ended))
+            .collect()
     }
 
     /// Ends the membership of the session's user in `room` (stored) and tells the room's
@@ -566,26 +536,7 @@ impl Hub {
         if !state.is_member(room, &user_id) {
             return Err(HubError::NotMember(room.to_string()));
         }
-        let user_object = state.user_object(&user_id).ok_or(HubError::SessionGone)?;
-        let at = wire::now();
-        let event = Event::new(
-            "user-left-room",
-            &RoomPresence {
-                user: &user_object,
-                room: room.as_str(),
-                timestamp: at.clone(),
-            },
-        );
-        // Told before removal so the user's own other connections hear it too.
-        state.send_to_room(room, &event, Some(id));
-        state.remove_member(room, &user_id);
-        self.inner.store.room_left(room.as_str(), &user_id);
-        self.announce(ClusterEvent::Room {
-            room: room.as_str().to_owned(),
-            user: user_object,
-            joined: false,
-            at,
-        });
+        self.end_membership(&mut state, room, &user_id, Ending::Left(id));
         Ok(())
     }
 

@@ -2,7 +2,8 @@
 //! which connections, and the rooms with their members. It is taken under the hub lock once a
 //! second per open dashboard, so it costs one walk over the maps (copying keys and times, not
 //! building objects) and then builds objects only for the few it lists: the oldest users, the
-//! largest rooms, the first members of each. The totals say how much was left out.
+//! largest rooms, the first members of each, and the policy of each room listed. The totals
+//! say how much was left out.
 
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
@@ -12,6 +13,8 @@ use std::time::SystemTime;
 
 use super::Transport;
 use super::state::State;
+use crate::access::policy::RoomPolicy;
+use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::UserObject;
 
 /// How much an overview lists at most; the totals still count everything.
@@ -66,6 +69,8 @@ pub struct LiveSession {
 #[derive(Debug, Clone)]
 pub struct LiveRoom {
     pub name: String,
+    /// The room's policy (`ROOM_POLICIES`, the first row that matches it).
+    pub policy: RoomPolicy,
     /// Members in all.
     pub members_total: usize,
     /// Members online now.
@@ -79,6 +84,8 @@ pub struct RoomMember {
     pub user_id: String,
     /// Whether they have a live connection.
     pub online: bool,
+    /// Whether the application added them (REST, the embedded API).
+    pub by_server: bool,
 }
 
 impl State {
@@ -123,16 +130,16 @@ impl State {
 
     fn largest_rooms(&self, limit: usize, members_per_room: usize) -> Vec<LiveRoom> {
         // Names are unique, so the set in the tuple is never compared.
-        let mut order: Vec<(Reverse<usize>, &str, &Members)> = self
+        let mut order: Vec<(Reverse<usize>, &RoomName, &Members)> = self
             .rooms
             .iter()
             .filter(|(_, members)| !members.is_empty())
-            .map(|(room, members)| (Reverse(members.len()), room.as_str(), members))
+            .map(|(room, members)| (Reverse(members.len()), room, members))
             .collect();
         keep_smallest(&mut order, limit);
         order
             .into_iter()
-            .map(|(_, name, members)| {
+            .map(|(_, room, members)| {
                 let online = |id: &Arc<str>| self.users.contains_key(id);
                 let listed: Vec<RoomMember> = members
                     .iter()
@@ -142,10 +149,12 @@ impl State {
                     .map(|id| RoomMember {
                         user_id: id.to_string(),
                         online: online(id),
+                        by_server: self.is_server_member(room, id),
                     })
                     .collect();
                 LiveRoom {
-                    name: name.to_owned(),
+                    name: room.as_str().to_owned(),
+                    policy: self.access.policies.of(room.as_str()).clone(),
                     members_total: members.len(),
                     online_total: members.iter().filter(|id| online(id)).count(),
                     members: listed,

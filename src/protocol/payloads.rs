@@ -216,6 +216,30 @@ impl ClientMsgId {
     }
 }
 
+/// A user id named by the application (the REST path, the embedded API): non-empty and not
+/// absurdly long, as a token's `sub` may be anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserId(Arc<str>);
+
+impl UserId {
+    /// Checks a user id against the rule above.
+    pub fn parse(s: &str) -> Result<Self, ProtocolError> {
+        if s.is_empty() {
+            return Err(ProtocolError::new("user id must not be empty"));
+        }
+        if s.chars().count() > MAX_USER_ID_CHARS {
+            return Err(ProtocolError::new(format!(
+                "user id is longer than {MAX_USER_ID_CHARS} characters"
+            )));
+        }
+        Ok(Self(s.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The user id a private message is addressed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetUserId(Arc<str>);

@@ -143,16 +143,53 @@ pub struct RoomConfirmation<'a> {
     pub message: String,
 }
 
-/// `left-room` for a membership the server ended (the token no longer grants the room):
-/// told to every connection of the user.
+impl<'a> RoomConfirmation<'a> {
+    /// The `joined-room` every connection of a user hears when the application adds it to
+    /// `room` (REST, the embedded API).
+    pub fn added(room: &'a str) -> Self {
+        Self {
+            room,
+            message: format!("Added to room {room} by the server"),
+        }
+    }
+}
+
+/// `left-room` for a membership the server ended (the token no longer grants the room, the
+/// application removed the user): told to every connection of the user, on every node.
 #[derive(Debug, Serialize)]
 pub struct RoomDropped<'a> {
     /// The room.
     pub room: &'a str,
     /// A readable sentence.
     pub message: String,
-    /// Why, as a stable code: `not_granted`.
-    pub reason: &'static str,
+    /// Why, as a stable code.
+    pub reason: LeftReason,
+}
+
+impl<'a> RoomDropped<'a> {
+    /// The `left-room` of `room` ended for `reason`, with its sentence.
+    pub fn new(room: &'a str, reason: LeftReason) -> Self {
+        let message = match reason {
+            LeftReason::NotGranted => format!("Left room {room}: your token does not grant it"),
+            LeftReason::Removed => format!("Removed from room {room} by the server"),
+        };
+        Self {
+            room,
+            message,
+            reason,
+        }
+    }
+}
+
+/// Why the server ended a membership (`left-room`'s `reason`); it also travels between the
+/// nodes of a cluster, so that every node tells the user's connections alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    /// The user's newest token no longer grants the room.
+    NotGranted,
+    /// The application removed the member (REST, the embedded API).
+    Removed,
 }
 
 /// `user-joined-room` / `user-left-room`: told to the room's other members.

@@ -151,7 +151,8 @@ async fn the_overview_shows_users_rooms_queues_and_history(backend: Backend) {
     assert_eq!(
         o["rooms"][0],
         json!({"name": "lobby", "membersTotal": 1, "onlineTotal": 1,
-               "members": [{"userId": "alice", "online": true}]})
+               "policy": {"pattern": "*", "join": "anyone", "post": "members", "history": "all"},
+               "members": [{"userId": "alice", "online": true, "addedByServer": false}]})
     );
     assert_eq!(
         o["offlineQueues"],

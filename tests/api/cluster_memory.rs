@@ -35,8 +35,8 @@ const HELLO: &str = r#""body":"hello""#;
 /// What marks a node telling another that it declared it lost.
 const LOST: &str = r#""body":{"lost""#;
 
-/// Nodes on one database and one memory bus.
-struct Cluster {
+/// Nodes on one database and one memory bus (`cluster_members.rs` uses it too).
+pub(crate) struct Cluster {
     place: Place,
     bus: MemoryBus,
     timeout: Duration,
@@ -45,7 +45,7 @@ struct Cluster {
 impl Cluster {
     /// A fresh database and bus; `None` (after a loud SKIPPED line) when PostgreSQL is
     /// unreachable outside CI.
-    async fn new(test: &str, timeout: Duration) -> Option<Self> {
+    pub(crate) async fn new(test: &str, timeout: Duration) -> Option<Self> {
         let (place, _) = Place::fresh(Backend::Postgres, test).await?;
         Some(Self {
             place,
@@ -66,7 +66,7 @@ impl Cluster {
     }
 
     /// Starts `node-a`, `node-b` and `node-c`, one after the other (the first migrates).
-    async fn three(&self) -> [TestApp; 3] {
+    pub(crate) async fn three(&self) -> [TestApp; 3] {
         [
             self.node("node-a").await,
             self.node("node-b").await,

@@ -39,7 +39,21 @@ const PROTECTED: &[(&str, &str)] = &[
     ("GET", "/websocket/messages"),
     ("GET", "/websocket/admin/overview"),
     ("GET", "/websocket/admin/stream"),
+    ("PUT", "/websocket/rooms/ops/members/alice"),
+    ("DELETE", "/websocket/rooms/ops/members/alice"),
+    ("GET", "/websocket/rooms/ops/members"),
+    ("GET", "/websocket/users/alice/rooms"),
 ];
+
+/// The documented path of a [`PROTECTED`] one: its user `alice` and room `ops` as parameters.
+fn template(path: &str) -> String {
+    let path = path.replace("/rooms/ops/", "/rooms/{room}/");
+    let path = path.replace("/alice/", "/{userId}/");
+    match path.strip_suffix("/alice") {
+        Some(head) => format!("{head}/{{userId}}"),
+        None => path,
+    }
+}
 
 #[tokio::test]
 async fn every_endpoint_refuses_a_missing_or_bad_token_with_401() {
@@ -488,7 +502,7 @@ async fn health_readiness_and_the_openapi_document() {
     documented.sort();
     let mut routed: Vec<(String, String)> = PROTECTED
         .iter()
-        .map(|(m, p)| (m.to_string(), p.replace("/alice/", "/{userId}/")))
+        .map(|(m, p)| (m.to_string(), template(p)))
         .chain([
             ("GET".into(), "/websocket/openapi.json".into()),
             ("GET".into(), "/healthz".into()),
@@ -503,7 +517,7 @@ async fn health_readiness_and_the_openapi_document() {
     for (method, path) in &documented {
         let needs_token = PROTECTED
             .iter()
-            .any(|(m, p)| m == method && p.replace("/alice/", "/{userId}/") == *path);
+            .any(|(m, p)| m == method && template(p) == *path);
         let operation = &paths[path][method.to_lowercase()];
         if path == "/metrics" {
             let either = json!([{}, {"metricsToken": []}]);

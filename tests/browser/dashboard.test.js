@@ -1,7 +1,7 @@
 // The /admin/ dashboard in a real headless Chromium against the real binary: sign in with an
 // admin token, watch a user connect and disconnect, see room messages raise the rate chart,
-// disconnect a user from the page, and a non-admin token refused. Every wait is on an event
-// or a selector with a timeout, never a fixed sleep.
+// disconnect a user from the page, remove a room member from the page, and a non-admin token
+// refused. Every wait is on an event or a selector with a timeout, never a fixed sleep.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchBrowser, openDashboard, screenshotPath, signIn, startServer, token, wsUser,
@@ -117,6 +117,31 @@ test('disconnecting a user from the page closes their connection', async () => {
       tr.textContent.includes('carol') && tr.textContent.includes('kicked')),
     null, { timeout: WAIT_MS });
   assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
+test('removing a member from the rooms view ends the membership live', async () => {
+  const page = await adminPage();
+  const dave = await wsUser(server.url, 'dave');
+  await dave.call('join-room', { room: 'ops-room' });
+  const room = page.locator('#rooms li.room[data-room="ops-room"]');
+  await room.waitFor({ timeout: WAIT_MS });
+  assert.match(await room.locator('.policy').textContent(),
+    /join: anyone · post: members · history: all/);
+  const member = room.locator('li[data-user-id="dave"]');
+  await member.waitFor({ timeout: WAIT_MS });
+
+  await member.getByRole('button', { name: 'Remove dave from ops-room' }).click();
+  const left = await dave.next('left-room');
+  assert.equal(left.room, 'ops-room');
+  assert.equal(left.reason, 'removed');
+  // Its only member gone, the room leaves the list.
+  await room.waitFor({ state: 'detached', timeout: WAIT_MS });
+  await page.waitForFunction(() => /dave: removed from ops-room/.test(
+    document.getElementById('rooms-status').textContent), null, { timeout: WAIT_MS });
+  assert.deepEqual(page.problems, []);
+  dave.close();
+  await dave.closed;
   await page.context().close();
 });
 

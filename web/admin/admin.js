@@ -38,6 +38,7 @@ function start() {
   });
   $('logout').addEventListener('click', () => logout(''));
   $('users').addEventListener('click', onUserAction);
+  $('rooms').addEventListener('click', onMemberAction);
   $('notify-form').addEventListener('submit', onNotify);
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved) open(saved);
@@ -392,13 +393,21 @@ function renderRooms(o) {
   $('rooms-listed').textContent =
     o.roomsTotal > o.rooms.length ? `(${o.rooms.length} of ${o.roomsTotal})` : `(${o.roomsTotal})`;
   $('rooms').replaceChildren(...o.rooms.map((room) => {
-    const li = el('li', { class: 'room' });
+    const li = el('li', { class: 'room', 'data-room': room.name });
+    const p = room.policy;
     li.append(el('h3', {}, room.name),
-      el('p', { class: 'meta' }, `${room.onlineTotal} of ${room.membersTotal} online`));
+      el('p', { class: 'meta' }, `${room.onlineTotal} of ${room.membersTotal} online`),
+      el('p', { class: 'policy' },
+        `join: ${p.join} · post: ${p.post} · history: ${p.history} (policy ${p.pattern})`));
     const members = el('ul', { class: 'members' });
     for (const m of room.members) {
-      const item = el('li', { class: m.online ? 'online' : 'offline' }, m.userId);
+      const item = el('li', { class: m.online ? 'online' : 'offline', 'data-user-id': m.userId },
+        m.userId);
       item.append(el('span', { class: 'visually-hidden' }, m.online ? ' (online)' : ' (offline)'));
+      if (m.addedByServer) item.append(el('span', { class: 'tag', title: 'added by the server' }, 'added'));
+      const remove = el('button', { type: 'button', 'data-action': 'remove-member' }, 'Remove');
+      remove.setAttribute('aria-label', `Remove ${m.userId} from ${room.name}`);
+      item.append(remove);
       members.append(item);
     }
     if (room.membersTotal > room.members.length) {
@@ -407,6 +416,22 @@ function renderRooms(o) {
     li.append(members);
     return li;
   }));
+}
+
+/** A room member's "Remove": ends the membership (the user hears `left-room`, reason
+ * `removed`); the next snapshot shows it gone. */
+async function onMemberAction(e) {
+  const button = e.target.closest('button[data-action="remove-member"]');
+  if (!button) return;
+  const userId = button.closest('li[data-user-id]').dataset.userId;
+  const room = button.closest('li.room').dataset.room;
+  const status = $('rooms-status');
+  status.textContent = `Removing ${userId} from ${room}…`;
+  const path = `/websocket/rooms/${encodeURIComponent(room)}/members/${encodeURIComponent(userId)}`;
+  const { ok, body } = await api('DELETE', path);
+  status.textContent = ok
+    ? `${userId}: ${body.removed ? `removed from ${room}` : `was not in ${room}`}.`
+    : `Could not remove ${userId} from ${room}: ${body.error}`;
 }
 
 function renderQueues(q) {
