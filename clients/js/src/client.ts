@@ -108,6 +108,7 @@ export class SwitchboardClient {
   private timer: ReturnType<typeof setTimeout> | undefined;
   /** A fresh token was asked for after an expiry; another expiry before `connected` is final. */
   private renewed = false;
+  private renewing = false;
   /** The catch-up in progress: how many messages it handed over so far. */
   private recovering: { count: number } | undefined;
   private started: Promise<void> | undefined;
@@ -306,12 +307,18 @@ export class SwitchboardClient {
   }
 
   private async renewToken(): Promise<void> {
-    if (typeof this.options.token === 'string') return;
+    // One renewal at a time: a fresh token that is itself within the warning gets warned
+    // again at once, and must not turn into a loop of renewals.
+    if (typeof this.options.token === 'string' || this.renewing) return;
+    this.renewing = true;
     try {
+      const previous = this.token;
       const token = await this.currentToken('expiring');
-      await this.request('refresh-token', { token });
+      if (token !== previous) await this.request('refresh-token', { token });
     } catch (error) {
       this.options.onTokenError?.(error);
+    } finally {
+      this.renewing = false;
     }
   }
 

@@ -51,6 +51,7 @@ class WsTransport implements Transport {
   private nextAck = 1;
   private readonly acks = new Map<number, (reply: AckReply) => void>();
   private opened = false;
+  private probing = false;
   private done = false;
   /** A retry hint from an `error` frame sent just before a close. */
   private hint: number | undefined;
@@ -72,7 +73,11 @@ class WsTransport implements Transport {
       this.opened = true;
     };
     socket.onmessage = (message) => this.receive(message.data);
-    socket.onerror = () => {};
+    // A failed handshake fires `error`, and `close` after it, except in some implementations
+    // (Node 20's undici fires only `error`): either one starts the probe, once.
+    socket.onerror = () => {
+      if (!this.opened) void this.probe();
+    };
     socket.onclose = (event) => {
       if (this.opened) {
         const reason = reasonOfClose(event.code, event.reason);
@@ -129,6 +134,8 @@ class WsTransport implements Transport {
 
   /** Why a connection did not open: the admission answer of a plain GET (see the module doc). */
   private async probe(): Promise<void> {
+    if (this.probing) return;
+    this.probing = true;
     const fetcher = this.options.fetch === false ? undefined : (this.options.fetch ?? globalThis.fetch);
     if (!fetcher || this.done) return this.end('transport_error');
     try {
