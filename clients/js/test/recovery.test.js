@@ -52,3 +52,26 @@ for (const transport of TRANSPORTS) {
     }
   });
 }
+
+for (const transport of TRANSPORTS) {
+  test(`a graceful stop is heard as server_shutdown and the client comes back by itself (${transport})`, async () => {
+    const server = await startServer();
+    const returner = client(server, 'returner', transport);
+    const seen = record(returner);
+    try {
+      await until(() => seen.hasState('connected'), 'connected');
+
+      await server.stop('SIGTERM');
+      const offline = await until(() => seen.hasState('offline'), 'offline');
+      await server.restart();
+
+      assert.equal(offline.reason, 'server_shutdown');
+      const back = seen.states.length;
+      await until(() => seen.hasState('connected', back), 'back', 15000);
+      assert.equal((await returner.getActiveUsers()).count, 1);
+    } finally {
+      returner.close();
+      await server.dispose();
+    }
+  });
+}
