@@ -275,7 +275,8 @@ export class SwitchboardClient {
     this.renewed = false;
     this.setState({ state: 'connected', welcome });
     this.emit('connected', welcome);
-    for (const entry of this.pending) this.transmit(entry);
+    // In the order they were made: the server gives ids in the order events arrive.
+    for (const entry of this.pending) if (!entry.sent) this.transmit(entry);
   }
 
   /** The end of a catch-up page: asks for the next one, or says how much was recovered. */

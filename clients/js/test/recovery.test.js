@@ -75,3 +75,32 @@ for (const transport of TRANSPORTS) {
     }
   });
 }
+
+test('a cursor kept in storage resumes a new client where the last one stopped (a reload)', async () => {
+  const server = await startServer();
+  const items = new Map();
+  const storage = { get: (key) => items.get(key), set: (key, value) => void items.set(key, value) };
+  const sender = client(server, 'poster', 'ws');
+  const first = client(server, 'reloader', 'ws', { storage });
+  const seenFirst = record(first);
+  let second;
+  try {
+    await until(() => seenFirst.hasState('connected') && sender.state.state === 'connected', 'connected');
+    const live = await sender.sendMessage('seen before the reload');
+    await until(() => seenFirst.ids.includes(live.id), 'the live message');
+    first.close();
+    const missed = await sender.sendMessage('sent during the reload');
+
+    second = client(server, 'reloader', 'ws', { storage });
+    const seenSecond = record(second);
+    const recovered = await until(() => seenSecond.hasState('recovered'), 'recovered');
+
+    assert.equal(items.get('switchboard:lastMessageId'), String(missed.id));
+    assert.equal(recovered.count, 1);
+    assert.deepEqual(seenSecond.named('broadcast-message').map((m) => m.message), ['sent during the reload']);
+  } finally {
+    second?.close();
+    sender.close();
+    await server.dispose();
+  }
+});
