@@ -42,6 +42,9 @@ pub enum CommandError {
         "refresh-token refused: the token is for another user (sub); the connection keeps its current token"
     )]
     WrongSubject,
+    /// The join hook gave no answer (error, timeout): the join is refused, fail closed.
+    #[error("the room's access check is unavailable; try again later")]
+    HookUnavailable,
 }
 
 impl From<PublishError> for CommandError {
@@ -76,6 +79,7 @@ impl CommandError {
             Self::CatchUpFailed => "catch_up_failed",
             Self::TokenRefused(_) => "token_refused",
             Self::WrongSubject => "wrong_subject",
+            Self::HookUnavailable => "hook_unavailable",
         }
     }
 }
@@ -103,6 +107,7 @@ mod tests {
         "catch_up_failed",
         "token_refused",
         "wrong_subject",
+        "hook_unavailable",
     ];
 
     #[test]
@@ -127,6 +132,7 @@ mod tests {
             CommandError::CatchUpFailed,
             CommandError::TokenRefused(AuthError::Expired),
             CommandError::WrongSubject,
+            CommandError::HookUnavailable,
         ];
         let codes: Vec<&str> = every_kind.iter().map(CommandError::code).collect();
         assert_eq!(codes, CODES, "one distinct code per kind of refusal");
