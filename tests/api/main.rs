@@ -20,6 +20,7 @@ mod embedded;
 mod events;
 mod failures;
 mod hygiene;
+mod join_hook;
 mod limits;
 mod lingering;
 mod logs;
