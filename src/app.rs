@@ -16,6 +16,7 @@ use axum::extract::FromRef;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::access::JoinHook;
 use crate::auth::Verifier;
 use crate::commands::CommandLimits;
 use crate::config::Settings;
@@ -37,6 +38,8 @@ pub(crate) struct AppState {
     /// Every upgraded connection, so shutdown can wait for them (axum's graceful shutdown
     /// does not: upgraded sockets leave hyper's books).
     pub connections: TaskTracker,
+    /// The application's join hook (`JOIN_HOOK_URL`), when one is configured.
+    pub join_hook: Option<Arc<JoinHook>>,
 }
 
 impl AppState {

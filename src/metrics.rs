@@ -131,6 +131,36 @@ struct DirectionLabel {
     direction: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// What the join hook said to one join that asked it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookResult {
+    /// A request answered: let in.
+    Allow,
+    /// A request answered: refused (`allow: false` or HTTP 403).
+    Refuse,
+    /// A request failed (status, body, unreachable, timeout).
+    Error,
+    /// No request: a cached answer, or one already under way for the same user and room.
+    Cached,
+}
+
+impl HookResult {
+    /// The `result` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Refuse => "refuse",
+            Self::Error => "error",
+            Self::Cached => "cached",
+        }
+    }
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Live state read at scrape time (gauges).
@@ -183,6 +213,7 @@ pub struct Metrics {
     messages_total: Counter,
     opened_total: Counter,
     cluster: ClusterMetrics,
+    join_hook: Family<ResultLabel, Counter>,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -355,6 +386,12 @@ impl Metrics {
                 Counter::default(),
             ),
         };
+        let join_hook = register(
+            &mut r,
+            "join_hook_requests",
+            "Joins that asked the join hook, by result (allow, refuse, error: a request; cached: none)",
+            Family::default(),
+        );
         let opened = TRANSPORTS
             .iter()
             .map(|&transport| {
@@ -390,6 +427,7 @@ impl Metrics {
             messages_total: Counter::default(),
             opened_total: Counter::default(),
             cluster,
+            join_hook,
         }
     }
 
@@ -486,6 +524,15 @@ impl Metrics {
     pub fn store_commit(&self, writes: usize, took: Duration) {
         self.store_batch_size.observe(writes as f64);
         self.store_commit_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A join asked the join hook (a join is not a hot path: the label is looked up).
+    pub fn join_hook(&self, result: HookResult) {
+        self.join_hook
+            .get_or_create(&ResultLabel {
+                result: result.as_str(),
+            })
+            .inc();
     }
 
     /// Totals for the admin dashboard's rate charts: messages stored and connections opened

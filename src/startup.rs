@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-use crate::access::{self, AccessError, RoomAccess};
+use crate::access::{self, AccessError, JoinHook, RoomAccess};
 use crate::app::AppState;
 use crate::auth::Verifier;
 use crate::auth::keys::KeyError;
@@ -97,6 +97,7 @@ impl EmbeddedGateway {
         let hub = Hub::load(store.clone(), metrics.clone(), settings.presence.clone()).await?;
         let policies = access::load_policies(&settings)?;
         hub.set_room_access(RoomAccess::new(&settings, policies));
+        let join_hook = JoinHook::from_settings(&settings.access, metrics.clone())?;
         let node_id = &settings.database.node_id;
         let cluster = match cluster::choose_bus(bus, node_id, &settings.cluster).await? {
             Some(bus) => Some(
@@ -119,6 +120,7 @@ impl EmbeddedGateway {
             settings: Arc::new(settings),
             stopping: CancellationToken::new(),
             connections: TaskTracker::new(),
+            join_hook,
         };
         let (socketio_layer, socketio) = transport::socketio::layer(&state);
         Ok(Self {

@@ -4,13 +4,16 @@
 //! claim, memberships the application added (server-side members), `ADMIN_ROLES` and
 //! `BROADCAST_ROLES`. Decisions here are pure: the hub asks under its lock, for every live
 //! room message too. A policy that asks the application (`"join": "hook"`) answers
-//! [`JoinVerdict::AskHook`]; the caller asks the hook outside the lock and comes back.
+//! [`JoinVerdict::AskHook`]; the caller asks the hook ([`hook`]) outside the lock and comes
+//! back.
 //!
 //! The token consulted is the user's newest (the one the hub's user entry holds): a
 //! membership belongs to the user, not to a connection, so the token most recently presented
 //! decides for all of them.
 
 pub mod file;
+pub mod hook;
+mod hook_cache;
 pub mod policy;
 
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use crate::config::Settings;
 use crate::store::JoinedHow;
 
 pub use file::PolicyFileError;
+pub use hook::JoinHook;
 pub use policy::{History, JoinRule, Policies, PostRule};
 
 /// Why the access settings were refused at start (and by `switchboard check-config`).
@@ -33,7 +37,7 @@ pub enum AccessError {
 
 /// The policy table of `settings`: the `ROOM_POLICIES` file closed by `ROOM_JOIN_DEFAULT`, or
 /// that default alone. A table that asks the join hook needs `JOIN_HOOK_URL` and
-/// `JOIN_HOOK_SECRET`.
+/// `JOIN_HOOK_SECRET` (a Standard Webhooks secret).
 pub fn load_policies(settings: &Settings) -> Result<Policies, AccessError> {
     let access = &settings.access;
     let policies = match &access.policies_file {
@@ -50,6 +54,9 @@ pub fn load_policies(settings: &Settings) -> Result<Policies, AccessError> {
         return Err(AccessError::Hook(
             "JOIN_HOOK_URL is set without JOIN_HOOK_SECRET: the hook's requests are signed".into(),
         ));
+    }
+    if let Some(secret) = &access.join_hook_secret {
+        hook::parse_secret(secret)?;
     }
     Ok(policies)
 }

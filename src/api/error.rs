@@ -91,7 +91,8 @@ impl From<CommandError> for ApiError {
             }
             CommandError::NotStored
             | CommandError::StoreUnavailable
-            | CommandError::CatchUpFailed => StatusCode::SERVICE_UNAVAILABLE,
+            | CommandError::CatchUpFailed
+            | CommandError::HookUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self {
             code: Some(e.code()),

@@ -99,6 +99,21 @@ impl RoomGrants {
             Access::ReadOnly
         })
     }
+
+    /// The claim as a token writes it: a pattern for a read-write entry, `{room, publish:
+    /// false}` for a read-only one (the join hook forwards it; `from_claim` reads it back).
+    pub fn to_claim(&self) -> Value {
+        self.0
+            .iter()
+            .map(|g| {
+                if g.publish {
+                    Value::String(g.pattern.clone())
+                } else {
+                    serde_json::json!({ "room": g.pattern, "publish": false })
+                }
+            })
+            .collect()
+    }
 }
 
 /// What a grant allows in a room.
@@ -197,6 +212,20 @@ mod tests {
                 .expect("valid")
                 .grant("x"),
             None
+        );
+    }
+
+    #[test]
+    fn the_claim_is_written_back_as_the_token_spelled_it() {
+        let claim = json!(["team-42:*", {"room": "news", "publish": false}]);
+        let grants = RoomGrants::from_claim(&claim).expect("valid claim");
+        assert_eq!(grants.to_claim(), claim);
+        let spelled_long = json!([{"room": "open", "publish": true}]);
+        let grants = RoomGrants::from_claim(&spelled_long).expect("valid claim");
+        assert_eq!(
+            grants.to_claim(),
+            json!(["open"]),
+            "the short form of the same grant"
         );
     }
 

@@ -43,6 +43,9 @@ pub enum CommandError {
         "refresh-token refused: the token is for another user (sub); the connection keeps its current token"
     )]
     WrongSubject,
+    /// The join hook gave no answer (error, timeout): the join is refused, fail closed.
+    #[error("the room's access check is unavailable; try again later")]
+    HookUnavailable,
 }
 
 impl From<PublishError> for CommandError {
@@ -77,6 +80,7 @@ impl CommandError {
             Self::CatchUpFailed => "catch_up_failed",
             Self::TokenRefused(_) => "token_refused",
             Self::WrongSubject => "wrong_subject",
+            Self::HookUnavailable => "hook_unavailable",
         }
     }
 
@@ -89,8 +93,7 @@ impl CommandError {
                 Forbidden::Post => AccessRefusal::Post,
                 Forbidden::Broadcast => AccessRefusal::Broadcast,
             }),
-            // The join hook's refusal (code `hook_unavailable`) maps here:
-            // `Self::HookUnavailable => Some(AccessRefusal::HookUnavailable),`
+            Self::HookUnavailable => Some(AccessRefusal::HookUnavailable),
             Self::Protocol(_)
             | Self::Hub(_)
             | Self::UnknownEvent(_)
@@ -127,6 +130,7 @@ mod tests {
         "catch_up_failed",
         "token_refused",
         "wrong_subject",
+        "hook_unavailable",
     ];
 
     #[test]
@@ -151,6 +155,7 @@ mod tests {
             CommandError::CatchUpFailed,
             CommandError::TokenRefused(AuthError::Expired),
             CommandError::WrongSubject,
+            CommandError::HookUnavailable,
         ];
         let codes: Vec<&str> = every_kind.iter().map(CommandError::code).collect();
         assert_eq!(codes, CODES, "one distinct code per kind of refusal");

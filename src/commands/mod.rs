@@ -35,6 +35,7 @@ pub use refresh_token::Credentials;
 pub use reply::{Ack, AckReply, Outcome, PublishedAck, error_event};
 pub use sync::replay_on_connect;
 
+use crate::access::JoinHook;
 use crate::auth::{Identity, Verifier};
 use crate::hub::{Event, Hub, Outbound, Publish, SessionId, Target};
 use crate::metrics::Metrics;
@@ -70,6 +71,9 @@ pub struct Caller {
     /// The caller's own connection: catch-up writes here directly, waiting for room.
     pub outbound: Outbound,
     pub limits: CommandLimits,
+    /// The application's join hook (`JOIN_HOOK_URL`), asked by `join-room` for rooms whose
+    /// policy says so.
+    pub join_hook: Option<Arc<JoinHook>>,
 }
 
 impl Caller {
@@ -168,7 +172,7 @@ async fn run(caller: &Caller, event: &str, data: Option<&Value>) -> Result<Pendi
                 to,
                 client_msg_id,
             } => send_message::apply(caller, message, to, client_msg_id).await?,
-            ClientEvent::JoinRoom(room) => ready(join_room::apply(caller, room)),
+            ClientEvent::JoinRoom(room) => ready(join_room::apply(caller, room).await),
             ClientEvent::LeaveRoom(room) => ready(leave_room::apply(caller, room)),
             ClientEvent::RoomMessage {
                 room,

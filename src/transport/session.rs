@@ -274,6 +274,7 @@ impl Session {
                 verifier: app.verifier.clone(),
                 outbound,
                 limits: app.command_limits(),
+                join_hook: app.join_hook.clone(),
             },
             limiter: RateLimiter::new(
                 limits.rate_limit_per_sec,

@@ -22,6 +22,7 @@ mod events;
 mod failures;
 mod history_access;
 mod hygiene;
+mod join_hook;
 mod limits;
 mod lingering;
 mod logs;

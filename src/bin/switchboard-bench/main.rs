@@ -11,6 +11,7 @@
 
 mod catchup;
 mod client;
+mod joins;
 mod measure;
 mod scenarios;
 mod storm;
@@ -50,6 +51,10 @@ enum Scenario {
     /// One client catching up on a large stored history (written by `bench/run.py`):
     /// replayed messages/s, `sync` page latency.
     Catchup(CatchupArgs),
+    /// The cost of one join under a room rule: `join-room` → `joined-room` round trips.
+    Joins(JoinsArgs),
+    /// The application's join hook for `joins`: answers `{"allow": true}` at once.
+    HookServer(HookServerArgs),
 }
 
 /// Options every scenario shares.
@@ -194,6 +199,41 @@ struct CatchupArgs {
     rounds: usize,
 }
 
+#[derive(Debug, Args)]
+struct JoinsArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The rule the rooms follow (`anyone`, `token`, `roles`, `hook`): picks the tokens'
+    /// claims; the server's policy file must send rooms `<prefix>-*` to it.
+    #[arg(long)]
+    rule: String,
+    /// Room-name prefix (default: the rule's name).
+    #[arg(long)]
+    room_prefix: Option<String>,
+    /// Connections (one user each), joining concurrently.
+    #[arg(long, default_value_t = 10)]
+    connections: usize,
+    /// Timed joins per connection (each followed by a leave).
+    #[arg(long, default_value_t = 300)]
+    joins: usize,
+    /// Patterns in the `rooms` claim of the `token` rule.
+    #[arg(long, default_value_t = 10)]
+    claim_patterns: usize,
+}
+
+impl JoinsArgs {
+    fn prefix(&self) -> &str {
+        self.room_prefix.as_deref().unwrap_or(&self.rule)
+    }
+}
+
+#[derive(Debug, Args)]
+struct HookServerArgs {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+}
+
 impl Common {
     /// The start of a scenario's JSON line: its name, the target's label and the protocol.
     fn line(&self, scenario: &str) -> serde_json::Map<String, serde_json::Value> {
@@ -222,10 +262,18 @@ impl Common {
     }
 
     fn token(&self, sub: &str, role: &str) -> String {
-        let claims = serde_json::json!({
+        self.token_with(sub, role, &serde_json::json!({}))
+    }
+
+    /// A token with `extra` claims beside the usual ones.
+    fn token_with(&self, sub: &str, role: &str, extra: &serde_json::Value) -> String {
+        let mut claims = serde_json::json!({
             "sub": sub, "username": sub, "role": role,
             "exp": measure::now_nanos() / 1_000_000_000 + 24 * 3600,
         });
+        if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+            claims.extend(extra.clone());
+        }
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
             &claims,
@@ -270,6 +318,8 @@ async fn main() {
         Scenario::Presence(a) => scenarios::presence(&a.common, a.users).await,
         Scenario::Storm(a) => storm::storm(&a).await,
         Scenario::Catchup(a) => catchup::catchup(&a.common, &a).await,
+        Scenario::Joins(a) => joins::joins(&a.common, &a).await,
+        Scenario::HookServer(a) => joins::hook_server(a.listen).await,
     };
     match line {
         Ok(json) => println!("{json}"),
