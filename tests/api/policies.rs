@@ -304,7 +304,7 @@ async fn a_server_only_room_refuses_every_client_admins_included_and_delivers_th
             .await;
         admin.refused("room-message", post, 2, POST_REFUSED).await;
 
-        // No REST endpoint sends to a room; the server's door for it is the embedded API.
+        // The embedded API's door.
         let room = RoomName::parse("alerts").expect("a room name");
         let alert = json!({"room": "alerts", "message": "disk 91% full"});
         let published = handle
@@ -316,6 +316,18 @@ async fn a_server_only_room_refuses_every_client_admins_included_and_delivers_th
             let heard = client.wait_for("room-message").await;
             assert_eq!(heard["message"], "disk 91% full", "{door:?}");
             assert_eq!(heard["from"]["userId"], "system", "{door:?}");
+        }
+
+        // The REST door: a back end's event to the room reaches its members too.
+        let response = app
+            .rest(reqwest::Method::POST, "/websocket/publish", "ops", "ADMIN")
+            .json(&json!({"event": "alert", "data": {"level": "high"}, "room": "alerts"}))
+            .send()
+            .await
+            .expect("the endpoint answers");
+        assert_eq!(response.status(), reqwest::StatusCode::OK, "{door:?}");
+        for client in [&mut user, &mut admin] {
+            assert_eq!(client.wait_for("alert").await["level"], "high", "{door:?}");
         }
     }
 }
