@@ -163,7 +163,10 @@ impl EmbeddedGateway {
         let io = self.socketio.clone();
         async move {
             state.stopping.cancel();
-            state.hub.close_all(CloseReason::ServerShutdown);
+            let spread = state.settings.limits.reconnect_spread;
+            state
+                .hub
+                .close_all_spread(CloseReason::ServerShutdown, spread);
             // Socket.IO sessions say why (an `error` event) and end without a Socket.IO
             // DISCONNECT, after which socket.io-client would never reconnect; closing the
             // Engine.IO transports once they have (or after a bound) is what tells every

@@ -381,6 +381,12 @@ pub struct Limits {
     /// before giving up.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value = "10", value_parser = seconds)]
     pub shutdown_timeout: Duration,
+    /// On a graceful stop each client is told to come back after a delay drawn from 0 to
+    /// this many seconds (`retryAfterMs` on Socket.IO's `error`, "retry after N ms" in the
+    /// `/ws` close frame), so that returns are spread instead of arriving in one second;
+    /// 0: no hint.
+    #[arg(long, env = "RECONNECT_SPREAD_SECS", default_value = "10", value_parser = seconds)]
+    pub reconnect_spread: Duration,
     /// Per-connection read buffer, in bytes (tungstenite's default of 128 KiB would dominate
     /// the memory of idle connections).
     #[arg(long, env = "WS_READ_BUFFER_BYTES", default_value = "2048", value_parser = at_least(512_usize))]

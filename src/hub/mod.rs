@@ -36,7 +36,7 @@ mod state;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 
@@ -556,6 +556,23 @@ impl Hub {
     pub fn close_all(&self, reason: CloseReason) {
         for session in self.state().sessions.values() {
             session.outbound.close(reason);
+        }
+    }
+
+    /// Asks every connection to close and its client to come back after a delay drawn
+    /// uniformly from `[0, spread]`, so that a restart's returns do not all land in the same
+    /// second. A zero spread gives no hint.
+    pub fn close_all_spread(&self, reason: CloseReason, spread: Duration) {
+        if spread.is_zero() {
+            return self.close_all(reason);
+        }
+        let spread_ms = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX);
+        for session in self.state().sessions.values() {
+            let mut bytes = [0_u8; 8];
+            // No randomness, no spread: every client then comes back at once, as before.
+            let draw = getrandom::fill(&mut bytes).map_or(0, |()| u64::from_le_bytes(bytes));
+            let after = Duration::from_millis(draw % (spread_ms.saturating_add(1)));
+            session.outbound.close_with_retry(reason, after);
         }
     }
 

@@ -7,6 +7,7 @@
 //! one slow-consumer rule.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
@@ -88,6 +89,8 @@ pub struct Closer {
 struct CloserInner {
     token: CancellationToken,
     reason: OnceLock<CloseReason>,
+    /// When the client is asked to come back (a graceful stop spreads the returns).
+    retry_after: OnceLock<Duration>,
 }
 
 impl Closer {
@@ -97,9 +100,23 @@ impl Closer {
         self.inner.token.cancel();
     }
 
+    /// Asks the connection to close, telling the client to come back after `after`; later
+    /// reasons and hints are ignored.
+    pub fn close_with_retry(&self, reason: CloseReason, after: Duration) {
+        if self.inner.reason.set(reason).is_ok() {
+            let _ = self.inner.retry_after.set(after);
+        }
+        self.inner.token.cancel();
+    }
+
     /// The reason, once closed.
     pub fn reason(&self) -> Option<CloseReason> {
         self.inner.reason.get().copied()
+    }
+
+    /// When the client is asked to come back, if the close says.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.inner.retry_after.get().copied()
     }
 
     /// Resolves when the connection was asked to close.
@@ -232,6 +249,11 @@ impl Outbound {
     /// Asks the connection to close.
     pub fn close(&self, reason: CloseReason) {
         self.closer.close(reason);
+    }
+
+    /// Closes the connection telling the client when to come back.
+    pub fn close_with_retry(&self, reason: CloseReason, after: Duration) {
+        self.closer.close_with_retry(reason, after);
     }
 
     /// The closer, for the transport's reader.

@@ -285,9 +285,17 @@ async fn write_loop(
             sink.flush().await?;
             receipts.flush();
         }
+        let sentence = match closer.retry_after() {
+            Some(after) => format!(
+                "{}; retry after {} ms",
+                reason.describe(),
+                after.as_millis()
+            ),
+            None => reason.describe().to_owned(),
+        };
         let frame = CloseFrame {
             code: close_code(reason),
-            reason: reason.describe().into(),
+            reason: sentence.into(),
         };
         sink.send(Message::Close(Some(frame))).await
     };

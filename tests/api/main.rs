@@ -36,6 +36,7 @@ mod presence;
 mod protocol_doc;
 mod publish;
 mod rest;
+mod restart_hint;
 mod socketio_connect;
 mod socketio_replies;
 mod startup;

@@ -197,7 +197,16 @@ async fn goodbye(
         // connection end without knowing why.
         let notice = Event::new(
             "error",
-            &serde_json::json!({ "message": reason.describe(), "code": reason.as_str() }),
+            &match closer.retry_after() {
+                Some(after) => serde_json::json!({
+                    "message": reason.describe(),
+                    "code": reason.as_str(),
+                    "retryAfterMs": u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+                }),
+                None => {
+                    serde_json::json!({ "message": reason.describe(), "code": reason.as_str() })
+                }
+            },
         );
         let _ = tokio::time::timeout(
             CLOSE_GRACE,
