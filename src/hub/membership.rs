@@ -26,12 +26,10 @@ use std::time::SystemTime;
 use super::cluster::{ClusterEvent, RoomChange};
 use super::state::State;
 use super::{Event, Hub, HubError, SessionId};
-use crate::access::History;
 use crate::protocol::payloads::RoomName;
 use crate::protocol::wire::{
     self, LeftReason, RoomConfirmation, RoomDropped, RoomPresence, UserObject,
 };
-use crate::store::JoinedHow;
 
 /// One member of a room, as [`Hub::room_members`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +40,18 @@ pub struct MemberInfo {
     pub online: bool,
     /// Whether the application added it (it then holds whatever the room's rules say).
     pub by_server: bool,
+}
+
+/// How a membership begins, for [`Hub::begin_membership`].
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Beginning {
+    /// The user's own `join-room` from this connection, which replies `joined-room` itself;
+    /// the user's other connections hear `user-joined-room` as the room does.
+    Joined(SessionId),
+    /// The application added the user; `new` when it was no member before (an existing
+    /// self-join only becomes the application's: stored and told to the other nodes, nobody
+    /// else hears of it).
+    Added { new: bool },
 }
 
 /// How a membership ends, for [`Hub::end_membership`].
@@ -77,36 +87,8 @@ impl Hub {
             return Ok(false);
         }
         let new = !state.is_member(room, &user_id);
-        let at = wire::now();
-        let user = member_object(&state, &user_id);
-        if new {
-            // Before the add: the room's connections are then exactly the others.
-            let presence = Event::new(
-                "user-joined-room",
-                &RoomPresence {
-                    user: &user,
-                    room: room.as_str(),
-                    timestamp: at.clone(),
-                },
-            );
-            state.send_to_room(room, &presence, None);
-        }
-        state.add_server_member(room, &user_id);
         state.known_users.insert(user_id.clone());
-        let since_join = state.access.history(room.as_str()) == History::SinceJoin;
-        let how = JoinedHow {
-            by_server: true,
-            history_from: since_join.then(|| at.clone()),
-        };
-        self.inner
-            .store
-            .room_joined(room.as_str(), &user_id, &at, how);
-        if new {
-            let joined = Event::new("joined-room", &RoomConfirmation::added(room.as_str()));
-            let own: Vec<SessionId> = state.sessions_of(&user_id, None).collect();
-            state.send_to(own, &joined);
-        }
-        self.announce(ClusterEvent::Room(RoomChange::joined(room, user, at, true)));
+        self.begin_membership(&mut state, room, &user_id, Beginning::Added { new });
         Ok(new)
     }
 
@@ -146,6 +128,61 @@ impl Hub {
     /// The rooms `user_id` is a member of, by name.
     pub fn user_rooms(&self, user_id: &str) -> Vec<String> {
         self.state().rooms_of(user_id)
+    }
+
+    /// Begins a membership, the same way whoever begins it (see [`Beginning`]): into the
+    /// maps (so delivery starts at once), `user-joined-room` to the room's other connections
+    /// when it is new, stored (with where the member's history starts, as the room's policy
+    /// says), told to the other nodes, and, when the application added the user, `joined-room`
+    /// to the user's connections.
+    pub(super) fn begin_membership(
+        &self,
+        state: &mut State,
+        room: &RoomName,
+        user_id: &Arc<str>,
+        how: Beginning,
+    ) {
+        let user = member_object(state, user_id);
+        let at = wire::now();
+        let presence = || {
+            Event::new(
+                "user-joined-room",
+                &RoomPresence {
+                    user: &user,
+                    room: room.as_str(),
+                    timestamp: at.clone(),
+                },
+            )
+        };
+        let by_server = match how {
+            Beginning::Joined(session) => {
+                // Told after the add, so that the user's other connections hear it too.
+                state.add_member(room, user_id);
+                state.send_to_room(room, &presence(), Some(session));
+                false
+            }
+            Beginning::Added { new } => {
+                if new {
+                    // Before the add: the room's connections are then exactly the others; the
+                    // user's own hear `joined-room` instead.
+                    state.send_to_room(room, &presence(), None);
+                }
+                state.add_server_member(room, user_id);
+                if new {
+                    let joined = Event::new("joined-room", &RoomConfirmation::added(room.as_str()));
+                    let own: Vec<SessionId> = state.sessions_of(user_id, None).collect();
+                    state.send_to(own, &joined);
+                }
+                true
+            }
+        };
+        let how = state.access.joined_how(room.as_str(), &at, by_server);
+        self.inner
+            .store
+            .room_joined(room.as_str(), user_id, &at, how);
+        self.announce(ClusterEvent::Room(RoomChange::joined(
+            room, user, at, by_server,
+        )));
     }
 
     /// Ends a membership, the same way whoever ends it (see [`Ending`]): out of the maps (so

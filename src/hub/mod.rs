@@ -42,10 +42,13 @@ use tokio::sync::mpsc;
 
 use crate::access::JoinVerdict;
 pub use crate::access::RoomAccess;
-pub use cluster::{ClusterEvent, OUTBOX_CAPACITY, RoomChange};
+pub use cluster::{ClusterEvent, OUTBOX_CAPACITY};
+// The bus format's tests build room changes.
+#[cfg(test)]
+pub use cluster::RoomChange;
 pub use event::Event;
-use membership::Ending;
 pub use membership::MemberInfo;
+use membership::{Beginning, Ending};
 pub use outbound::{CloseReason, Closer, Handoff, Outbound, OutboundQueue};
 pub use overview::{LiveOverview, LiveRoom, LiveSession, LiveUser, OverviewLimits};
 pub use presence::PresenceCursor;
@@ -59,7 +62,7 @@ use crate::auth::Identity;
 use crate::config::PresenceSettings;
 use crate::metrics::{Live, Metrics};
 use crate::protocol::payloads::RoomName;
-use crate::protocol::wire::{self, Connected, LeftReason, RoomPresence, UserObject};
+use crate::protocol::wire::{self, Connected, LeftReason, UserObject};
 pub use crate::store::Target;
 use crate::store::{NewSession, Store, StoreError, StoredMembership};
 
@@ -482,28 +485,7 @@ impl Hub {
         if count >= max_rooms {
             return Err(HubError::TooManyRooms(max_rooms));
         }
-        state.add_member(room, &user_id);
-        let at = wire::now();
-        let how = state.access.joined_how(room.as_str(), &at, false);
-        self.inner
-            .store
-            .room_joined(room.as_str(), &user_id, &at, how);
-        let user_object = state.user_object(&user_id).ok_or(HubError::SessionGone)?;
-        let event = Event::new(
-            "user-joined-room",
-            &RoomPresence {
-                user: &user_object,
-                room: room.as_str(),
-                timestamp: at.clone(),
-            },
-        );
-        state.send_to_room(room, &event, Some(id));
-        self.announce(ClusterEvent::Room(RoomChange::joined(
-            room,
-            user_object,
-            at,
-            false,
-        )));
+        self.begin_membership(&mut state, room, &user_id, Beginning::Joined(id));
         Ok(JoinOutcome::Joined { new: true })
     }
 
