@@ -18,7 +18,7 @@ use super::openapi::{SendRefusals, notification_type_schema};
 use crate::app::AppState;
 use crate::commands::notify::{Notify, notify};
 use crate::hub::{Published, Target};
-use crate::protocol::payloads::{MessageText, NotificationType, TargetUserId};
+use crate::protocol::payloads::{MessageText, NotificationType, UserId};
 
 /// Body of `send-notification`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -178,8 +178,8 @@ pub(super) async fn send_notification(
     key: IdempotencyKey,
     ApiJson(body): ApiJson<SendNotification>,
 ) -> Result<Json<NotificationSent>, ApiError> {
-    let user = TargetUserId::parse(&body.user_id)
-        .map_err(|e| ApiError::bad_request(e.to_string().replace("\"to\"", "userId")))?;
+    let user = UserId::parse_named(&body.user_id, "userId")
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let published = send(
         &app,
         &caller,

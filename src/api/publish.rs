@@ -18,7 +18,7 @@ use crate::app::AppState;
 use crate::commands::CommandError;
 use crate::commands::publish_event::{BackendEvent, publish_event};
 use crate::hub::{Publish, Published, Target};
-use crate::protocol::payloads::{EventName, RoomName, TargetUserId};
+use crate::protocol::payloads::{EventName, RoomName, UserId};
 
 /// Body of `publish`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -86,8 +86,7 @@ impl PublishEvent {
         }
         let bad = |e: crate::protocol::ProtocolError| ApiError::bad_request(e.to_string());
         if let Some(user) = &self.user_id {
-            let user = TargetUserId::parse(user)
-                .map_err(|e| ApiError::bad_request(e.to_string().replace("\"to\"", "userId")))?;
+            let user = UserId::parse_named(user, "userId").map_err(bad)?;
             return Ok(Target::User(user.as_str().to_owned()));
         }
         if let Some(room) = &self.room {

@@ -224,12 +224,17 @@ pub struct UserId(Arc<str>);
 impl UserId {
     /// Checks a user id against the rule above.
     pub fn parse(s: &str) -> Result<Self, ProtocolError> {
+        Self::parse_named(s, "user id")
+    }
+
+    /// The same rule, the refusal naming the field the id came in (`"to"`, `userId`).
+    pub fn parse_named(s: &str, name: &str) -> Result<Self, ProtocolError> {
         if s.is_empty() {
-            return Err(ProtocolError::new("user id must not be empty"));
+            return Err(ProtocolError::new(format!("{name} must not be empty")));
         }
         if s.chars().count() > MAX_USER_ID_CHARS {
             return Err(ProtocolError::new(format!(
-                "user id is longer than {MAX_USER_ID_CHARS} characters"
+                "{name} is longer than {MAX_USER_ID_CHARS} characters"
             )));
         }
         Ok(Self(s.into()))
@@ -245,17 +250,9 @@ impl UserId {
 pub struct TargetUserId(Arc<str>);
 
 impl TargetUserId {
-    /// Checks a target user id: non-empty and not absurdly long.
+    /// Checks a target user id: the rule of [`UserId`], named `"to"`.
     pub fn parse(s: &str) -> Result<Self, ProtocolError> {
-        if s.is_empty() {
-            return Err(ProtocolError::new("\"to\" must not be empty"));
-        }
-        if s.chars().count() > MAX_USER_ID_CHARS {
-            return Err(ProtocolError::new(format!(
-                "\"to\" is longer than {MAX_USER_ID_CHARS} characters"
-            )));
-        }
-        Ok(Self(s.into()))
+        UserId::parse_named(s, "\"to\"").map(|id| Self(id.0))
     }
 
     pub fn as_str(&self) -> &str {
