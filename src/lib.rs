@@ -38,6 +38,8 @@
 //!   validated payloads, the objects the server sends.
 //! - `access`: who may join a room, post in it, broadcast, and which history a member
 //!   replays (room policies, the `rooms` claim, server-side members, the join hook).
+//! - `webhooks`: the senders that deliver the store's webhook outbox to the application's
+//!   endpoints, signed, in order, retried.
 //! - `hub`: the one owner of live state (sessions, users, rooms) and the only place that
 //!   routes; transports reach connections only through `hub::Outbound`.
 //! - `commands`: one file per client event; each turns a parsed event into hub calls.
@@ -73,6 +75,7 @@ mod startup;
 pub(crate) mod store;
 pub mod telemetry;
 mod transport;
+pub(crate) mod webhooks;
 
 pub use config::Settings;
 pub use handle::{GatewayHandle, MembershipError, SendError};

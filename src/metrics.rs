@@ -214,6 +214,7 @@ pub struct Metrics {
     opened_total: Counter,
     cluster: ClusterMetrics,
     join_hook: Family<ResultLabel, Counter>,
+    webhooks: WebhookMetrics,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -392,6 +393,7 @@ impl Metrics {
             "Joins that asked the join hook, by result (allow, refuse, error: a request; cached: none)",
             Family::default(),
         );
+        let webhooks = WebhookMetrics::register(&mut r);
         let opened = TRANSPORTS
             .iter()
             .map(|&transport| {
@@ -428,7 +430,18 @@ impl Metrics {
             opened_total: Counter::default(),
             cluster,
             join_hook,
+            webhooks,
         }
+    }
+
+    /// The webhook sender's figures.
+    pub fn webhooks(&self) -> &WebhookMetrics {
+        &self.webhooks
+    }
+
+    /// A commit wrote `n` webhook outbox rows.
+    pub fn webhook_events_written(&self, n: u64) {
+        self.webhooks.written.inc_by(n);
     }
 
     /// The cluster's figures.
@@ -660,6 +673,138 @@ impl ClusterMetrics {
     /// A node declared lost.
     pub fn node_lost(&self) {
         self.nodes_lost.inc();
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabel {
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointResultLabels {
+    endpoint: String,
+    result: &'static str,
+}
+
+/// What the webhook outbox and its sender count, per endpoint (the endpoint's name).
+#[derive(Debug)]
+pub struct WebhookMetrics {
+    written: Counter,
+    requests: Family<EndpointResultLabels, Counter>,
+    sent: Family<EndpointLabel, Counter>,
+    retried: Family<EndpointLabel, Counter>,
+    failed: Family<EndpointLabel, Counter>,
+    backlog: Family<EndpointLabel, Gauge>,
+    failed_now: Family<EndpointLabel, Gauge>,
+    latency: HistogramFamily<EndpointLabel>,
+}
+
+impl WebhookMetrics {
+    fn register(r: &mut Registry) -> Self {
+        Self {
+            written: register(
+                r,
+                "webhook_events_written",
+                "Webhook events written to the outbox (one per event and endpoint)",
+                Counter::default(),
+            ),
+            requests: register(
+                r,
+                "webhook_requests",
+                "Webhook requests, by endpoint and result (ok: a 2xx; error: anything else)",
+                Family::default(),
+            ),
+            sent: register(
+                r,
+                "webhook_events_sent",
+                "Webhook events their endpoint acknowledged",
+                Family::default(),
+            ),
+            retried: register(
+                r,
+                "webhook_events_retried",
+                "Webhook events carried by a failed request, to be tried again",
+                Family::default(),
+            ),
+            failed: register(
+                r,
+                "webhook_events_failed",
+                "Webhook events given up on after WEBHOOK_GIVE_UP_SECS",
+                Family::default(),
+            ),
+            backlog: register(
+                r,
+                "webhook_backlog",
+                "Webhook events waiting to be sent, per endpoint",
+                Family::default(),
+            ),
+            failed_now: register(
+                r,
+                "webhook_failed_events",
+                "Webhook events marked failed and not sent again yet, per endpoint",
+                Family::default(),
+            ),
+            latency: register(
+                r,
+                "webhook_delivery_seconds",
+                "From the fact to its endpoint's acknowledgement, per event",
+                HistogramFamily::new_with_constructor(seconds_histogram as fn() -> Histogram),
+            ),
+        }
+    }
+
+    fn endpoint(endpoint: &str) -> EndpointLabel {
+        EndpointLabel {
+            endpoint: endpoint.to_owned(),
+        }
+    }
+
+    /// A request to `endpoint` ended: acknowledged (`ok`) or not.
+    pub fn request(&self, endpoint: &str, ok: bool) {
+        self.requests
+            .get_or_create(&EndpointResultLabels {
+                endpoint: endpoint.to_owned(),
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    /// `endpoint` acknowledged events, each `latencies` after it happened.
+    pub fn sent(&self, endpoint: &str, latencies: impl Iterator<Item = Duration>) {
+        let label = Self::endpoint(endpoint);
+        let histogram = self.latency.get_or_create(&label);
+        let mut n = 0;
+        for took in latencies {
+            histogram.observe(took.as_secs_f64());
+            n += 1;
+        }
+        self.sent.get_or_create(&label).inc_by(n);
+    }
+
+    /// `n` events to `endpoint` will be tried again.
+    pub fn retried(&self, endpoint: &str, n: u64) {
+        self.retried
+            .get_or_create(&Self::endpoint(endpoint))
+            .inc_by(n);
+    }
+
+    /// `n` events to `endpoint` were given up on.
+    pub fn failed(&self, endpoint: &str, n: u64) {
+        self.failed
+            .get_or_create(&Self::endpoint(endpoint))
+            .inc_by(n);
+    }
+
+    /// Where `endpoint`'s outbox stands: events waiting, events failed.
+    pub fn backlog(&self, endpoint: &str, pending: u64, failed: u64) {
+        let label = Self::endpoint(endpoint);
+        self.backlog
+            .get_or_create(&label)
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.failed_now
+            .get_or_create(&label)
+            .set(i64::try_from(failed).unwrap_or(i64::MAX));
     }
 }
 

@@ -33,8 +33,12 @@ use crate::config::{CorsOrigins, Settings};
 use crate::handle::GatewayHandle;
 use crate::hub::{CloseReason, Hub};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Outbox, Store, StoreError};
 use crate::transport;
+use crate::webhooks::{WebhookError, Webhooks};
+
+/// How long a stop waits for the webhook senders' requests under way.
+const WEBHOOKS_STOP: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +49,9 @@ pub enum StartupError {
     /// The JWT key could not be loaded.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The webhook senders could not start.
+    #[error("{0}")]
+    Webhooks(String),
     /// The access settings were refused (`ROOM_POLICIES`, the join hook).
     #[error(transparent)]
     Access(#[from] AccessError),
@@ -67,6 +74,8 @@ pub struct EmbeddedGateway {
     state: AppState,
     /// This node's membership of a cluster (`NATS_URL`).
     cluster: Option<Cluster>,
+    /// The webhook senders, when an endpoint is configured.
+    webhooks: Option<Webhooks>,
     socketio_layer: SocketIoLayer,
     socketio: SocketIo,
 }
@@ -87,7 +96,8 @@ impl EmbeddedGateway {
         let mut database = settings.database.clone();
         database.ids_at_commit |= settings.cluster.nats_url.is_some() || bus.is_some();
         let metrics = Metrics::shared();
-        let store = Store::open(&database, metrics.clone()).await?;
+        let outbox = Outbox::new(database.node_id.as_str(), &settings.webhooks.endpoints);
+        let store = Store::open_with_outbox(&database, outbox, metrics.clone()).await?;
         // After the store: for the default location it created the data directory that
         // holds a generated secret.
         let verifier = Verifier::from_settings(&settings.jwt)?;
@@ -99,6 +109,13 @@ impl EmbeddedGateway {
         hub.set_room_access(RoomAccess::new(&settings, policies));
         let join_hook = JoinHook::from_settings(&settings.access, metrics.clone())?;
         let node_id = &settings.database.node_id;
+        let webhooks = Webhooks::start(
+            &settings.webhooks,
+            &store,
+            metrics.clone(),
+            node_id.as_str(),
+        )
+        .map_err(|e: WebhookError| StartupError::Webhooks(e.to_string()))?;
         let cluster = match cluster::choose_bus(bus, node_id, &settings.cluster).await? {
             Some(bus) => Some(
                 Cluster::join(
@@ -126,6 +143,7 @@ impl EmbeddedGateway {
         Ok(Self {
             state,
             cluster,
+            webhooks,
             socketio_layer,
             socketio,
         })
@@ -197,6 +215,11 @@ impl EmbeddedGateway {
         }
         if let Some(cluster) = self.cluster {
             cluster.leave().await;
+        }
+        if let Some(webhooks) = self.webhooks {
+            // A request still out after this is abandoned: its events stay pending and go
+            // again at the next start (at least once).
+            let _ = tokio::time::timeout(WEBHOOKS_STOP, webhooks.stop()).await;
         }
         if tokio::time::timeout(timeout, state.store.close())
             .await

@@ -5,6 +5,8 @@
 //! `user_id`, `transport`, `remote_addr`; see `transport/session.rs`). A JSON line carries
 //! that span (`span`) and the spans around it (`spans`), so it can be traced to its
 //! `sessions` row.
+//!
+//! [`error_chain`] writes an error with its causes, for lines about calls to other services.
 
 use std::io::IsTerminal;
 
@@ -28,4 +30,17 @@ pub fn init(format: LogFormat) {
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
     };
+}
+
+/// An error and its causes, `: `-separated: an HTTP client's own message is often "error
+/// sending request", and why (refused, reset, DNS) is below it.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["protocol", "config"],
     &["auth", "telemetry", "metrics"],
     &["store"],
-    &["access"],
+    &["access", "webhooks"],
     &["hub"],
     &["commands", "cluster"],
     &["app"],

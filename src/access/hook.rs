@@ -27,21 +27,19 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::Sha256;
 use tokio::sync::watch;
 
 use super::AccessError;
 use super::hook_cache::{HookCache, Key};
 use crate::auth::Identity;
-use crate::config::AccessSettings;
+use crate::config::{AccessSettings, WebhookSecret};
 use crate::metrics::{HookResult, Metrics};
+use crate::protocol::standard_webhooks;
+use crate::telemetry::error_chain;
 
 /// Most answers kept at once: at ~100 bytes each, about 10 MB at worst.
 const CACHE_CAPACITY: usize = 100_000;
@@ -105,30 +103,9 @@ struct AnswerBody {
 
 /// The HMAC key of a Standard Webhooks secret (`whsec_` + base64).
 pub fn parse_secret(secret: &str) -> Result<Vec<u8>, AccessError> {
-    let bad = |why: &str| {
-        AccessError::Hook(format!(
-            "JOIN_HOOK_SECRET must be \"whsec_\" followed by base64 (Standard Webhooks): {why}"
-        ))
-    };
-    let encoded = secret
-        .strip_prefix("whsec_")
-        .ok_or_else(|| bad("the prefix is missing"))?;
-    let key = STANDARD
-        .decode(encoded)
-        .map_err(|_| bad("what follows the prefix is not base64"))?;
-    if key.is_empty() {
-        return Err(bad("the key is empty"));
-    }
-    Ok(key)
-}
-
-/// `v1,<signature>` of `body` sent as message `id` at `timestamp`.
-pub fn signature(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
-    // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
-    mac.update(format!("{id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    WebhookSecret::parse(secret)
+        .map(|key| key.key().to_vec())
+        .map_err(|why| AccessError::Hook(format!("JOIN_HOOK_SECRET {why}")))
 }
 
 impl JoinHook {
@@ -249,17 +226,14 @@ impl JoinHook {
             self.id_prefix,
             self.next_id.fetch_add(1, Ordering::Relaxed)
         );
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let signed = signature(&self.key, &id, timestamp, &body);
-        let response = self
+        let mut request = self
             .client
             .post(&self.url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signed)
+            .header("content-type", "application/json");
+        for (name, value) in standard_webhooks::headers(&self.key, &id, &body) {
+            request = request.header(name, value);
+        }
+        let response = request
             .body(body)
             .send()
             .await
@@ -289,18 +263,6 @@ impl JoinHook {
     }
 }
 
-/// reqwest's own message is "error sending request"; the cause (refused, reset, DNS) is below.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// The maps are left consistent at every step, so a panic elsewhere does not spoil them.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -320,16 +282,5 @@ mod tests {
             let err = parse_secret(bad).expect_err("refused").to_string();
             assert!(err.contains("JOIN_HOOK_SECRET"), "{bad:?}: {err}");
         }
-    }
-
-    #[test]
-    fn the_signature_is_the_standard_webhooks_one() {
-        // The example of the Standard Webhooks specification (and its reference libraries).
-        let key = parse_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid");
-        let body = br#"{"test": 2432232314}"#;
-        assert_eq!(
-            signature(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
-            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
-        );
     }
 }

@@ -18,7 +18,7 @@ use super::{
     AccessSettings, ClusterSettings, ConfigError, ConnectionLimits, CorsOrigins,
     DEFAULT_DATABASE_PATH, DatabaseLocation, DatabaseSettings, GENERATED_SECRET_FILE, JwtKeySource,
     JwtSettings, Limits, LogFormat, MetricsToken, NodeId, PostgresUrl, PresenceSettings,
-    RetentionSettings, Settings, Synchronous,
+    RetentionSettings, Settings, Synchronous, WebhookSettings,
 };
 
 /// Every variable, in the order of `.env.example`. No `Debug`: it holds the JWT secret.
@@ -99,6 +99,8 @@ pub(super) struct EnvSettings {
     access: AccessSettings,
     #[command(flatten)]
     cluster: ClusterSettings,
+    #[command(flatten)]
+    webhooks: WebhookSettings,
 }
 
 impl EnvSettings {
@@ -210,6 +212,7 @@ impl EnvSettings {
             connections: self.connections,
             presence: self.presence,
             cluster: self.cluster,
+            webhooks: self.webhooks.resolve()?,
         })
     }
 }

@@ -12,6 +12,7 @@ mod connections;
 mod env;
 mod node;
 mod presence;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,9 @@ pub(crate) use env::help as env_help;
 use env::{at_least, days_or_forever, seconds, zero_is_none};
 pub use node::NodeId;
 pub use presence::{PresenceMode, PresenceSettings};
+pub use webhooks::{
+    DEFAULT_ENDPOINT, Subscription, WebhookEndpoint, WebhookEvent, WebhookSecret, WebhookSettings,
+};
 
 /// A configuration value that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +70,8 @@ pub struct Settings {
     pub presence: PresenceSettings,
     /// Whether and how this node joins a cluster (`NATS_URL`, ...).
     pub cluster: ClusterSettings,
+    /// Where the gateway's events are sent (`WEBHOOK_URL`, `WEBHOOKS_FILE`, ...).
+    pub webhooks: WebhookSettings,
 }
 
 /// Where the data lives and how long it is kept.

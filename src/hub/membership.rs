@@ -221,7 +221,14 @@ impl Hub {
                 Some(reason)
             }
         };
-        self.inner.store.room_left(room.as_str(), user_id);
+        let stored_reason = match reason {
+            None => "left",
+            Some(LeftReason::NotGranted) => "not_granted",
+            Some(LeftReason::Removed) => "removed",
+        };
+        self.inner
+            .store
+            .room_left(room.as_str(), user_id, stored_reason, &at);
         self.announce(ClusterEvent::Room(RoomChange::left(room, user, at, reason)));
         let Ending::Ended { reason, except } = how else {
             return None;

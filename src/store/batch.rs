@@ -79,8 +79,17 @@ pub(super) enum WriteOp {
         /// By whom, and how much history it opens.
         how: JoinedHow,
     },
-    /// A user left a room.
-    LeaveRoom { room: String, user_id: String },
+    /// A user's membership of a room ended.
+    LeaveRoom {
+        room: String,
+        user_id: String,
+        /// `left`, `removed` or `not_granted` (the webhook's `reason`).
+        reason: &'static str,
+        /// When.
+        at: String,
+    },
+    /// The webhook sender's progress on outbox rows.
+    Webhooks(WebhookMark),
     /// An operator revoked a user's tokens; `committed` hears whether it became durable.
     RevokeTokens {
         user_id: String,
@@ -120,11 +129,75 @@ pub(super) enum WriteOp {
     },
 }
 
+/// Something a transaction did that webhooks may report, in the order it did it.
+#[derive(Debug)]
+pub(super) enum Fact<'a> {
+    Opened {
+        session_id: u64,
+        user_id: &'a str,
+        transport: &'a str,
+        at: &'a str,
+    },
+    Closed {
+        session_id: u64,
+        user_id: String,
+        transport: String,
+        /// The node whose session it was: `None` for this one.
+        node: Option<&'a str>,
+        reason: &'a str,
+        at: String,
+    },
+    Joined {
+        room: &'a str,
+        user_id: &'a str,
+        by_server: bool,
+        at: &'a str,
+    },
+    Left {
+        room: &'a str,
+        user_id: &'a str,
+        reason: &'a str,
+        at: &'a str,
+    },
+    Stored {
+        record: &'a MessageRecord,
+        /// The message's id and payload as committed (assigned at commit in a cluster).
+        id: u64,
+        payload: &'a str,
+    },
+    /// A receipt marked a queued delivery (the message was stored while its recipient had
+    /// no live connection; [`record`] keeps only those).
+    Delivered {
+        user_id: String,
+        id: u64,
+        at: &'a str,
+    },
+}
+
+/// What the webhook sender learnt about some outbox rows (`outbox.rs`).
+#[derive(Debug)]
+pub(super) enum WebhookMark {
+    /// The endpoint acknowledged them.
+    Sent { ids: Vec<i64>, at: String },
+    /// A request carrying them failed; they are tried again.
+    Retrying { ids: Vec<i64>, error: String },
+    /// A request carrying them failed after the give-up time: they are failed.
+    Failed {
+        ids: Vec<i64>,
+        at: String,
+        error: String,
+    },
+    /// An operator asked for these failed rows to be sent again.
+    Resend { ids: Vec<i64> },
+}
+
 /// What a committed transaction taught that its settlement needs.
 #[derive(Default)]
 pub(super) struct Facts {
     /// Per user, how many deliveries the receipts marked (the offline queue lengths follow).
     pub(super) delivered: HashMap<String, u64>,
+    /// Outbox rows written (the webhook sender is woken when there are any).
+    pub(super) webhook_events: usize,
     /// The ids `(first, through)` a reservation took from a shared counter (PostgreSQL);
     /// `None` when the batch's reservation is the bound it asked for (SQLite).
     pub(super) reserved: Option<(u64, u64)>,
@@ -225,6 +298,46 @@ pub(super) fn records(batch: &[WriteOp]) -> Vec<&MessageRecord> {
         .collect()
 }
 
+/// The facts of a batch's gathered phase, for the outbox: the sessions it opened, the
+/// messages it stored (`ids` and `payloads`: as committed), and the deliveries its receipts
+/// marked for messages of earlier batches (`marked`, with each receipt's time from
+/// `receipts`).
+pub(super) fn gathered_facts<'a>(
+    opened: &[OpenedSession<'a>],
+    records: &[&'a MessageRecord],
+    ids: &[u64],
+    payloads: &[&'a str],
+    marked: Vec<(String, u64)>,
+    receipts: &Receipts<'a>,
+) -> Vec<Fact<'a>> {
+    let mut facts: Vec<Fact<'a>> = opened
+        .iter()
+        .map(|s| Fact::Opened {
+            session_id: s.session_id as u64,
+            user_id: s.user_id,
+            transport: s.transport,
+            at: s.at,
+        })
+        .collect();
+    facts.extend(
+        records
+            .iter()
+            .zip(ids)
+            .zip(payloads)
+            .map(|((record, &id), &payload)| Fact::Stored {
+                record,
+                id,
+                payload,
+            }),
+    );
+    for (user_id, id) in marked {
+        if let Some(&at) = receipts.pending.get(&(user_id.as_str(), id)) {
+            facts.push(Fact::Delivered { user_id, id, at });
+        }
+    }
+    facts
+}
+
 /// A delivery row: recipient, message id, queued at, delivered at (when its receipt is in
 /// the same batch).
 pub(super) type DeliveryRow<'a> = (&'a str, u64, &'a str, Option<&'a str>);
@@ -293,22 +406,26 @@ impl<'a> Receipts<'a> {
 /// must answer.
 pub(super) trait InOrder {
     /// Closes a session row with its reason; a row already closed keeps its first ending.
+    /// Returns the session's user and transport, when this closed it.
     async fn close_session(
         &mut self,
         session_id: u64,
         at: &str,
         reason: &str,
-    ) -> Result<(), sqlx::Error>;
+    ) -> Result<Option<(String, String)>, sqlx::Error>;
     /// Makes `user_id` a member of `room` (see [`Store::room_joined`](super::Store::room_joined)).
+    /// Returns whether the membership is new.
     async fn join_room(
         &mut self,
         room: &str,
         user_id: &str,
         at: &str,
         how: &JoinedHow,
-    ) -> Result<(), sqlx::Error>;
-    /// Ends the membership of `user_id` in `room`.
-    async fn leave_room(&mut self, room: &str, user_id: &str) -> Result<(), sqlx::Error>;
+    ) -> Result<bool, sqlx::Error>;
+    /// Ends the membership of `user_id` in `room`; returns whether there was one.
+    async fn leave_room(&mut self, room: &str, user_id: &str) -> Result<bool, sqlx::Error>;
+    /// Records the webhook sender's progress.
+    async fn mark_webhooks(&mut self, mark: &WebhookMark) -> Result<(), sqlx::Error>;
     /// Refuses `user_id`'s tokens issued before `not_before`.
     async fn revoke_tokens(
         &mut self,
@@ -334,11 +451,13 @@ pub(super) trait InOrder {
 
 /// Runs the writes of `batch` that are not gathered by kind, in the order they were sent, in
 /// the caller's transaction; returns the ids a reservation took from a shared counter, if
-/// any (the last, should there be several).
-pub(super) async fn apply_in_order(
+/// any (the last, should there be several). With `facts`, what the writes did that webhooks
+/// report is appended to it.
+pub(super) async fn apply_in_order<'a>(
     tx: &mut impl InOrder,
-    batch: &[WriteOp],
+    batch: &'a [WriteOp],
     run_id: i64,
+    mut facts: Option<&mut Vec<Fact<'a>>>,
 ) -> Result<Option<(u64, u64)>, sqlx::Error> {
     let mut reserved = None;
     for op in batch {
@@ -352,14 +471,56 @@ pub(super) async fn apply_in_order(
                 session_id,
                 at,
                 reason,
-            } => tx.close_session(*session_id, at, reason).await?,
+            } => {
+                let closed = tx.close_session(*session_id, at, reason).await?;
+                if let (Some(facts), Some((user_id, transport))) = (facts.as_deref_mut(), closed) {
+                    facts.push(Fact::Closed {
+                        session_id: *session_id,
+                        user_id,
+                        transport,
+                        node: None,
+                        reason,
+                        at: at.clone(),
+                    });
+                }
+            }
             WriteOp::JoinRoom {
                 room,
                 user_id,
                 at,
                 how,
-            } => tx.join_room(room, user_id, at, how).await?,
-            WriteOp::LeaveRoom { room, user_id } => tx.leave_room(room, user_id).await?,
+            } => {
+                let new = tx.join_room(room, user_id, at, how).await?;
+                if let Some(facts) = facts.as_deref_mut()
+                    && new
+                {
+                    facts.push(Fact::Joined {
+                        room,
+                        user_id,
+                        by_server: how.by_server,
+                        at,
+                    });
+                }
+            }
+            WriteOp::LeaveRoom {
+                room,
+                user_id,
+                reason,
+                at,
+            } => {
+                let left = tx.leave_room(room, user_id).await?;
+                if let Some(facts) = facts.as_deref_mut()
+                    && left
+                {
+                    facts.push(Fact::Left {
+                        room,
+                        user_id,
+                        reason,
+                        at,
+                    });
+                }
+            }
+            WriteOp::Webhooks(mark) => tx.mark_webhooks(mark).await?,
             WriteOp::RevokeTokens {
                 user_id,
                 not_before,

@@ -107,15 +107,33 @@ impl ClusterStore {
     }
 
     /// Closes the open sessions recorded under another node, with `reason`: that node is
-    /// gone. Returns how many rows it closed (0 when another node got there first).
+    /// gone. Their webhook events are written in the same transaction. Returns how many rows
+    /// it closed (0 when another node got there first).
     pub async fn close_node_sessions(
         &self,
         node_id: &str,
-        reason: &str,
+        reason: &'static str,
         at: &str,
     ) -> Result<u64, StoreError> {
-        postgres::sessions::close_node(&self.pool, node_id, reason, at)
+        let outbox = &self.store.inner.shared.outbox;
+        let closed = async {
+            let mut tx = self.pool.begin().await?;
+            let closed =
+                postgres::outbox::close_node(&mut tx, node_id, reason, at, Some(node_id), outbox)
+                    .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(closed)
+        };
+        let closed = closed
             .await
-            .map_err(self.store.failed("could not close a lost node's sessions"))
+            .map_err(self.store.failed("could not close a lost node's sessions"))?;
+        if closed > 0 {
+            self.store
+                .inner
+                .shared
+                .outbox_written
+                .send_modify(|n| *n += 1);
+        }
+        Ok(closed)
     }
 }

@@ -41,12 +41,14 @@ mod error;
 mod health;
 mod ids;
 mod model;
+mod outbox;
 mod postgres;
 pub mod retention;
 mod sequence;
 mod session_ids;
 mod sql;
 mod sqlite;
+mod webhooks;
 mod writer;
 
 use std::collections::HashMap;
@@ -73,9 +75,11 @@ pub use model::{
     JoinedHow, ListFilter, MessageRecord, OriginalAck, Reader, RecentSession, ReplayPage,
     SessionRow, StoredMembership, StoredMessage, Target, UserHistory,
 };
+pub use outbox::Outbox;
 pub use sequence::{CommittedMessage, ID_PLACEHOLDER};
 use session_ids::SessionIds;
 pub use sqlite::backup;
+pub use webhooks::OutboxEvent;
 
 /// How often the current run's `last_alive_at` is refreshed.
 const ALIVE_INTERVAL: Duration = Duration::from_secs(15);
@@ -159,8 +163,10 @@ struct StartState {
 
 /// The state the writer and the store share, from where a backend found ids and queues;
 /// `metrics` is the gateway's set, made at start-up and handed in.
-fn start_state(state: StartState, metrics: Arc<Metrics>) -> Shared {
+fn start_state(state: StartState, metrics: Arc<Metrics>, outbox: Outbox) -> Shared {
     Shared {
+        outbox,
+        outbox_written: watch::Sender::new(0),
         ids: IdAllocator::new(state.last_used, state.reserved_through, state.id_block),
         committed: watch::Sender::new(state.last_used),
         pending: Mutex::new(state.pending),
@@ -205,6 +211,10 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Ids assigned at commit, in a cluster (`sequence.rs`).
     sequence: sequence::Sequence,
+    /// Which webhook events the writer records, for which endpoints.
+    outbox: Outbox,
+    /// Moves on whenever a commit wrote outbox rows: the webhook sender waits on it.
+    outbox_written: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -314,7 +324,17 @@ impl Store {
         settings: &DatabaseSettings,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
-        Self::open_with(settings, ids::BLOCK, metrics).await
+        Self::open_with(settings, ids::BLOCK, metrics, Outbox::default()).await
+    }
+
+    /// [`Store::open`], writing the webhook events `outbox` asks for (with every fact they
+    /// report, crash recovery's included).
+    pub async fn open_with_outbox(
+        settings: &DatabaseSettings,
+        outbox: Outbox,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(settings, ids::BLOCK, metrics, outbox).await
     }
 
     /// [`Store::open`], reserving message ids `id_block` at a time (tests use small blocks
@@ -323,14 +343,17 @@ impl Store {
         settings: &DatabaseSettings,
         id_block: u64,
         metrics: Arc<Metrics>,
+        outbox: Outbox,
     ) -> Result<Self, StoreError> {
         let opened = match &settings.location {
             DatabaseLocation::Sqlite { path, is_default } => {
-                sqlite::open(settings, path, *is_default, id_block).await?
+                sqlite::open(settings, path, *is_default, id_block, &outbox).await?
             }
-            DatabaseLocation::Postgres(url) => postgres::open(settings, url, id_block).await?,
+            DatabaseLocation::Postgres(url) => {
+                postgres::open(settings, url, id_block, &outbox).await?
+            }
         };
-        let shared = Arc::new(start_state(opened.start, metrics));
+        let shared = Arc::new(start_state(opened.start, metrics, outbox));
         let (writes, rx) = mpsc::unbounded_channel();
         let writer_task = tokio::spawn(writer::run(
             opened.backend.clone(),
@@ -535,11 +558,14 @@ impl Store {
         });
     }
 
-    /// `user_id` is no longer a member of `room`.
-    pub fn room_left(&self, room: &str, user_id: &str) {
+    /// `user_id` is no longer a member of `room` since `at`, for `reason` (`left`,
+    /// `removed`, `not_granted`: what the `room.left` webhook says).
+    pub fn room_left(&self, room: &str, user_id: &str, reason: &'static str, at: &str) {
         self.write(WriteOp::LeaveRoom {
             room: room.to_owned(),
             user_id: user_id.to_owned(),
+            reason,
+            at: at.to_owned(),
         });
     }
 

@@ -91,9 +91,11 @@ pub(super) const RUN_STOPPED: &str =
     "UPDATE server_runs SET last_alive_at = $2, stopped_at = $2 WHERE run_id = $1";
 
 /// Closes session `$1` at `$2` for reason `$3`; a row already closed keeps its first ending.
+/// Returns `(user_id, transport)` of the session it closed (no row: none).
 pub(super) const CLOSE_SESSION: &str =
     "UPDATE sessions SET disconnected_at = $2, disconnect_reason = $3
-     WHERE session_id = $1 AND disconnected_at IS NULL";
+     WHERE session_id = $1 AND disconnected_at IS NULL
+     RETURNING user_id, transport";
 
 /// User `$1`'s sessions, newest first, at most `$2`.
 pub(super) const SESSIONS_OF: &str =
@@ -119,13 +121,15 @@ pub(super) const MEMBERSHIPS: &str =
 /// room's messages from `$5` on (NULL: all). Joining twice keeps the first `joined_at` and
 /// `history_from`; `by_server` becomes true if either join says so (SQLite's 0/1 integers
 /// and PostgreSQL's `BOOLEAN` both take `OR` and `NOT`), and a join that changes nothing
-/// writes nothing.
+/// writes nothing. Returns the row's `joined_at` when it wrote one: `$3` for a new
+/// membership (no row: nothing changed).
 pub(super) const JOIN_ROOM: &str =
     "INSERT INTO room_members (room, user_id, joined_at, by_server, history_from)
      VALUES ($1, $2, $3, $4, $5)
      ON CONFLICT (room, user_id) DO UPDATE
      SET by_server = room_members.by_server OR excluded.by_server
-     WHERE excluded.by_server AND NOT room_members.by_server";
+     WHERE excluded.by_server AND NOT room_members.by_server
+     RETURNING joined_at";
 
 /// Ends the membership of `$2` in room `$1`.
 pub(super) const LEAVE_ROOM: &str = "DELETE FROM room_members WHERE room = $1 AND user_id = $2";
@@ -138,3 +142,35 @@ pub(super) const TOKEN_REVOCATIONS: &str = "SELECT user_id, not_before FROM toke
 
 /// The value of the counter named `$1` (no row: never written).
 pub(super) const COUNTER: &str = "SELECT value FROM counters WHERE name = $1";
+
+// ---- The webhook outbox ----
+
+/// Endpoint `$1`'s pending events, oldest first, at most `$2` (the partial index
+/// `webhook_events_pending` holds exactly these).
+pub(super) const PENDING_WEBHOOKS: &str = "SELECT event_id, type, occurred_at, data
+     FROM webhook_events
+     WHERE endpoint = $1 AND sent_at IS NULL AND failed_at IS NULL
+     ORDER BY event_id LIMIT $2";
+
+/// Failed events of endpoint `$1` (NULL: every endpoint) with ids above `$2`, oldest first,
+/// at most `$3`.
+pub(super) const FAILED_WEBHOOKS: &str =
+    "SELECT event_id, endpoint, type, occurred_at, data, attempts, last_error, failed_at
+     FROM webhook_events
+     WHERE failed_at IS NOT NULL AND ($1 IS NULL OR endpoint = $1) AND event_id > $2
+     ORDER BY event_id LIMIT $3";
+
+/// Per endpoint: pending events and when the oldest happened.
+pub(super) const WEBHOOK_PENDING_COUNTS: &str =
+    "SELECT endpoint, COUNT(*), MIN(occurred_at) FROM webhook_events
+     WHERE sent_at IS NULL AND failed_at IS NULL GROUP BY endpoint ORDER BY endpoint";
+
+/// Per endpoint: failed events.
+pub(super) const WEBHOOK_FAILED_COUNTS: &str = "SELECT endpoint, COUNT(*) FROM webhook_events
+     WHERE failed_at IS NOT NULL GROUP BY endpoint ORDER BY endpoint";
+
+/// Deletes up to 2,000 sent or failed events that happened before `$1`.
+pub(super) const PRUNE_WEBHOOK_EVENTS: &str = "DELETE FROM webhook_events WHERE event_id IN (
+         SELECT event_id FROM webhook_events
+         WHERE (sent_at IS NOT NULL OR failed_at IS NOT NULL) AND occurred_at < $1
+         LIMIT 2000)";

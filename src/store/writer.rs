@@ -32,6 +32,7 @@ use sqlx::{Database, Pool, Sqlite};
 use tokio::sync::mpsc;
 
 use super::batch::{Facts, WriteOp};
+use super::outbox::Outbox;
 use super::sequence::CommittedMessage;
 use super::{Backend, Shared, postgres, sqlite};
 
@@ -111,11 +112,16 @@ impl<DB: Database> Own<DB> {
 }
 
 impl Writer {
-    async fn commit_all(&mut self, batch: &[WriteOp], run_id: i64) -> Result<Facts, sqlx::Error> {
+    async fn commit_all(
+        &mut self,
+        batch: &[WriteOp],
+        run_id: i64,
+        outbox: &Outbox,
+    ) -> Result<Facts, sqlx::Error> {
         match self {
             Self::Sqlite(own) => {
                 let result = match own.connection().await {
-                    Ok(conn) => sqlite::writer::commit_all(conn, batch, run_id).await,
+                    Ok(conn) => sqlite::writer::commit_all(conn, batch, run_id, outbox).await,
                     Err(e) => Err(e),
                 };
                 own.after(&result);
@@ -123,7 +129,7 @@ impl Writer {
             }
             Self::Postgres(own) => {
                 let result = match own.connection().await {
-                    Ok(conn) => postgres::writer::commit_all(conn, batch, run_id).await,
+                    Ok(conn) => postgres::writer::commit_all(conn, batch, run_id, outbox).await,
                     Err(e) => Err(e),
                 };
                 own.after(&result);
@@ -139,7 +145,7 @@ async fn write_batch(conn: &mut Writer, batch: &mut Vec<WriteOp>, run_id: i64, s
     // The health is noted before the writes are settled: a sender told "not stored" finds
     // `/readyz` already saying so.
     let started = Instant::now();
-    match conn.commit_all(batch, run_id).await {
+    match conn.commit_all(batch, run_id, &shared.outbox).await {
         Ok(facts) => {
             record_commit(shared, batch, started);
             shared.health.committed();
@@ -152,7 +158,7 @@ async fn write_batch(conn: &mut Writer, batch: &mut Vec<WriteOp>, run_id: i64, s
             for op in batch.drain(..) {
                 let single = [op];
                 let started = Instant::now();
-                let outcome = match conn.commit_all(&single, run_id).await {
+                let outcome = match conn.commit_all(&single, run_id, &shared.outbox).await {
                     Ok(facts) => {
                         record_commit(shared, &single, started);
                         Outcome::Committed(facts)
@@ -261,6 +267,7 @@ fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outc
             | WriteOp::MarkDelivered { .. }
             | WriteOp::JoinRoom { .. }
             | WriteOp::LeaveRoom { .. }
+            | WriteOp::Webhooks(_)
             | WriteOp::Alive { .. }
             | WriteOp::Stop { .. } => {}
         }
@@ -268,6 +275,12 @@ fn settle(shared: &Shared, ops: impl IntoIterator<Item = WriteOp>, outcome: Outc
     if let Some(facts) = facts {
         for (user_id, n) in facts.delivered {
             shared.note_delivered(&user_id, n);
+        }
+        if facts.webhook_events > 0 {
+            shared
+                .metrics
+                .webhook_events_written(facts.webhook_events as u64);
+            shared.outbox_written.send_modify(|n| *n += 1);
         }
     }
     shared.sequence.committed(sequenced);

@@ -16,6 +16,7 @@
 
 pub(in crate::store) mod counters;
 pub(in crate::store) mod messages;
+pub(in crate::store) mod outbox;
 pub(in crate::store) mod replay;
 pub(in crate::store) mod retention;
 pub(in crate::store) mod rooms;
@@ -30,6 +31,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::model::PRUNED_THROUGH;
+use super::outbox::Outbox;
 use super::session_ids::SessionIds;
 use super::{Backend, Opened, StartState, StoreError};
 use crate::config::{DatabaseSettings, PostgresUrl};
@@ -45,6 +47,7 @@ pub(super) async fn open(
     settings: &DatabaseSettings,
     url: &PostgresUrl,
     id_block: u64,
+    outbox: &Outbox,
 ) -> Result<Opened, StoreError> {
     let sql = |context| {
         let database = url.to_string();
@@ -92,11 +95,17 @@ pub(super) async fn open(
             source,
         })?;
     let now = timestamp(SystemTime::now());
-    let closed = sessions::close_orphaned(&pool, settings.node_id.as_str(), &now)
-        .await
-        .map_err(sql(
-            "could not close the sessions left open by the last run",
-        ))?;
+    let recovered = async {
+        let mut tx = pool.begin().await?;
+        let node = settings.node_id.as_str();
+        let closed =
+            outbox::close_node(&mut tx, node, "server_restart", &now, None, outbox).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(closed)
+    };
+    let closed = recovered.await.map_err(sql(
+        "could not close the sessions left open by the last run",
+    ))?;
     if closed > 0 {
         tracing::warn!(
             closed,

@@ -8,29 +8,6 @@ use sqlx::{PgConnection, PgPool};
 use super::super::model::{HistoryRow, RecentSession, SessionRow, UserHistory, history_of};
 use super::super::sql;
 
-/// Closes every session row `node_id` left open, with reason `server_restart`, at the last
-/// moment that node's previous run was known to be alive (never before the session began).
-/// Returns how many.
-pub(in crate::store) async fn close_orphaned(
-    pool: &PgPool,
-    node_id: &str,
-    now: &str,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE sessions
-         SET disconnect_reason = 'server_restart',
-             disconnected_at = GREATEST(connected_at, COALESCE(
-                 (SELECT last_alive_at FROM server_runs WHERE node_id = $2
-                  ORDER BY run_id DESC LIMIT 1), $1))
-         WHERE disconnected_at IS NULL AND node_id = $2",
-    )
-    .bind(now)
-    .bind(node_id)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
-}
-
 /// Records the start of this server run of `node_id`; returns its id.
 pub(in crate::store) async fn start_run(
     pool: &PgPool,
@@ -90,14 +67,13 @@ pub(in crate::store) async fn close(
     session_id: u64,
     at: &str,
     reason: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(sql::CLOSE_SESSION)
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query_as(sql::CLOSE_SESSION)
         .bind(session_id as i64)
         .bind(at)
         .bind(reason)
-        .execute(conn)
-        .await?;
-    Ok(())
+        .fetch_optional(conn)
+        .await
 }
 
 /// The stored history of each of `user_ids`, live sessions measured up to `now`. The text
@@ -147,26 +123,6 @@ pub(in crate::store) async fn recent(
         .bind(i64::from(limit))
         .fetch_all(pool)
         .await
-}
-
-/// Closes every open session recorded under `node_id` (a node declared lost) with `reason`;
-/// returns how many. Whichever node runs it first closes them; later runs find none.
-pub(in crate::store) async fn close_node(
-    pool: &PgPool,
-    node_id: &str,
-    reason: &str,
-    at: &str,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE sessions SET disconnected_at = GREATEST(connected_at, $3), disconnect_reason = $2
-         WHERE node_id = $1 AND disconnected_at IS NULL",
-    )
-    .bind(node_id)
-    .bind(reason)
-    .bind(at)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
 }
 
 /// The nodes, other than `except`, with sessions recorded as open.

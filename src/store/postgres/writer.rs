@@ -10,11 +10,13 @@
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
 use super::super::batch::{
-    DeliveryRow, Facts, InOrder, OpenedSession, Receipts, SeenUser, WriteOp, apply_in_order,
-    delivery_rows, opened_sessions, records, seen_users,
+    DeliveryRow, Facts, InOrder, OpenedSession, Receipts, SeenUser, WebhookMark, WriteOp,
+    apply_in_order, delivery_rows, gathered_facts, opened_sessions, records, seen_users,
 };
 use super::super::model::{JoinedHow, MessageRecord};
+use super::super::outbox::{self, Outbox};
 use super::super::sequence::splice_id;
+use super::outbox::mark;
 use super::{counters, rooms, sessions, users};
 
 /// Runs the SQL of `batch` in one transaction (the phases of the SQLite `commit_all`: users
@@ -24,10 +26,13 @@ pub(in crate::store) async fn commit_all(
     conn: &mut PgConnection,
     batch: &[WriteOp],
     run_id: i64,
+    outbox: &Outbox,
 ) -> Result<Facts, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    upsert_users(&mut tx, &seen_users(batch)).await?;
-    open_sessions(&mut tx, &opened_sessions(batch), run_id).await?;
+    let seen = seen_users(batch);
+    upsert_users(&mut tx, &seen).await?;
+    let opened = opened_sessions(batch);
+    open_sessions(&mut tx, &opened, run_id).await?;
     let mut receipts = Receipts::of(batch);
     let records = records(batch);
     let assigned = assign_ids(&mut tx, &records).await?;
@@ -43,11 +48,20 @@ pub(in crate::store) async fn commit_all(
         .unzip();
     insert_messages(&mut tx, &records, &ids, &payloads).await?;
     insert_deliveries(&mut tx, &delivery_rows(&records, &ids, &mut receipts)).await?;
-    mark_delivered(&mut tx, &mut receipts).await?;
-    let reserved = apply_in_order(&mut tx, batch, run_id).await?;
+    let marked = mark_delivered(&mut tx, &mut receipts).await?;
+    let mut webhook_events = 0;
+    let reserved = if outbox.is_empty() {
+        apply_in_order(&mut tx, batch, run_id, None).await?
+    } else {
+        let mut facts = gathered_facts(&opened, &records, &ids, &payloads, marked, &receipts);
+        let reserved = apply_in_order(&mut tx, batch, run_id, Some(&mut facts)).await?;
+        webhook_events = outbox::record(&mut tx, outbox, &facts, &seen).await?;
+        reserved
+    };
     tx.commit().await?;
     Ok(Facts {
         delivered: receipts.counts,
+        webhook_events,
         reserved,
         assigned,
     })
@@ -205,13 +219,13 @@ async fn insert_deliveries(
 }
 
 /// Marks the deliveries of the receipts left over (for messages of earlier batches) in one
-/// statement, counting the rows it changed.
+/// statement, counting the rows it changed; returns them, `(user, message id)`.
 async fn mark_delivered(
     tx: &mut Transaction<'_, Postgres>,
     receipts: &mut Receipts<'_>,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<(String, u64)>, sqlx::Error> {
     if receipts.pending.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let (mut users, mut ids, mut ats) = (Vec::new(), Vec::new(), Vec::new());
     for (&(user_id, id), &at) in &receipts.pending {
@@ -219,23 +233,26 @@ async fn mark_delivered(
         ids.push(id as i64);
         ats.push(at);
     }
-    let marked: Vec<String> = sqlx::query_scalar(
+    let marked: Vec<(String, i64)> = sqlx::query_as(
         "UPDATE deliveries SET delivered_at = marked.at
          FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS marked (user_id, message_id, at)
          WHERE deliveries.delivered_at IS NULL
            AND deliveries.user_id = marked.user_id
            AND deliveries.message_id = marked.message_id
-         RETURNING deliveries.user_id",
+         RETURNING deliveries.user_id, deliveries.message_id",
     )
     .bind(users)
     .bind(ids)
     .bind(ats)
     .fetch_all(&mut **tx)
     .await?;
-    for user in marked {
-        *receipts.counts.entry(user).or_default() += 1;
+    for (user, _) in &marked {
+        *receipts.counts.entry(user.clone()).or_default() += 1;
     }
-    Ok(())
+    Ok(marked
+        .into_iter()
+        .map(|(user, id)| (user, id as u64))
+        .collect())
 }
 
 /// The writes not gathered into the array statements, one statement each.
@@ -245,7 +262,7 @@ impl InOrder for Transaction<'_, Postgres> {
         session_id: u64,
         at: &str,
         reason: &str,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<Option<(String, String)>, sqlx::Error> {
         sessions::close(self, session_id, at, reason).await
     }
 
@@ -255,12 +272,16 @@ impl InOrder for Transaction<'_, Postgres> {
         user_id: &str,
         at: &str,
         how: &JoinedHow,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         rooms::join(self, room, user_id, at, how).await
     }
 
-    async fn leave_room(&mut self, room: &str, user_id: &str) -> Result<(), sqlx::Error> {
+    async fn leave_room(&mut self, room: &str, user_id: &str) -> Result<bool, sqlx::Error> {
         rooms::leave(self, room, user_id).await
+    }
+
+    async fn mark_webhooks(&mut self, webhooks: &WebhookMark) -> Result<(), sqlx::Error> {
+        mark(self, webhooks).await
     }
 
     async fn revoke_tokens(

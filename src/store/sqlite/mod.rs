@@ -11,8 +11,10 @@
 //! writer; `postgres/mod.rs` returns the same for PostgreSQL.
 
 pub mod backup;
+pub(in crate::store) mod chunks;
 pub(in crate::store) mod counters;
 pub(in crate::store) mod messages;
+pub(in crate::store) mod outbox;
 pub(in crate::store) mod replay;
 pub(in crate::store) mod retention;
 pub(in crate::store) mod rooms;
@@ -28,6 +30,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::model::{PRUNED_THROUGH, RESERVED_THROUGH};
+use super::outbox::Outbox;
 use super::session_ids::SessionIds;
 use super::{Backend, Opened, StartState, StoreError};
 use crate::config::{DatabaseSettings, Synchronous};
@@ -43,6 +46,7 @@ pub(super) async fn open(
     path: &Path,
     is_default: bool,
     id_block: u64,
+    outbox: &Outbox,
 ) -> Result<Opened, StoreError> {
     let sql = |context| {
         let database = path.display().to_string();
@@ -68,7 +72,13 @@ pub(super) async fn open(
             source,
         })?;
     let now = timestamp(SystemTime::now());
-    let closed = sessions::close_orphaned(&pool, &now).await.map_err(sql(
+    let recovered = async {
+        let mut tx = pool.begin().await?;
+        let closed = outbox::close_orphaned(&mut tx, &now, outbox).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(closed)
+    };
+    let closed = recovered.await.map_err(sql(
         "could not close the sessions left open by the last run",
     ))?;
     if closed > 0 {

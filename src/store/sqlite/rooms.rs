@@ -18,37 +18,37 @@ pub(in crate::store) async fn memberships(
 }
 
 /// Makes `user_id` a member of `room` as `how` says; joining twice keeps the first
-/// `joined_at` and `history_from` and ORs `by_server`.
+/// `joined_at` and `history_from` and ORs `by_server`. Returns whether the membership is new.
 pub(in crate::store) async fn join(
     conn: &mut SqliteConnection,
     room: &str,
     user_id: &str,
     at: &str,
     how: &JoinedHow,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(sql::JOIN_ROOM)
+) -> Result<bool, sqlx::Error> {
+    let joined_at: Option<String> = sqlx::query_scalar(sql::JOIN_ROOM)
         .bind(room)
         .bind(user_id)
         .bind(at)
         .bind(how.by_server)
         .bind(how.history_from.as_deref())
-        .execute(conn)
+        .fetch_optional(conn)
         .await?;
-    Ok(())
+    Ok(joined_at.is_some_and(|first| first == at))
 }
 
-/// Ends the membership of `user_id` in `room`.
+/// Ends the membership of `user_id` in `room`; returns whether there was one.
 pub(in crate::store) async fn leave(
     conn: &mut SqliteConnection,
     room: &str,
     user_id: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(sql::LEAVE_ROOM)
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(sql::LEAVE_ROOM)
         .bind(room)
         .bind(user_id)
         .execute(conn)
         .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
 /// A room whose messages a reader may see, and from when.

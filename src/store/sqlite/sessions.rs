@@ -12,25 +12,6 @@ use sqlx::{SqliteConnection, SqlitePool};
 use super::super::model::{HistoryRow, RecentSession, SessionRow, UserHistory, history_of};
 use super::super::sql;
 
-/// Closes every session row left open, with reason `server_restart`, at the last moment the
-/// previous run was known to be alive (never before the session began). Returns how many.
-pub(in crate::store) async fn close_orphaned(
-    pool: &SqlitePool,
-    now: &str,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE sessions
-         SET disconnect_reason = 'server_restart',
-             disconnected_at = MAX(connected_at, COALESCE(
-                 (SELECT last_alive_at FROM server_runs ORDER BY run_id DESC LIMIT 1), ?1))
-         WHERE disconnected_at IS NULL",
-    )
-    .bind(now)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
-}
-
 /// Records the start of this server run; returns its id.
 pub(in crate::store) async fn start_run(pool: &SqlitePool, now: &str) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
@@ -83,14 +64,13 @@ pub(in crate::store) async fn close(
     session_id: u64,
     at: &str,
     reason: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(sql::CLOSE_SESSION)
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query_as(sql::CLOSE_SESSION)
         .bind(session_id as i64)
         .bind(at)
         .bind(reason)
-        .execute(conn)
-        .await?;
-    Ok(())
+        .fetch_optional(conn)
+        .await
 }
 
 /// The stored history of each of `user_ids`, live sessions measured up to `now`.

@@ -20,16 +20,15 @@
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, Transaction};
 
 use super::super::batch::{
-    DeliveryRow, Facts, InOrder, OpenedSession, Receipts, SeenUser, WriteOp, apply_in_order,
-    delivery_rows, opened_sessions, records, seen_users,
+    DeliveryRow, Facts, InOrder, OpenedSession, Receipts, SeenUser, WebhookMark, WriteOp,
+    apply_in_order, delivery_rows, gathered_facts, opened_sessions, records, seen_users,
 };
 use super::super::model::{JoinedHow, MessageRecord, RESERVED_THROUGH};
+use super::super::outbox::{self, Outbox};
+use super::chunks::chunked;
 use super::counters::raise_counter;
+use super::outbox::mark;
 use super::{rooms, sessions, users};
-
-/// Most rows per multi-row INSERT: 12 binds a row stays far below SQLite's 32,766, and the
-/// power-of-two chunk sizes keep the distinct statement texts within sqlx's statement cache.
-const MAX_ROWS_PER_INSERT: usize = 256;
 
 /// Runs the SQL of `batch` in one transaction. Reads the writes only: their watchers are
 /// for `../writer.rs`'s `settle`, once the outcome is known.
@@ -37,47 +36,38 @@ pub(in crate::store) async fn commit_all(
     conn: &mut SqliteConnection,
     batch: &[WriteOp],
     run_id: i64,
+    outbox: &Outbox,
 ) -> Result<Facts, sqlx::Error> {
     let mut tx = conn.begin().await?;
     // Writes of a kind are gathered into a few statements (see the module doc).
     // Gathering reorders them, in phases that keep every dependency: users before their
     // sessions, messages before the receipts that mark them, and everything else in the
     // order it was sent.
-    upsert_users(&mut tx, &seen_users(batch)).await?;
-    open_sessions(&mut tx, &opened_sessions(batch)).await?;
+    let seen = seen_users(batch);
+    upsert_users(&mut tx, &seen).await?;
+    let opened = opened_sessions(batch);
+    open_sessions(&mut tx, &opened).await?;
     let mut receipts = Receipts::of(batch);
     let records = records(batch);
     insert_messages(&mut tx, &records).await?;
     let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
     insert_deliveries(&mut tx, &delivery_rows(&records, &ids, &mut receipts)).await?;
-    mark_delivered(&mut tx, &mut receipts).await?;
-    apply_in_order(&mut tx, batch, run_id).await?;
+    let marked = mark_delivered(&mut tx, &mut receipts).await?;
+    let mut webhook_events = 0;
+    if outbox.is_empty() {
+        apply_in_order(&mut tx, batch, run_id, None).await?;
+    } else {
+        let payloads: Vec<&str> = records.iter().map(|r| r.payload.as_str()).collect();
+        let mut facts = gathered_facts(&opened, &records, &ids, &payloads, marked, &receipts);
+        apply_in_order(&mut tx, batch, run_id, Some(&mut facts)).await?;
+        webhook_events = outbox::record(&mut tx, outbox, &facts, &seen).await?;
+    }
     tx.commit().await?;
     Ok(Facts {
         delivered: receipts.counts,
+        webhook_events,
         reserved: None,
         assigned: Vec::new(),
-    })
-}
-
-/// Chunk sizes for `n` rows: full chunks, then the powers of two that make up the rest.
-pub(in crate::store) fn chunk_sizes(n: usize) -> impl Iterator<Item = usize> {
-    let full = std::iter::repeat_n(MAX_ROWS_PER_INSERT, n / MAX_ROWS_PER_INSERT);
-    let rest = n % MAX_ROWS_PER_INSERT;
-    let tail = (0..usize::BITS)
-        .rev()
-        .map(|bit| 1usize << bit)
-        .filter(move |size| rest & size != 0);
-    full.chain(tail)
-}
-
-/// `rows` cut into the chunks of [`chunk_sizes`], in order: one multi-row statement each.
-fn chunked<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
-    let mut rest = rows;
-    chunk_sizes(rows.len()).map(move |size| {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        chunk
     })
 }
 
@@ -130,35 +120,38 @@ async fn open_sessions(
 }
 
 /// Marks the deliveries of the receipts left over (for messages of earlier batches) in one
-/// statement, counting the rows it changed.
+/// statement, counting the rows it changed; returns them, `(user, message id)`.
 async fn mark_delivered(
     tx: &mut Transaction<'_, Sqlite>,
     receipts: &mut Receipts<'_>,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<(String, u64)>, sqlx::Error> {
     if receipts.pending.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let rows: Vec<(&str, u64, &str)> = receipts
         .pending
         .iter()
         .map(|(&(user_id, id), &at)| (user_id, id, at))
         .collect();
-    let users: Vec<String> = sqlx::query_scalar(
+    let marked: Vec<(String, i64)> = sqlx::query_as(
         "UPDATE deliveries SET delivered_at = marked.at
          FROM (SELECT value ->> 0 AS user_id, value ->> 1 AS message_id, value ->> 2 AS at
                FROM json_each(?1)) AS marked
          WHERE deliveries.delivered_at IS NULL
            AND deliveries.user_id = marked.user_id
            AND deliveries.message_id = marked.message_id
-         RETURNING deliveries.user_id",
+         RETURNING deliveries.user_id, deliveries.message_id",
     )
     .bind(serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
     .fetch_all(&mut **tx)
     .await?;
-    for user in users {
-        *receipts.counts.entry(user).or_default() += 1;
+    for (user, _) in &marked {
+        *receipts.counts.entry(user.clone()).or_default() += 1;
     }
-    Ok(())
+    Ok(marked
+        .into_iter()
+        .map(|(user, id)| (user, id as u64))
+        .collect())
 }
 
 /// Inserts the messages of a batch, a multi-row INSERT per chunk.
@@ -218,7 +211,7 @@ impl InOrder for Transaction<'_, Sqlite> {
         session_id: u64,
         at: &str,
         reason: &str,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<Option<(String, String)>, sqlx::Error> {
         sessions::close(self, session_id, at, reason).await
     }
 
@@ -228,12 +221,16 @@ impl InOrder for Transaction<'_, Sqlite> {
         user_id: &str,
         at: &str,
         how: &JoinedHow,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         rooms::join(self, room, user_id, at, how).await
     }
 
-    async fn leave_room(&mut self, room: &str, user_id: &str) -> Result<(), sqlx::Error> {
+    async fn leave_room(&mut self, room: &str, user_id: &str) -> Result<bool, sqlx::Error> {
         rooms::leave(self, room, user_id).await
+    }
+
+    async fn mark_webhooks(&mut self, webhooks: &WebhookMark) -> Result<(), sqlx::Error> {
+        mark(self, webhooks).await
     }
 
     async fn revoke_tokens(

@@ -16,7 +16,7 @@ use tokio::time::timeout;
 use super::*;
 use crate::config::{DatabaseLocation, DatabaseSettings};
 use crate::store::model::{JoinedHow, MessageRecord, RESERVED_THROUGH, Target};
-use crate::store::sqlite::writer::chunk_sizes;
+use crate::store::sqlite::chunks::chunk_sizes;
 use crate::store::{Backend, Store, StoreError, ids};
 
 /// Long enough for any settled write on a loaded machine; a hang takes longer.
@@ -125,6 +125,7 @@ impl Fixture {
                     &DatabaseSettings::at(&path),
                     id_block,
                     crate::metrics::Metrics::shared(),
+                    Default::default(),
                 )
                 .await
                 .expect("open the store");
@@ -139,10 +140,14 @@ impl Fixture {
             Kind::Postgres => {
                 let test = std::thread::current().name().unwrap_or("writer").to_owned();
                 let db = crate::store::postgres::testing::database(&test).await?;
-                let store =
-                    Store::open_with(&db.settings, id_block, crate::metrics::Metrics::shared())
-                        .await
-                        .expect("open the store");
+                let store = Store::open_with(
+                    &db.settings,
+                    id_block,
+                    crate::metrics::Metrics::shared(),
+                    Default::default(),
+                )
+                .await
+                .expect("open the store");
                 let DatabaseLocation::Postgres(url) = &db.settings.location else {
                     unreachable!("a PostgreSQL test database")
                 };
