@@ -298,41 +298,60 @@ pub(super) fn records(batch: &[WriteOp]) -> Vec<&MessageRecord> {
         .collect()
 }
 
+/// What a batch did that webhooks may report, each with the position of the write that did it
+/// in the batch, so that the events follow the order the writes were sent in, whatever
+/// order the phases ran them in.
+pub(super) type Noted<'a> = Vec<(usize, Fact<'a>)>;
+
 /// The facts of a batch's gathered phase, for the outbox: the sessions it opened, the
-/// messages it stored (`ids` and `payloads`: as committed), and the deliveries its receipts
-/// marked for messages of earlier batches (`marked`, with each receipt's time from
-/// `receipts`).
+/// messages it stored (`ids` and `payloads`: each record's as committed, in batch order), and
+/// the deliveries its receipts marked for messages of earlier batches (`marked`).
 pub(super) fn gathered_facts<'a>(
-    opened: &[OpenedSession<'a>],
-    records: &[&'a MessageRecord],
+    batch: &'a [WriteOp],
     ids: &[u64],
     payloads: &[&'a str],
     marked: Vec<(String, u64)>,
-    receipts: &Receipts<'a>,
-) -> Vec<Fact<'a>> {
-    let mut facts: Vec<Fact<'a>> = opened
-        .iter()
-        .map(|s| Fact::Opened {
-            session_id: s.session_id as u64,
-            user_id: s.user_id,
-            transport: s.transport,
-            at: s.at,
-        })
-        .collect();
-    facts.extend(
-        records
-            .iter()
-            .zip(ids)
-            .zip(payloads)
-            .map(|((record, &id), &payload)| Fact::Stored {
-                record,
-                id,
-                payload,
-            }),
-    );
-    for (user_id, id) in marked {
-        if let Some(&at) = receipts.pending.get(&(user_id.as_str(), id)) {
-            facts.push(Fact::Delivered { user_id, id, at });
+) -> Noted<'a> {
+    let mut marked: std::collections::HashSet<(String, u64)> = marked.into_iter().collect();
+    let mut stored = ids.iter().zip(payloads);
+    let mut facts = Vec::new();
+    for (at_op, op) in batch.iter().enumerate() {
+        match op {
+            WriteOp::OpenSession {
+                session_id,
+                user_id,
+                transport,
+                at,
+                ..
+            } => facts.push((
+                at_op,
+                Fact::Opened {
+                    session_id: *session_id,
+                    user_id,
+                    transport,
+                    at,
+                },
+            )),
+            WriteOp::Message { record, .. } => {
+                if let Some((&id, &payload)) = stored.next() {
+                    facts.push((
+                        at_op,
+                        Fact::Stored {
+                            record,
+                            id,
+                            payload,
+                        },
+                    ));
+                }
+            }
+            WriteOp::MarkDelivered { user_id, ids, at } if !marked.is_empty() => {
+                for &id in ids {
+                    if let Some((user_id, id)) = marked.take(&(user_id.clone(), id)) {
+                        facts.push((at_op, Fact::Delivered { user_id, id, at }));
+                    }
+                }
+            }
+            _ => {}
         }
     }
     facts
@@ -457,10 +476,10 @@ pub(super) async fn apply_in_order<'a>(
     tx: &mut impl InOrder,
     batch: &'a [WriteOp],
     run_id: i64,
-    mut facts: Option<&mut Vec<Fact<'a>>>,
+    mut facts: Option<&mut Noted<'a>>,
 ) -> Result<Option<(u64, u64)>, sqlx::Error> {
     let mut reserved = None;
-    for op in batch {
+    for (at_op, op) in batch.iter().enumerate() {
         match op {
             // Gathered before the others run.
             WriteOp::SeenUser { .. }
@@ -474,14 +493,17 @@ pub(super) async fn apply_in_order<'a>(
             } => {
                 let closed = tx.close_session(*session_id, at, reason).await?;
                 if let (Some(facts), Some((user_id, transport))) = (facts.as_deref_mut(), closed) {
-                    facts.push(Fact::Closed {
-                        session_id: *session_id,
-                        user_id,
-                        transport,
-                        node: None,
-                        reason,
-                        at: at.clone(),
-                    });
+                    facts.push((
+                        at_op,
+                        Fact::Closed {
+                            session_id: *session_id,
+                            user_id,
+                            transport,
+                            node: None,
+                            reason,
+                            at: at.clone(),
+                        },
+                    ));
                 }
             }
             WriteOp::JoinRoom {
@@ -494,12 +516,15 @@ pub(super) async fn apply_in_order<'a>(
                 if let Some(facts) = facts.as_deref_mut()
                     && new
                 {
-                    facts.push(Fact::Joined {
-                        room,
-                        user_id,
-                        by_server: how.by_server,
-                        at,
-                    });
+                    facts.push((
+                        at_op,
+                        Fact::Joined {
+                            room,
+                            user_id,
+                            by_server: how.by_server,
+                            at,
+                        },
+                    ));
                 }
             }
             WriteOp::LeaveRoom {
@@ -512,12 +537,15 @@ pub(super) async fn apply_in_order<'a>(
                 if let Some(facts) = facts.as_deref_mut()
                     && left
                 {
-                    facts.push(Fact::Left {
-                        room,
-                        user_id,
-                        reason,
-                        at,
-                    });
+                    facts.push((
+                        at_op,
+                        Fact::Left {
+                            room,
+                            user_id,
+                            reason,
+                            at,
+                        },
+                    ));
                 }
             }
             WriteOp::Webhooks(mark) => tx.mark_webhooks(mark).await?,

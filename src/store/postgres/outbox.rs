@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
-use super::super::batch::{Fact, WebhookMark};
+use super::super::batch::{Fact, Noted, WebhookMark};
 use super::super::outbox::{EventRow, Outbox, OutboxTx, record};
 
 impl OutboxTx for Transaction<'_, Postgres> {
@@ -152,15 +152,21 @@ pub(in crate::store) async fn close_node(
     .bind(reason)
     .fetch_all(&mut **tx)
     .await?;
-    let facts: Vec<Fact<'_>> = closed
+    let facts: Noted<'_> = closed
         .iter()
-        .map(|(session_id, user_id, transport, at)| Fact::Closed {
-            session_id: *session_id as u64,
-            user_id: user_id.clone(),
-            transport: transport.clone(),
-            node: lost,
-            reason,
-            at: at.clone(),
+        .enumerate()
+        .map(|(at_op, (session_id, user_id, transport, at))| {
+            (
+                at_op,
+                Fact::Closed {
+                    session_id: *session_id as u64,
+                    user_id: user_id.clone(),
+                    transport: transport.clone(),
+                    node: lost,
+                    reason,
+                    at: at.clone(),
+                },
+            )
         })
         .collect();
     record(tx, outbox, &facts, &[]).await?;

@@ -53,8 +53,9 @@ pub(in crate::store) async fn commit_all(
     let reserved = if outbox.is_empty() {
         apply_in_order(&mut tx, batch, run_id, None).await?
     } else {
-        let mut facts = gathered_facts(&opened, &records, &ids, &payloads, marked, &receipts);
+        let mut facts = gathered_facts(batch, &ids, &payloads, marked);
         let reserved = apply_in_order(&mut tx, batch, run_id, Some(&mut facts)).await?;
+        facts.sort_by_key(|(at_op, _)| *at_op);
         webhook_events = outbox::record(&mut tx, outbox, &facts, &seen).await?;
         reserved
     };

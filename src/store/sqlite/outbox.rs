@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, Transaction};
 
-use super::super::batch::{Fact, WebhookMark};
+use super::super::batch::{Fact, Noted, WebhookMark};
 use super::super::outbox::{EventRow, Outbox, OutboxTx, record};
 use super::chunks::chunked;
 
@@ -150,15 +150,21 @@ pub(in crate::store) async fn close_orphaned(
     .bind(now)
     .fetch_all(&mut **tx)
     .await?;
-    let facts: Vec<Fact<'_>> = closed
+    let facts: Noted<'_> = closed
         .iter()
-        .map(|(session_id, user_id, transport, at)| Fact::Closed {
-            session_id: *session_id as u64,
-            user_id: user_id.clone(),
-            transport: transport.clone(),
-            node: None,
-            reason: "server_restart",
-            at: at.clone(),
+        .enumerate()
+        .map(|(at_op, (session_id, user_id, transport, at))| {
+            (
+                at_op,
+                Fact::Closed {
+                    session_id: *session_id as u64,
+                    user_id: user_id.clone(),
+                    transport: transport.clone(),
+                    node: None,
+                    reason: "server_restart",
+                    at: at.clone(),
+                },
+            )
         })
         .collect();
     record(tx, outbox, &facts, &[]).await?;

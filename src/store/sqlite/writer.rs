@@ -58,8 +58,9 @@ pub(in crate::store) async fn commit_all(
         apply_in_order(&mut tx, batch, run_id, None).await?;
     } else {
         let payloads: Vec<&str> = records.iter().map(|r| r.payload.as_str()).collect();
-        let mut facts = gathered_facts(&opened, &records, &ids, &payloads, marked, &receipts);
+        let mut facts = gathered_facts(batch, &ids, &payloads, marked);
         apply_in_order(&mut tx, batch, run_id, Some(&mut facts)).await?;
+        facts.sort_by_key(|(at_op, _)| *at_op);
         webhook_events = outbox::record(&mut tx, outbox, &facts, &seen).await?;
     }
     tx.commit().await?;
