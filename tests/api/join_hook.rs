@@ -1,25 +1,17 @@
 //! The join hook (`docs/protocol.md` section 14, "Join hook"): for a room whose policy says
 //! `"join": "hook"`, `join-room` asks the application's endpoint, a real HTTP server in the
-//! test (axum on 127.0.0.1:0) that checks every request's Standard Webhooks signature the way
+//! test (`helpers/receiver.rs`: axum on 127.0.0.1:0) that checks every request's Standard Webhooks signature the way
 //! an application would and answers as the test tells it. On both transports: an allow joins,
 //! a refusal is `forbidden` like any other, a slow, failing or absent hook is
 //! `hook_unavailable` within the timeout; answers are cached per user and room for
 //! `JOIN_HOOK_CACHE_SECS` (0: never).
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use switchboard::Settings;
 use tempfile::TempDir;
 
@@ -54,127 +46,45 @@ enum Answer {
     AllowAfter(Duration),
 }
 
-type Decide = dyn Fn(&Value) -> Answer + Send + Sync;
-
-/// The application's endpoint: what it was asked, whether every request was signed right.
-struct HookServer {
-    decide: Box<Decide>,
-    bodies: Mutex<Vec<Value>>,
-    bad_signatures: AtomicUsize,
-}
-
-/// A running hook server; stops when dropped.
-struct Hook {
-    addr: SocketAddr,
-    server: Arc<HookServer>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Hook {
-    fn drop(&mut self) {
-        self.task.abort();
+impl Answer {
+    fn reply(self) -> Reply {
+        let allow = Reply::json(json!({"allow": true, "reason": "extra fields are ignored"}));
+        match self {
+            Self::Allow => allow,
+            Self::Refuse => Reply::json(json!({"allow": false})),
+            Self::Forbidden => Reply::status(StatusCode::FORBIDDEN),
+            Self::Fail => Reply::status(StatusCode::INTERNAL_SERVER_ERROR),
+            Self::Slow => allow.after(SLOW),
+            Self::AllowAfter(delay) => allow.after(delay),
+        }
     }
 }
+
+/// The application's endpoint (the shared [`Receiver`]), checking every request's
+/// signature and answering what `decide` says of its body.
+struct Hook(Receiver);
 
 impl Hook {
     async fn start(decide: impl Fn(&Value) -> Answer + Send + Sync + 'static) -> Self {
-        let server = Arc::new(HookServer {
-            decide: Box::new(decide),
-            bodies: Mutex::new(Vec::new()),
-            bad_signatures: AtomicUsize::new(0),
-        });
-        let router = axum::Router::new()
-            .route("/join", axum::routing::post(answer))
-            .with_state(server.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the hook");
-        let addr = listener.local_addr().expect("the hook's address");
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .await
-                .expect("the hook serves");
-        });
-        Self { addr, server, task }
+        Self(Receiver::answering(KEY, move |body| decide(body).reply()).await)
     }
 
     fn url(&self) -> String {
-        format!("http://{}/join", self.addr)
+        self.0.url()
     }
 
     /// Every request body the hook received, in order.
     fn bodies(&self) -> Vec<Value> {
-        self.server.bodies.lock().expect("bodies").clone()
+        self.0.bodies()
     }
 
     fn calls(&self) -> usize {
-        self.server.bodies.lock().expect("bodies").len()
+        self.bodies().len()
     }
 
     fn assert_all_signed(&self) {
-        assert_eq!(
-            self.server.bad_signatures.load(Ordering::SeqCst),
-            0,
-            "every request carries a valid Standard Webhooks signature"
-        );
+        self.0.assert_all_signed();
     }
-}
-
-async fn answer(
-    State(server): State<Arc<HookServer>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if !signed(&headers, &body) {
-        server.bad_signatures.fetch_add(1, Ordering::SeqCst);
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    let Ok(value) = serde_json::from_slice::<Value>(&body) else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
-    let decision = (server.decide)(&value);
-    server.bodies.lock().expect("bodies").push(value);
-    let allow = axum::Json(json!({"allow": true, "reason": "extra fields are ignored"}));
-    match decision {
-        Answer::Allow => allow.into_response(),
-        Answer::Refuse => axum::Json(json!({"allow": false})).into_response(),
-        Answer::Forbidden => StatusCode::FORBIDDEN.into_response(),
-        Answer::Fail => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        Answer::Slow => {
-            tokio::time::sleep(SLOW).await;
-            allow.into_response()
-        }
-        Answer::AllowAfter(delay) => {
-            tokio::time::sleep(delay).await;
-            allow.into_response()
-        }
-    }
-}
-
-/// Standard Webhooks verification, as an application does it: `v1,` + base64 of
-/// HMAC-SHA256(key, "{webhook-id}.{webhook-timestamp}.{body}"), a recent timestamp.
-fn signed(headers: &HeaderMap, body: &[u8]) -> bool {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let (Some(id), Some(timestamp), Some(signature)) = (
-        header("webhook-id"),
-        header("webhook-timestamp"),
-        header("webhook-signature"),
-    ) else {
-        return false;
-    };
-    let Ok(sent_at) = timestamp.parse::<u64>() else {
-        return false;
-    };
-    if now_secs().abs_diff(sent_at) > 300 || id.is_empty() {
-        return false;
-    }
-    let Some(Ok(given)) = signature.strip_prefix("v1,").map(|s| STANDARD.decode(s)) else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(KEY).expect("any key length");
-    mac.update(format!("{id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    mac.verify_slice(&given).is_ok()
 }
 
 /// A gateway whose rooms `match-*` ask the hook at `url`, answers cached for `cache`.
