@@ -121,13 +121,23 @@ def main():
                        "--secret", SECRET, "--server-pid", str(server.pid),
                        "--target", f"webhooks {label}", "--receivers", str(opts.receivers),
                        "--duration", str(opts.duration)]
-                out = subprocess.run(cmd, capture_output=True, text=True,
-                                     timeout=opts.duration + 300)
+                load = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+                # The gateway's memory while the load runs: a dead endpoint's backlog must
+                # stay in the database, not in memory.
+                samples = []
+                while load.poll() is None:
+                    time.sleep(max(opts.duration / 10, 1))
+                    if load.poll() is None:
+                        samples.append(memory_kib(server.pid).get("VmRSS", 0))
+                stdout, stderr = load.communicate(timeout=opts.duration + 300)
+                out = subprocess.CompletedProcess(cmd, load.returncode, stdout, stderr)
                 if out.returncode != 0:
                     sys.exit(f"{label}: {out.stderr.strip()[-500:]}")
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 result["label"] = label
                 result.update(memory_kib(server.pid))
+                result["rss_samples_kib"] = samples
                 db = sqlite3.connect(f"{data_dir}/bench.db")
                 result["outbox_rows"], result["outbox_pending"] = db.execute(
                     "SELECT COUNT(*), COUNT(*) FILTER (WHERE sent_at IS NULL AND failed_at IS NULL)"
@@ -151,7 +161,7 @@ def main():
         f"`python3 bench/webhooks.py --duration {opts.duration} --receivers {opts.receivers}`: "
         "durable private messages, closed loop, /ws, SQLite, load generator on the same cores.",
         "",
-        "| webhooks | msgs/s | gateway CPU per msg | ack p50 | ack p99 | RSS at end | outbox rows (waiting) |",
+        "| webhooks | msgs/s | gateway CPU per msg | ack p50 | ack p99 | RSS during the run (first, last sample) | outbox rows (waiting) |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -159,9 +169,11 @@ def main():
         cpu = get(r, "server_cpu_us_per_message", "server_cpu_us_per_delivery")
         p50 = get(r, "ack_p50_us")
         p99 = get(r, "ack_p99_us")
+        samples = r["rss_samples_kib"] or [r.get("VmRSS", 0)]
+        first, last = samples[0], samples[-1]
         lines.append(
             f"| {r['label']} | {rate:,.0f} | {cpu:.1f} us | {p50 / 1000:.1f} ms | "
-            f"{p99 / 1000:.1f} ms | {r.get('VmRSS', 0) / 1024:.0f} MiB | "
+            f"{p99 / 1000:.1f} ms | {first / 1024:.0f}, {last / 1024:.0f} MiB | "
             f"{r['outbox_rows']:,} ({r['outbox_pending']:,}) |")
     table = "\n".join(lines) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
