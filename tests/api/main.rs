@@ -41,3 +41,4 @@ mod socketio_connect;
 mod socketio_replies;
 mod startup;
 mod tokens;
+mod webhooks_rest;
