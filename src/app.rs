@@ -6,7 +6,7 @@
 //! One owner per dependency, as zero2prod keeps one `web::Data<T>` for each: the hub (live
 //! state, routing), the store (everything durable: the doors read history from it here, not
 //! through the hub), the metrics (made at start-up, the same set the store and the hub
-//! record in), the verifier and the settings. Handlers that need only a part take that part:
+//! record in), the verifier, the settings and the webhook senders' health. Handlers that need only a part take that part:
 //! axum's `FromRef` turns the whole state into a [`Hub`], a [`Store`], the [`Metrics`], a
 //! [`Verifier`] or the [`Settings`] on demand (each a cheap clone).
 
@@ -24,6 +24,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::protocol::events::ParseLimits;
 use crate::store::Store;
+use crate::webhooks::WebhookHealth;
 
 /// What every request handler shares; cheap to clone.
 #[derive(Clone)]
@@ -40,6 +41,9 @@ pub(crate) struct AppState {
     pub connections: TaskTracker,
     /// The application's join hook (`JOIN_HOOK_URL`), when one is configured.
     pub join_hook: Option<Arc<JoinHook>>,
+    /// What each webhook endpoint's sender last did, when endpoints are configured (the
+    /// operators' view: `GET /websocket/webhooks`, the dashboard).
+    pub webhook_health: Option<WebhookHealth>,
 }
 
 impl AppState {

@@ -3,6 +3,7 @@
 //! `switchboard backup <file>` copies the live database.
 
 use std::error::Error;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -10,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::claims::Claims;
 use crate::auth::keys::Minter;
-use crate::config::{JwtKeySource, Settings, env_help};
+use crate::config::{JwtKeySource, Settings, WebhookEndpoint, env_help, shown_url};
 use crate::{Gateway, shutdown, telemetry};
 
 /// Any failure of a subcommand, printed by `main`.
@@ -103,9 +104,77 @@ pub fn check_config() -> Result<(), CliError> {
     prepare_generated_secret_dir(&settings)?;
     crate::auth::Verifier::from_settings(&settings.jwt)?;
     let policies = crate::access::load_policies(&settings)?;
-    println!("configuration is valid:\n{settings:#?}");
-    println!("\nroom policies (first match wins):\n{policies}");
+    println!("configuration is valid:\n{:#?}", redacted(&settings));
+    println!(
+        "\nwebhook endpoints (secrets not shown):\n{}",
+        webhook_table(&settings.webhooks.endpoints)
+    );
+    println!("room policies (first match wins):\n{policies}");
     Ok(())
+}
+
+/// The settings with the secrets kept as typed text (`WEBHOOK_SECRET`, `JOIN_HOOK_SECRET`)
+/// replaced and the passwords in webhook URLs masked, so that printing them shows none (the
+/// keys parsed from the secrets redact themselves).
+fn redacted(settings: &Settings) -> Settings {
+    let hidden = || Some("[redacted]".to_owned());
+    let mut shown = settings.clone();
+    if shown.webhooks.secret.is_some() {
+        shown.webhooks.secret = hidden();
+    }
+    if shown.access.join_hook_secret.is_some() {
+        shown.access.join_hook_secret = hidden();
+    }
+    shown.webhooks.url = shown.webhooks.url.as_deref().map(shown_url);
+    for endpoint in &mut shown.webhooks.endpoints {
+        endpoint.url = endpoint.shown_url();
+    }
+    shown
+}
+
+/// One line per endpoint: name, URL (a password masked), events, and the two filters (`any`
+/// when empty); columns two spaces apart, lists joined by commas.
+fn webhook_table(endpoints: &[WebhookEndpoint]) -> String {
+    if endpoints.is_empty() {
+        return "(none: set WEBHOOK_URL and WEBHOOK_SECRET, or WEBHOOKS_FILE)\n".to_owned();
+    }
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "any".to_owned()
+        } else {
+            items.join(",")
+        }
+    };
+    let rows: Vec<[String; 5]> = endpoints
+        .iter()
+        .map(|e| {
+            let events: Vec<&str> = e.subscription.events.iter().map(|t| t.as_str()).collect();
+            [
+                e.name.clone(),
+                e.shown_url(),
+                events.join(","),
+                list(&e.subscription.message_events),
+                list(&e.subscription.rooms),
+            ]
+        })
+        .collect();
+    let header = ["name", "url", "events", "messageEvents", "rooms"].map(str::to_owned);
+    let mut widths = [0; 5];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut table = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(widths) {
+            let _ = write!(line, "{cell:<width$}  ");
+        }
+        table.push_str(line.trim_end());
+        table.push('\n');
+    }
+    table
 }
 
 /// `switchboard backup`: prints what the copy holds on stdout.

@@ -138,6 +138,7 @@ impl EmbeddedGateway {
             stopping: CancellationToken::new(),
             connections: TaskTracker::new(),
             join_hook,
+            webhook_health: webhooks.as_ref().map(Webhooks::health),
         };
         let (socketio_layer, socketio) = transport::socketio::layer(&state);
         Ok(Self {

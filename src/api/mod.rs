@@ -1,7 +1,8 @@
 //! The REST management API under `/websocket/`, for operators and back-end services: the five
 //! basic endpoints (who is online, statistics, three notifications), what a persistent gateway
 //! adds (session history, stored messages, a user's offline queue, force-disconnect), room
-//! members the application adds and removes ([`rooms`]), health checks, the Prometheus
+//! members the application adds and removes ([`rooms`]), the webhook endpoints' health and
+//! failed events ([`webhooks`]), health checks, the Prometheus
 //! metrics and the OpenAPI document (`docs/protocol.md` section 12). Handlers are thin: they
 //! authenticate ([`extract`]), validate, and call the same hub and command functions as the
 //! transports and the embedded API. Each answers with a typed body and carries its
@@ -22,6 +23,7 @@ mod openapi;
 mod publish;
 mod rooms;
 mod users;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -64,6 +66,9 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::list))
         .routes(routes!(admin::overview))
         .routes(routes!(admin::stream))
+        .routes(routes!(webhooks::endpoints))
+        .routes(routes!(webhooks::failed))
+        .routes(routes!(webhooks::resend))
         .routes(routes!(openapi::document))
         .routes(routes!(health::alive))
         .routes(routes!(health::ready))

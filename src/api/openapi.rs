@@ -45,6 +45,7 @@ use crate::protocol::payloads::MAX_NOTIFICATION_TYPE_CHARS;
         (name = "messages", description = "The stored message history"),
         (name = "rooms", description = "Room members the application adds and removes (admins)"),
         (name = "admin", description = "The operator dashboard's live data (admins)"),
+        (name = "webhooks", description = "Webhook endpoints, their health and failed events (admins)"),
         (name = "operations", description = "Health checks, metrics and this document; no JWT"),
     )
 )]
@@ -90,6 +91,8 @@ macro_rules! refusals {
 const UNAUTHORIZED: &str = "missing or invalid token";
 const UNAVAILABLE: &str = "database unavailable";
 const NOT_ADMIN: &str = "the caller's role is not in ADMIN_ROLES";
+const UNKNOWN_ENDPOINT: &str =
+    "no webhook endpoint of that name is configured (code unknown_endpoint)";
 
 refusals! {
     /// Any authenticated caller.
@@ -118,6 +121,24 @@ refusals! {
         400 => "the room name or user id in the path is invalid (code bad_payload)",
         401 => UNAUTHORIZED,
         403 => NOT_ADMIN,
+    ];
+    /// The failed webhook events' list (admins).
+    FailedListRefusals = [
+        400 => "bad limit or after",
+        401 => UNAUTHORIZED,
+        403 => NOT_ADMIN,
+        404 => UNKNOWN_ENDPOINT,
+        503 => UNAVAILABLE,
+    ];
+    /// Sending failed webhook events again (admins).
+    ResendRefusals = [
+        400 => "the body is invalid, or ids is empty or names over 1000 events",
+        401 => UNAUTHORIZED,
+        403 => NOT_ADMIN,
+        404 => UNKNOWN_ENDPOINT,
+        413 => "body larger than MAX_BODY_BYTES",
+        415 => "Content-Type is not application/json",
+        503 => UNAVAILABLE,
     ];
     /// The message list.
     ListRefusals = [400 => "bad filter", 401 => UNAUTHORIZED, 503 => UNAVAILABLE];

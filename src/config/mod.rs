@@ -29,6 +29,7 @@ pub use node::NodeId;
 pub use presence::{PresenceMode, PresenceSettings};
 pub use webhooks::{
     DEFAULT_ENDPOINT, Subscription, WebhookEndpoint, WebhookEvent, WebhookSecret, WebhookSettings,
+    shown_url,
 };
 
 /// A configuration value that could not be used.

@@ -141,6 +141,24 @@ pub struct WebhookEndpoint {
     pub subscription: Subscription,
 }
 
+impl WebhookEndpoint {
+    /// The URL as operators may see it (`check-config`, the REST API): see [`shown_url`].
+    pub fn shown_url(&self) -> String {
+        shown_url(&self.url)
+    }
+}
+
+/// `url` with a password in it shown as `***`, like the database's.
+pub fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Webhooks: the endpoints and how they are sent to.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct WebhookSettings {

@@ -79,7 +79,7 @@ pub use outbox::Outbox;
 pub use sequence::{CommittedMessage, ID_PLACEHOLDER};
 use session_ids::SessionIds;
 pub use sqlite::backup;
-pub use webhooks::OutboxEvent;
+pub use webhooks::{FailedEvent, OutboxEvent};
 
 /// How often the current run's `last_alive_at` is refreshed.
 const ALIVE_INTERVAL: Duration = Duration::from_secs(15);

@@ -2,13 +2,17 @@
 //! the configured endpoints. The store writes the events, in the same commit as the facts
 //! they report (`store/outbox.rs`); this module only sends them: one task per endpoint
 //! (`sender.rs`), each request built and signed by `request.rs`, and a housekeeping task
-//! that publishes each endpoint's backlog as metrics and prunes old rows.
+//! that publishes each endpoint's backlog as metrics and prunes old rows. What each sender
+//! last did is kept in memory for the operators (`health.rs`, [`Webhooks::health`]).
 //!
 //! It sits beside `access`, above the store: it reads and marks outbox rows through the
 //! store's API and knows nothing of the hub.
 
+mod health;
 mod request;
 mod sender;
+
+pub use health::{EndpointHealth, WebhookHealth};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -30,6 +34,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 pub struct Webhooks {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    health: WebhookHealth,
 }
 
 /// Why the senders could not start.
@@ -58,6 +63,7 @@ impl Webhooks {
         let settings = Arc::new(settings.clone());
         let (stop, stopping) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let health = WebhookHealth::default();
         for endpoint in &settings.endpoints {
             let sender = sender::Sender {
                 endpoint: endpoint.clone(),
@@ -66,6 +72,7 @@ impl Webhooks {
                 client: client.clone(),
                 metrics: metrics.clone(),
                 holder: holder.to_owned(),
+                health: health.clone(),
             };
             tasks.spawn(sender.run(stopping.clone()));
         }
@@ -75,7 +82,16 @@ impl Webhooks {
             metrics,
             stopping,
         ));
-        Ok(Some(Self { stop, tasks }))
+        Ok(Some(Self {
+            stop,
+            tasks,
+            health,
+        }))
+    }
+
+    /// What each endpoint's sender last did, live (a handle on the same map).
+    pub fn health(&self) -> WebhookHealth {
+        self.health.clone()
     }
 
     /// Stops the senders after the request each has under way, and hands the leases on.

@@ -19,12 +19,15 @@
 //!   its lease runs out, and the batch it was sending is sent again: at least once.
 //! - **Nothing waits on it.** The sender holds no transaction while the request is out and
 //!   keeps one batch in memory: a dead endpoint's backlog is rows in the database.
+//! - **Seen by the operators.** Each request's time and outcome, the failures in a row and
+//!   the end of the current backoff go to the endpoint's [`WebhookHealth`].
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
+use super::health::WebhookHealth;
 use super::request;
 use crate::config::{WebhookEndpoint, WebhookSettings};
 use crate::metrics::Metrics;
@@ -47,6 +50,8 @@ pub(super) struct Sender {
     pub(super) metrics: Arc<Metrics>,
     /// This node's name in the lease.
     pub(super) holder: String,
+    /// Where what it did is shown to the operators.
+    pub(super) health: WebhookHealth,
 }
 
 impl Sender {
@@ -64,7 +69,11 @@ impl Sender {
             let wait = match self.turn(&mut failures).await {
                 Turn::Sent => continue,
                 Turn::Idle => IDLE_LOOK,
-                Turn::Backoff => backoff(failures),
+                Turn::Backoff => {
+                    let wait = backoff(failures);
+                    self.health.retrying_at(&name, SystemTime::now() + wait);
+                    wait
+                }
             };
             tokio::select! {
                 _ = written.changed(), if failures == 0 => {}
@@ -106,8 +115,11 @@ impl Sender {
                 return Turn::Idle;
             }
         };
+        let started = SystemTime::now();
         let outcome = request::send(&self.client, &self.endpoint, &batch, s.timeout).await;
         self.metrics.webhooks().request(name, outcome.is_ok());
+        let result = outcome.as_ref().map(|_| ()).map_err(String::as_str);
+        self.health.attempted(name, started, result);
         match outcome {
             Ok(()) => {
                 *failures = 0;

@@ -43,3 +43,4 @@ mod socketio_replies;
 mod startup;
 mod tokens;
 mod webhooks;
+mod webhooks_rest;

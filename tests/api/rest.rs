@@ -43,6 +43,9 @@ const PROTECTED: &[(&str, &str)] = &[
     ("DELETE", "/websocket/rooms/ops/members/alice"),
     ("GET", "/websocket/rooms/ops/members"),
     ("GET", "/websocket/users/alice/rooms"),
+    ("GET", "/websocket/webhooks"),
+    ("GET", "/websocket/webhooks/failed"),
+    ("POST", "/websocket/webhooks/failed/resend"),
 ];
 
 /// The documented path of a [`PROTECTED`] one: its user `alice` and room `ops` as parameters.

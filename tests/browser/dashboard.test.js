@@ -1,7 +1,9 @@
 // The /admin/ dashboard in a real headless Chromium against the real binary: sign in with an
 // admin token, watch a user connect and disconnect, see room messages raise the rate chart,
-// disconnect a user from the page, remove a room member from the page, and a non-admin token
-// refused. Every wait is on an event or a selector with a timeout, never a fixed sleep.
+// disconnect a user from the page, remove a room member from the page, send failed webhook
+// events again from the page, and a non-admin token refused. Every wait is on an event or a
+// selector with a timeout, never a fixed sleep.
+import { createServer } from 'node:http';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchBrowser, openDashboard, screenshotPath, signIn, startServer, token, wsUser,
@@ -144,6 +146,87 @@ test('removing a member from the rooms view ends the membership live', async () 
   await dave.closed;
   await page.context().close();
 });
+
+test('failed webhook events are listed with the endpoint\'s health and sent again from the page',
+  async () => {
+    // The application's receiver: 500 until `accept`, then it takes the events.
+    let accept = false;
+    const received = [];
+    let arrived;
+    const bothArrived = new Promise((resolve) => { arrived = resolve; });
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk) => { body += chunk; });
+      req.on('end', () => {
+        if (!accept) {
+          res.writeHead(500).end();
+          return;
+        }
+        const parsed = JSON.parse(body);
+        received.push(...(parsed.events ?? [parsed]));
+        if (received.length >= 2) arrived();
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const hooked = await startServer({
+      WEBHOOK_URL: `http://127.0.0.1:${receiver.address().port}/hook`,
+      WEBHOOK_SECRET: 'whsec_YnJvd3Nlci10ZXN0LWtleQ==',
+      WEBHOOK_GIVE_UP_SECS: '1',
+    });
+    // Failing takes the give-up second and the retries; the panel reads every 5 s.
+    const SLOW_MS = 30000;
+    let erin;
+    try {
+      const page = await openDashboard(browser, hooked.url);
+      await signIn(page, admin());
+      await page.locator('#dashboard').waitFor({ state: 'visible', timeout: WAIT_MS });
+      // Erin's connection makes two events (session.opened, user.online), both refused.
+      erin = await wsUser(hooked.url, 'erin');
+      const endpoint = page.locator('li.webhook[data-endpoint="default"]');
+      const failedIs = (n) => page.waitForFunction((want) => Number(document.querySelector(
+        'li.webhook[data-endpoint="default"] [data-figure="failed"]')?.textContent) === want,
+      n, { timeout: SLOW_MS });
+      await failedIs(2);
+      assert.match(await endpoint.locator('.health').textContent(), /failing, \d+ in a row/);
+      assert.match(await endpoint.locator('.backlog').textContent(), /HTTP 500/);
+      assert.match(await endpoint.locator('.url').textContent(), /^http:\/\/127\.0\.0\.1:\d+\/hook$/);
+      const rows = endpoint.locator('table.failed tbody tr');
+      assert.equal(await rows.count(), 2);
+      assert.match(await rows.first().textContent(), /HTTP 500/);
+      assert.equal(await page.locator('#webhooks-panel').textContent().then((t) => t.includes('whsec_')),
+        false, 'never the secret');
+      await page.locator('#webhooks-panel').screenshot({ path: screenshotPath('admin-webhooks.png') });
+
+      // The receiver is back: one event by its button, then the rest with "Send all again".
+      accept = true;
+      const id = await rows.first().getAttribute('data-event-id');
+      await endpoint.getByRole('button', { name: `Send event #${id} to default again` }).click();
+      await failedIs(1);
+      await page.waitForFunction(() => /default: 1 event\(s\) sent again/.test(
+        document.getElementById('webhooks-status').textContent), null, { timeout: WAIT_MS });
+      await endpoint.getByRole('button', { name: 'Send all 1 failed events of default again' })
+        .click();
+      await failedIs(0);
+      assert.equal(await rows.count(), 0, 'no failed event is listed');
+
+      let timer;
+      await Promise.race([bothArrived, new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`received only ${JSON.stringify(received)}`)),
+          SLOW_MS);
+      })]).finally(() => clearTimeout(timer));
+      assert.deepEqual(received.map((e) => e.type).sort(), ['session.opened', 'user.online']);
+      await page.waitForFunction(() => document.querySelector(
+        'li.webhook[data-endpoint="default"] .health')?.textContent === 'ok', null,
+      { timeout: SLOW_MS });
+      assert.deepEqual(page.problems, []);
+      await page.context().close();
+    } finally {
+      erin?.close();
+      await hooked.stop();
+      receiver.close();
+    }
+  });
 
 test('a screenshot of a busy dashboard, on a desktop and on a phone', async () => {
   const people = [];

@@ -1,7 +1,7 @@
 // switchboard operator dashboard. Plain JS, no framework, no build: the binary serves this file
 // as it is. Data comes from the admin-only stream GET /websocket/admin/stream (Server-Sent
 // Events read with fetch(), so the token goes in the Authorization header, never in a URL);
-// actions use the REST API. Everything shown is built with textContent and createElement, never
+// the webhooks panel reads its own endpoints every few seconds; actions use the REST API. Everything shown is built with textContent and createElement, never
 // innerHTML: names come from tokens, which anyone can mint for themselves on a misconfigured
 // deployment. The page is served with a strict Content-Security-Policy (no inline script).
 'use strict';
@@ -11,6 +11,8 @@ const WINDOW_MS = 5 * 60 * 1000; // the most the charts span
 const MIN_SPAN_MS = 30 * 1000; // the least
 const RETRY_MS = 2000; // before reopening a stream that ended
 const SVG_NS = 'http://www.w3.org/2000/svg';
+const WEBHOOKS_EVERY_MS = 5000; // how often the webhooks panel is read again
+const FAILED_LISTED = 20; // failed events listed per endpoint (the oldest)
 
 const $ = (id) => document.getElementById(id);
 
@@ -23,6 +25,7 @@ const state = {
   online: null, // Set of user ids in the last snapshot (null before the first)
   rendered: new Map(), // userId -> <li> in the online list (kept, so focus survives updates)
   sections: {}, // last JSON rendered per section, to skip unchanged ones
+  webhooks: { started: false, timer: null, reads: 0 }, // the panel's polling
 };
 
 // ---- Sign in, sign out ----
@@ -39,6 +42,7 @@ function start() {
   $('logout').addEventListener('click', () => logout(''));
   $('users').addEventListener('click', onUserAction);
   $('rooms').addEventListener('click', onMemberAction);
+  $('webhooks').addEventListener('click', onWebhookAction);
   $('notify-form').addEventListener('submit', onNotify);
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved) open(saved);
@@ -63,6 +67,7 @@ function logout(message) {
   state.online = null;
   state.rendered.clear();
   state.sections = {};
+  stopWebhooks();
   $('users').replaceChildren();
   $('dashboard').hidden = true;
   $('login').hidden = false;
@@ -156,6 +161,11 @@ function render(o) {
   changed('rooms', o.rooms, () => renderRooms(o));
   changed('queues', o.offlineQueues, () => renderQueues(o.offlineQueues));
   changed('history', o.recentSessions, () => renderHistory(o.recentSessions));
+  // The token is an admin's (the stream took it): the webhooks panel starts reading too.
+  if (!state.webhooks.started) {
+    state.webhooks.started = true;
+    refreshWebhooks();
+  }
 }
 
 /** Runs `draw` only when `value` differs from what was last drawn for `key`. */
@@ -384,6 +394,150 @@ async function api(method, path, json) {
   } catch (err) {
     return { ok: false, body: { error: err.message } };
   }
+}
+
+// ---- Webhooks ----
+
+/** Reads the endpoints, and the oldest failed events of those that have some, now and then
+ * every few seconds while signed in (not while the tab is hidden). Endpoints are configured at
+ * start: a gateway without any is read once. */
+async function refreshWebhooks() {
+  const w = state.webhooks;
+  clearTimeout(w.timer);
+  const read = ++w.reads; // only the latest read draws and schedules the next
+  if (!document.hidden) {
+    const list = await api('GET', '/websocket/webhooks');
+    if (read !== w.reads) return;
+    if (list.ok) {
+      const failed = await Promise.all(list.body.endpoints.map((e) => (e.failed > 0
+        ? api('GET', `/websocket/webhooks/failed?endpoint=${encodeURIComponent(e.name)}` +
+          `&limit=${FAILED_LISTED}`)
+        : null)));
+      if (read !== w.reads) return;
+      renderWebhooks(list.body.endpoints, failed.map((f) => (f && f.ok ? f.body.events : [])));
+      if (!list.body.endpoints.length) return;
+    } else {
+      showWebhooksNote(`Could not read the webhooks: ${list.body.error}`);
+    }
+  }
+  w.timer = setTimeout(refreshWebhooks, WEBHOOKS_EVERY_MS);
+}
+
+function stopWebhooks() {
+  const w = state.webhooks;
+  clearTimeout(w.timer);
+  w.reads++;
+  w.started = false;
+  $('webhooks').replaceChildren();
+  $('webhooks-status').textContent = '';
+  showWebhooksNote('Loading…');
+}
+
+function showWebhooksNote(text) {
+  $('webhooks-empty').textContent = text;
+  $('webhooks-empty').hidden = !text;
+}
+
+function renderWebhooks(endpoints, failedLists) {
+  showWebhooksNote(endpoints.length ? ''
+    : 'No webhook endpoint is configured (WEBHOOK_URL, WEBHOOKS_FILE).');
+  $('webhooks-listed').textContent = endpoints.length ? `(${endpoints.length})` : '';
+  changed('webhooks', [endpoints, failedLists], () => {
+    // Redrawn whole; the focused button is found again by its key, so focus survives.
+    const focused = document.activeElement?.dataset?.focusKey;
+    $('webhooks').replaceChildren(...endpoints.map((e, i) => webhookItem(e, failedLists[i])));
+    if (focused) document.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`)?.focus();
+  });
+}
+
+function webhookItem(e, failed) {
+  const li = el('li', { class: 'webhook', 'data-endpoint': e.name });
+  const h = e.health;
+  const verdict = !h.lastResult ? 'no request yet'
+    : h.lastResult === 'ok' ? 'ok' : `failing, ${h.consecutiveFailures} in a row`;
+  const head = el('div', { class: 'who' });
+  head.append(el('h3', {}, e.name), el('span', { class: `health ${h.lastResult ?? 'none'}` },
+    verdict));
+  const filters = [`events: ${e.events.join(', ')}`];
+  if (e.messageEvents.length) filters.push(`message events: ${e.messageEvents.join(', ')}`);
+  if (e.rooms.length) filters.push(`rooms: ${e.rooms.join(', ')}`);
+  li.append(head, el('p', { class: 'url' }, e.url), el('p', { class: 'meta' },
+    filters.join(' · ')));
+
+  const figures = el('dl', { class: 'backlog' });
+  const figure = (term, value, key) => {
+    const item = el('div');
+    item.append(el('dt', {}, term), el('dd', key ? { 'data-figure': key } : {}, value));
+    figures.append(item);
+  };
+  figure('Pending', String(e.pending), 'pending');
+  figure('Failed', String(e.failed), 'failed');
+  figure('Oldest pending', e.oldestPendingAt ? clock(e.oldestPendingAt) : '–');
+  figure('Last request', h.lastAttemptAt
+    ? `${clock(h.lastAttemptAt)}: ${h.lastResult === 'ok' ? 'ok' : h.lastError}` : 'none yet');
+  if (h.nextAttemptAt) figure('Next try', clock(h.nextAttemptAt));
+  li.append(figures);
+
+  if (e.failed > 0) {
+    const all = el('button', { type: 'button', 'data-action': 'resend-all',
+      'data-focus-key': `resend-all:${e.name}` }, 'Send all again');
+    all.setAttribute('aria-label', `Send all ${e.failed} failed events of ${e.name} again`);
+    const actions = el('div', { class: 'actions' });
+    actions.append(all);
+    const tableId = `failed-${e.name}`;
+    const table = el('table', { class: 'failed', id: tableId });
+    const caption = el('caption', {}, failed.length < e.failed
+      ? `Failed events of ${e.name}, the oldest ${failed.length} of ${e.failed}`
+      : `Failed events of ${e.name}`);
+    const head = el('tr');
+    for (const name of ['Event', 'Type', 'Happened', 'Tries', 'Last error', 'Data', '']) {
+      head.append(el('th', { scope: 'col' }, name));
+    }
+    const thead = el('thead');
+    thead.append(head);
+    const tbody = el('tbody');
+    for (const f of failed) {
+      const row = tr([`#${f.id}`, f.type, clock(f.timestamp), String(f.attempts),
+        f.lastError ?? '']);
+      row.dataset.eventId = String(f.id);
+      const data = el('details');
+      data.append(el('summary', {}, 'show'), el('pre', {}, JSON.stringify(f.data, null, 2)));
+      const again = el('button', { type: 'button', 'data-action': 'resend', 'data-id': f.id,
+        'data-focus-key': `resend:${e.name}:${f.id}` }, 'Send again');
+      again.setAttribute('aria-label', `Send event #${f.id} to ${e.name} again`);
+      const dataCell = el('td');
+      dataCell.append(data);
+      const actionCell = el('td');
+      actionCell.append(again);
+      row.append(dataCell, actionCell);
+      tbody.append(row);
+    }
+    table.append(caption, thead, tbody);
+    const scroll = el('div', { class: 'scroll', tabindex: '0', role: 'region',
+      'aria-labelledby': tableId });
+    scroll.append(table);
+    li.append(actions, scroll);
+  }
+  return li;
+}
+
+/** "Send again" (one event) and "Send all again" (an endpoint's): the events become pending,
+ * the endpoint's sender takes them in its next batch; the panel is read again at once. */
+async function onWebhookAction(e) {
+  const button = e.target.closest('button[data-action^="resend"]');
+  if (!button) return;
+  const endpoint = button.closest('li.webhook').dataset.endpoint;
+  const request = { endpoint };
+  if (button.dataset.action === 'resend') request.ids = [Number(button.dataset.id)];
+  const status = $('webhooks-status');
+  status.textContent = `Sending ${request.ids ? `#${request.ids[0]}` : 'all'} to ${endpoint} again…`;
+  button.disabled = true;
+  const { ok, body } = await api('POST', '/websocket/webhooks/failed/resend', request);
+  status.textContent = ok
+    ? `${endpoint}: ${body.resent} event(s) sent again.`
+    : `Could not send again to ${endpoint}: ${body.error}`;
+  button.disabled = false;
+  refreshWebhooks();
 }
 
 // ---- Rooms, queues, history ----
