@@ -1,6 +1,7 @@
-// What the Node test suites (tests/socketio, tests/browser) share: the real switchboard
-// binary started on a fresh SQLite file, and HS256 tokens signed with its secret. Node
-// built-ins only, so each suite's own npm packages stay its own.
+// What the Node test suites (tests/socketio, tests/browser, clients/js,
+// examples/webhook-receiver) share: the real switchboard binary started on a fresh SQLite
+// file, and HS256 tokens signed with its secret. Node built-ins only, so each suite's own npm
+// packages stay its own.
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
