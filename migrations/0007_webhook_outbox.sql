@@ -13,7 +13,9 @@ CREATE TABLE webhook_events (
     attempts    INTEGER NOT NULL DEFAULT 0, -- requests that carried it
     last_error  TEXT,                       -- why the last failed request failed
     sent_at     TEXT,                       -- when the endpoint acknowledged it (2xx)
-    failed_at   TEXT                        -- when it was given up on (NULL again when re-sent)
+    failed_at   TEXT,                       -- when it was given up on (NULL again when re-sent)
+    resent_at   TEXT                        -- when an operator last sent it again: its give-up
+                                            -- time counts from then, not from occurred_at
 ) STRICT;
 
 -- What the sender reads: an endpoint's pending events in order. Partial, so that a sent

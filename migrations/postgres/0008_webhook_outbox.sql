@@ -1,7 +1,11 @@
 -- PostgreSQL: the webhook outbox, as ../0007_webhook_outbox.sql (SQLite). Times are TEXT in
--- the gateway's ISO-8601 UTC format, like every other table.
+-- the gateway's ISO-8601 UTC format, like every other table. `event_id` is taken from the
+-- `webhook_event_id` row of `counters` by the transaction that writes the events, which
+-- holds that row until it commits: ids are handed out in commit order across the nodes, so
+-- an endpoint's events are read in the order they were committed (a sequence would hand a
+-- lower id to a transaction that may commit after a higher one was already sent).
 CREATE TABLE webhook_events (
-    event_id    BIGSERIAL PRIMARY KEY,
+    event_id    BIGINT PRIMARY KEY,
     endpoint    TEXT NOT NULL,
     type        TEXT NOT NULL,
     occurred_at TEXT NOT NULL,
@@ -9,7 +13,8 @@ CREATE TABLE webhook_events (
     attempts    INTEGER NOT NULL DEFAULT 0,
     last_error  TEXT,
     sent_at     TEXT,
-    failed_at   TEXT
+    failed_at   TEXT,
+    resent_at   TEXT
 );
 
 CREATE INDEX webhook_events_pending ON webhook_events (endpoint, event_id)

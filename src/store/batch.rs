@@ -187,8 +187,8 @@ pub(super) enum WebhookMark {
         at: String,
         error: String,
     },
-    /// An operator asked for these failed rows to be sent again.
-    Resend { ids: Vec<i64> },
+    /// An operator asked at `at` for these failed rows to be sent again.
+    Resend { ids: Vec<i64>, at: String },
 }
 
 /// What a committed transaction taught that its settlement needs.

@@ -147,7 +147,8 @@ pub(super) const COUNTER: &str = "SELECT value FROM counters WHERE name = $1";
 
 /// Endpoint `$1`'s pending events, oldest first, at most `$2` (the partial index
 /// `webhook_events_pending` holds exactly these).
-pub(super) const PENDING_WEBHOOKS: &str = "SELECT event_id, type, occurred_at, data
+pub(super) const PENDING_WEBHOOKS: &str =
+    "SELECT event_id, type, occurred_at, COALESCE(resent_at, occurred_at) AS retried_since, data
      FROM webhook_events
      WHERE endpoint = $1 AND sent_at IS NULL AND failed_at IS NULL
      ORDER BY event_id LIMIT $2";

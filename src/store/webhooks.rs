@@ -26,6 +26,9 @@ pub struct OutboxEvent {
     pub kind: String,
     /// When the fact happened (the event's `timestamp`).
     pub occurred_at: String,
+    /// Where its give-up time counts from: when it happened, or when an operator last sent it
+    /// again.
+    pub retried_since: String,
     /// The event's `data`, JSON.
     pub data: String,
 }
@@ -154,7 +157,11 @@ impl Store {
             .collect();
         let n = again.len() as u64;
         if n > 0 {
-            self.mark_webhooks(WebhookMark::Resend { ids: again }).await;
+            self.mark_webhooks(WebhookMark::Resend {
+                ids: again,
+                at: timestamp(std::time::SystemTime::now()),
+            })
+            .await;
             self.inner.shared.outbox_written.send_modify(|n| *n += 1);
         }
         Ok(n)

@@ -82,6 +82,7 @@ mod tests {
             id,
             kind: "user.offline".into(),
             occurred_at: "2026-12-07T10:00:00.000Z".into(),
+            retried_since: "2026-12-07T10:00:00.000Z".into(),
             data: data.into(),
         }
     }

@@ -6,7 +6,10 @@
 //!   doubles from [`BACKOFF_FIRST`] to [`BACKOFF_MAX`], each wait drawn at random below its
 //!   bound (full jitter: a fleet of gateways whose endpoint came back do not all knock at
 //!   once). Events older than the give-up time when a request carrying them fails are marked
-//!   failed; the rest are tried again.
+//!   failed; the rest are tried again, alone (what piled up behind them waits for the next
+//!   request), so a retry's `webhook-id` and body are the failed request's, less what was
+//!   given up on. The give-up time counts from when the event happened, or from when an
+//!   operator last sent it again.
 //! - **Ordering waits, then skips.** While the head batch fails, later events wait behind it
 //!   (in order, as the contract promises); once the head is older than the give-up time it
 //!   is marked failed and the sender goes on. Waiting for ever would let one poisoned event
@@ -64,9 +67,10 @@ impl Sender {
     pub(super) async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut written = self.store.outbox_written();
         let mut failures: u32 = 0;
+        let mut retry = None;
         let name = self.endpoint.name.clone();
         while !*stop.borrow() {
-            let wait = match self.turn(&mut failures).await {
+            let wait = match self.turn(&mut failures, &mut retry).await {
                 Turn::Sent => continue,
                 Turn::Idle => IDLE_LOOK,
                 Turn::Backoff => {
@@ -84,8 +88,9 @@ impl Sender {
         self.store.release_webhook_lease(&name, &self.holder).await;
     }
 
-    /// One step: lease, read, send, record.
-    async fn turn(&self, failures: &mut u32) -> Turn {
+    /// One step: lease, read (or take the batch a failed request left in `retry`), send,
+    /// record.
+    async fn turn(&self, failures: &mut u32, retry: &mut Option<Vec<OutboxEvent>>) -> Turn {
         let name = self.endpoint.name.as_str();
         match self
             .store
@@ -93,18 +98,28 @@ impl Sender {
             .await
         {
             Ok(true) => {}
-            Ok(false) => return Turn::Idle,
+            Ok(false) => {
+                // Another node sends now; it reads the batch afresh.
+                *retry = None;
+                return Turn::Idle;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, endpoint = name, "webhooks: no lease");
                 return Turn::Idle;
             }
         }
         let s = &self.settings;
-        let batch = match self
-            .store
-            .pending_webhooks(name, s.batch_max, s.batch_bytes)
-            .await
-        {
+        // A retry carries the same events as the request that failed (the same `webhook-id`),
+        // not whatever piled up behind them meanwhile.
+        let read = match retry.take() {
+            Some(batch) => Ok(batch),
+            None => {
+                self.store
+                    .pending_webhooks(name, s.batch_max, s.batch_bytes)
+                    .await
+            }
+        };
+        let batch = match read {
             Ok(batch) if batch.is_empty() => {
                 *failures = 0;
                 return Turn::Idle;
@@ -126,21 +141,27 @@ impl Sender {
                 let now = SystemTime::now();
                 self.metrics
                     .webhooks()
-                    .sent(name, batch.iter().map(|e| age(e, now)));
+                    .sent(name, batch.iter().map(|e| since(&e.occurred_at, now)));
                 self.store.webhooks_sent(ids(&batch)).await;
                 Turn::Sent
             }
-            Err(error) => self.failed(batch, error, failures).await,
+            Err(error) => self.failed(batch, error, failures, retry).await,
         }
     }
 
     /// A request failed: what is older than the give-up time is failed, the rest waits.
-    async fn failed(&self, batch: Vec<OutboxEvent>, error: String, failures: &mut u32) -> Turn {
+    async fn failed(
+        &self,
+        batch: Vec<OutboxEvent>,
+        error: String,
+        failures: &mut u32,
+        retry: &mut Option<Vec<OutboxEvent>>,
+    ) -> Turn {
         let name = self.endpoint.name.as_str();
         let now = SystemTime::now();
         let (expired, young): (Vec<OutboxEvent>, Vec<OutboxEvent>) = batch
             .into_iter()
-            .partition(|e| age(e, now) >= self.settings.give_up);
+            .partition(|e| since(&e.retried_since, now) >= self.settings.give_up);
         if !expired.is_empty() {
             tracing::warn!(endpoint = name, events = expired.len(), %error,
                 "webhooks: events given up on (listed by GET /websocket/webhooks/failed)");
@@ -160,6 +181,7 @@ impl Sender {
         }
         self.metrics.webhooks().retried(name, young.len() as u64);
         self.store.webhooks_retrying(ids(&young), error).await;
+        *retry = Some(young);
         Turn::Backoff
     }
 }
@@ -178,9 +200,9 @@ fn ids(events: &[OutboxEvent]) -> Vec<i64> {
     events.iter().map(|e| e.id).collect()
 }
 
-/// How long ago the event happened (zero if its time cannot be read).
-fn age(event: &OutboxEvent, now: SystemTime) -> Duration {
-    humantime::parse_rfc3339(&event.occurred_at)
+/// How long before `now` the wire timestamp `at` was (zero if it cannot be read).
+fn since(at: &str, now: SystemTime) -> Duration {
+    humantime::parse_rfc3339(at)
         .ok()
         .and_then(|at| now.duration_since(at).ok())
         .unwrap_or_default()

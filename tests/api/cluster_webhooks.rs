@@ -141,6 +141,25 @@ async fn a_node_killed_mid_request_hands_its_events_on_and_its_sessions_are_repo
         copies.values().all(|n| *n <= 2),
         "no id more than twice: {copies:?}"
     );
+    // Ids are handed out in commit order across the nodes: with the copies dropped, the
+    // endpoint heard them in increasing order.
+    let mut first_seen: Vec<i64> = Vec::new();
+    for request in hook.requests().iter().filter(|r| r.signed) {
+        for id in request.event_ids() {
+            if !first_seen.contains(&id) {
+                first_seen.push(id);
+            }
+        }
+    }
+    assert!(
+        first_seen.windows(2).all(|w| w[0] < w[1]),
+        "in id order: {first_seen:?}"
+    );
+    assert_eq!(
+        first_seen.first().copied().zip(first_seen.last().copied()),
+        Some((1, first_seen.len() as i64)),
+        "ids without holes: {first_seen:?}"
+    );
 
     // C's sessions are reported lost; dave, still on A, stays online.
     let of = |kind: &str, user: &str| -> Vec<&Value> {

@@ -59,10 +59,23 @@ impl OutboxTx for Transaction<'_, Postgres> {
         if rows.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "INSERT INTO webhook_events (endpoint, type, occurred_at, data)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])",
+        // The ids come from a counter row this transaction holds until it commits (see
+        // migrations/postgres/0008): in commit order across the nodes, without holes. Taken
+        // last in the transaction, so it is held for as short a time as can be.
+        let through: i64 = sqlx::query_scalar(
+            "INSERT INTO counters (name, value) VALUES ('webhook_event_id', $1)
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value
+             RETURNING value",
         )
+        .bind(rows.len() as i64)
+        .fetch_one(&mut **self)
+        .await?;
+        let first = through - rows.len() as i64 + 1;
+        sqlx::query(
+            "INSERT INTO webhook_events (event_id, endpoint, type, occurred_at, data)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])",
+        )
+        .bind((first..=through).collect::<Vec<i64>>())
         .bind(rows.iter().map(|r| r.endpoint).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
@@ -111,12 +124,13 @@ pub(in crate::store) async fn mark(
             .execute(conn)
             .await?;
         }
-        WebhookMark::Resend { ids } => {
+        WebhookMark::Resend { ids, at } => {
             sqlx::query(
-                "UPDATE webhook_events SET failed_at = NULL
+                "UPDATE webhook_events SET failed_at = NULL, resent_at = $2
                  WHERE event_id = ANY($1) AND failed_at IS NOT NULL",
             )
             .bind(ids)
+            .bind(at)
             .execute(conn)
             .await?;
         }

@@ -118,12 +118,13 @@ pub(in crate::store) async fn mark(
             .execute(conn)
             .await?;
         }
-        WebhookMark::Resend { ids: again } => {
+        WebhookMark::Resend { ids: again, at } => {
             sqlx::query(
-                "UPDATE webhook_events SET failed_at = NULL
+                "UPDATE webhook_events SET failed_at = NULL, resent_at = ?2
                  WHERE event_id IN (SELECT value FROM json_each(?1)) AND failed_at IS NOT NULL",
             )
             .bind(ids(again)?)
+            .bind(at)
             .execute(conn)
             .await?;
         }
