@@ -10,6 +10,8 @@ Runs the durable private-message scenario of bench/run.py (`switchboard-bench pr
 stored and acknowledged after its commit) against a fresh gateway on SQLite, three times:
 
     none       no endpoint: nothing is written to the outbox
+    default    one endpoint with WEBHOOK_URL's subscription (every type but message.stored),
+               whose receiver answers at once: the messages themselves write no event
     receiver   one endpoint subscribed to every event type, message.stored included, whose
                receiver answers at once (`switchboard-bench hook-server` on loopback)
     dead       the same subscription to a port nobody listens on (connection refused): the
@@ -78,7 +80,7 @@ def memory_kib(pid):
     return fields
 
 
-def gateway(data_dir, hook_url):
+def gateway(data_dir, hook_url, events):
     env = {
         "PATH": os.environ.get("PATH", ""),
         "JWT_SECRET": SECRET,
@@ -93,7 +95,7 @@ def gateway(data_dir, hook_url):
     if hook_url:
         hooks = Path(data_dir) / "webhooks.json"
         hooks.write_text(json.dumps({"endpoints": [{
-            "name": "bench", "url": hook_url, "secret": HOOK_SECRET, "events": EVERY_EVENT}]}))
+            "name": "bench", "url": hook_url, "secret": HOOK_SECRET, "events": events}]}))
         env["WEBHOOKS_FILE"] = str(hooks)
     return started([str(SERVER)], env, r"listening on (http://[0-9.:]+)", "switchboard",
                    cwd=data_dir)
@@ -110,12 +112,14 @@ def main():
 
     sink, sink_url = started([str(BENCH), "hook-server"], {"PATH": os.environ.get("PATH", "")},
                              r"hook listening on (http://\S+)", "the receiver")
-    runs = [("none", None), ("receiver", sink_url), ("dead", "http://127.0.0.1:9/hook")]
+    default_set = [e for e in EVERY_EVENT if e != "message.stored"]
+    runs = [("none", None, None), ("default", sink_url, default_set),
+            ("receiver", sink_url, EVERY_EVENT), ("dead", "http://127.0.0.1:9/hook", EVERY_EVENT)]
     rows = []
     try:
-        for label, url in runs:
+        for label, url, events in runs:
             data_dir = tempfile.mkdtemp(prefix="sb-webhooks-")
-            server, server_url = gateway(data_dir, url)
+            server, server_url = gateway(data_dir, url, events)
             try:
                 cmd = [str(BENCH), "private", "--url", server_url, "--proto", "ws",
                        "--secret", SECRET, "--server-pid", str(server.pid),
