@@ -105,6 +105,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=int, default=20, help="seconds per run")
     ap.add_argument("--receivers", type=int, default=100, help="closed-loop pairs")
+    ap.add_argument("--only", default="none,default,receiver,dead",
+                    help="comma-separated runs, e.g. --only dead --duration 300")
     opts = ap.parse_args()
     for binary in (BENCH, SERVER):
         if not binary.exists():
@@ -118,6 +120,8 @@ def main():
     rows = []
     try:
         for label, url, events in runs:
+            if label not in opts.only.split(","):
+                continue
             data_dir = tempfile.mkdtemp(prefix="sb-webhooks-")
             server, server_url = gateway(data_dir, url, events)
             try:
@@ -181,7 +185,8 @@ def main():
             f"{r['outbox_rows']:,} ({r['outbox_pending']:,}) |")
     table = "\n".join(lines) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "webhooks.md").write_text(table)
+    name = "webhooks.md" if opts.only == ap.get_default("only") else f"webhooks-{opts.only}.md"
+    (RESULTS / name.replace(",", "-")).write_text(table)
     print(table)
 
 
