@@ -110,7 +110,14 @@ export class SwitchboardClient {
   private renewed = false;
   private renewing = false;
   /** The catch-up in progress: how many messages it handed over so far. */
-  private recovering: { count: number } | undefined;
+  /**
+   * A catch-up under way. `held` fills once the first page ended with `more: true`: from then
+   * on the server's live messages and the next pages' replays interleave (both above the
+   * page's last id), and handing a live message over would move the cursor past the replay
+   * still to come, which the duplicate filter would then drop. So stored messages are held,
+   * by id, until the last page, then handed over in id order.
+   */
+  private recovering: { count: number; held?: Map<number, [string, unknown]> } | undefined;
   private started: Promise<void> | undefined;
 
   constructor(private readonly options: ClientOptions) {
@@ -261,6 +268,11 @@ export class SwitchboardClient {
     if (name === 'connected') return this.opened(data as ServerEvents['connected']);
     const id = (data as { id?: unknown } | null)?.id;
     if (typeof id === 'number' && name !== 'error') {
+      const held = this.recovering?.held;
+      if (held) {
+        if (!this.cursor.isDuplicate(id)) held.set(id, [name, data]);
+        return;
+      }
       // A stored message: handed over once, in id order.
       if (!this.cursor.admit(id)) return;
       if (this.recovering) this.recovering.count += 1;
@@ -282,11 +294,22 @@ export class SwitchboardClient {
   /** The end of a catch-up page: asks for the next one, or says how much was recovered. */
   private caughtUp(done: ServerEvents['sync-complete']): void {
     if (done.more) {
+      if (this.recovering) this.recovering.held ??= new Map();
       this.transport?.send('sync', { since: done.lastMessageId });
       return;
     }
-    const count = this.recovering?.count ?? 0;
+    const recovering = this.recovering;
     this.recovering = undefined;
+    let count = recovering?.count ?? 0;
+    const held = recovering?.held;
+    if (held) {
+      for (const id of [...held.keys()].sort((a, b) => a - b)) {
+        const [event, data] = held.get(id) as [string, unknown];
+        if (!this.cursor.admit(id)) continue;
+        count += 1;
+        this.emit(event, data);
+      }
+    }
     this.setState({ state: 'recovered', count, complete: done.complete });
   }
 
