@@ -25,7 +25,6 @@ import argparse
 import base64
 import json
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -33,6 +32,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from joins import started, stop  # the same process helpers (bench/joins.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "target" / "release" / "switchboard-bench"
@@ -42,33 +43,6 @@ SECRET = "bench-secret-0123456789abcdef0123"
 HOOK_SECRET = "whsec_" + base64.b64encode(b"bench-webhook-key-0123456789").decode()
 EVERY_EVENT = ["user.online", "user.offline", "session.opened", "session.closed",
                "room.joined", "room.left", "message.stored", "message.delivered"]
-
-
-def started(cmd, env, pattern, what, cwd=None):
-    """Starts `cmd`, waits for `pattern` on its stderr; the process and the match."""
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    log = []
-    while time.time() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        log.append(line)
-        m = re.search(pattern, line)
-        if m:
-            subprocess.Popen(["cat"], stdin=proc.stderr, stdout=subprocess.DEVNULL)
-            return proc, m.group(1)
-    proc.kill()
-    raise RuntimeError(f"{what} did not start: {''.join(log)}")
-
-
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def memory_kib(pid):

@@ -200,6 +200,32 @@ pub(super) async fn record(
     Ok(rows.len())
 }
 
+/// A session row a bulk close returned: `(session_id, user_id, transport, disconnected_at)`.
+pub(super) type ClosedRow = (i64, String, String, String);
+
+/// The facts of sessions closed in bulk (crash recovery, a lost node) for `reason`; `node`:
+/// the node they were on, when not this one.
+pub(super) fn closed_facts<'a>(
+    rows: &'a [ClosedRow],
+    reason: &'a str,
+    node: Option<&'a str>,
+) -> Noted<'a> {
+    rows.iter()
+        .enumerate()
+        .map(|(at_op, (session_id, user_id, transport, at))| {
+            let fact = Fact::Closed {
+                session_id: *session_id as u64,
+                user_id: user_id.clone(),
+                transport: transport.clone(),
+                node,
+                reason,
+                at: at.clone(),
+            };
+            (at_op, fact)
+        })
+        .collect()
+}
+
 /// The events of one fact, appended to `events` (online before its first session's
 /// `session.opened`, offline after its last session's `session.closed`).
 fn walk<'f>(

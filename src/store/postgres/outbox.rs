@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
-use super::super::batch::{Fact, Noted, WebhookMark};
-use super::super::outbox::{EventRow, Outbox, OutboxTx, record};
+use super::super::batch::WebhookMark;
+use super::super::outbox::{ClosedRow, EventRow, Outbox, OutboxTx, closed_facts, record};
 
 impl OutboxTx for Transaction<'_, Postgres> {
     async fn lock_users(&mut self, users: &[&str]) -> Result<(), sqlx::Error> {
@@ -151,7 +151,7 @@ pub(in crate::store) async fn close_node(
     lost: Option<&str>,
     outbox: &Outbox,
 ) -> Result<u64, sqlx::Error> {
-    let closed: Vec<(i64, String, String, String)> = sqlx::query_as(
+    let closed: Vec<ClosedRow> = sqlx::query_as(
         "UPDATE sessions
          SET disconnect_reason = $3,
              disconnected_at = GREATEST(connected_at, CASE WHEN $3 = 'server_restart'
@@ -166,23 +166,7 @@ pub(in crate::store) async fn close_node(
     .bind(reason)
     .fetch_all(&mut **tx)
     .await?;
-    let facts: Noted<'_> = closed
-        .iter()
-        .enumerate()
-        .map(|(at_op, (session_id, user_id, transport, at))| {
-            (
-                at_op,
-                Fact::Closed {
-                    session_id: *session_id as u64,
-                    user_id: user_id.clone(),
-                    transport: transport.clone(),
-                    node: lost,
-                    reason,
-                    at: at.clone(),
-                },
-            )
-        })
-        .collect();
+    let facts = closed_facts(&closed, reason, lost);
     record(tx, outbox, &facts, &[]).await?;
     Ok(closed.len() as u64)
 }

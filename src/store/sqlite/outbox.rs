@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, Transaction};
 
-use super::super::batch::{Fact, Noted, WebhookMark};
-use super::super::outbox::{EventRow, Outbox, OutboxTx, record};
+use super::super::batch::WebhookMark;
+use super::super::outbox::{ClosedRow, EventRow, Outbox, OutboxTx, closed_facts, record};
 use super::chunks::chunked;
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String, sqlx::Error> {
@@ -140,7 +140,7 @@ pub(in crate::store) async fn close_orphaned(
     now: &str,
     outbox: &Outbox,
 ) -> Result<u64, sqlx::Error> {
-    let closed: Vec<(i64, String, String, String)> = sqlx::query_as(
+    let closed: Vec<ClosedRow> = sqlx::query_as(
         "UPDATE sessions
          SET disconnect_reason = 'server_restart',
              disconnected_at = MAX(connected_at, COALESCE(
@@ -151,23 +151,7 @@ pub(in crate::store) async fn close_orphaned(
     .bind(now)
     .fetch_all(&mut **tx)
     .await?;
-    let facts: Noted<'_> = closed
-        .iter()
-        .enumerate()
-        .map(|(at_op, (session_id, user_id, transport, at))| {
-            (
-                at_op,
-                Fact::Closed {
-                    session_id: *session_id as u64,
-                    user_id: user_id.clone(),
-                    transport: transport.clone(),
-                    node: None,
-                    reason: "server_restart",
-                    at: at.clone(),
-                },
-            )
-        })
-        .collect();
+    let facts = closed_facts(&closed, "server_restart", None);
     record(tx, outbox, &facts, &[]).await?;
     Ok(closed.len() as u64)
 }
