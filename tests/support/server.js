@@ -16,7 +16,8 @@ const binary = process.env.SWITCHBOARD_BIN || join(root, 'target', 'release', 's
 
 /**
  * Starts the server; resolves to { url, dir, log(), stop() }. `dir` (a previous server's) keeps
- * its database, for a restart; `stop({ keep: true })` leaves the directory for that.
+ * its database, for a restart (`BIND_ADDR` in `extraEnv` keeps its port); `stop({ keep: true })`
+ * leaves the directory for that, and `stop({ signal: 'SIGKILL' })` is a crash.
  */
 export async function startServer(extraEnv = {}, { dir = mkdtempSync(join(tmpdir(), 'switchboard-node-')) } = {}) {
   const child = spawn(binary, [], {
@@ -48,10 +49,10 @@ export async function startServer(extraEnv = {}, { dir = mkdtempSync(join(tmpdir
     url,
     dir,
     log: () => log,
-    async stop({ keep = false } = {}) {
+    async stop({ keep = false, signal = 'SIGTERM' } = {}) {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
+        child.kill(signal);
         await exited;
       }
       if (!keep) rmSync(dir, { recursive: true, force: true });
