@@ -57,6 +57,18 @@ impl Outbox {
         self.subscribers.is_empty()
     }
 
+    /// The configured endpoints' names.
+    pub(super) fn endpoints(&self) -> Vec<&str> {
+        self.subscribers
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    /// Why the pending events of an endpoint no longer configured are failed at start.
+    pub(super) const UNCONFIGURED: &'static str =
+        "endpoint no longer configured (send again once it is)";
+
     /// Whether any endpoint takes `event`.
     pub(super) fn wants(&self, event: WebhookEvent) -> bool {
         self.wanted[index(event)]

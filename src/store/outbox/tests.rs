@@ -114,7 +114,8 @@ async fn reports_each_fact_once(settings: DatabaseSettings) {
     assert_eq!(offline["node"], "node-a");
     store.close().await;
 
-    // Without endpoints nothing is written.
+    // Without endpoints nothing is written, and the events no endpoint will send any more are
+    // failed (listed, prunable, sendable again once their endpoint is back).
     let store = Store::open(&settings, Arc::new(Metrics::new()))
         .await
         .expect("open again");
@@ -122,10 +123,17 @@ async fn reports_each_fact_once(settings: DatabaseSettings) {
     store.session_closed(4, "client_closed", &now());
     store.flush().await;
     let backlog = store.webhook_backlog().await.expect("backlog");
+    let (pending, failed) = backlog
+        .iter()
+        .fold((0, 0), |(p, f), b| (p + b.pending, f + b.failed));
+    assert_eq!((pending, failed), (0, 13 + 1), "{backlog:?}");
+    let unconfigured = store
+        .failed_webhooks(Some("tickets"), 0, 10)
+        .await
+        .expect("failed");
     assert_eq!(
-        backlog.iter().map(|b| b.pending).sum::<u64>(),
-        13 + 1,
-        "only the rows written before: {backlog:?}"
+        unconfigured[0].last_error.as_deref(),
+        Some(Outbox::UNCONFIGURED)
     );
     store.close().await;
 }

@@ -100,6 +100,7 @@ pub(super) async fn open(
         let node = settings.node_id.as_str();
         let closed =
             outbox::close_node(&mut tx, node, "server_restart", &now, None, outbox).await?;
+        outbox::fail_unconfigured(&mut tx, outbox, &now).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(closed)
     };

@@ -138,6 +138,25 @@ pub(in crate::store) async fn mark(
     Ok(())
 }
 
+/// Marks failed, at `at`, the pending events of endpoints `outbox` no longer names; see
+/// `../sqlite/outbox.rs`.
+pub(in crate::store) async fn fail_unconfigured(
+    tx: &mut Transaction<'_, Postgres>,
+    outbox: &Outbox,
+    at: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE webhook_events SET failed_at = $2, last_error = $3
+         WHERE sent_at IS NULL AND failed_at IS NULL AND NOT (endpoint = ANY($1))",
+    )
+    .bind(outbox.endpoints())
+    .bind(at)
+    .bind(Outbox::UNCONFIGURED)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Closes `node_id`'s open sessions with `reason` (`server_restart` for this node after a
 /// crash, `node_lost` for another one), at `at` or, for `server_restart`, the last moment
 /// the node's previous run was known alive, and writes their webhook events in the same

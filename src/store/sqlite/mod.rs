@@ -75,6 +75,7 @@ pub(super) async fn open(
     let recovered = async {
         let mut tx = pool.begin().await?;
         let closed = outbox::close_orphaned(&mut tx, &now, outbox).await?;
+        outbox::fail_unconfigured(&mut tx, outbox, &now).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(closed)
     };

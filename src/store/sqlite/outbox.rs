@@ -132,6 +132,27 @@ pub(in crate::store) async fn mark(
     Ok(())
 }
 
+/// Marks failed, at `at`, the pending events of endpoints `outbox` no longer names: nobody
+/// would send them, and retention keeps only sent and failed rows from growing. Listed as
+/// failed, they can be sent again once their endpoint is configured again.
+pub(in crate::store) async fn fail_unconfigured(
+    tx: &mut Transaction<'_, Sqlite>,
+    outbox: &Outbox,
+    at: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE webhook_events SET failed_at = ?2, last_error = ?3
+         WHERE sent_at IS NULL AND failed_at IS NULL
+           AND endpoint NOT IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(json(&outbox.endpoints())?)
+    .bind(at)
+    .bind(Outbox::UNCONFIGURED)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Closes every session row left open, with reason `server_restart`, at the last moment the
 /// previous run was known to be alive (never before the session began), and writes their
 /// webhook events in the same transaction. Returns how many sessions.
