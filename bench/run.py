@@ -20,6 +20,8 @@ the same machine.
 
 Cluster mode (three nodes on PostgreSQL + NATS against one node on SQLite and one on
 PostgreSQL) has a runner of its own: bench/cluster.py (figures in bench/results/cluster.md).
+A restart under load (5,000 clients, the server stopped and started again; the Node peer's
+connection state recovery) has one too: bench/restart.py (bench/results/restart.md).
 
 Targets (--targets): ws, sio (switchboard), node (the Node peer), bare (the socketioxide peer).
 The default is all four, or the first three with a note when the socketioxide peer's binary

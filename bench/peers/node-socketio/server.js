@@ -4,18 +4,27 @@
 // NestJS/Socket.IO gateway today (shared/seed/websocket-gateway.md). It mirrors that gateway
 // and switchboard's Socket.IO events and payloads (shared/spec/contract.md, sections 1-5), so
 // that one load generator can drive both servers and compare them.
-// Deliberately left out: persistence, offline queues, `sync`/recovery, idempotency keys, the
-// REST API, rate limits, the plain `/ws` endpoint. Not a product; do not deploy it.
+// Deliberately left out: persistence, offline queues, `sync`/recovery (socket.io's own in-memory
+// recovery only with BENCH_RECOVERY=1, below), idempotency keys, the REST API, rate limits, the
+// plain `/ws` endpoint. Not a product; do not deploy it.
 //
 //   PORT=0 JWT_SECRET=... node server.js   ->  stderr: "listening on http://127.0.0.1:<port>"
 //
 // Env: PORT (default 3100; 0 = any free port), JWT_SECRET (required; HS256 tokens only).
+// Bench-only switches for bench/restart.py (off by default, so other runs are unchanged):
+//   BENCH_RECOVERY=1   socket.io's connection state recovery (in memory, 2 min)
+//   BENCH_PRESENCE=off no user-connected / user-disconnected broadcasts
+//   BENCH_ADMIN=1      POST /bench/broadcast (io.emit a broadcast-message, answers { id }) and
+//                      POST /bench/cut (closes every connection's transport, the process stays)
 
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 import { Server } from 'socket.io';
 
 const PORT = Number(process.env.PORT ?? 3100);
+const BENCH_RECOVERY = process.env.BENCH_RECOVERY === '1';
+const BENCH_PRESENCE = process.env.BENCH_PRESENCE !== 'off';
+const BENCH_ADMIN = process.env.BENCH_ADMIN === '1';
 const SECRET = process.env.JWT_SECRET;
 if (!SECRET) {
   console.error('JWT_SECRET is required');
@@ -132,12 +141,49 @@ function text(data, field) {
 // ---- Server -----------------------------------------------------------------------------------
 
 const httpServer = createServer((req, res) => {
+  if (BENCH_ADMIN && req.method === 'POST' && req.url?.startsWith('/bench/')) return benchAdmin(req, res);
   const ok = req.url === '/healthz';
   res.writeHead(ok ? 200 : 404, { 'content-type': 'application/json' });
   res.end(ok ? '{"status":"ok"}' : '{"error":"not found"}');
 });
 
-const io = new Server(httpServer, { cors: { origin: '*' }, maxHttpBufferSize: 1e6 });
+const io = new Server(httpServer, {
+  cors: { origin: '*' },
+  maxHttpBufferSize: 1e6,
+  // socket.io's defaults for the feature, spelled out: sessions and packets kept 2 minutes.
+  ...(BENCH_RECOVERY && {
+    connectionStateRecovery: { maxDisconnectionDuration: 2 * 60 * 1000, skipMiddlewares: true },
+  }),
+});
+
+// BENCH ONLY (BENCH_ADMIN=1): the restart bench's publisher and its cut. No auth: loopback
+// benchmarks only.
+function benchAdmin(req, res) {
+  req.resume();
+  req.on('end', () => {
+    let body;
+    if (req.url === '/bench/broadcast') {
+      const id = ++lastMessageId;
+      const from = { userId: 'bench-publisher', username: 'bench-publisher', role: 'ADMIN', connectedAt: now(), sessions: 0 };
+      io.emit('broadcast-message', { id, from, message: 'tick', timestamp: now() });
+      body = { id };
+    } else if (req.url === '/bench/cut') {
+      // Closing the Engine.IO transport ("forced close") is a disconnection socket.io
+      // recovers from; io.disconnectSockets() ("server namespace disconnect") is not.
+      let cut = 0;
+      for (const socket of io.of('/').sockets.values()) {
+        socket.conn.close();
+        cut += 1;
+      }
+      body = { cut };
+    } else {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  });
+}
 
 io.use((socket, next) => {
   const token = tokenOf(socket.handshake);
@@ -165,7 +211,7 @@ io.on('connection', (socket) => {
 
   const user = userObject(entry);
   socket.emit('connected', { message: `Welcome, ${username}`, user, timestamp: now(), rooms: [] });
-  if (first) socket.broadcast.emit('user-connected', { user, timestamp: now(), activeUsersCount: online.size });
+  if (first && BENCH_PRESENCE) socket.broadcast.emit('user-connected', { user, timestamp: now(), activeUsersCount: online.size });
 
   // Runs a handler; a Refusal becomes `error { message }`; the ack (if asked for) always comes.
   const on = (event, handler) =>
@@ -254,7 +300,7 @@ io.on('connection', (socket) => {
     if (entry.sockets.size === 0) {
       online.delete(userId);
       user.sessions = 0;
-      socket.broadcast.emit('user-disconnected', { user, timestamp: now(), activeUsersCount: online.size });
+      if (BENCH_PRESENCE) socket.broadcast.emit('user-disconnected', { user, timestamp: now(), activeUsersCount: online.size });
     }
   });
 });

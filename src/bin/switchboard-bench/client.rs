@@ -95,7 +95,7 @@ pub fn probe(text: &str) -> Option<(usize, u64, u128)> {
 }
 
 /// Small buffers: the load generator holds thousands of connections.
-fn config() -> WebSocketConfig {
+pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0)

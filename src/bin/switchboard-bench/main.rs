@@ -7,12 +7,14 @@
 //! cargo run --release --bin switchboard-bench -- fanout --url http://127.0.0.1:3000 \
 //!     --secret "$JWT_SECRET" --server-pid "$(pidof switchboard)" --receivers 1000
 //! ```
-//! `bench/run.py` starts the servers (switchboard and the Node peer) and runs the matrix.
+//! `bench/run.py` starts the servers (switchboard and the Node peer) and runs the matrix;
+//! `restart` starts and stops its server itself (`bench/restart.py` drives it).
 
 mod catchup;
 mod client;
 mod joins;
 mod measure;
+mod restart;
 mod scenarios;
 mod storm;
 
@@ -48,6 +50,11 @@ enum Scenario {
     /// A reconnect storm: N users with queued messages reconnecting at R/s with
     /// `lastMessageId`.
     Storm(StormArgs),
+    /// N clients through a server restart (switchboard) or a cut of every connection (the
+    /// Node peer, socket.io's connection state recovery): time until all are back,
+    /// handshakes, missed messages delivered, peak CPU and RSS. Runs the server itself: the
+    /// command after `--` (its listening line gives the URL; `--url` is not used).
+    Restart(RestartArgs),
     /// One client catching up on a large stored history (written by `bench/run.py`):
     /// replayed messages/s, `sync` page latency.
     Catchup(CatchupArgs),
@@ -170,6 +177,39 @@ struct StormArgs {
     /// Seconds to hold every connection after the last one had its chance to connect.
     #[arg(long, default_value_t = 5)]
     hold: u64,
+}
+
+#[derive(Debug, Args)]
+struct RestartArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Which server: its stop (SIGTERM and start again, or a cut), its publisher and how
+    /// clients resume.
+    #[arg(long, value_enum, default_value = "switchboard")]
+    kind: restart::Kind,
+    /// How clients wait before coming back (default: `package` for switchboard,
+    /// `socketio-client` for the Node peer).
+    #[arg(long, value_enum)]
+    policy: Option<restart::Policy>,
+    /// Clients, one user each.
+    #[arg(long, default_value_t = 5000)]
+    clients: usize,
+    /// Messages per second published to everyone.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Seconds of publishing before the stop.
+    #[arg(long, default_value_t = 3)]
+    warm: u64,
+    /// Seconds of publishing after the last client is back.
+    #[arg(long, default_value_t = 3)]
+    after: u64,
+    /// Seconds to wait for every client to be back.
+    #[arg(long, default_value_t = 90)]
+    return_timeout: u64,
+    /// The server command (environment inherited); it must print `listening on http://...`
+    /// and, for a restart, listen on the same address again.
+    #[arg(last = true, required = true)]
+    server: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -317,6 +357,7 @@ async fn main() {
         Scenario::ConnectRate(a) => scenarios::connect_rate(&a.common, a.total).await,
         Scenario::Presence(a) => scenarios::presence(&a.common, a.users).await,
         Scenario::Storm(a) => storm::storm(&a).await,
+        Scenario::Restart(a) => restart::restart(&a).await,
         Scenario::Catchup(a) => catchup::catchup(&a.common, &a).await,
         Scenario::Joins(a) => joins::joins(&a.common, &a).await,
         Scenario::HookServer(a) => joins::hook_server(a.listen).await,
