@@ -388,8 +388,8 @@ pub struct Limits {
     /// before giving up.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value = "10", value_parser = seconds)]
     pub shutdown_timeout: Duration,
-    /// On a graceful stop each client is told to come back after a delay drawn from 0 to
-    /// this many seconds (`retryAfterMs` on Socket.IO's `error`, "retry after N ms" in the
+    /// On a graceful stop each client is told to come back after a delay drawn from 1 s (a
+    /// restart's own time) to 1 s plus this many seconds (`retryAfterMs` on Socket.IO's `error`, "retry after N ms" in the
     /// `/ws` close frame), so that returns are spread instead of arriving in one second;
     /// 0: no hint.
     #[arg(long, env = "RECONNECT_SPREAD_SECS", default_value = "10", value_parser = seconds)]
