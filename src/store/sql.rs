@@ -161,6 +161,11 @@ pub(super) const FAILED_WEBHOOKS: &str =
      WHERE failed_at IS NOT NULL AND ($1 IS NULL OR endpoint = $1) AND event_id > $2
      ORDER BY event_id LIMIT $3";
 
+/// The ids of [`FAILED_WEBHOOKS`]' rows from the start, without their data (a resend).
+pub(super) const FAILED_WEBHOOK_IDS: &str = "SELECT event_id FROM webhook_events
+     WHERE failed_at IS NOT NULL AND ($1 IS NULL OR endpoint = $1)
+     ORDER BY event_id LIMIT $2";
+
 /// Per endpoint: pending events and when the oldest happened.
 pub(super) const WEBHOOK_PENDING_COUNTS: &str =
     "SELECT endpoint, COUNT(*), MIN(occurred_at) FROM webhook_events

@@ -7,6 +7,7 @@
 //! The sender holds no transaction while it waits on the network: it reads a batch (a plain
 //! read), sends it, and then hands its marks to the writer like any other write.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -149,11 +150,29 @@ impl Store {
         endpoint: Option<&str>,
         ids: Option<&[i64]>,
     ) -> Result<u64, StoreError> {
-        let failed = self.failed_webhooks(endpoint, 0, RESEND_MAX).await?;
+        // Their ids only: the rows' data is not needed to make them pending again.
+        let limit = i64::from(RESEND_MAX);
+        let failed: Result<Vec<i64>, sqlx::Error> = match &self.inner.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query_scalar(sql::FAILED_WEBHOOK_IDS)
+                    .bind(endpoint)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+            }
+            Backend::Postgres(pool) => {
+                sqlx::query_scalar(sql::FAILED_WEBHOOK_IDS)
+                    .bind(endpoint)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+            }
+        };
+        let failed = failed.map_err(self.failed("could not read the failed webhook events"))?;
+        let asked: Option<HashSet<i64>> = ids.map(|ids| ids.iter().copied().collect());
         let again: Vec<i64> = failed
             .into_iter()
-            .map(|e| e.id)
-            .filter(|id| ids.is_none_or(|ids| ids.contains(id)))
+            .filter(|id| asked.as_ref().is_none_or(|asked| asked.contains(id)))
             .collect();
         let n = again.len() as u64;
         if n > 0 {
