@@ -28,7 +28,9 @@ state recovery is built for: the process stays and every connection's transport 
 (the peer's bench-only POST /bench/cut); its clients come back socket.io-client's way (1 s,
 ±50 %, doubling up to 5 s) with the pid and offset socket.io gave them. Presence broadcasts
 are off on both sides (PRESENCE_EVENTS=off, BENCH_PRESENCE=off): 5,000 users arriving would
-otherwise measure presence fan-out (see bench/run.py --only storm), not recovery.
+otherwise measure presence fan-out (see bench/run.py --only storm), not recovery;
+`--presence users` measures switchboard's return in its default presence mode (where a storm's
+presence goes out as counts, docs/protocol.md section 9).
 
 The rate: 5,000 clients at 20/s is 100,000 deliveries/s, which takes the Node peer's whole
 core and 1.2 of switchboard's 2 before anything is stopped; 5/s leaves room for the return.
@@ -84,7 +86,7 @@ def run_case(key, opts):
             "DATABASE_URL": f"sqlite://{data}/bench.db",
             "RUST_LOG": "warn,switchboard::startup=info",
             "RECONNECT_SPREAD_SECS": str(spread),
-            "PRESENCE_EVENTS": "off",
+            "PRESENCE_EVENTS": opts.presence,
             "MAX_CONNECTIONS": "19900",
         })
         server = [str(opts.server)]
@@ -108,7 +110,8 @@ def run_case(key, opts):
         print(f"  ! {key}: {out.stderr.strip()[-800:]}", file=sys.stderr)
         return None
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    r.update({"case": key, "spread_s": spread, "load_before": [round(v, 2) for v in load]})
+    r.update({"case": key, "spread_s": spread, "load_before": [round(v, 2) for v in load],
+              "presence_events": opts.presence if kind == "switchboard" else "off"})
     print("  " + json.dumps(r), flush=True)
     return r
 
@@ -132,6 +135,8 @@ def table(rows):
                     f"(stop {r['shutdown_s']:.2f} + start {r['start_s']:.2f})")
             if r["policy"] != "package":
                 what += "; socket.io-client backoff"
+            if r.get("presence_events", "off") != "off":
+                what += f"; presence {r['presence_events']}"
         else:
             what = f"connections cut, process stays; {fmt(r['recovered'])} recovered"
         back = (f"{r['all_back_s']:.2f} s" if r.get("all_back_s") is not None
@@ -197,6 +202,8 @@ def main():
     ap.add_argument("--only", default=",".join(DEFAULT),
                     help="comma-separated cases: " + ", ".join(CASES))
     ap.add_argument("--clients", type=int, default=5000)
+    ap.add_argument("--presence", default="off", choices=["off", "users", "diff"],
+                    help="switchboard's PRESENCE_EVENTS (the peer's presence stays off)")
     ap.add_argument("--rate", type=float, default=5.0)
     ap.add_argument("--server", default=str(ROOT / "target" / "release" / "switchboard"))
     ap.add_argument("--bench", default=str(ROOT / "target" / "release" / "switchboard-bench"))

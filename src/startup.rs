@@ -237,6 +237,25 @@ pub struct Gateway {
     embedded: EmbeddedGateway,
 }
 
+/// Connections the kernel may hold for the accept loop. tokio's `TcpListener::bind` asks for
+/// 1,024, and a reconnect storm (2,000 arrivals a second while the loop also serves) overflowed
+/// it: a dropped SYN is retried by the client's kernel after 1 s, which was the storm's p99.
+/// Linux caps it at `net.core.somaxconn` (4,096 by default).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr`, with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restart may bind while the old sockets are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 impl Gateway {
     /// Opens the store, loads the key and binds. Nothing is served until
     /// [`Gateway::run_until_stopped`].
@@ -253,12 +272,10 @@ impl Gateway {
     ) -> Result<Self, StartupError> {
         let bind_addr = settings.bind_addr;
         let embedded = EmbeddedGateway::build_with_bus(settings, bus).await?;
-        let listener = TcpListener::bind(bind_addr)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: bind_addr,
-                source,
-            })?;
+        let listener = listen(bind_addr).map_err(|source| StartupError::Bind {
+            addr: bind_addr,
+            source,
+        })?;
         Ok(Self { listener, embedded })
     }
 
