@@ -5,12 +5,14 @@
 //! backup`). Only SQL and opening live here; the statements both dialects accept are in
 //! `../sql.rs`, everything else is shared above.
 //!
-//! Opening (this file): the file's directory, the pragmas (WAL, `synchronous`, foreign keys),
+//! Opening (this file): the file's directory, the pragmas (WAL, `synchronous`, foreign keys,
+//! checkpoints beside the writer: `checkpoint.rs`, statement journals in memory),
 //! the migrations, the crash recovery of sessions, and where message ids and offline queues
 //! stand. What comes out ([`Opened`]) is everything [`Store`](super::Store) needs to start its
 //! writer; `postgres/mod.rs` returns the same for PostgreSQL.
 
 pub mod backup;
+mod checkpoint;
 pub(in crate::store) mod chunks;
 pub(in crate::store) mod counters;
 pub(in crate::store) mod messages;
@@ -97,6 +99,7 @@ pub(super) async fn open(
     let start = message_state(&pool, id_block)
         .await
         .map_err(sql("could not read the message log state"))?;
+    checkpoint::spawn(pool.clone());
     Ok(Opened {
         backend: Backend::Sqlite(pool),
         run_id,
@@ -133,6 +136,11 @@ async fn connect(
             Synchronous::Full => SqliteSynchronous::Full,
         })
         .foreign_keys(true)
+        // Checkpoints run beside the writer (`checkpoint.rs`), not inside its commits.
+        .pragma("wal_autocheckpoint", "0")
+        // Statement journals (a multi-row INSERT's undo, inside the writer's transaction) in
+        // memory: in a temporary file they cost the writer a write(2) per page.
+        .pragma("temp_store", "memory")
         .busy_timeout(Duration::from_secs(5));
     // A local file does not need a ping before each use; it would cost the writer one
     // more worker round trip per batch.
