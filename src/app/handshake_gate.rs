@@ -196,9 +196,9 @@ mod tests {
         let (order_tx, mut order_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut waiters = Vec::new();
         for i in 0..3 {
-            let (gate, order) = (gate.clone(), order_tx.clone());
+            let (waiter, order) = (gate.clone(), order_tx.clone());
             waiters.push(tokio::spawn(async move {
-                let turn = gate.turn().await.expect("a turn in time");
+                let turn = waiter.turn().await.expect("a turn in time");
                 order.send(i).expect("the test listens");
                 // Held until the test has seen who got it, so the next one is still waiting.
                 tokio::task::yield_now().await;

@@ -577,3 +577,27 @@ impl Receipts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_says_when_to_come_back_in_its_text_drawn_from_one_to_three_seconds() {
+        for _ in 0..200 {
+            let busy = Refusal::busy();
+            let after = busy.retry_after().expect("a hint");
+            assert!(
+                (BUSY_RETRY_FLOOR..=BUSY_RETRY_FLOOR + BUSY_RETRY_SPREAD).contains(&after),
+                "{after:?}"
+            );
+            assert_eq!(
+                busy.to_string(),
+                format!("server busy; retry after {} ms", after.as_millis())
+            );
+            assert_eq!(busy.code(), "busy");
+            assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        assert_eq!(Refusal::ShuttingDown.retry_after(), None);
+    }
+}
