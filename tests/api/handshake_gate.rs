@@ -60,6 +60,11 @@ async fn hold_the_turn(app: &TestApp) -> String {
         assert!(response.status().is_success(), "{}", response.status());
     }
     let with_sid = polling_open(app.addr).await;
+    // Engine.IO's first ping goes out as its session starts, into the queue the replay will
+    // fill: answered first, or a full queue would make it a heartbeat timeout (then a slow
+    // consumer) on a loaded machine. The next one is PING_INTERVAL_SECS (25 s) away.
+    assert_eq!(poll_at(app.addr, "GET", &with_sid, "").await, "2");
+    assert_eq!(poll_at(app.addr, "POST", &with_sid, "3").await, "ok");
     let connect = json!({ "token": app.token("holder", "USER"), "lastMessageId": 0 });
     assert_eq!(
         poll_at(app.addr, "POST", &with_sid, &format!("40{connect}")).await,
