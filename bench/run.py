@@ -426,7 +426,7 @@ def main():
         # A restart's reconnect storm; then the fd cap at twice the rate, in both presence modes.
         storms = [(5000, 1000, "users", ["ws", "sio", "node", "bare"])]
         if not opts.quick:
-            storms += [(19000, 2000, "users", ["ws"]), (19000, 2000, "diff", ["ws"])]
+            storms += [(19000, 2000, "users", ["ws", "sio"]), (19000, 2000, "diff", ["ws", "sio"])]
         for users, rate, mode, keys in storms:
             print(f"reconnect storm: {users} users at {rate}/s, PRESENCE_EVENTS={mode}", flush=True)
             for key in keys:
@@ -478,7 +478,8 @@ def write_summary(results):
                      f"{fmt(r['timed_out'])} timed out, handshake p50 {fmt(r['handshake_p50_us'])} µs "
                      f"p99 {fmt(r['handshake_p99_us'])} µs, all missed messages in "
                      f"{fmt(r.get('all_caught_up_s'), 2)} s, {fmt(r['alive_after_hold'])} alive after the hold, "
-                     f"{fmt(r['frames_received'])} frames, server CPU {fmt(r.get('server_cpu_s'))} s |")
+                     f"{fmt(r['frames_received'])} frames ({fmt(r.get('presence_summaries'))} presence summaries), "
+                     f"{fmt(r.get('busy_retries'))} busy retries, server CPU {fmt(r.get('server_cpu_s'))} s |")
     for r in by("catchup"):
         lines.append(f"| catch-up, {r['missed']:,} missed of {r['stored_messages']:,} stored | {r['target']} | "
                      f"{fmt(r['replayed_per_sec'], 0)} replayed msg/s "

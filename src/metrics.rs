@@ -206,6 +206,7 @@ pub struct Metrics {
     replayed: Counter,
     slow_consumer: Counter,
     rate_limited: Counter,
+    presence_summed_up: Counter,
     store_batch_size: Histogram,
     store_commit_seconds: Histogram,
     handshake_seconds: HistogramFamily<TransportLabel>,
@@ -339,6 +340,12 @@ impl Metrics {
             "Connections closed for too many rate-limited events in a row",
             Counter::default(),
         );
+        let presence_summed_up = register(
+            &mut r,
+            "presence_summed_up_changes",
+            "Presence changes sent as counts in a presence-summary instead of one by one (a presence storm)",
+            Counter::default(),
+        );
         let store_batch_size = register(
             &mut r,
             "store_batch_size",
@@ -444,6 +451,7 @@ impl Metrics {
             replayed,
             slow_consumer,
             rate_limited,
+            presence_summed_up,
             store_batch_size,
             store_commit_seconds,
             handshake_seconds,
@@ -528,6 +536,11 @@ impl Metrics {
     /// A handshake turn was given back.
     pub fn handshake_turn_ended(&self) {
         self.handshakes_in_progress.dec();
+    }
+
+    /// `n` presence changes went out as one `presence-summary` (a presence storm).
+    pub fn presence_summed_up(&self, n: u64) {
+        self.presence_summed_up.inc_by(n);
     }
 
     /// A connection was refused before it opened; `reason` is the stable error code.

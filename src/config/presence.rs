@@ -31,6 +31,12 @@ pub struct PresenceSettings {
     /// into one event (a user who joined and left inside it appears in neither list).
     #[arg(long, env = "PRESENCE_DIFF_INTERVAL_MS", default_value = "200", value_parser = millis)]
     pub diff_interval: Duration,
+    /// Presence deliveries per second (changes x connections) before presence gives way: a
+    /// flush that would cost more goes out as one `presence-summary` with counts instead of
+    /// names, at most once a second, until the changes fit again (a reconnect storm then
+    /// leaves the CPU to the handshakes). 0: never.
+    #[arg(long, env = "PRESENCE_STORM_BUDGET", default_value = "200000", value_parser = clap::value_parser!(u64))]
+    pub storm_budget: u64,
 }
 
 impl Default for PresenceSettings {

@@ -28,6 +28,7 @@ mod membership;
 mod outbound;
 mod overview;
 mod presence;
+mod presence_storm;
 mod publish;
 mod published;
 mod remote;

@@ -18,18 +18,24 @@
 //!   presence frame lists more than [`MAX_DIFF_USERS`] users but a snapshot: a larger window
 //!   or merge goes out as several diffs in a row.
 //!
+//! - When a flush would cost more than `PRESENCE_STORM_BUDGET` deliveries per second (changes
+//!   times connections), its changes go out as one `presence-summary` with counts instead
+//!   ([`presence_storm`](super::presence_storm)): the log keeps them, marked as summed up, and
+//!   every writer skips from the first of them to the summary in one step.
+//!
 //! The rule a client can rely on: presence events arrive in order; a snapshot replaces every
 //! change before it; a `presence-diff` may repeat a change a snapshot already showed (apply
 //! joins and leaves as set operations). In `diff` mode every connection gets the same diff,
 //! its own user's arrival included.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
+use super::presence_storm::{STORM_INTERVAL, StormBudget, Tally};
 use super::{Event, Hub, Inner};
 use crate::config::{PresenceMode, PresenceSettings};
 use crate::protocol::wire::{self, ActiveUsers, Presence, PresenceDiff, UserObject};
@@ -56,6 +62,10 @@ struct Item {
     subject: Option<Arc<str>>,
     event: Arc<Event>,
     diff: Option<Arc<DiffContent>>,
+    /// A `users`-mode change: whether the subject came online, and the count after it.
+    change: Option<(bool, usize)>,
+    /// A `presence-summary`: the changes before it that it stands for are not sent.
+    summary: bool,
 }
 
 /// What a `presence-diff` said, for merging several into one.
@@ -81,6 +91,9 @@ struct Log {
     /// Recent merges of pending diffs, by range: writers woken by the same windows are
     /// behind by the same ranges, and share one merge.
     merged: VecDeque<Merged>,
+    /// `users` mode: the ranges of changes a summary stands for, oldest first; the summary
+    /// is the item at each range's end.
+    summed_up: VecDeque<(u64, u64)>,
 }
 
 /// Pending diffs from one sequence to another, merged (and chunked).
@@ -95,16 +108,60 @@ impl Log {
     }
 
     fn push(&mut self, subject: Option<Arc<str>>, event: Arc<Event>, diff: Option<DiffContent>) {
-        if self.items.len() >= LOG_CAPACITY {
-            self.items.pop_front();
-        }
-        self.items.push_back(Item {
+        self.push_item(Item {
             seq: self.next_seq,
             subject,
             event,
             diff: diff.map(Arc::new),
+            change: None,
+            summary: false,
         });
+    }
+
+    fn push_item(&mut self, item: Item) {
+        if self.items.len() >= LOG_CAPACITY {
+            self.items.pop_front();
+            let first = self.first_seq();
+            while self.summed_up.front().is_some_and(|(_, to)| *to < first) {
+                self.summed_up.pop_front();
+            }
+        }
+        self.items.push_back(item);
         self.next_seq += 1;
+    }
+
+    /// Appends a `presence-summary` standing for the items from `from` to the end; in `users`
+    /// mode those are then skipped (`diff` mode skips what precedes a summary by itself).
+    fn push_summary(&mut self, from: u64, event: Arc<Event>) {
+        let to = self.next_seq;
+        if from < to {
+            self.summed_up.push_back((from, to));
+        }
+        self.push_item(Item {
+            seq: to,
+            subject: None,
+            event,
+            diff: None,
+            change: None,
+            summary: true,
+        });
+    }
+
+    /// Where a reader at `seq` goes on when `seq` is among changes a summary stands for: the
+    /// summary itself.
+    fn skip(&self, seq: u64) -> Option<u64> {
+        self.summed_up
+            .iter()
+            .find(|(from, to)| (*from..*to).contains(&seq))
+            .map(|(_, to)| *to)
+    }
+
+    /// The first change after `seq` that a summary stands for.
+    fn next_summed_up(&self, seq: u64) -> Option<u64> {
+        self.summed_up
+            .iter()
+            .map(|(from, _)| *from)
+            .find(|from| *from > seq)
     }
 
     /// Items from `from` (inclusive) to `to` (exclusive) still in the log.
@@ -119,6 +176,9 @@ impl Log {
 
 struct Shared {
     settings: PresenceSettings,
+    budget: StormBudget,
+    /// Live cursors: how many connections one change goes to.
+    readers: AtomicU64,
     log: Mutex<Log>,
     /// The log's `next_seq` as last published to the writers.
     published: watch::Sender<u64>,
@@ -136,6 +196,28 @@ impl Shared {
         let next = self.log().next_seq;
         self.published.send_replace(next);
     }
+
+    /// `users` mode: publishes the changes gathered over `span`, or one summary of them when
+    /// sending them one by one would pass the budget. Returns how many were summed up.
+    fn flush_users(&self, span: Duration) -> u64 {
+        let mut log = self.log();
+        let from = (*self.published.borrow()).max(log.first_seq());
+        let changes = log.next_seq - from;
+        let readers = self.readers.load(Ordering::Relaxed);
+        let mut summed_up = 0;
+        if self.budget.exceeded(changes, readers, span) {
+            let mut tally = Tally::default();
+            for (joined, count) in log.range(from, log.next_seq).filter_map(|i| i.change) {
+                tally.add(joined, count);
+            }
+            summed_up = tally.connected + tally.disconnected;
+            log.push_summary(from, tally.event());
+        }
+        let next = log.next_seq;
+        drop(log);
+        self.published.send_replace(next);
+        summed_up
+    }
 }
 
 /// The hub's presence log and its flusher's signals.
@@ -148,6 +230,8 @@ impl PresenceFeed {
         let (published, _) = watch::channel(0);
         Self {
             shared: Arc::new(Shared {
+                budget: StormBudget::new(settings.storm_budget),
+                readers: AtomicU64::new(0),
                 settings,
                 log: Mutex::new(Log::default()),
                 published,
@@ -187,31 +271,58 @@ impl PresenceFeed {
                     },
                 );
                 let subject = Arc::from(user.user_id.as_str());
-                self.shared.log().push(Some(subject), event, None);
+                let mut log = self.shared.log();
+                let seq = log.next_seq;
+                log.push_item(Item {
+                    seq,
+                    subject: Some(subject),
+                    event,
+                    diff: None,
+                    change: Some((joined, active_users_count)),
+                    summary: false,
+                });
             }
             PresenceMode::Diff => window.record(user.clone(), joined),
         }
         self.shared.appended.notify_one();
     }
 
-    /// Under the hub lock: closes the `diff` window into one logged `presence-diff`.
-    /// Returns false when nothing changed.
-    fn close_window(&self, window: &mut Window, active_users_count: usize) -> bool {
+    /// Under the hub lock: closes the `diff` window into one logged `presence-diff` (or a
+    /// summary, when sending its users to every reader would pass the budget). Returns what
+    /// it logged.
+    fn close_window(&self, window: &mut Window, active_users_count: usize) -> Closed {
         let (joins, leaves) = window.take();
         if joins.is_empty() && leaves.is_empty() {
-            return false;
+            return Closed::Nothing;
+        }
+        let changes = (joins.len() + leaves.len()) as u64;
+        let readers = self.shared.readers.load(Ordering::Relaxed);
+        let mut log = self.shared.log();
+        if self
+            .shared
+            .budget
+            .exceeded(changes, readers, self.shared.settings.diff_interval)
+        {
+            let tally = Tally {
+                connected: joins.len() as u64,
+                disconnected: leaves.len() as u64,
+                active_users_count,
+            };
+            let from = log.next_seq;
+            log.push_summary(from, tally.event());
+            return Closed::Summary(changes);
         }
         let timestamp = wire::now();
-        let mut log = self.shared.log();
         for diff in chunks(joins, leaves, active_users_count, &timestamp) {
             let event = diff_event(&diff);
             log.push(None, event, Some(diff));
         }
-        true
+        Closed::Diffs
     }
 
     /// A cursor at the log's end, for a connection registering under the hub lock.
     pub fn cursor(&self, hub: Hub, user_id: Arc<str>) -> PresenceCursor {
+        self.shared.readers.fetch_add(1, Ordering::Relaxed);
         PresenceCursor {
             hub,
             shared: self.shared.clone(),
@@ -258,7 +369,16 @@ impl PresenceFeed {
         if shared.settings.mode == PresenceMode::Off {
             return;
         }
+        let hub_of_window = hub.clone();
+        let summed_up = move |n: u64| {
+            if n > 0
+                && let Some(inner) = hub.upgrade()
+            {
+                inner.metrics.presence_summed_up(n);
+            }
+        };
         tokio::spawn(async move {
+            let mut flushed = Instant::now();
             loop {
                 shared.appended.notified().await;
                 if shared.closed.load(Ordering::Relaxed) {
@@ -267,12 +387,22 @@ impl PresenceFeed {
                 match shared.settings.mode {
                     PresenceMode::Off => return,
                     PresenceMode::Users => {
-                        shared.publish();
-                        tokio::time::sleep(USERS_FLUSH_INTERVAL).await;
+                        let n = shared.flush_users(flushed.elapsed());
+                        flushed = Instant::now();
+                        summed_up(n);
+                        // A storm's next summary comes a second later, not 50 ms.
+                        let pause = if n > 0 {
+                            STORM_INTERVAL
+                        } else {
+                            USERS_FLUSH_INTERVAL
+                        };
+                        tokio::time::sleep(pause).await;
                     }
                     PresenceMode::Diff => {
                         tokio::time::sleep(shared.settings.diff_interval).await;
-                        let Some(inner) = hub.upgrade() else { return };
+                        let Some(inner) = hub_of_window.upgrade() else {
+                            return;
+                        };
                         let hub = Hub { inner };
                         let closed = {
                             let mut state = hub.state();
@@ -282,14 +412,32 @@ impl PresenceFeed {
                                 .close_window(&mut state.presence_window, count)
                         };
                         drop(hub);
-                        if closed {
-                            shared.publish();
+                        match closed {
+                            Closed::Nothing => {}
+                            Closed::Diffs => shared.publish(),
+                            Closed::Summary(n) => {
+                                shared.publish();
+                                summed_up(n);
+                                // Changes go on gathering in the window meanwhile.
+                                tokio::time::sleep(
+                                    STORM_INTERVAL.saturating_sub(shared.settings.diff_interval),
+                                )
+                                .await;
+                            }
                         }
                     }
                 }
             }
         });
     }
+}
+
+/// What closing a `diff` window logged.
+enum Closed {
+    Nothing,
+    Diffs,
+    /// A summary of this many changes.
+    Summary(u64),
 }
 
 /// One window's (or merge's) changes as diffs of at most [`MAX_DIFF_USERS`] users each.
@@ -376,6 +524,12 @@ impl std::fmt::Debug for PresenceCursor {
     }
 }
 
+impl Drop for PresenceCursor {
+    fn drop(&mut self) {
+        self.shared.readers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl PresenceCursor {
     /// Resolves when there is presence to take. Cancel-safe; pends forever when presence is
     /// off or the hub is gone.
@@ -406,15 +560,34 @@ impl PresenceCursor {
         match self.shared.settings.mode {
             PresenceMode::Users | PresenceMode::Off => {
                 let until = published.min(self.next + MAX_BATCH);
-                out.extend(
-                    log.range(self.next, until)
-                        .filter(|item| item.subject.as_deref() != Some(&*self.user_id))
-                        .map(|item| item.event.clone()),
-                );
-                self.next = until;
+                while self.next < until {
+                    if let Some(summary) = log.skip(self.next) {
+                        self.next = summary;
+                        continue;
+                    }
+                    let stop = log
+                        .next_summed_up(self.next)
+                        .map_or(until, |s| s.min(until));
+                    out.extend(
+                        log.range(self.next, stop)
+                            .filter(|item| item.subject.as_deref() != Some(&*self.user_id))
+                            .map(|item| item.event.clone()),
+                    );
+                    self.next = stop;
+                }
                 return;
             }
             PresenceMode::Diff => {
+                // A summary makes every diff before it moot: it goes out first, then what
+                // came after it.
+                if let Some(summary) = log
+                    .range(self.next, published)
+                    .filter(|item| item.summary)
+                    .last()
+                {
+                    out.extend([summary.event.clone()]);
+                    self.next = summary.seq + 1;
+                }
                 let pending: Vec<Arc<DiffContent>> = log
                     .range(self.next, published)
                     .filter_map(|item| item.diff.clone())
@@ -588,6 +761,28 @@ mod tests {
         assert_eq!(seqs, [12, 13, 14]);
         let from_before: Vec<u64> = log.range(0, 12).map(|i| i.seq).collect();
         assert_eq!(from_before, [10, 11], "what fell off the end is gone");
+    }
+
+    #[test]
+    fn a_summary_makes_readers_skip_the_changes_it_stands_for() {
+        let mut log = Log::default();
+        for i in 0..3_u64 {
+            log.push(None, Event::new("x", &i), None);
+        }
+        log.push_summary(1, Event::new("presence-summary", &0));
+        log.push(None, Event::new("x", &4), None);
+        assert_eq!(log.skip(0), None, "before the storm");
+        assert_eq!(
+            log.skip(1),
+            Some(3),
+            "a reader at a summed-up change goes to the summary"
+        );
+        assert_eq!(log.skip(2), Some(3));
+        assert_eq!(log.skip(3), None, "the summary itself is read");
+        assert_eq!(log.next_summed_up(0), Some(1));
+        assert_eq!(log.next_summed_up(1), None);
+        let summary = log.range(3, 4).next().expect("the summary");
+        assert!(summary.summary && summary.subject.is_none());
     }
 
     #[test]

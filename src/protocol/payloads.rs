@@ -271,6 +271,7 @@ const RESERVED_EVENT_NAMES: &[&str] = &[
     "user-connected",
     "user-disconnected",
     "presence-diff",
+    "presence-summary",
     "active-users",
     "users-stats",
     "broadcast-message",

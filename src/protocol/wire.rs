@@ -74,6 +74,21 @@ pub struct PresenceDiff<'a> {
     pub timestamp: &'a str,
 }
 
+/// `presence-summary`: the presence changes of a storm, counted instead of named (section 9,
+/// "Presence storms"); the client's list of users is out of date until it asks again.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceSummary {
+    /// Users whose first connection opened among the changes summed up.
+    pub connected: u64,
+    /// Users whose last connection closed among them.
+    pub disconnected: u64,
+    /// Distinct users online after the last of them.
+    pub active_users_count: usize,
+    /// When the summary was made.
+    pub timestamp: String,
+}
+
 /// `active-users`.
 #[derive(Debug, Serialize)]
 pub struct ActiveUsers {

@@ -146,3 +146,85 @@ async fn presence_never_makes_a_slow_consumer_of_a_client_catching_up() {
     assert_eq!(presence, 60);
     sender.close().await;
 }
+
+/// A presence storm (section 9): with a budget of one delivery per second, any change with
+/// more than one connection to hear it passes it, and goes out as a `presence-summary` with
+/// counts instead of a `user-connected` / `user-disconnected` with names.
+#[tokio::test]
+async fn past_the_storm_budget_changes_go_out_as_a_summary_with_counts() {
+    let app = spawn_app_with(|s| s.presence.storm_budget = 1).await;
+    let (mut alice, _) = app.user("alice", "USER").await;
+    let (carol, _) = app.user("carol", "USER").await;
+    let (bob, _) = app.user("bob", "USER").await;
+    // Carol's arrival (two readers) and bob's (three) are summed up, one summary a flush:
+    // alice reads until the count says both are in.
+    let summary = loop {
+        let (name, data) = alice.next_event().await;
+        assert_eq!(name, "presence-summary", "no names in a storm: {data}");
+        assert_eq!(data["disconnected"], 0, "{data}");
+        assert!(data["timestamp"].is_string(), "{data}");
+        if data["activeUsersCount"] == 3 {
+            break data;
+        }
+    };
+    assert!(summary["connected"].as_u64() >= Some(1), "{summary}");
+
+    bob.close().await;
+    let left = alice.expect("presence-summary").await;
+    assert_eq!(left["connected"], 0, "{left}");
+    assert_eq!(left["disconnected"], 1, "{left}");
+    assert_eq!(left["activeUsersCount"], 2, "{left}");
+    // What was summed up is never sent by name afterwards.
+    alice.expect_silence().await;
+
+    // The list stays one question away.
+    alice.emit("get-active-users", json!(null)).await;
+    let active = alice.expect("active-users").await;
+    let mut online = user_ids(&active["users"]);
+    online.sort();
+    assert_eq!(online, ["alice", "carol"]);
+    carol.close().await;
+}
+
+/// The same in `diff` mode: a window whose users would pass the budget goes out as a summary.
+#[tokio::test]
+async fn diff_mode_sums_up_a_window_past_the_storm_budget() {
+    let app = spawn_app_with(|s| {
+        s.presence.mode = PresenceMode::Diff;
+        s.presence.diff_interval = Duration::from_millis(100);
+        s.presence.storm_budget = 1;
+    })
+    .await;
+    let (mut alice, _) = app.user("alice", "USER").await;
+    // Alice's own arrival, one reader: a tenth of a delivery's budget, still past it.
+    let own = alice.expect("presence-summary").await;
+    assert_eq!(own["connected"], 1, "{own}");
+    let (bob, _) = app.user("bob", "USER").await;
+    let joined = alice.expect("presence-summary").await;
+    assert_eq!(joined["connected"], 1, "{joined}");
+    assert_eq!(joined["activeUsersCount"], 2, "{joined}");
+    bob.close().await;
+    let left = alice.expect("presence-summary").await;
+    assert_eq!(left["disconnected"], 1, "{left}");
+    assert_eq!(left["activeUsersCount"], 1, "{left}");
+    alice.expect_silence().await;
+}
+
+/// Under the budget nothing changes: the default budget lets a small crowd's arrivals through
+/// one by one, by name.
+#[tokio::test]
+async fn under_the_storm_budget_every_change_goes_out_by_name() {
+    let app = spawn_app().await;
+    let (mut alice, _) = app.user("alice", "USER").await;
+    let mut others = Vec::new();
+    for i in 0..20 {
+        others.push(app.user(&format!("u{i}"), "USER").await.0);
+    }
+    for i in 0..20 {
+        let event = alice.expect("user-connected").await;
+        assert_eq!(event["user"]["userId"], format!("u{i}"), "{event}");
+    }
+    for other in others {
+        other.close().await;
+    }
+}

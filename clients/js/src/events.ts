@@ -102,6 +102,8 @@ export interface ServerEvents {
   'user-connected': Presence;
   'user-disconnected': Presence;
   'presence-diff': { joins: User[]; leaves: User[]; activeUsersCount: number; timestamp: string };
+  /** A presence storm's changes, counted instead of named: the list of users is out of date. */
+  'presence-summary': { connected: number; disconnected: number; activeUsersCount: number; timestamp: string };
   'active-users': ActiveUsers;
   'users-stats': UsersStats;
   'broadcast-message': ChatMessage;
@@ -155,6 +157,7 @@ export const SERVER_EVENT_FIELDS = {
   'user-connected': ['user', 'timestamp', 'activeUsersCount'],
   'user-disconnected': ['user', 'timestamp', 'activeUsersCount'],
   'presence-diff': ['joins', 'leaves', 'activeUsersCount', 'timestamp'],
+  'presence-summary': ['connected', 'disconnected', 'activeUsersCount', 'timestamp'],
   'active-users': ['users', 'count'],
   'users-stats': ['totalUsers', 'usersByRole', 'connectionTimes'],
   'broadcast-message': ['id', 'from', 'message', 'timestamp'],

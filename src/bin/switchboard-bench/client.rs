@@ -117,6 +117,16 @@ pub async fn connect(
 
 /// Like [`connect`], asking for everything after `last_message_id` (the query on `/ws`, the
 /// auth object on Socket.IO).
+/// The admission's "come back later" hint in a refusal (`retry after N ms`), if it is one.
+pub fn retry_hint(refusal: &str) -> Option<Duration> {
+    let at = refusal.find("retry after ")? + "retry after ".len();
+    let digits: String = refusal[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok().map(Duration::from_millis)
+}
+
 pub async fn connect_resuming(
     proto: Proto,
     server: SocketAddr,
@@ -154,7 +164,15 @@ async fn open(
     };
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config()))
         .await
-        .map_err(|e| format!("handshake: {e}"))?;
+        .map_err(|e| match e {
+            // A refusal before the upgrade: its body says why (and, when busy, when to retry).
+            tokio_tungstenite::tungstenite::Error::Http(response) => format!(
+                "refused: {} {}",
+                response.status(),
+                String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+            ),
+            e => format!("handshake: {e}"),
+        })?;
     if proto == Proto::Sio {
         expect_prefix(&mut ws, "0").await?;
         let resume = resume
@@ -235,6 +253,16 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_busy_refusal_says_when_to_retry() {
+        let refusal = r#"refused: 503 Service Unavailable {"error":"server busy; retry after 1834 ms","code":"busy","retryAfterMs":1834}"#;
+        assert_eq!(retry_hint(refusal), Some(Duration::from_millis(1834)));
+        assert_eq!(
+            retry_hint("refused: 401 Unauthorized {\"error\":\"invalid token\"}"),
+            None
+        );
+    }
 
     #[test]
     fn frames_are_classified_by_prefix() {

@@ -24,7 +24,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What became of one client.
 #[derive(Default)]
 struct Outcome {
+    /// From the first attempt, retries after a busy refusal included.
     handshake_us: Option<u64>,
+    /// Busy refusals followed (the server's admission said when to come back).
+    retries: u64,
+    presence_summaries: u64,
     timed_out: bool,
     /// Since the storm began, when the client had every message queued for it.
     caught_up_us: Option<u64>,
@@ -61,11 +65,31 @@ pub async fn storm(args: &StormArgs) -> Result<Value, String> {
         let hold_over = hold_over.clone();
         clients.push(tokio::spawn(async move {
             let mut outcome = Outcome::default();
-            let connect =
-                client::connect_resuming(proto, server, Some(source_for(i)), &token, resume_from);
+            let first_attempt = Instant::now();
+            let connect = async {
+                loop {
+                    let attempt = client::connect_resuming(
+                        proto,
+                        server,
+                        Some(source_for(i)),
+                        &token,
+                        resume_from,
+                    );
+                    match attempt.await {
+                        Err(e) => match client::retry_hint(&e) {
+                            Some(after) => {
+                                outcome.retries += 1;
+                                tokio::time::sleep(after).await;
+                            }
+                            None => return Err(e),
+                        },
+                        done => return done,
+                    }
+                }
+            };
             let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
-                Ok(Ok((conn, took))) => {
-                    outcome.handshake_us = Some(took.as_micros() as u64);
+                Ok(Ok((conn, _))) => {
+                    outcome.handshake_us = Some(first_attempt.elapsed().as_micros() as u64);
                     conn
                 }
                 Ok(Err(_)) => return outcome,
@@ -119,6 +143,18 @@ pub async fn storm(args: &StormArgs) -> Result<Value, String> {
         outcomes.iter().filter(|o| o.alive).count().into(),
     );
     m.insert(
+        "busy_retries".into(),
+        outcomes.iter().map(|o| o.retries).sum::<u64>().into(),
+    );
+    m.insert(
+        "presence_summaries".into(),
+        outcomes
+            .iter()
+            .map(|o| o.presence_summaries)
+            .sum::<u64>()
+            .into(),
+    );
+    m.insert(
         "frames_received".into(),
         frames.load(Ordering::Relaxed).into(),
     );
@@ -164,6 +200,7 @@ async fn follow(
             Frame::Ping => {
                 let _ = conn.send("3").await;
             }
+            Frame::Event("presence-summary") => outcome.presence_summaries += 1,
             Frame::Event("private-message") if missed > 0 => {
                 missed -= 1;
                 if missed == 0 {
