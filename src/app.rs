@@ -9,6 +9,10 @@
 //! record in), the verifier, the settings and the webhook senders' health. Handlers that need only a part take that part:
 //! axum's `FromRef` turns the whole state into a [`Hub`], a [`Store`], the [`Metrics`], a
 //! [`Verifier`] or the [`Settings`] on demand (each a cheap clone).
+//!
+//! [`handshake_gate`]: the one gate both transports' handshakes take turns at.
+
+mod handshake_gate;
 
 use std::sync::Arc;
 
@@ -25,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::protocol::events::ParseLimits;
 use crate::store::Store;
 use crate::webhooks::WebhookHealth;
+pub(crate) use handshake_gate::{HandshakeGate, Turn};
 
 /// What every request handler shares; cheap to clone.
 #[derive(Clone)]
@@ -39,6 +44,8 @@ pub(crate) struct AppState {
     /// Every upgraded connection, so shutdown can wait for them (axum's graceful shutdown
     /// does not: upgraded sockets leave hyper's books).
     pub connections: TaskTracker,
+    /// Handshakes under way and the connections waiting for a turn (`HANDSHAKE_*`).
+    pub handshakes: Arc<HandshakeGate>,
     /// The application's join hook (`JOIN_HOOK_URL`), when one is configured.
     pub join_hook: Option<Arc<JoinHook>>,
     /// What each webhook endpoint's sender last did, when endpoints are configured (the

@@ -210,6 +210,9 @@ pub struct Metrics {
     store_batch_size: Histogram,
     store_commit_seconds: Histogram,
     handshake_seconds: HistogramFamily<TransportLabel>,
+    handshakes_waiting: Gauge,
+    handshakes_in_progress: Gauge,
+    handshake_wait_seconds: Histogram,
     /// Unlabelled sums of two families above, for [`Metrics::totals`] (not exported).
     messages_total: Counter,
     opened_total: Counter,
@@ -361,6 +364,24 @@ impl Metrics {
             "From the opening request to the `connected` event, by transport",
             HistogramFamily::new_with_constructor(seconds_histogram as fn() -> Histogram),
         );
+        let handshakes_waiting = register(
+            &mut r,
+            "handshakes_waiting",
+            "Connections waiting for a handshake turn (HANDSHAKE_QUEUE bounds them)",
+            Gauge::default(),
+        );
+        let handshakes_in_progress = register(
+            &mut r,
+            "handshakes_in_progress",
+            "Handshakes holding a turn (HANDSHAKE_CONCURRENCY bounds them)",
+            Gauge::default(),
+        );
+        let handshake_wait_seconds = register(
+            &mut r,
+            "handshake_wait_seconds",
+            "Time a connection waited for its handshake turn (0 when one was free)",
+            seconds_histogram(),
+        );
         let bus: Family<DirectionLabel, Counter> = register(
             &mut r,
             "bus_messages",
@@ -434,6 +455,9 @@ impl Metrics {
             store_batch_size,
             store_commit_seconds,
             handshake_seconds,
+            handshakes_waiting,
+            handshakes_in_progress,
+            handshake_wait_seconds,
             messages_total: Counter::default(),
             opened_total: Counter::default(),
             cluster,
@@ -496,6 +520,22 @@ impl Metrics {
             }
             _ => {}
         }
+    }
+
+    /// A connection began (`1`) or stopped (`-1`) waiting for a handshake turn.
+    pub fn handshake_waiting(&self, change: i64) {
+        self.handshakes_waiting.inc_by(change);
+    }
+
+    /// A connection got its handshake turn after waiting `waited` for it.
+    pub fn handshake_turn_taken(&self, waited: Duration) {
+        self.handshakes_in_progress.inc();
+        self.handshake_wait_seconds.observe(waited.as_secs_f64());
+    }
+
+    /// A handshake turn was given back.
+    pub fn handshake_turn_ended(&self) {
+        self.handshakes_in_progress.dec();
     }
 
     /// `n` presence changes went out as one `presence-summary` (a presence storm).

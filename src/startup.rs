@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::access::{self, AccessError, JoinHook, RoomAccess};
-use crate::app::AppState;
+use crate::app::{AppState, HandshakeGate};
 use crate::auth::Verifier;
 use crate::auth::keys::KeyError;
 use crate::cluster::{self, Bus, Cluster, ClusterError};
@@ -132,6 +132,7 @@ impl EmbeddedGateway {
         let state = AppState {
             hub,
             store,
+            handshakes: HandshakeGate::new(&settings.handshake, metrics.clone()),
             metrics,
             verifier,
             settings: Arc::new(settings),

@@ -16,9 +16,9 @@ use jsonwebtoken::Algorithm;
 
 use super::{
     AccessSettings, ClusterSettings, ConfigError, ConnectionLimits, CorsOrigins,
-    DEFAULT_DATABASE_PATH, DatabaseLocation, DatabaseSettings, GENERATED_SECRET_FILE, JwtKeySource,
-    JwtSettings, Limits, LogFormat, MetricsToken, NodeId, PostgresUrl, PresenceSettings,
-    RetentionSettings, Settings, Synchronous, WebhookSettings,
+    DEFAULT_DATABASE_PATH, DatabaseLocation, DatabaseSettings, GENERATED_SECRET_FILE,
+    HandshakeLimits, JwtKeySource, JwtSettings, Limits, LogFormat, MetricsToken, NodeId,
+    PostgresUrl, PresenceSettings, RetentionSettings, Settings, Synchronous, WebhookSettings,
 };
 
 /// Every variable, in the order of `.env.example`. No `Debug`: it holds the JWT secret.
@@ -93,6 +93,8 @@ pub(super) struct EnvSettings {
     limits: Limits,
     #[command(flatten)]
     connections: ConnectionLimits,
+    #[command(flatten)]
+    handshake: HandshakeLimits,
     #[command(flatten)]
     presence: PresenceSettings,
     #[command(flatten)]
@@ -210,6 +212,7 @@ impl EnvSettings {
             log_format: self.log_format,
             limits: self.limits,
             connections: self.connections,
+            handshake: self.handshake,
             presence: self.presence,
             cluster: self.cluster,
             webhooks: self.webhooks.resolve()?,

@@ -10,6 +10,7 @@ mod access;
 mod cluster;
 mod connections;
 mod env;
+mod handshake;
 mod node;
 mod presence;
 mod webhooks;
@@ -25,6 +26,7 @@ pub use cluster::{ClusterSettings, NatsUrl};
 pub use connections::ConnectionLimits;
 pub(crate) use env::help as env_help;
 use env::{at_least, days_or_forever, seconds, zero_is_none};
+pub use handshake::HandshakeLimits;
 pub use node::NodeId;
 pub use presence::{PresenceMode, PresenceSettings};
 pub use webhooks::{
@@ -67,6 +69,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Header timeout and connection caps, applied before any HTTP is parsed.
     pub connections: ConnectionLimits,
+    /// How many handshakes run at once, and how long the others wait for a turn.
+    pub handshake: HandshakeLimits,
     /// Which presence events connections get (`PRESENCE_EVENTS`).
     pub presence: PresenceSettings,
     /// Whether and how this node joins a cluster (`NATS_URL`, ...).
@@ -517,6 +521,9 @@ mod tests {
         assert_eq!(s.connections.header_timeout, Duration::from_secs(10));
         assert_eq!(s.connections.max_connections, 10_000);
         assert_eq!(s.connections.max_connections_per_ip, None);
+        assert_eq!(s.handshake.concurrency, 64);
+        assert_eq!(s.handshake.queue, 10_000);
+        assert_eq!(s.handshake.wait, Duration::from_millis(5000));
     }
 
     #[test]
@@ -687,6 +694,7 @@ mod tests {
         assert_eq!(format!("{:?}", s.limits), format!("{:?}", d.limits));
         assert_eq!(s.database.retention, d.database.retention);
         assert_eq!(s.connections, d.connections);
+        assert_eq!(s.handshake, d.handshake);
         assert!(!s.database.is_default());
         assert_eq!(s.bind_addr.port(), 0);
     }

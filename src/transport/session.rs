@@ -4,11 +4,13 @@
 //! connection is closed on the wire) and calls these four steps:
 //!
 //! 1. [`admit`]: before anything is upgraded or connected: refuses while stopping, an
-//!    `Origin` outside `CORS_ORIGINS`, a malformed `lastMessageId`, and a bad token.
+//!    `Origin` outside `CORS_ORIGINS`, a malformed `lastMessageId`, and a bad token; then
+//!    waits for a handshake turn ([`HandshakeGate`](crate::app::HandshakeGate)), or refuses
+//!    as `busy` with a hint to come back.
 //! 2. [`Session::open`]: registers the connection with the hub (`connected`, presence, the
 //!    session row) and starts its token clock ([`expiry`]: `token-expiring`, then the close
 //!    with `token_expired`; `refresh-token` renews it); [`Session::catch_up`] then replays
-//!    what the client is owed.
+//!    what the client is owed, and gives the turn back.
 //! 3. [`Session::handle`]: one client event: rate limit, then the command's ordered part;
 //!    its ack (after `error` on refusal) goes through the transport's own channel once its
 //!    outcome is known, in frame order ([`pipeline`](super::pipeline)). The transport's
@@ -37,7 +39,7 @@ use tracing::{Instrument, Span};
 use super::expiry;
 use super::pipeline::{AckFn, Pipeline};
 use super::rate_limit::{RateLimiter, Verdict};
-use crate::app::AppState;
+use crate::app::{AppState, Turn};
 use crate::auth::{AuthError, Identity};
 use crate::commands::{self, Caller, CommandError, Credentials, Outcome, Pending};
 use crate::hub::{CloseReason, Closer, Outbound, PresenceCursor, SessionMeta, Transport};
@@ -58,6 +60,10 @@ pub(crate) enum Refusal {
     OriginNotAllowed,
     #[error("lastMessageId must be a non-negative integer (a message id)")]
     BadResumeId,
+    /// No handshake turn within `HANDSHAKE_WAIT_MS`, or `HANDSHAKE_QUEUE` connections were
+    /// already waiting for one.
+    #[error("server busy; retry after {} ms", .retry_after.as_millis())]
+    Busy { retry_after: Duration },
     #[error(transparent)]
     Auth(#[from] AuthError),
 }
@@ -66,7 +72,9 @@ impl Refusal {
     /// The HTTP status, for transports that refuse before an upgrade.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::ShuttingDown | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ShuttingDown | Self::Unavailable | Self::Busy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::BadResumeId => StatusCode::BAD_REQUEST,
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
@@ -80,10 +88,45 @@ impl Refusal {
             Self::Unavailable => "unavailable",
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::BadResumeId => "bad_resume_id",
+            Self::Busy { .. } => "busy",
             Self::Auth(e) => e.code(),
         }
     }
+
+    /// When the client is told to come back (`busy` only).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Busy { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// `busy`, with a hint drawn uniformly from [`BUSY_RETRY_FLOOR`] to that plus
+    /// [`BUSY_RETRY_SPREAD`], so that the clients refused together do not come back together.
+    fn busy() -> Self {
+        let spread_ms = BUSY_RETRY_SPREAD.as_millis() as u64;
+        let mut bytes = [0_u8; 8];
+        // No randomness: the middle of the range, still a hint.
+        let draw =
+            getrandom::fill(&mut bytes).map_or(spread_ms / 2, |()| u64::from_le_bytes(bytes));
+        Self::Busy {
+            retry_after: BUSY_RETRY_FLOOR + Duration::from_millis(draw % (spread_ms + 1)),
+        }
+    }
 }
+
+/// The shortest hint a `busy` refusal gives: the time a turn or two takes to come free.
+const BUSY_RETRY_FLOOR: Duration = Duration::from_secs(1);
+/// How far above [`BUSY_RETRY_FLOOR`] a `busy` hint may be drawn.
+const BUSY_RETRY_SPREAD: Duration = Duration::from_secs(2);
+
+/// The longest a connection holds its handshake turn once its catch-up has started. A client
+/// that reads its replay slowly (or not at all) would otherwise hold a turn for as long as it
+/// likes and keep everyone behind it waiting; past this its catch-up goes on without the
+/// turn. A constant, not a setting: 5 s is long for a replay that reads at the server's pace
+/// (2,000 messages at most) and short next to `HANDSHAKE_WAIT_MS`'s default, so one stalled
+/// client delays the queue, never starves it.
+const CATCH_UP_TURN_MAX: Duration = Duration::from_secs(5);
 
 /// What a connection request carries, wherever its transport found it.
 pub(crate) struct Request<'a> {
@@ -114,44 +157,63 @@ pub(crate) struct ConnectQuery {
     pub last_message_id: Option<String>,
 }
 
-/// An admitted connection: who it is, its session id and where its recovery starts.
-#[derive(Debug, Clone)]
+/// An admitted connection: who it is, its session id, where its recovery starts, and its
+/// handshake turn. Not `Clone`: the turn is given back when this is dropped (an upgrade that
+/// failed, a Socket.IO connection that never reached its handler), or by
+/// [`Session::catch_up`] once the connection is open.
+#[derive(Debug)]
 pub(crate) struct Admitted {
     pub identity: Identity,
     pub session_id: u64,
     pub resume_from: Option<u64>,
     /// See [`Request::started`].
     pub started: Instant,
+    turn: Turn,
 }
 
-/// Decides whether a connection may open, cheapest checks first, and gives it its session id
-/// (which, on PostgreSQL, may take a new block from the database). A refusal is counted by
-/// its code.
+/// Decides whether a connection may open, cheapest checks first; then waits for a handshake
+/// turn and gives the connection its session id (which, on PostgreSQL, may take a new block
+/// from the database). A refusal is counted by its code.
+///
+/// The token is checked before the turn is taken: it needs nothing shared (a signature check,
+/// a map lookup for revocations), so a turn guards only the work that crowds the store and
+/// the hub, and a client whose token is refused hears why at once instead of after queueing
+/// (and then being told `busy`, to come back only to be refused).
 pub(crate) async fn admit(app: &AppState, request: &Request<'_>) -> Result<Admitted, Refusal> {
-    let admitted = match check(app, request) {
-        Ok((identity, resume_from)) => match app.store.next_session_id().await {
-            Ok(session_id) => {
-                if let Some(since) = resume_from {
-                    // In a cluster this node may not have delivered up to the id the client
-                    // saw on another one yet: its catch-up would then start below it, and
-                    // live delivery would repeat what the client has. A short, bounded wait.
-                    app.store.wait_delivered(since, RESUME_WAIT).await;
-                }
-                Ok(Admitted {
-                    identity,
-                    session_id,
-                    resume_from,
-                    started: request.started,
-                })
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "connection refused: no session id");
-                Err(Refusal::Unavailable)
-            }
-        },
-        Err(refusal) => Err(refusal),
-    };
+    let admitted = admit_counted(app, request).await;
     admitted.inspect_err(|refusal| app.metrics.auth_refused(refusal.code()))
+}
+
+async fn admit_counted(app: &AppState, request: &Request<'_>) -> Result<Admitted, Refusal> {
+    let (identity, resume_from) = check(app, request)?;
+    let turn = tokio::select! {
+        turn = app.handshakes.turn() => turn.map_err(|_| Refusal::busy())?,
+        () = app.stopping.cancelled() => return Err(Refusal::ShuttingDown),
+    };
+    // A turn that came just as the stop began is no reason to open.
+    if app.stopping.is_cancelled() {
+        return Err(Refusal::ShuttingDown);
+    }
+    let session_id = match app.store.next_session_id().await {
+        Ok(session_id) => session_id,
+        Err(e) => {
+            tracing::error!(error = %e, "connection refused: no session id");
+            return Err(Refusal::Unavailable);
+        }
+    };
+    if let Some(since) = resume_from {
+        // In a cluster this node may not have delivered up to the id the client saw on
+        // another one yet: its catch-up would then start below it, and live delivery would
+        // repeat what the client has. A short, bounded wait.
+        app.store.wait_delivered(since, RESUME_WAIT).await;
+    }
+    Ok(Admitted {
+        identity,
+        session_id,
+        resume_from,
+        started: request.started,
+        turn,
+    })
 }
 
 /// Who is connecting and from which message id it resumes, or why it may not.
@@ -208,6 +270,9 @@ pub(crate) struct Session {
     acks: Pipeline,
     /// See [`Session::acks_send_errors`].
     ack_sends_errors: bool,
+    /// The handshake turn, until [`Session::catch_up`] gives it back (or the session is
+    /// dropped).
+    turn: Option<Turn>,
 }
 
 impl Session {
@@ -286,17 +351,30 @@ impl Session {
             presence: Some(registered.presence),
             acks: Pipeline::for_queue(limits.outbound_queue_capacity),
             ack_sends_errors: false,
+            turn: Some(admitted.turn),
             app: app.clone(),
         }
     }
 
     /// Replays the offline queue (and, when asked, everything since `lastMessageId`), then
     /// lets the live events held meanwhile through. Ends early if the connection closes.
-    pub async fn catch_up(&self) {
+    /// Gives the handshake turn back when it ends, or [`CATCH_UP_TURN_MAX`] after it started
+    /// if it is still going (a client reading slowly), whichever comes first.
+    pub async fn catch_up(&mut self) {
+        let turn = self.turn.take();
         let replay = commands::replay_on_connect(&self.caller, self.resume_from, self.replay_until)
             .instrument(self.span.clone());
+        let closed = self.caller.outbound.closer().closed();
+        tokio::pin!(replay, closed);
+        if let Some(turn) = turn {
+            tokio::select! {
+                () = &mut closed => return,
+                () = &mut replay => return,
+                () = tokio::time::sleep(CATCH_UP_TURN_MAX) => drop(turn),
+            }
+        }
         tokio::select! {
-            () = self.closer().closed() => {}
+            () = closed => {}
             () = replay => {}
         }
     }
@@ -497,5 +575,29 @@ impl Receipts {
             self.store
                 .delivered(&self.user_id, std::mem::take(&mut self.noted));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_says_when_to_come_back_in_its_text_drawn_from_one_to_three_seconds() {
+        for _ in 0..200 {
+            let busy = Refusal::busy();
+            let after = busy.retry_after().expect("a hint");
+            assert!(
+                (BUSY_RETRY_FLOOR..=BUSY_RETRY_FLOOR + BUSY_RETRY_SPREAD).contains(&after),
+                "{after:?}"
+            );
+            assert_eq!(
+                busy.to_string(),
+                format!("server busy; retry after {} ms", after.as_millis())
+            );
+            assert_eq!(busy.code(), "busy");
+            assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        assert_eq!(Refusal::ShuttingDown.retry_after(), None);
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! What is the same for every transport (admission, opening, one event, closing) is the
 //! [`session`](super::session) core; this module keeps the `/ws` framing. Before the upgrade,
-//! a refusal is an HTTP status with `{"error": ...}` (403 origin, 401 token, 400 bad
-//! `lastMessageId`, 503 stopping; 400 bad `Sec-WebSocket-Key`, 426 other version than 13:
+//! a refusal is an HTTP status with `{"error": ...}` (an admission refusal adds its `code`:
+//! 403 origin, 401 token, 400 bad `lastMessageId`, 503 stopping, 503 `busy` with
+//! `Retry-After` and `retryAfterMs`; 400 bad `Sec-WebSocket-Key`, 426 other version than 13:
 //! [`handshake`](super::handshake)), and tungstenite's buffers and limits are set from the
 //! configuration (its defaults: 128 KiB buffers, an unbounded write buffer, 64 MiB messages).
 //! After it, one reader and one writer per connection:
@@ -30,7 +31,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 
 use super::RemoteAddr;
-use super::session::{self, Admitted, ConnectQuery, Receipts, Session};
+use super::session::{self, Admitted, ConnectQuery, Receipts, Refusal, Session};
 use crate::app::AppState;
 use crate::commands::{AckReply, CommandError, Outcome};
 use crate::hub::{
@@ -47,6 +48,24 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// A refusal before the upgrade: a status and `{"error": message}`.
 fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// An admission refusal: its status and `{"error": text, "code": code}`; `busy` adds when to
+/// come back, as `Retry-After` (whole seconds, rounded up) and `retryAfterMs` (exact).
+fn refuse_admission(refusal: &Refusal) -> Response {
+    let mut body = json!({ "error": refusal.to_string(), "code": refusal.code() });
+    let Some(after) = refusal.retry_after() else {
+        return (refusal.status(), Json(body)).into_response();
+    };
+    let millis = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+    body["retryAfterMs"] = json!(millis);
+    let seconds = millis.div_ceil(1000).to_string();
+    (
+        refusal.status(),
+        [(header::RETRY_AFTER, seconds)],
+        Json(body),
+    )
+        .into_response()
 }
 
 /// `GET /ws`: admits, then upgrades.
@@ -72,7 +91,7 @@ pub(crate) async fn upgrade(
     };
     let admitted = match session::admit(&app, &request).await {
         Ok(admitted) => admitted,
-        Err(refusal) => return refuse(refusal.status(), refusal.to_string()),
+        Err(refusal) => return refuse_admission(&refusal),
     };
     if let Err(refusal) = super::handshake::check_upgrade(&headers) {
         return refusal;
@@ -104,6 +123,8 @@ pub(crate) async fn upgrade(
 
 /// Runs one connection from registration to the recorded end.
 async fn serve_connection(socket: WebSocket, app: AppState, admitted: Admitted, meta: SessionMeta) {
+    // `admitted` holds the handshake turn: the session takes it, and its catch-up gives it
+    // back (an upgrade that never completes drops it with this closure).
     let (outbound, queue) = Outbound::channel(app.settings.limits.outbound_queue_capacity);
     let mut receipts = Receipts::new(app.store.clone(), admitted.identity.user_id.clone());
     let span = session::connection_span(&admitted.identity, &meta);

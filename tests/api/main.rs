@@ -21,6 +21,7 @@ mod crash;
 mod embedded;
 mod events;
 mod failures;
+mod handshake_gate;
 mod history_access;
 mod hygiene;
 mod join_hook;

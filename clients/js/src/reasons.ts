@@ -68,6 +68,8 @@ export function reasonOfRefusal(text: string, status?: number): string {
   }
   if (text === 'origin not allowed' || status === 403) return 'forbidden';
   if (text.startsWith('lastMessageId must be')) return 'bad_request';
+  // No handshake turn in time: come back after the hint the text carries (`retry after N ms`).
+  if (text.startsWith('server busy')) return 'busy';
   if (status === 401) return 'invalid_token';
   // 503 (shutting down, unavailable, too many connections) and anything unknown: later.
   return 'unavailable';

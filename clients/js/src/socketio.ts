@@ -67,7 +67,9 @@ class SocketIoTransport implements Transport {
       handlers.event(event, data);
     });
     socket.on('connect_error', (error: { message?: string }) => {
-      this.end(reasonOfRefusal(String(error?.message ?? '')));
+      // `server busy; retry after N ms` carries its hint in the text.
+      const message = String(error?.message ?? '');
+      this.end(reasonOfRefusal(message), hintOf(message));
     });
     socket.on('disconnect', (why: string) => {
       if (why === 'io client disconnect') return;

@@ -6,8 +6,9 @@
  * The standard API hides why a handshake failed (no status, no body), yet the client must
  * tell a revoked or invalid token (stop) from a server that is down (retry). So after a
  * connection that never opened, it asks once over HTTP: a plain GET of the same URL gets the
- * same admission answer (401 and its text for a token, 400 for a bad cursor, 503 with
- * `Retry-After` while stopping). A valid token gets 400 "Connection header did not include
+ * same admission answer (401 and its text for a token, 400 for a bad cursor, 503 while
+ * stopping, 503 `busy` with `Retry-After` and the exact `retryAfterMs` in the body when no
+ * handshake turn came in time). A valid token gets 400 "Connection header did not include
  * 'upgrade'", and any failure of the probe itself counts as "down, come back later".
  */
 import { Handlers, Opening, Transport, Connector, AckReply } from './transport.js';
@@ -142,12 +143,14 @@ class WsTransport implements Transport {
       const url = new URL(wsUrl(this.opening));
       url.protocol = url.protocol === 'wss:' ? 'https:' : 'http:';
       const response = await fetcher(url.toString());
-      const body = (await response.json().catch(() => ({}))) as { error?: unknown };
+      const body = (await response.json().catch(() => ({}))) as { error?: unknown; retryAfterMs?: unknown };
       const text = typeof body.error === 'string' ? body.error : '';
+      // The body's `retryAfterMs` is exact; `Retry-After` is whole seconds, rounded up.
       const retryAfter = Number(response.headers.get('retry-after'));
-      const hint = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined;
+      const hint = hintOf(body) ?? (Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined);
       // A valid token reaches the upgrade check: the failure was elsewhere (network, proxy).
-      const refused = response.status === 401 || response.status === 403 || text.startsWith('lastMessageId');
+      const refused =
+        response.status === 401 || response.status === 403 || text.startsWith('lastMessageId') || text.startsWith('server busy');
       this.end(refused ? reasonOfRefusal(text, response.status) : 'unavailable', hint);
     } catch {
       this.end('transport_error');

@@ -64,6 +64,9 @@ test('close frames and refusal texts map to reason words', () => {
   assert.equal(reasonOfRefusal('origin not allowed', 403), 'forbidden');
   assert.equal(reasonOfRefusal('server is shutting down', 503), 'unavailable');
   assert.equal(reasonOfRefusal('xhr poll error'), 'unavailable');
+  assert.equal(reasonOfRefusal('server busy; retry after 1834 ms', 503), 'busy');
+  assert.equal(reasonOfRefusal('server busy; retry after 1834 ms'), 'busy');
+  assert.deepEqual(verdictOf('busy', 1834), { action: 'retry', reason: 'busy', retryAfterMs: 1834 });
 });
 
 test('retry hints: fields in ms or seconds, JSON or words in a close sentence', () => {
@@ -73,4 +76,6 @@ test('retry hints: fields in ms or seconds, JSON or words in a close sentence', 
   assert.equal(hintOf('server shutting down; retry after 3 s'), 3000);
   assert.equal(hintOf('server shutting down; retry after 250 ms'), 250);
   assert.equal(hintOf('server shutting down'), undefined);
+  assert.equal(hintOf('server busy; retry after 1834 ms'), 1834, 'a Socket.IO connect_error');
+  assert.equal(hintOf({ error: 'server busy; retry after 1834 ms', code: 'busy', retryAfterMs: 1834 }), 1834);
 });

@@ -123,6 +123,8 @@ async fn authenticate(
             .get::<Opened>()
             .map_or_else(Instant::now, |opened| opened.0),
     };
+    // May wait for a handshake turn; `busy` becomes the `connect_error` "server busy; retry
+    // after N ms". The turn travels in `Accepted` to the session, whose catch-up gives it back.
     let admitted = session::admit(&app, &request).await?;
     let connecting = listen(&socket, &app, admitted);
     socket
