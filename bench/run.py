@@ -400,6 +400,11 @@ def main():
         print("private", flush=True)
         for target in TARGETS:
             record(run(target, "private", ["--receivers", 100, "--duration", duration]))
+            # The same pairs with 16 messages in flight each (pipelined sends).
+            r = run(target, "private", ["--receivers", 100, "--window", 16, "--duration", duration])
+            if r:
+                r["scenario"] = "private-16"
+            record(r)
     if "connect-rate" in wanted:
         print("connect rate", flush=True)
         for target in TARGETS:
@@ -450,7 +455,7 @@ def write_summary(results):
     by = lambda scen: [r for r in results if r["scenario"] == scen]
     lines.append("| scenario | target | deliveries/s | server CPU µs/delivery | p50 µs | p99 µs | lost | load gen CPU µs/delivery |")
     lines.append("|---|---|---|---|---|---|---|---|")
-    for scen in ["fanout", "fanout-fixed-rate", "broadcast", "private"]:
+    for scen in ["fanout", "fanout-fixed-rate", "broadcast", "private", "private-16"]:
         for r in by(scen):
             label = f"{scen} {r['receivers']} recv" + (f" @ {r['rate_per_sender']}/s" if scen == "fanout-fixed-rate" else "")
             lines.append(f"| {label} | {r['target']} | {fmt(r['deliveries_per_sec'], 0)} | "
