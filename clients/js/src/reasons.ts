@@ -6,7 +6,7 @@
  * the disconnect, and an admission refusal (an HTTP status and text on `/ws`, the
  * `connect_error` message on Socket.IO). This module turns each into one `Verdict`: retry
  * with backoff, retry once with a fresh token, or stop. The tables are held equal to the
- * server's by `test/reasons.test.js`.
+ * server's by `test/events.test.js` (close reasons) and `test/unit.test.js` (refusals).
  */
 
 /** The server's close reasons (`sessions.disconnect_reason`) with their `/ws` close codes. */
