@@ -134,12 +134,15 @@ async fn serve_connection(socket: WebSocket, app: AppState, admitted: Admitted, 
     let ping_interval = app.settings.limits.ping_interval;
     let idle_timeout = app.settings.limits.idle_timeout;
     // Not instrumented as a whole (see `Session::in_span`): the session enters its span
-    // where it may log.
+    // where it may log. The catch-up and the last acks are boxed, as `read_loop` boxes each
+    // event's handling: a future is as large as its largest state, and these are short-lived
+    // states of a connection that spends its life waiting; inline, they made every idle
+    // connection's task 1.6 KB larger (4,520 bytes against 2,920).
     tokio::join!(
         async {
-            session.catch_up().await;
+            Box::pin(session.catch_up()).await;
             read_loop(stream, &mut session, &outbound, idle_timeout).await;
-            session.send_all_acks().await;
+            Box::pin(session.send_all_acks()).await;
         },
         write_loop(sink, queue, presence, ping_interval, &mut receipts),
     );
@@ -169,7 +172,7 @@ async fn read_loop(
         let text = match message {
             Message::Text(text) => text,
             Message::Binary(_) => {
-                let flow = session.handle(Err(CommandError::BinaryFrame), |_| {}).await;
+                let flow = Box::pin(session.handle(Err(CommandError::BinaryFrame), |_| {})).await;
                 if flow.is_break() {
                     return;
                 }
@@ -184,9 +187,9 @@ async fn read_loop(
             Err(e) => (Err(e.clone().into()), ClientFrame::ack_of_invalid(&text)),
         };
         let to = outbound.clone();
-        let flow = session
-            .handle(event, move |result| send_ack(&to, ack, result))
-            .await;
+        // Boxed: see `serve_connection` (one allocation per event, against every idle
+        // connection carrying the largest command's state).
+        let flow = Box::pin(session.handle(event, move |result| send_ack(&to, ack, result))).await;
         if flow.is_break() {
             return;
         }
