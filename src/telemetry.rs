@@ -7,8 +7,12 @@
 //! `sessions` row.
 //!
 //! [`error_chain`] writes an error with its causes, for lines about calls to other services.
+//! [`RefusalLog`] keeps a flood of refusals (connections, busy handshakes) to one warning per
+//! [`REPORT_EVERY`], with the count.
 
 use std::io::IsTerminal;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::EnvFilter;
 
@@ -43,4 +47,55 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The shortest time between two warnings of one [`RefusalLog`].
+pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Rate-limits a warning about refusals: the first refusal is reported at once, the ones after
+/// it are counted and reported with the next line, at most one per [`REPORT_EVERY`].
+#[derive(Default)]
+pub(crate) struct RefusalLog {
+    /// Held for a comparison and an add, never across an `.await`.
+    state: Mutex<ReportState>,
+}
+
+#[derive(Default)]
+struct ReportState {
+    last_report: Option<Instant>,
+    held_back: u64,
+}
+
+impl RefusalLog {
+    /// Counts one refusal at `now`; when a line is due, returns how many refusals it reports
+    /// (this one and those held back since the last line).
+    pub(crate) fn record(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.held_back += 1;
+        let due = state
+            .last_report
+            .is_none_or(|last| now.saturating_duration_since(last) >= REPORT_EVERY);
+        if !due {
+            return None;
+        }
+        state.last_report = Some(now);
+        Some(std::mem::take(&mut state.held_back))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_refusals_gives_one_line_per_period_with_the_count() {
+        let log = RefusalLog::default();
+        let start = Instant::now();
+        assert_eq!(log.record(start), Some(1), "the first is reported at once");
+        for i in 1..1000 {
+            assert_eq!(log.record(start + Duration::from_millis(i)), None);
+        }
+        assert_eq!(log.record(start + REPORT_EVERY), Some(1000));
+        assert_eq!(log.record(start + REPORT_EVERY), None);
+    }
 }

@@ -13,17 +13,15 @@
 //! A turn is a permit of a tokio [`Semaphore`], which hands permits out first come, first
 //! served; it is released when the [`Turn`] is dropped, wherever that happens.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::HandshakeLimits;
 use crate::metrics::Metrics;
-
-/// The shortest time between two log lines about busy refusals.
-const REPORT_EVERY: Duration = Duration::from_secs(10);
+use crate::telemetry::RefusalLog;
 
 /// Handshakes under way and the connections waiting for a turn.
 pub(crate) struct HandshakeGate {
@@ -147,31 +145,6 @@ impl Drop for Turn {
     }
 }
 
-/// Rate-limits the warning about busy refusals, as `startup/admission.rs` does for refused
-/// sockets (a layer above: not shared): the first is reported at once, the ones after it
-/// counted and reported with the next line, at most one line per [`REPORT_EVERY`].
-#[derive(Default)]
-struct RefusalLog {
-    /// Held for a comparison and an add, never across an `.await`.
-    state: Mutex<(Option<Instant>, u64)>,
-}
-
-impl RefusalLog {
-    /// Counts one refusal at `now`; when a line is due, how many refusals it reports.
-    fn record(&self, now: Instant) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let (last_report, held_back) = &mut *state;
-        *held_back += 1;
-        let due =
-            last_report.is_none_or(|last| now.saturating_duration_since(last) >= REPORT_EVERY);
-        if !due {
-            return None;
-        }
-        *last_report = Some(now);
-        Some(std::mem::take(held_back))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,16 +244,5 @@ mod tests {
         assert_eq!(gate.waiting.load(Ordering::Acquire), 0, "its place is free");
         drop(first);
         assert!(gate.turn().await.is_ok(), "a dropped turn is free again");
-    }
-
-    #[test]
-    fn busy_refusals_give_one_line_per_period_with_the_count() {
-        let log = RefusalLog::default();
-        let start = Instant::now();
-        assert_eq!(log.record(start), Some(1));
-        for i in 1..100 {
-            assert_eq!(log.record(start + Duration::from_millis(i)), None);
-        }
-        assert_eq!(log.record(start + REPORT_EVERY), Some(100));
     }
 }

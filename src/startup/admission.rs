@@ -2,18 +2,14 @@
 //! `MAX_CONNECTIONS_PER_IP` from one address. Each admitted socket holds a [`Slot`] for as
 //! long as it lives; the slot travels inside the socket's I/O object, through an upgrade, so a
 //! WebSocket or Socket.IO connection counts until its socket is dropped, not only while hyper
-//! serves its HTTP part. Refusals are logged as a [`RefusalLog`] allows: one line per
-//! [`REPORT_EVERY`] with the count, never one line per refused socket under a flood.
+//! serves its HTTP part. Refusals are logged as a [`RefusalLog`](crate::telemetry::RefusalLog) allows: one line per
+//! [`REPORT_EVERY`](crate::telemetry::REPORT_EVERY) with the count, never one line per refused socket under a flood.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use crate::config::ConnectionLimits;
-
-/// The shortest time between two refusal warnings of one kind.
-pub(super) const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// The counts of open connections, against the configured caps.
 pub(super) struct Admission {
@@ -111,38 +107,6 @@ impl Drop for Slot {
     }
 }
 
-/// Rate-limits the warning about refused connections: the first refusal is reported at once,
-/// the ones after it are counted and reported with the next line, at most one per
-/// [`REPORT_EVERY`].
-#[derive(Default)]
-pub(super) struct RefusalLog {
-    /// Held for a comparison and an add, never across an `.await`.
-    state: Mutex<ReportState>,
-}
-
-#[derive(Default)]
-struct ReportState {
-    last_report: Option<Instant>,
-    held_back: u64,
-}
-
-impl RefusalLog {
-    /// Counts one refusal at `now`; when a line is due, returns how many refusals it reports
-    /// (this one and those held back since the last line).
-    pub(super) fn record(&self, now: Instant) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.held_back += 1;
-        let due = state
-            .last_report
-            .is_none_or(|last| now.saturating_duration_since(last) >= REPORT_EVERY);
-        if !due {
-            return None;
-        }
-        state.last_report = Some(now);
-        Some(std::mem::take(&mut state.held_back))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,17 +152,5 @@ mod tests {
         let _v4 = admission.try_admit(A).expect("v4");
         let mapped = IpAddr::V6(std::net::Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped());
         assert_eq!(admission.try_admit(mapped).err(), Some(Full::PerIp));
-    }
-
-    #[test]
-    fn a_flood_of_refusals_gives_one_line_per_period_with_the_count() {
-        let log = RefusalLog::default();
-        let start = Instant::now();
-        assert_eq!(log.record(start), Some(1), "the first is reported at once");
-        for i in 1..1000 {
-            assert_eq!(log.record(start + Duration::from_millis(i)), None);
-        }
-        assert_eq!(log.record(start + REPORT_EVERY), Some(1000));
-        assert_eq!(log.record(start + REPORT_EVERY), None);
     }
 }

@@ -42,8 +42,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
 
-use super::admission::{Admission, Full, RefusalLog, Slot};
+use super::admission::{Admission, Full, Slot};
 use crate::config::ConnectionLimits;
+use crate::telemetry::{REPORT_EVERY, RefusalLog};
 use crate::transport::linger::Lingering;
 
 /// Refused sockets being answered (503 + lingering close) at once; more are closed unanswered.
@@ -188,7 +189,7 @@ impl Doors {
                 last_refused = %remote.ip(),
                 "refusing connections with 503: {variable} reached \
                  ({refused} refused since the last line; at most one line per {}s)",
-                super::admission::REPORT_EVERY.as_secs(),
+                REPORT_EVERY.as_secs(),
             );
         }
         let Ok(answering) = self.answering.clone().try_acquire_owned() else {
